@@ -1,0 +1,113 @@
+"""`Network`: a checked spec with its IR, and `load()`, the front door of the API."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+
+from .diagnostics import Diagnostic, IncdslError, error
+from .ir import format_graph, format_shape, trunk_nodes
+from .lower import MAX_NODES, Lowerer, load_program
+
+
+@dataclass
+class Network:
+    """A checked network: its IR graph plus what the spec said about it."""
+
+    graph: nx.DiGraph
+    sources: dict
+    file: str
+    warnings: list = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.graph.graph["name"]
+
+    @property
+    def input(self) -> str:
+        return self.graph.graph["input"]
+
+    @property
+    def output(self) -> str:
+        return self.graph.graph["output"]
+
+    @property
+    def input_shape(self) -> tuple:
+        return self.graph.nodes[self.input]["shape"]
+
+    @property
+    def output_shape(self) -> tuple:
+        return self.graph.nodes[self.output]["shape"]
+
+    @property
+    def aux_heads(self) -> list[dict]:
+        return list(self.graph.graph["aux"])
+
+    @property
+    def params(self) -> dict:
+        """The network's parameters (after overrides)."""
+        return dict(self.graph.graph["params"])
+
+    @property
+    def layers(self) -> list[str]:
+        """Layer nodes of the inference graph (no input, no aux heads)."""
+        return [n for n in trunk_nodes(self.graph) if self.graph.nodes[n]["op"] != "input"]
+
+    def format(self) -> str:
+        return format_graph(self.graph)
+
+    def _repr_svg_(self) -> str:  # Jupyter shows a network as its block-level diagram
+        from .render.graphviz import render_svg
+        return render_svg(self)
+
+    def __repr__(self) -> str:
+        return f"<Network {self.name}: {len(self.layers)} layers, {format_shape(self.input_shape)} -> {format_shape(self.output_shape)}>"
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def load(spec: str | os.PathLike, *, params: dict | None = None, input: tuple | None = None,
+         file: str | None = None, max_nodes: int = MAX_NODES) -> Network:
+    """Parse, lower and check a spec.
+
+    Parameters:
+        spec: a path to a `.inc` file, or the spec text itself (anything with a newline).
+        params: overrides for the network's parameters, e.g. ``{"classes": 10}``.
+        input: another input shape ``(c, h, w)``; every shape is inferred again.
+        file: the name to report for text specs (and to resolve includes from).
+    Returns:
+        the checked `Network`.
+    Raises:
+        IncdslError: for every problem in the spec, with its location.
+
+    Example:
+        >>> net = load("specs/inception_v4.inc")
+        >>> net.output_shape
+        (1000,)
+    """
+    if isinstance(spec, os.PathLike) or ("\n" not in str(spec) and str(spec).endswith(".inc")):
+        path = str(spec)
+        try:
+            text = _read(path)
+        except FileNotFoundError:
+            raise error(f"no such spec file: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise error(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        file = file or path
+    else:
+        text = str(spec)
+        file = file or "<spec>"
+    program = load_program(text, file, _read)
+    if program.network is None:
+        raise IncdslError(error("the spec defines no network", None,
+                                hint="add `network NAME:` with `input CxHxW` as its first line").diagnostics,
+                          program.sources)
+    lowerer = Lowerer(program, max_nodes=max_nodes)
+    overrides = {k: (v, None) for k, v in (params or {}).items()}
+    graph = lowerer.lower_network(program.network, overrides, input)
+    return Network(graph, program.sources, file, lowerer.warnings)

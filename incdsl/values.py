@@ -1,0 +1,304 @@
+"""Values of the language: evaluating expressions and checking layer arguments.
+
+Values are ints, floats, bools, `Sym` (a bare word such as `relu`, `V` or `S`), `Dims`
+(a literal `3x3`), tuples, and None. Layer arguments are checked against a signature per op
+and normalised into the plain data the IR stores.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import syntax as s
+from .diagnostics import Span
+from .ir import ACTIVATIONS
+
+
+class Sym(str):
+    """A bare word used as a value: `relu`, `V`, `S`."""
+
+
+class Dims(tuple):
+    """A literal such as `3x3` or `3x299x299`."""
+
+
+class EvalError(Exception):
+    def __init__(self, message: str, span: Span, hint: str | None = None):
+        super().__init__(message)
+        self.message, self.span, self.hint = message, span, hint
+
+
+_WORDS = {"yes": True, "on": True, "true": True, "no": False, "off": False, "false": False, "none": None}
+SYMBOLS = {"V", "S", "auto", *ACTIVATIONS}
+RESERVED = set(_WORDS) | SYMBOLS | {"in"}
+
+
+def show(value) -> str:
+    if isinstance(value, Dims):
+        return "x".join(map(str, value))
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(show(v) for v in value) + ")"
+    return str(value)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _divisible(v, d=8, min_value=None):
+    """Round v to the nearest multiple of d, never below 90% of v (MobileNet's rule)."""
+    min_value = min_value or d
+    out = max(min_value, int(v + d / 2) // d * d)
+    return out + d if out < 0.9 * v else out
+
+
+_FUNCS: dict[str, Callable] = {
+    "min": min, "max": max, "abs": abs, "int": int, "float": float, "round": round,
+    "ceil": math.ceil, "floor": math.floor, "divisible": _divisible,
+}
+
+
+def evaluate(expr: s.Expr, env: dict, in_shape: tuple | None):
+    """Value of an expression. `env` maps names to values; `in_shape` backs `in.c/h/w`."""
+    if isinstance(expr, s.Num):
+        return expr.value
+    if isinstance(expr, s.DimsLit):
+        return Dims(expr.values)
+    if isinstance(expr, s.Name):
+        if expr.id in env:
+            return env[expr.id]
+        if expr.id in _WORDS:
+            return _WORDS[expr.id]
+        if expr.id in SYMBOLS:
+            return Sym(expr.id)
+        from .diagnostics import did_you_mean
+        raise EvalError(f"unknown name `{expr.id}`", expr.span,
+                        did_you_mean(expr.id, list(env) + sorted(SYMBOLS)) or
+                        "parameters are declared in the header: `block name(p = 1):`")
+    if isinstance(expr, s.Attr):
+        if expr.obj != "in":
+            raise EvalError(f"`{expr.obj}` has no attributes", expr.span, "only `in.c`, `in.h` and `in.w` exist")
+        if expr.attr not in ("c", "h", "w"):
+            raise EvalError(f"`in` has no attribute `{expr.attr}`", expr.span, "use `in.c`, `in.h` or `in.w`")
+        if in_shape is None:
+            raise EvalError("`in` is only defined inside a block or a residual", expr.span)
+        if expr.attr != "c" and len(in_shape) != 3:
+            raise EvalError(f"the input is flat ({in_shape[0]}); it has no `{expr.attr}`", expr.span)
+        return in_shape["chw".index(expr.attr)]
+    if isinstance(expr, s.Neg):
+        v = evaluate(expr.operand, env, in_shape)
+        if not _is_num(v):
+            raise EvalError(f"cannot negate `{show(v)}`", expr.span)
+        return -v
+    if isinstance(expr, s.BinOp):
+        a, b = evaluate(expr.left, env, in_shape), evaluate(expr.right, env, in_shape)
+        if not (_is_num(a) and _is_num(b)):
+            raise EvalError(f"`{expr.op}` needs numbers, found `{show(a)}` and `{show(b)}`", expr.span)
+        if expr.op in ("/", "//", "%") and b == 0:
+            raise EvalError("division by zero", expr.span)
+        try:
+            return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
+                    "//": lambda: a // b, "%": lambda: a % b}[expr.op]()
+        except OverflowError:
+            raise EvalError("number too large", expr.span) from None
+    if isinstance(expr, s.Call):
+        if expr.func not in _FUNCS:
+            from .diagnostics import did_you_mean
+            raise EvalError(f"unknown function `{expr.func}`", expr.span,
+                            did_you_mean(expr.func, _FUNCS) or "functions: " + ", ".join(sorted(_FUNCS)))
+        args = [evaluate(a, env, in_shape) for a in expr.args]
+        if not args or not all(_is_num(a) for a in args):
+            raise EvalError(f"`{expr.func}` needs numeric arguments", expr.span)
+        try:
+            return _FUNCS[expr.func](*args)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise EvalError(f"`{expr.func}`: {exc}", expr.span) from None
+    if isinstance(expr, s.TupleLit):
+        return tuple(evaluate(e, env, in_shape) for e in expr.items)
+    raise AssertionError(f"unknown expression {expr!r}")
+
+
+# --- argument types: each checks a value and returns its normalised form, or raises TypeError
+
+def _int_value(v) -> int:
+    if isinstance(v, float) and v.is_integer() and not isinstance(v, bool):
+        raise TypeError(f"expected an integer, found `{show(v)}`")
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise TypeError(f"expected an integer, found `{show(v)}`")
+    return v
+
+
+def t_count(v):
+    v = _int_value(v)
+    if v < 1:
+        raise TypeError(f"expected a positive integer, found `{v}`")
+    return v
+
+
+def t_nonneg(v):
+    v = _int_value(v)
+    if v < 0:
+        raise TypeError(f"expected a non-negative integer, found `{v}`")
+    return v
+
+
+def t_pair(v):
+    if isinstance(v, (Dims, tuple)) and len(v) == 2:
+        return (t_count(v[0]), t_count(v[1]))
+    if isinstance(v, (Dims, tuple)):
+        raise TypeError(f"expected one size or two (height, width), found `{show(v)}`")
+    n = t_count(v)
+    return (n, n)
+
+
+def t_pad(v):
+    if isinstance(v, Sym) and v in ("V", "S"):
+        return str(v)
+    if isinstance(v, (tuple, Dims)):
+        if len(v) == 2:
+            ph, pw = t_nonneg(v[0]), t_nonneg(v[1])
+            return (ph, ph, pw, pw)
+        if len(v) == 4:
+            return tuple(t_nonneg(x) for x in v)
+        raise TypeError(f"expected padding V, S, p, (ph, pw) or (top, bottom, left, right), found `{show(v)}`")
+    try:
+        p = t_nonneg(v)
+    except TypeError:
+        raise TypeError(f"expected padding V, S or a number of pixels, found `{show(v)}`") from None
+    return (p, p, p, p)
+
+
+def t_bool(v):
+    if not isinstance(v, bool):
+        raise TypeError(f"expected yes or no, found `{show(v)}`")
+    return v
+
+
+def t_bias(v):
+    if isinstance(v, Sym) and v == "auto":
+        return "auto"
+    return t_bool(v)
+
+
+def t_bn(v):
+    if v is None or v is False:
+        return None
+    if v is True:
+        return 1e-5
+    if _is_num(v) and v > 0:
+        return float(v)
+    raise TypeError(f"expected `on`, `off` or an epsilon such as 0.001, found `{show(v)}`")
+
+
+def t_act(v):
+    if v is None or v is False:
+        return None
+    if v is True:
+        return "relu"
+    if isinstance(v, Sym) and v in ACTIVATIONS:
+        return str(v)
+    raise TypeError(f"expected an activation ({', '.join(ACTIVATIONS)}) or `off`, found `{show(v)}`")
+
+
+def t_prob(v):
+    if not _is_num(v) or not 0 <= v < 1:
+        raise TypeError(f"expected a probability in [0, 1), found `{show(v)}`")
+    return float(v)
+
+
+def t_float(v):
+    if not _is_num(v):
+        raise TypeError(f"expected a number, found `{show(v)}`")
+    return float(v)
+
+
+def t_posfloat(v):
+    v = t_float(v)
+    if v <= 0:
+        raise TypeError(f"expected a positive number, found `{show(v)}`")
+    return v
+
+
+def t_shape(v):
+    if not isinstance(v, (Dims, tuple)) or len(v) != 3:
+        raise TypeError(f"expected an input size such as `3x224x224`, found `{show(v)}`")
+    return tuple(t_count(x) for x in v)
+
+
+# --- positional slot predicates
+
+def _p_dims(v):
+    return isinstance(v, Dims) and len(v) == 2
+
+
+def _p_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _p_num(v):
+    return _is_num(v)
+
+
+def _p_padsym(v):
+    return isinstance(v, Sym) and v in ("V", "S")
+
+
+def _p_act(v):
+    return isinstance(v, Sym) and v in ACTIVATIONS
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What one op accepts. `positional` slots are filled by the first that accepts a value's type."""
+    keywords: dict  # name -> type checker
+    defaults: dict  # name -> normalised default (absent: required)
+    positional: tuple = ()  # (name, predicate)
+    stride: bool = False
+    describe: str = ""
+
+
+_POOL_KW = {"kernel": t_pair, "stride": t_pair, "pad": t_pad, "ceil": t_bool}
+_POOL_DEFAULTS = {"stride": (1, 1), "pad": "V", "ceil": False}
+
+SIGNATURES: dict[str, Signature] = {
+    "conv": Signature(
+        {"filters": t_count, "kernel": t_pair, "stride": t_pair, "pad": t_pad, "dilation": t_pair,
+         "groups": t_count, "bias": t_bias, "bn": t_bn, "act": t_act},
+        {"stride": (1, 1), "pad": "V", "dilation": (1, 1), "groups": 1, "bias": "auto", "bn": None, "act": "relu"},
+        (("kernel", _p_dims), ("filters", _p_int), ("pad", _p_padsym)), True,
+        "a kernel such as `3x3`, a filter count, a stride such as `/2` and a padding `V` or `S`"),
+    "maxpool": Signature(dict(_POOL_KW), dict(_POOL_DEFAULTS),
+                         (("kernel", _p_dims), ("kernel", _p_int), ("pad", _p_padsym)), True,
+                         "a window such as `3x3`, a stride such as `/2` and a padding `V` or `S`"),
+    "avgpool": Signature({**_POOL_KW, "count_pad": t_bool}, {**_POOL_DEFAULTS, "count_pad": True},
+                         (("kernel", _p_dims), ("kernel", _p_int), ("pad", _p_padsym)), True,
+                         "a window such as `3x3`, a stride such as `/2` and a padding `V` or `S`"),
+    "gap": Signature({}, {}),
+    "lrn": Signature({"size": t_count, "alpha": t_posfloat, "beta": t_posfloat, "k": t_posfloat},
+                     {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 1.0}, (("size", _p_int),), False,
+                     "a window size"),
+    "bn": Signature({"eps": t_posfloat}, {"eps": 1e-5}, (("eps", _p_num),), False, "an epsilon"),
+    "act": Signature({"fn": t_act}, {"fn": "relu"}, (("fn", _p_act),), False, "an activation name"),
+    "dropout": Signature({"p": t_prob}, {}, (("p", _p_num),), False, "a drop probability"),
+    "flatten": Signature({}, {}),
+    "linear": Signature({"units": t_count, "bias": t_bool, "act": t_act}, {"bias": True, "act": None},
+                        (("units", _p_int),), False, "a number of units"),
+    "softmax": Signature({}, {}),
+    "identity": Signature({}, {}),
+    # composites take arguments too
+    "concat": Signature({}, {}),
+    "add": Signature({"act": t_act}, {"act": None}, (("act", _p_act),), False, "an activation"),
+    "residual": Signature({"scale": t_float, "act": t_act}, {"scale": 1.0, "act": "relu"},
+                          (("scale", _p_num),), False, "a scale factor"),
+    "aux": Signature({"weight": t_float}, {"weight": 1.0}, (("weight", _p_num),), False, "a loss weight"),
+}
+
+# Ops spelt with a fixed argument.
+ALIASES = {"relu": ("act", {"fn": "relu"}), "global_avgpool": ("gap", {})}
+
+LAYER_OPS = sorted(set(SIGNATURES) - {"concat", "add", "residual", "aux"} | set(ALIASES))
