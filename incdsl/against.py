@@ -1,0 +1,179 @@
+"""`cost --against TABLE.csv`: a paper's table beside the computed numbers.
+
+Table format (CSV, header names case-insensitive, other columns are kept as context):
+
+    scope     the spec node or block scope the row describes (`inception_3a`, `conv1`);
+              several joined with `+` are summed; empty for rows that name nothing
+    params    the paper's parameter count as printed: `2.7K`, `159K`, `1000K`, `6797700`
+    ops       (or `macs`) the paper's multiply-adds as printed: `34M`, `1.5G`
+    output    (or `output size`) the printed output size, HxWxC as papers write it: `112x112x64`
+    note      shown beside the row
+
+A printed value matches when the computed one rounds to it at the printed precision
+(`2.7K` covers 2,650 to 2,750). A row that does not match is reported as such, with the ratio:
+the paper's table is shown beside the layers, not made to agree with them.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+
+from .diagnostics import Span, error
+from .report import SUFFIXES
+
+
+@dataclass(frozen=True)
+class Printed:
+    """A number as a paper prints it: value and the precision its digits imply."""
+    text: str
+    value: float
+    unit: float  # half of this is the rounding tolerance
+
+    def matches(self, n: int | float, unit_scale: int = 1000) -> bool:
+        scale = 1.0
+        if unit_scale != 1000:  # the same digits read with K = 1024
+            scale = (unit_scale / 1000) ** ("KMGT".index(self.text[-1].upper()) + 1) if self.text[-1].upper() in "KMGT" else 1.0
+        return abs(n - self.value * scale) <= self.unit * scale / 2 + 1e-9
+
+
+def parse_printed(text: str) -> Printed | None:
+    t = text.strip().replace(",", "")
+    if not t:
+        return None
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*([KMGTkmgt]?)", t)
+    if not m:
+        raise ValueError(f"cannot read {text!r} as a number such as 2.7K or 34M")
+    digits, suffix = m.groups()
+    mult = SUFFIXES[suffix.upper()]
+    decimals = len(digits.split(".")[1]) if "." in digits else 0
+    return Printed(t, float(digits) * mult, mult / 10**decimals)
+
+
+@dataclass(frozen=True)
+class Table:
+    path: str
+    header: list
+    rows: list  # dicts with lower-cased keys, plus "_line"
+
+
+def read_table(path: str) -> Table:
+    """Read and validate a reference table. Raises IncdslError with the file:line of a bad cell."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            lines = list(csv.reader(f))
+    except OSError as exc:
+        raise error(f"cannot read reference table {path}: {exc.strerror or exc}") from None
+    if not lines:
+        raise error(f"reference table {path} is empty")
+    header = [h.strip().lower() for h in lines[0]]
+    if "scope" not in header:
+        raise error(f"reference table {path} has no `scope` column",
+                    Span(path, 1, 1, 1, len(",".join(lines[0])) + 1),
+                    hint="name the spec node or block each row describes in a `scope` column")
+    rows = []
+    for number, cells in enumerate(lines[1:], start=2):
+        if not any(c.strip() for c in cells):
+            continue
+        row = dict(zip(header, (c.strip() for c in cells)))
+        for key in ("params", "ops", "macs"):
+            if row.get(key):
+                try:
+                    parse_printed(row[key])
+                except ValueError as exc:
+                    col = header.index(key) + 1
+                    raise error(f"{exc}", Span(path, number, col, number, col + 1)) from None
+        row["_line"] = number
+        rows.append(row)
+    return Table(path, header, rows)
+
+
+def _members(names: list[str], scope: str) -> list[str]:
+    return [n for n in names if n == scope or n.startswith(scope + "/")]
+
+
+def _fmt_shape_hwc(shape) -> str:
+    if len(shape) == 3:
+        c, h, w = shape
+        return f"{h}x{w}x{c}"
+    return "x".join(map(str, shape))
+
+
+def compare(table: Table, network, costs) -> list[dict]:
+    """One record per table row: the printed and computed values and a verdict."""
+    by_name = costs.by_name()
+    names = list(by_name)
+    out = []
+    for row in table.rows:
+        scopes = [s.strip() for s in row.get("scope", "").split("+") if s.strip()]
+        rec = {"line": row["_line"], "scope": row.get("scope", ""), "context": row.get("type") or row.get("layer") or "",
+               "note": row.get("note", ""), "problems": []}
+        members = []
+        for sc in scopes:
+            found = _members(names, sc)
+            if not found:
+                rec["problems"].append(f"`{sc}` is not a node or scope of {network.name}")
+            members += found
+        if not scopes or not members:
+            rec["verdict"] = "not compared" if not scopes else "unknown scope"
+            out.append(rec)
+            continue
+        params = sum(by_name[m].params for m in members)
+        macs = sum(by_name[m].macs for m in members)
+        last = by_name[members[-1]]
+        rec.update(params=params, macs=macs, output=_fmt_shape_hwc(last.shape))
+        checks = []
+        for key, value in (("params", params), ("ops", macs), ("macs", macs)):
+            printed = parse_printed(row.get(key, "") or "")
+            if printed is None:
+                continue
+            rec[f"paper_{'ops' if key != 'params' else 'params'}"] = printed.text
+            if printed.matches(value):
+                checks.append(True)
+            elif printed.matches(value, 1024):
+                checks.append(True)
+                rec["problems"].append(f"{key} match only reading K as 1024")
+            else:
+                checks.append(False)
+                ratio = value / printed.value if printed.value else float("inf")
+                rec["problems"].append(f"{key}: the paper prints {printed.text}, its layers give {value:,} (x{ratio:.2f})")
+        printed_out = row.get("output") or row.get("output size")
+        if printed_out:
+            rec["paper_output"] = printed_out
+            if printed_out.replace(" ", "").lower() != rec["output"]:
+                checks.append(False)
+                rec["problems"].append(f"output: the paper prints {printed_out}, the spec gives {rec['output']}")
+            else:
+                checks.append(True)
+        rec["verdict"] = "matches" if all(checks) else "INCONSISTENT"
+        out.append(rec)
+    return out
+
+
+def render_comparison(records: list[dict], fmt: str) -> str:
+    """The comparison as text, csv, markdown or latex (JSON embeds the records instead)."""
+    header = ["row", "scope", "paper params", "params", "paper ops", "MACs", "verdict"]
+    body = [[str(r["line"]), r["scope"] or r["context"], r.get("paper_params", ""),
+             f"{r['params']:,}" if "params" in r else "", r.get("paper_ops", ""),
+             f"{r['macs']:,}" if "macs" in r else "", r["verdict"]] for r in records]
+    problems = [f"row {r['line']} ({r['scope']}): {p}" for r in records for p in r["problems"]]
+    compared = [r for r in records if r["verdict"] != "not compared"]
+    bad = sum(r["verdict"] != "matches" for r in compared)
+    summary = (f"{len(compared) - bad} of {len(compared)} compared rows reproduced; {bad} inconsistent with the layers"
+               + (f"; {len(records) - len(compared)} rows name no scope" if len(records) > len(compared) else ""))
+    if fmt == "csv":
+        lines = [",".join(header)] + [",".join(f'"{c}"' if "," in c else c for c in row) for row in body]
+        return "\n".join(lines) + "\n"
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        return "\n".join(lines + [""] + [f"- {p}" for p in problems] + ["", summary]) + "\n"
+    if fmt == "latex":
+        from .report import _tex
+        lines = ["\\begin{tabular}{llrrrrl}", "\\toprule", " & ".join(header) + r" \\", "\\midrule"]
+        lines += [" & ".join(_tex(c) for c in row) + r" \\" for row in body]
+        return "\n".join(lines + ["\\bottomrule", "\\end{tabular}"]) + "\n"
+    widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
+    fmt_line = lambda row: "  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip()
+    lines = ["against the reference table:", fmt_line(header)] + [fmt_line(row) for row in body]
+    return "\n".join(lines + [""] + problems + [summary]) + "\n"

@@ -1,0 +1,182 @@
+"""Cost reports: rows per layer, block instance or stage, and their rendering.
+
+Pure functions from `Costs` (passes/cost.py) to row data and from rows to text in one of
+five formats. Grouping uses the IR's scope paths: a *block* is the first scope component
+(`inception_a.2`, or a top-level layer such as `conv_0`), a *stage* is a block with its
+repeat index dropped (`inception_a`, the four instances together).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+
+from .ir import format_shape
+
+DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, "bf16": 2, "float64": 8, "int8": 1}
+SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    kind: str  # op for layers; block name for blocks; "N x block" for stages
+    shape: tuple
+    params: int
+    macs: int
+    activations: int  # output elements per image, summed over the row's nodes
+    rf: tuple
+    aux: str | None
+    count: int = 1  # nodes (layers) or instances (stages)
+
+
+def parse_amount(text: str) -> int:
+    """`25M`, `13G`, `1.5G`, `42679816` -> int. Raises ValueError."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([KMGTkmgt]?)\s*", text)
+    if not m:
+        raise ValueError(f"expected a number with an optional K, M, G or T suffix, got {text!r}")
+    value = float(m.group(1)) * SUFFIXES[m.group(2).upper()]
+    return int(round(value))
+
+
+def human(n: int) -> str:
+    """42679816 -> '42.68M'."""
+    for suffix, unit in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if abs(n) >= unit:
+            return f"{n / unit:.2f}{suffix}"
+    return str(n)
+
+
+def _block_key(name: str) -> str:
+    return name.split("/", 1)[0]
+
+
+def _stage_key(name: str) -> str:
+    return re.sub(r"\.\d+$", "", _block_key(name))
+
+
+def rows(costs, graph, by: str = "layer", aux: bool = True) -> list[Row]:
+    """Rows of a report. `by` is layer | block | stage; aux heads come last, on their own rows."""
+    nodes = [c for c in costs.nodes if c.op != "input" and (aux or c.aux is None)]
+    if by == "layer":
+        return [Row(c.name, c.op, c.shape, c.params, c.macs, c.activations, c.rf, c.aux) for c in nodes]
+    instances = graph.graph.get("instances", {})
+    key = _block_key if by == "block" else _stage_key
+    groups: dict[str, list] = {}
+    for c in nodes:
+        # an auxiliary head is one row, named after the head
+        groups.setdefault(c.aux if c.aux else key(c.name), []).append(c)
+    out = []
+    for k, members in groups.items():
+        last = members[-1]
+        inst = instances.get(_block_key(members[0].name)) if not last.aux else None
+        kind = inst["block"] if inst else ("aux head" if last.aux else members[0].op)
+        count = len({_block_key(m.name) for m in members}) if inst else len(members)
+        if by == "stage" and inst and count > 1:
+            kind = f"{count} x {kind}"
+        out.append(Row(k, kind, last.shape, sum(m.params for m in members), sum(m.macs for m in members),
+                       sum(m.activations for m in members), last.rf, last.aux, count))
+    trunk = [r for r in out if r.aux is None]
+    return trunk + [r for r in out if r.aux is not None]
+
+
+def memory_bytes(elements: int, dtype: str, batch: int) -> int:
+    return elements * DTYPE_BYTES[dtype] * batch
+
+
+COLUMNS = ("name", "kind", "output", "params", "macs", "flops", "activations", "memory_bytes", "rf")
+
+
+def row_record(r: Row, dtype: str, batch: int) -> dict:
+    return {"name": r.name, "kind": r.kind, "output": format_shape(r.shape), "params": r.params, "macs": r.macs,
+            "flops": 2 * r.macs, "activations": r.activations * batch,
+            "memory_bytes": memory_bytes(r.activations, dtype, batch),
+            "rf": "x".join(map(str, r.rf)) if r.rf else "", "aux": r.aux}
+
+
+def totals_record(total, output_shape, dtype: str, batch: int) -> dict:
+    return {"params": total.params, "macs": total.macs, "flops": total.flops,
+            "activations": total.activations * batch, "memory_bytes": memory_bytes(total.activations, dtype, batch),
+            "output": format_shape(output_shape)}
+
+
+def _fmt_bytes(n: int) -> str:
+    for suffix, unit in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= unit:
+            return f"{n / unit:.1f} {suffix}"
+    return f"{n} B"
+
+
+def render(report: dict, fmt: str) -> str:
+    """Render a report (see `build_report`) as text | csv | json | markdown | latex."""
+    if fmt == "json":
+        return json.dumps(report, indent=2) + "\n"
+    recs = report["rows"]
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(COLUMNS) + ["aux"], lineterminator="\n")
+        w.writeheader()
+        for r in recs:
+            w.writerow(r)
+        t = report["total"]
+        w.writerow({"name": "total", "kind": "", "output": t["output"], "params": t["params"], "macs": t["macs"],
+                    "flops": t["flops"], "activations": t["activations"], "memory_bytes": t["memory_bytes"],
+                    "rf": "", "aux": ""})
+        return buf.getvalue()
+    header = ["name", "kind", "output", "params", "MACs", "activations", "RF"]
+    body = [[r["name"] + (f" [aux]" if r["aux"] else ""), r["kind"], r["output"], f"{r['params']:,}", f"{r['macs']:,}",
+             f"{r['activations']:,}", r["rf"]] for r in recs]
+    t = report["total"]
+    total_row = ["total" + (" (with aux)" if report["include_aux"] else ""), "", t["output"], f"{t['params']:,}",
+                 f"{t['macs']:,}", f"{t['activations']:,}", ""]
+    numeric = {3, 4, 5}
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |",
+                 "|" + "|".join("---:" if i in numeric else "---" for i in range(len(header))) + "|"]
+        lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in body]
+        lines.append("| " + " | ".join(f"**{_md(c)}**" if c else "" for c in total_row) + " |")
+        return "\n".join(lines) + "\n"
+    if fmt == "latex":
+        spec = "".join("r" if i in numeric else "l" for i in range(len(header)))
+        lines = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
+                 " & ".join(_tex(h) for h in header) + r" \\", "\\midrule"]
+        lines += [" & ".join(_tex(c) for c in row) + r" \\" for row in body]
+        lines += ["\\midrule", " & ".join(_tex(c) for c in total_row) + r" \\", "\\bottomrule", "\\end{tabular}"]
+        return "\n".join(lines) + "\n"
+    # aligned text
+    table = [header] + body + [total_row]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    def line(row):
+        return "  ".join(c.rjust(widths[i]) if i in numeric else c.ljust(widths[i]) for i, c in enumerate(row)).rstrip()
+    rule = "-" * len(line(header))
+    out = [f"{report['network']}: input {report['input']}, batch {report['batch']}, {report['dtype']}", line(header), rule]
+    out += [line(r) for r in body] + [rule, line(total_row)]
+    out.append(f"FLOPs {t['flops']:,} ({human(t['flops'])}); MACs {human(t['macs'])}; params {human(t['params'])}; "
+               f"activation memory {_fmt_bytes(t['memory_bytes'])}")
+    return "\n".join(out) + "\n"
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _tex(text: str) -> str:
+    out = str(text)
+    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"), ("$", r"\$")):
+        out = out.replace(a, b)
+    return out
+
+
+def build_report(network, costs, by: str, include_aux: bool, dtype: str, batch: int) -> dict:
+    """The report as plain data; JSON carries exactly this."""
+    total = costs.total_with_aux if include_aux else costs.total
+    return {
+        "network": network.name,
+        "input": format_shape(network.input_shape),
+        "by": by, "dtype": dtype, "batch": batch, "include_aux": include_aux,
+        "total": totals_record(total, network.output_shape, dtype, batch),
+        "aux_heads": [{"name": h["name"], "weight": h["weight"]} for h in network.aux_heads],
+        "rows": [row_record(r, dtype, batch) for r in rows(costs, network.graph, by, aux=True)],
+    }
