@@ -17,8 +17,8 @@ from .diagnostics import Diagnostic, IncdslError, Span, did_you_mean, error
 from .ir import format_shape
 from .parse import parse
 from .passes.shapes import ShapeError, infer_node
-from .values import (ALIASES, LAYER_OPS, RESERVED, SIGNATURES, Dims, EvalError, Sym, evaluate, show, t_nonneg,
-                     t_shape)
+from .values import (ALIASES, LAYER_OPS, RESERVED, SIGNATURES, Dims, EvalError, InDepth, Sym, divisible, evaluate,
+                     show, t_nonneg, t_shape)
 
 MAX_NODES = 1_000_000
 KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "branch", "shortcut", "repeat",
@@ -220,7 +220,7 @@ class Lowerer:
         self.g.add_node("input", op="input", attrs={"shape": shape}, shape=shape, span=first.span, scope="",
                         block=None, aux=None)
         self.g.graph.update(name=net.name, input="input", aux=[], params=env)
-        out = self.lower_body(body, "input", ctx)
+        out = self.lower_body(body, "input", replace(ctx, in_shape=shape))  # `in` is the network's input here
         self.g.graph.update(output=out, instances=self.instances)
         return self.g
 
@@ -350,8 +350,15 @@ class Lowerer:
         op, fixed = ALIASES.get(el.name, (el.name, {}))
         attrs = self.bind_args(op, el.args, ctx, el.name_span)
         attrs.update(fixed)
-        if op == "conv" and attrs["bias"] == "auto":
-            attrs["bias"] = attrs["bn"] is None
+        if op == "conv":
+            if attrs["bias"] == "auto":
+                attrs["bias"] = attrs["bn"] is None
+            # `with conv(width = 0.75)` scales filter counts to a multiple of 8; depths read
+            # from `in.c` (residual projections) must keep matching the input, so they are exempt.
+            width = attrs.pop("width")
+            if width != 1.0 and not isinstance(attrs["filters"], InDepth):
+                attrs["filters"] = divisible(attrs["filters"] * width, 8)
+            attrs["filters"] = int(attrs["filters"])
         name = self.claim(ctx.scope, el.label, el.label_span, ctx) if el.label else self.fresh(ctx.scope, op, el.span, ctx)
         node = self.add_node(name, op, attrs, [cur], el.span, ctx)
         if el.label:

@@ -23,6 +23,12 @@ class Dims(tuple):
     """A literal such as `3x3` or `3x299x299`."""
 
 
+class InDepth(int):
+    """`in.c`: a depth that matches the input, so a width multiplier leaves it alone.
+
+    Arithmetic on it gives a plain int: `in.c // 2` is scaled like any other count."""
+
+
 class EvalError(Exception):
     def __init__(self, message: str, span: Span, hint: str | None = None):
         super().__init__(message)
@@ -50,7 +56,7 @@ def _is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _divisible(v, d=8, min_value=None):
+def divisible(v, d=8, min_value=None):
     """Round v to the nearest multiple of d, never below 90% of v (MobileNet's rule)."""
     min_value = min_value or d
     out = max(min_value, int(v + d / 2) // d * d)
@@ -59,7 +65,7 @@ def _divisible(v, d=8, min_value=None):
 
 _FUNCS: dict[str, Callable] = {
     "min": min, "max": max, "abs": abs, "int": int, "float": float, "round": round,
-    "ceil": math.ceil, "floor": math.floor, "divisible": _divisible,
+    "ceil": math.ceil, "floor": math.floor, "divisible": divisible,
 }
 
 
@@ -86,10 +92,11 @@ def evaluate(expr: s.Expr, env: dict, in_shape: tuple | None):
         if expr.attr not in ("c", "h", "w"):
             raise EvalError(f"`in` has no attribute `{expr.attr}`", expr.span, "use `in.c`, `in.h` or `in.w`")
         if in_shape is None:
-            raise EvalError("`in` is only defined inside a block or a residual", expr.span)
+            raise EvalError("`in` is not defined in parameter defaults of the network", expr.span)
         if expr.attr != "c" and len(in_shape) != 3:
             raise EvalError(f"the input is flat ({in_shape[0]}); it has no `{expr.attr}`", expr.span)
-        return in_shape["chw".index(expr.attr)]
+        value = in_shape["chw".index(expr.attr)]
+        return InDepth(value) if expr.attr == "c" else value
     if isinstance(expr, s.Neg):
         v = evaluate(expr.operand, env, in_shape)
         if not _is_num(v):
@@ -268,8 +275,9 @@ _POOL_DEFAULTS = {"stride": (1, 1), "pad": "V", "ceil": False}
 SIGNATURES: dict[str, Signature] = {
     "conv": Signature(
         {"filters": t_count, "kernel": t_pair, "stride": t_pair, "pad": t_pad, "dilation": t_pair,
-         "groups": t_count, "bias": t_bias, "bn": t_bn, "act": t_act},
-        {"stride": (1, 1), "pad": "V", "dilation": (1, 1), "groups": 1, "bias": "auto", "bn": None, "act": "relu"},
+         "groups": t_count, "bias": t_bias, "bn": t_bn, "act": t_act, "width": t_posfloat},
+        {"stride": (1, 1), "pad": "V", "dilation": (1, 1), "groups": 1, "bias": "auto", "bn": None, "act": "relu",
+         "width": 1.0},
         (("kernel", _p_dims), ("filters", _p_int), ("pad", _p_padsym)), True,
         "a kernel such as `3x3`, a filter count, a stride such as `/2` and a padding `V` or `S`"),
     "maxpool": Signature(dict(_POOL_KW), dict(_POOL_DEFAULTS),
