@@ -36,6 +36,7 @@ class Ctx:
     aux: str | None = None
     repeats: tuple = ()  # ((count, span), ...) of enclosing repeats, outermost first
     block: str | None = None
+    repeat_base: int = 0  # nodes made before the outermost enclosing repeat began
 
 
 @dataclass
@@ -60,7 +61,7 @@ def load_program(text: str, file: str, read: Callable[[str], str]) -> Program:
 
     def visit(module: s.Module, stack: tuple[str, ...]):
         modules.append(module)
-        done.add(module.file)
+        done.add(os.path.normpath(module.file))
         for inc in module.includes:
             target = os.path.normpath(os.path.join(os.path.dirname(module.file), inc.path))
             if target in stack:
@@ -84,7 +85,7 @@ def load_program(text: str, file: str, read: Callable[[str], str]) -> Program:
             visit(sub, stack + (target,))
 
     main = _parse(text, file, sources)
-    visit(main, (file,))
+    visit(main, (os.path.normpath(file),))  # `./a.inc` is `a.inc` when a cycle comes back to it
     blocks: dict[str, s.Definition] = {}
     networks = []
     for module in modules:
@@ -465,7 +466,10 @@ class Lowerer:
         outer = 1
         for n, _ in ctx.repeats:
             outer *= max(n, 1)
-        if count * outer > self.max_nodes:
+        # Fail before expanding: the nodes made so far count too (`repeat 1000000: b` after
+        # the input is one node too many, and must not take a minute to say so).
+        made = ctx.repeat_base if ctx.repeats else len(self.g)
+        if made + count * outer > self.max_nodes:
             self.fail(f"repeat would expand past {self.max_nodes:,} layers", stmt.count.span, ctx,
                       notes=[f"inside `repeat {n}` at {sp}" for n, sp in reversed(ctx.repeats)])
         if stmt.var and stmt.var in RESERVED:
@@ -475,7 +479,7 @@ class Lowerer:
                        and body[0].elements[0].name in self.blocks)
         base = stmt.label or (body[0].elements[0].label or body[0].elements[0].name if single_call else "repeat")
         group = self.fresh(ctx.scope, base, stmt.span, ctx, numbered=False).rpartition("/")[2]
-        inner = replace(ctx, repeats=ctx.repeats + ((count, stmt.count.span),))
+        inner = replace(ctx, repeats=ctx.repeats + ((count, stmt.count.span),), repeat_base=made)
         for i in range(count):
             before = len(self.g)
             env = dict(ctx.env, **{stmt.var: i}) if stmt.var else ctx.env
@@ -485,7 +489,7 @@ class Lowerer:
                 cur = self.lower_call(body[0].elements[0], cur, it, scope_name)
             else:
                 cur = self.lower_body(body, cur, replace(it, scope=scope_name))
-            if i == 0 and (len(self.g) - before) * count * outer > self.max_nodes:
+            if i == 0 and made + (len(self.g) - before) * count * outer > self.max_nodes:
                 self.fail(f"repeat would expand past {self.max_nodes:,} layers", stmt.count.span, ctx,
                           notes=[f"each repetition adds {len(self.g) - before:,} layers"] +
                                 [f"inside `repeat {n}` at {sp}" for n, sp in reversed(ctx.repeats)])
@@ -512,11 +516,13 @@ class Lowerer:
                 tap = here[-1][1]
             elif len(found) == 1:
                 tap = found[0][1]
+            elif found:  # several scopes use the label (a labelled layer in a block used twice)
+                self.fail(f"label `{stmt.tap}` is ambiguous here", stmt.tap_span, ctx,
+                          notes=[f"`{stmt.tap}` labels `{node}` ({span})" for _, node, span in found],
+                          hint="give the statement to tap a label used nowhere else")
             else:
-                names = {name for name in self.labels}
-                self.fail(f"no statement labelled `{stmt.tap}` comes before this head" if not found
-                          else f"label `{stmt.tap}` is ambiguous here", stmt.tap_span, ctx,
-                          hint=did_you_mean(stmt.tap, names) or "label the tapped statement with `as NAME`")
+                self.fail(f"no statement labelled `{stmt.tap}` comes before this head", stmt.tap_span, ctx,
+                          hint=did_you_mean(stmt.tap, self.labels) or "label the tapped statement with `as NAME`")
         scope = self.claim(ctx.scope, stmt.name, stmt.span, ctx)
         out = self.lower_body(stmt.body, tap, replace(ctx, scope=scope, aux=stmt.name))
         self.g.graph["aux"].append({"name": stmt.name, "weight": attrs["weight"], "tap": tap, "output": out})

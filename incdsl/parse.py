@@ -4,15 +4,21 @@ Lark's exceptions are translated into diagnostics here: users never see terminal
 """
 from __future__ import annotations
 
+import os
+import sys
 from functools import lru_cache
 from importlib import resources
 
+import lark
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.indenter import DedentError, Indenter
 
 from . import syntax as s
 from .diagnostics import IncdslError, Span, error
+
+
+MAX_DIGITS = 100
 
 
 class _SpecIndenter(Indenter):
@@ -24,11 +30,31 @@ class _SpecIndenter(Indenter):
     tab_len = 8
 
 
+def _cache_file() -> str | bool:
+    """Where Lark keeps the analysed grammar between processes: a file in the user's cache dir.
+
+    Building the LALR tables takes ~0.1 s, most of a short `incdsl check`; loading them takes
+    a few ms. Lark names the file by nothing but our choice and verifies a hash of the grammar,
+    options and Lark version stored inside it, so a stale file is rebuilt, never used. Not in
+    the shared temp dir: the file is a pickle, and only its owner should be able to write it.
+    Returns False (no caching) where no cache dir can be made.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "incdsl")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        return False
+    if not os.access(folder, os.W_OK):
+        return False
+    return os.path.join(folder, f"grammar-lark{lark.__version__}-py{sys.version_info[0]}{sys.version_info[1]}.cache")
+
+
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     grammar = resources.files("incdsl").joinpath("grammar.lark").read_text(encoding="utf-8")
     return Lark(grammar, parser="lalr", postlex=_SpecIndenter(), propagate_positions=True,
-                maybe_placeholders=True, cache=False)
+                maybe_placeholders=True, cache=_cache_file())
 
 
 def _span(file: str, meta) -> Span:
@@ -53,14 +79,22 @@ class _ToAst(Transformer):
         return _span(self.file, meta)
 
     # expressions
+    def _whole(self, digits: str, meta) -> int:
+        # A sane limit well before Python's own (4300 digits, a ValueError): no size in a
+        # network needs more than a few digits, and huge literals only make huge messages.
+        if len(digits) > MAX_DIGITS:
+            raise error(f"number too large: {len(digits)} digits", self.sp(meta),
+                        hint=f"numbers have at most {MAX_DIGITS} digits")
+        return int(digits)
+
     def int(self, meta, c):
-        return s.Num(int(c[0]), self.sp(meta))
+        return s.Num(self._whole(str(c[0]), meta), self.sp(meta))
 
     def float(self, meta, c):
         return s.Num(float(c[0]), self.sp(meta))
 
     def dims(self, meta, c):
-        return s.DimsLit(tuple(int(v) for v in str(c[0]).split("x")), self.sp(meta))
+        return s.DimsLit(tuple(self._whole(v, meta) for v in str(c[0]).split("x")), self.sp(meta))
 
     def name(self, meta, c):
         return s.Name(str(c[0]), self.sp(meta))
@@ -273,8 +307,10 @@ def parse(text: str, file: str = "<spec>") -> s.Module:
         err = _syntax_error(exc, file, text)
     except DedentError as exc:
         err = _dedent_error(exc, file, text)
-    except VisitError as exc:  # a bug in a transformer rule, never the user's fault
-        raise exc.orig_exc
+    except VisitError as exc:
+        if not isinstance(exc.orig_exc, IncdslError):
+            raise exc.orig_exc  # a bug in a transformer rule, never the user's fault
+        err = exc.orig_exc  # a rule's complaint about the text (a huge number)
     err.sources[file] = text
     raise err
 

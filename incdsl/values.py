@@ -35,6 +35,8 @@ class EvalError(Exception):
         self.message, self.span, self.hint = message, span, hint
 
 
+INT_LIMIT = 10 ** 100  # no count or size comes near; larger results are errors
+
 _WORDS = {"yes": True, "on": True, "true": True, "no": False, "off": False, "false": False, "none": None}
 SYMBOLS = {"V", "S", "auto", *ACTIVATIONS}
 RESERVED = set(_WORDS) | SYMBOLS | {"in"}
@@ -109,10 +111,15 @@ def evaluate(expr: s.Expr, env: dict, in_shape: tuple | None):
         if expr.op in ("/", "//", "%") and b == 0:
             raise EvalError("division by zero", expr.span)
         try:
-            return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
-                    "//": lambda: a // b, "%": lambda: a % b}[expr.op]()
+            value = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
+                     "//": lambda: a // b, "%": lambda: a % b}[expr.op]()
         except OverflowError:
             raise EvalError("number too large", expr.span) from None
+        # Products of integers grow without bound; past 10**100 they only make huge messages
+        # (and past 4300 digits, Python refuses to print them).
+        if isinstance(value, int) and abs(value) > INT_LIMIT:
+            raise EvalError("number too large", expr.span)
+        return value
     if isinstance(expr, s.Call):
         if expr.func not in _FUNCS:
             from .diagnostics import did_you_mean
@@ -123,7 +130,7 @@ def evaluate(expr: s.Expr, env: dict, in_shape: tuple | None):
             raise EvalError(f"`{expr.func}` needs numeric arguments", expr.span)
         try:
             return _FUNCS[expr.func](*args)
-        except (TypeError, ValueError, OverflowError) as exc:
+        except (TypeError, ValueError, OverflowError, ZeroDivisionError) as exc:
             raise EvalError(f"`{expr.func}`: {exc}", expr.span) from None
     if isinstance(expr, s.TupleLit):
         return tuple(evaluate(e, env, in_shape) for e in expr.items)

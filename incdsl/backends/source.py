@@ -1,0 +1,450 @@
+"""IR -> standalone PyTorch source: one module of Python that imports torch only.
+
+The file holds the layer classes of `layers.py` (copied verbatim), one class per block
+configuration and one class for the network (see `plan.py` for what becomes a module and how
+modules are named). Every forward is straight-line code over the nodes in graph order, so
+the result traces with torch.fx, compiles with torch.compile and exports to ONNX.
+
+Block classes. Instances of a block that build the same layers share one class. Where they
+differ only in numbers, the class takes those numbers as constructor parameters, named after
+the block's own parameters (``Inception(in_channels=192, c1=64, ...)``; ``in_channels`` is the
+block input's depth); a number that no parameter explains gives that configuration a class of
+its own (``InceptionA``, ``InceptionA_2``, ...).
+
+`incdsl.to_torch` executes this same source, so a written file and `to_torch` build the same
+module for the same seed.
+"""
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+from .. import __version__
+from ..ir import format_shape, inputs
+from .plan import (Container, Lits, Owner, attribute_path, build_tree, class_name, classifier_node, constructor,
+                   find_owners, head_chain, legal_name)
+
+PRELUDE_NAMES = {"math", "torch", "F", "nn", "make_act", "Scope", "ConvBnAct", "PaddedPool", "Concat", "Add",
+                 "LinearAct", "init_weights", "IncdslNet", "self", "super", "x"}
+
+
+class Printer:
+    """Lines of source with an indentation level (pegen's generator style)."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.level = 0
+
+    def __call__(self, line: str = "") -> None:
+        self.lines.append("    " * self.level + line if line else "")
+
+    @contextmanager
+    def indent(self):
+        self.level += 1
+        try:
+            yield
+        finally:
+            self.level -= 1
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def prelude() -> str:
+    """The layer classes, cut from `layers.py` between its marker comments."""
+    text = Path(__file__).with_name("layers.py").read_text(encoding="utf-8")
+    start = text.index("# --- incdsl layers: begin")
+    end = text.index("# --- incdsl layers: end")
+    return text[start:end] + text[end:].splitlines()[0] + "\n"
+
+
+# --- straight-line methods -------------------------------------------------------------------
+
+def emit_method(pr: Printer, signature: str, params: list[str], items: list[tuple], returns: list[str],
+                ret_format=None, before: dict | None = None) -> None:
+    """Print a method that runs `items` in order.
+
+    Items are (callee, input values, output values). Each value gets a variable named `x`,
+    `x1`, ... and a variable is reused once its value is dead, so tensors are freed as soon as
+    possible, as in hand-written code. `before` maps an item index to a function of the
+    variables that prints extra lines before that item.
+    """
+    last = {}
+    for i, (_, ins, _) in enumerate(items):
+        for v in ins:
+            last[v] = i
+    keep = set(returns)
+    free: list[int] = []
+    count = 0
+    slot: dict[str, int] = {}
+
+    def alloc(v):
+        nonlocal count
+        if free:
+            free.sort()
+            slot[v] = free.pop(0)
+        else:
+            slot[v], count = count, count + 1
+
+    def var(v):
+        return "x" if slot[v] == 0 else f"x{slot[v]}"
+
+    for v in params:
+        alloc(v)
+    pr(signature.format(*[var(v) for v in params]))
+    with pr.indent():
+        for i, (callee, ins, outs) in enumerate(items):
+            if before and i in before:
+                before[i](lambda v: var(v))
+            args = ", ".join(var(v) for v in ins)
+            for v in dict.fromkeys(ins):
+                if last[v] == i and v not in keep:
+                    free.append(slot[v])
+            names = []
+            for v in outs:
+                if v in last or v in keep:
+                    alloc(v)
+                    names.append(var(v))
+                else:
+                    names.append("_")
+            pr(f"{', '.join(names)} = self.{callee}({args})")
+        vals = [var(v) for v in returns]
+        pr("return " + (ret_format(vals) if ret_format else ", ".join(vals)))
+
+
+def _items(graph, owner: Owner, owners: dict, paths: dict, members=None) -> list[tuple]:
+    out = []
+    for kind, key in (members if members is not None else owner.members):
+        callee = attribute_path(paths[(kind, key)])
+        if kind == "node":
+            out.append((callee, inputs(graph, key), [key]))
+        else:
+            out.append((callee, owners[key].inputs, owners[key].outputs))
+    return out
+
+
+# --- module construction ---------------------------------------------------------------------
+
+def _build_lines(pr: Printer, tree: Container, leaf_text) -> None:
+    """Print `self.name = ...` for each child of an owner's tree."""
+    for name, child in tree.children.items():
+        text = _expr(child, leaf_text, pr.level)
+        first, *rest = text.split("\n")
+        pr(f"self.{name} = {first}")
+        for line in rest:
+            pr.lines.append(line)
+
+
+def _expr(child, leaf_text, level: int) -> str:
+    if not isinstance(child, Container):
+        return leaf_text(child)
+    pad = "    " * (level + 1)
+    if child.kind == "list":
+        n = max(child.children) + 1
+        texts = [_expr(child.children[i], leaf_text, level + 1) if i in child.children else "Scope()" for i in range(n)]
+        if n > 1 and len(set(texts)) == 1 and "\n" not in texts[0] and Lits.MARK not in texts[0]:
+            return f"nn.ModuleList([{texts[0]} for _ in range({n})])"
+        return "nn.ModuleList([\n" + "".join(f"{pad}{t},\n" for t in texts) + "    " * level + "])"
+    if not child.children:
+        return "Scope()"
+    body = "".join(f"{pad}{k}={_expr(v, leaf_text, level + 1)},\n" for k, v in child.children.items())
+    return "Scope(\n" + body + "    " * level + ")"
+
+
+# --- block classes ---------------------------------------------------------------------------
+
+class _Classes:
+    """Assigns a class to every block-instance owner, deepest first, and prints the classes."""
+
+    def __init__(self, graph, owners: dict[str, Owner], taken: set):
+        self.graph, self.owners = graph, owners
+        self.taken = set(taken)
+        self.calls: dict[str, tuple[str, list]] = {}  # owner scope -> (class name, [(param, value)])
+        self.sources: list[str] = []
+        self.trees: dict[str, tuple] = {}
+        self.bodies: dict[tuple, str] = {}  # (block, class body) -> class name
+
+    def template(self, owner: Owner) -> tuple[str, list]:
+        """The class body with numbers marked, and the numbers."""
+        lit = Lits()
+        tree, paths = build_tree(owner, self.owners, self.graph)
+        self.trees[owner.scope] = (tree, paths)
+        pr = Printer()
+        pr.level = 1
+        pr("def __init__(self{params}):")
+        with pr.indent():
+            pr("super().__init__()")
+            _build_lines(pr, tree, lambda leaf: self.leaf(leaf, lit))
+        pr()
+        items = _items(self.graph, owner, self.owners, paths)
+        emit_method(pr, "def forward(self, " + ", ".join("{}" for _ in owner.inputs) + "):",
+                    owner.inputs, items, owner.outputs)
+        return pr.text(), lit.values
+
+    def leaf(self, leaf, lit: Lits) -> str:
+        kind, key = leaf
+        if kind == "node":
+            return constructor(self.graph, key, lit)
+        cls, params = self.calls[key]
+        return f"{cls}(" + ", ".join(f"{p}={lit(v)}" for p, v in params) + ")"
+
+    def run(self) -> None:
+        order = {n: i for i, n in enumerate(self.graph.nodes)}
+        pending = sorted((s for s in self.owners if s), key=lambda s: -s.count("/"))
+        # level by level, deepest first, so that a parent's template can name its children's classes
+        while pending:
+            depth = pending[0].count("/")
+            level = [s for s in pending if s.count("/") == depth]
+            pending = pending[len(level):]
+            groups: dict[tuple, list] = {}
+            for s in sorted(level, key=lambda s: order[self._first(s)]):
+                text, values = self.template(self.owners[s])
+                groups.setdefault((self.owners[s].block, text), []).append((s, values))
+            for (block, text), members in groups.items():
+                self.make_classes(block, text, members)
+
+    def _first(self, scope: str) -> str:
+        owner = self.owners[scope]
+        kind, key = owner.members[0]
+        return key if kind == "node" else self._first(key)
+
+    def make_classes(self, block: str, text: str, members: list) -> None:
+        names = self.parameters(members)
+        if names is None:  # some number is not a parameter: one class per distinct configuration
+            configs: dict[tuple, list] = {}
+            for s, values in members:
+                configs.setdefault(tuple(map(repr, values)), []).append((s, values))
+            for same in configs.values():
+                self.emit(block, text, same, [None] * len(same[0][1]))
+        else:
+            self.emit(block, text, members, names)
+
+    def parameters(self, members: list) -> list | None:
+        """For each number of the template: None (a literal) or the parameter it comes from."""
+        values = [v for _, v in members]
+        cands = self.candidates(members)
+        names = []
+        for i in range(len(values[0])):
+            column = [v[i] for v in values]
+            if all(_same(c, column[0]) for c in column):
+                names.append(None)
+                continue
+            match = next((p for p, vals in cands if all(_same(a, b) for a, b in zip(vals, column))), None)
+            if match is None:
+                return None
+            names.append(match)
+        return names
+
+    def candidates(self, members: list) -> list[tuple[str, list]]:
+        instances = self.graph.graph.get("instances", {})
+        first = instances[members[0][0]]["args"]
+        out = []
+        for arg in first:
+            vals = [instances[s]["args"].get(arg) for s, _ in members]
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+                out.append((arg, vals))
+        ins = [self.owners[s].inputs for s, _ in members]
+        if all(len(i) == 1 and len(self.graph.nodes[i[0]]["shape"]) == 3 for i in ins):
+            out.append(("in_channels", [self.graph.nodes[i[0]]["shape"][0] for i in ins]))
+        return out
+
+    def emit(self, block: str, text: str, members: list, names: list) -> None:
+        params = list(dict.fromkeys(n for n in names if n is not None))
+        legal = {p: _param_name(p) for p in params}
+        values = members[0][1]
+
+        def fill(m):
+            i = int(m.group(1))
+            return legal[names[i]] if names[i] is not None else _literal(values[i])
+
+        body = re.sub(f"{Lits.MARK}(\\d+){Lits.MARK}", fill, text)
+        body = body.replace("{params}", "".join(f", {legal[p]}" for p in params), 1)
+        cls = self.bodies.get((block, body))
+        if cls is None:
+            cls = base = class_name(block)
+            k = 1
+            while cls in self.taken:
+                k += 1
+                cls = f"{base}_{k}"
+            self.taken.add(cls)
+            self.bodies[(block, body)] = cls
+            self.sources.append(f'class {cls}(nn.Module):\n    """Block `{block}`."""\n\n{body}')
+        for s, vals in members:
+            self.calls[s] = (cls, [(legal[p], vals[names.index(p)]) for p in params])
+
+
+def _same(a, b) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def _param_name(name: str) -> str:
+    name = legal_name(name)
+    while name in PRELUDE_NAMES:
+        name += "_"
+    return name
+
+
+def _literal(v) -> str:
+    return repr(float(v)) if isinstance(v, float) else repr(v)
+
+
+# --- the network class -----------------------------------------------------------------------
+
+def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: _Classes, cls: str,
+                   doc: str) -> dict[str, str]:
+    """Print the network class; returns the module path of every node."""
+    root = owners[""]
+    tree, paths = build_tree(root, owners, graph)
+    classes.trees[""] = (tree, paths)
+    lit = Lits()
+    chain = head_chain(graph, node_owner)
+    aux = graph.graph["aux"]
+    module_paths = _module_paths(owners, classes.trees)
+    main = classifier_node(graph, graph.graph["output"])
+    classifiers = []
+    if main is not None:
+        units = graph.nodes[main]["attrs"]["units"]
+        heads = [main] + [c for c in (classifier_node(graph, h["output"]) for h in aux)
+                          if c is not None and graph.nodes[c]["attrs"]["units"] == units]
+        for c in heads:
+            a = graph.nodes[c]["attrs"]
+            classifiers.append((module_paths[c], graph.nodes[next(iter(graph.predecessors(c)))]["shape"][0],
+                                a["bias"], a["act"]))
+        num_classes = units
+    else:
+        out = graph.nodes[graph.graph["output"]]["shape"]
+        num_classes = out[0] if len(out) == 1 else None
+
+    pr(f"class {cls}(IncdslNet):")
+    with pr.indent():
+        lines = doc.split("\n")
+        pr('"""' + lines[0])
+        for line in lines[1:]:
+            pr(line)
+        pr('"""')
+        pr()
+        pr(f"def __init__(self, num_classes: int | None = {num_classes!r}, seed: int | None = None):")
+        with pr.indent():
+            pr("super().__init__()")
+            pr(f"self.num_classes = {num_classes!r}")
+            pr(f"self.aux_names = {[h['name'] for h in aux]!r}")
+            pr(f"self.aux_weights = {[float(h['weight']) for h in aux]!r}")
+            pr(f"self.classifiers = {classifiers!r}")
+            start = len(pr.lines)
+            _build_lines(pr, tree, lambda leaf: classes.leaf(leaf, lit))
+            pr.lines[start:] = [re.sub(f"{Lits.MARK}(\\d+){Lits.MARK}", lambda m: _literal(lit.values[int(m.group(1))]), l)
+                                for l in pr.lines[start:]]
+            pr("if num_classes is not None and num_classes != self.num_classes:")
+            with pr.indent():
+                pr("self.reset_classifier(num_classes)")
+            pr("init_weights(self, seed)")
+        _network_methods(pr, graph, owners, paths, chain, main)
+    return module_paths
+
+
+def _network_methods(pr: Printer, graph, owners: dict, paths: dict, chain: list, main: str | None) -> None:
+    root = owners[""]
+    aux = graph.graph["aux"]
+    trunk_members = [m for m in root.members if m[1] not in chain and
+                     (graph.nodes[m[1]]["aux"] if m[0] == "node" else owners[m[1]].aux) is None]
+    aux_members = [m for m in root.members if m[1] not in chain and m not in trunk_members]
+    trunk = _items(graph, root, owners, paths, trunk_members)
+    aux_items = _items(graph, root, owners, paths, aux_members)
+    head = _items(graph, root, owners, paths, [("node", n) for n in chain])
+    feature = head[0][1][0] if head else graph.graph["output"]
+    made = {v for _, _, outs in aux_items for v in outs}
+    taps = list(dict.fromkeys(v for _, ins, _ in aux_items for v in ins if v not in made))
+    x = graph.graph["input"]
+    pr()
+    if aux:
+        pr("def forward_features(self, x):")
+        with pr.indent():
+            pr("return self.forward_trunk(x)[0]")
+        pr()
+        emit_method(pr, "def forward_trunk(self, {}):", [x], trunk, [feature] + taps,
+                    lambda v: f"{v[0]}, [{', '.join(v[1:])}]")
+    else:
+        emit_method(pr, "def forward_features(self, {}):", [x], trunk, [feature])
+    pr()
+    before = {}
+    for i, (_, ins, outs) in enumerate(head):
+        if outs[0] == main:
+            def stop(var, v=ins[0]):
+                pr("if pre_logits:")
+                with pr.indent():
+                    pr(f"return {var(v)}")
+            before[i] = stop
+    emit_method(pr, "def forward_head(self, {}, pre_logits: bool = False):", [feature], head,
+                [graph.graph["output"]], before=before)
+    if aux:
+        pr()
+        emit_method(pr, "def forward_aux(self, " + ", ".join("{}" for _ in taps) + "):", taps, aux_items,
+                    [h["output"] for h in aux], lambda v: "[" + ", ".join(v) + "]")
+    pr()
+    pr("def forward(self, x):")
+    with pr.indent():
+        if aux:
+            pr("x, taps = self.forward_trunk(x)")
+            pr("logits = self.forward_head(x)")
+            pr("if self.training:")
+            with pr.indent():
+                pr("return logits, self.forward_aux(*taps)")
+            pr("return logits")
+        else:
+            pr("return self.forward_head(self.forward_features(x))")
+
+
+def _module_paths(owners: dict, trees: dict) -> dict[str, str]:
+    """IR node -> module path in the network (the prefix of its state-dict keys)."""
+    out: dict[str, str] = {}
+    base = {"": ""}
+
+    def visit(scope: str):
+        _, paths = trees[scope]
+        for (kind, key), rel in paths.items():
+            full = f"{base[scope]}.{rel}" if base[scope] else rel
+            if kind == "node":
+                out[key] = full
+            else:
+                base[key] = full
+                visit(key)
+    visit("")
+    return out
+
+
+# --- the file --------------------------------------------------------------------------------
+
+def generate_source(network, class_name_: str | None = None) -> tuple[str, str, dict[str, str]]:
+    """Standalone PyTorch source for a network.
+
+    Parameters:
+        network: a checked `Network`.
+        class_name_: the network class's name (default: the network's name in CamelCase).
+    Returns:
+        (source, class name, module path of every IR node).
+
+    Example:
+        >>> text, cls, paths = generate_source(incdsl.load("specs/inception_v4.inc"))
+        >>> cls
+        'InceptionV4'
+    """
+    graph = network.graph
+    owners, node_owner = find_owners(graph)
+    cls = class_name_ or class_name(network.name)
+    classes = _Classes(graph, owners, PRELUDE_NAMES | {cls})
+    classes.run()
+    spec = os.path.basename(network.file)
+    doc = (f"Network `{network.name}` from {spec}, compiled by incdsl {__version__}.\n\n"
+           f"Input {format_shape(network.input_shape)}, output {format_shape(network.output_shape)}"
+           + (f"; aux heads {', '.join(h['name'] for h in graph.graph['aux'])} (training mode only)"
+              if graph.graph["aux"] else "") + ".\n"
+           f"`{cls}(num_classes=..., seed=0)` builds it with a deterministic initialisation.")
+    pr = Printer()
+    paths = _network_class(pr, graph, owners, node_owner, classes, cls, doc)
+    header = (f'"""{network.name}: PyTorch model generated by incdsl {__version__} from {spec}.\n\n'
+              f"Needs only torch. Build with `model = {cls}()`; state-dict keys follow the spec's scope names.\n"
+              '"""\n')
+    text = header + prelude() + "\n\n" + "\n\n".join(classes.sources) + ("\n\n" if classes.sources else "") + pr.text()
+    return text, cls, paths

@@ -1,0 +1,68 @@
+"""IR -> `torch.nn.Module`: build the network `source.py` writes, in memory.
+
+`to_torch` generates the standalone source of the network and executes it, as torch.fx's
+`GraphModule` does with its generated code, so `incdsl compile` files and `to_torch`
+modules are the same modules by construction. The contract (state-dict keys, forward
+outputs, the model API) is in `to_torch`'s docstring.
+"""
+from __future__ import annotations
+
+import itertools
+import linecache
+import types
+
+import torch  # noqa: F401  (the generated code imports it; fail here with a clear name)
+
+from .source import generate_source
+
+_counter = itertools.count()
+
+
+def load_source(text: str, name: str = "incdsl_model") -> types.ModuleType:
+    """Execute generated source as a fresh module (not put in `sys.modules`).
+
+    The text is registered with `linecache` so tracebacks and `inspect` show the code.
+    """
+    filename = f"<incdsl-generated {name} #{next(_counter)}>"
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
+    exec(compile(text, filename, "exec"), module.__dict__)
+    return module
+
+
+def to_torch(network, *, num_classes: int | None = None, seed: int | None = None):
+    """Build a `torch.nn.Module` that computes `network`.
+
+    Parameters:
+        network: a checked `incdsl.Network`.
+        num_classes: replace the classifier (and the aux classifiers that predict the same
+            classes) with one for this many classes; `0` makes the main classifier an identity.
+            Default: the spec's count.
+        seed: initialise deterministically from this seed (see `layers.init_weights`);
+            `None` draws from torch's global generator.
+    Returns:
+        an `nn.Module` (on the CPU, float32, in training mode) with:
+
+        * modules named by IR scope: node ``a.2/branch_1/conv_0`` is module
+          ``a[2].branch_1.conv_0``; a conv node has state-dict keys ``<path>.conv.weight``
+          (``.conv.bias`` when it has a bias) and ``<path>.bn.weight/bias/running_mean/
+          running_var/num_batches_tracked``; a linear node ``<path>.weight/bias``;
+        * ``num_classes``, ``aux_names``, ``aux_weights`` (lists in spec order),
+          ``forward_features(x)`` (the last feature map), ``forward_head(x, pre_logits=False)``,
+          ``reset_classifier(num_classes)`` and ``forward(x)``: logits, or in training mode, when
+          the spec has aux heads, ``(logits, [aux_logits, ...])``;
+        * ``node_paths``: IR node name -> module path.
+    Raises:
+        ValueError: `num_classes` is given but the network ends in no linear classifier.
+
+    Example:
+        >>> model = to_torch(incdsl.load("specs/inception_v4.inc"), num_classes=10, seed=0)
+        >>> model.eval()(torch.randn(1, 3, 299, 299)).shape
+        torch.Size([1, 10])
+    """
+    text, cls, paths = generate_source(network)
+    module = load_source(text, f"incdsl_{network.name}")
+    model = getattr(module, cls)(num_classes=num_classes, seed=seed)
+    model.node_paths = dict(paths)
+    return model

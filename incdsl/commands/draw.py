@@ -1,0 +1,96 @@
+"""`incdsl draw SPEC`: a diagram of the network with Graphviz (SVG, PDF, PNG or DOT).
+
+Exit codes besides the shared ones: 69 when the output needs Graphviz's `dot` and it is not
+installed (DOT output never needs it).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+EXIT_NO_GRAPHVIZ = 69  # sysexits EX_UNAVAILABLE
+
+
+
+def register(sub) -> None:
+    from ..cli import add_spec_arguments
+    from ..render.style import FORMATS, LEVELS, RANKDIRS
+    p = sub.add_parser(
+        "draw", help="draw the network, one block, or every layer (SVG, PDF, PNG, DOT)",
+        description="Draw a diagram with Graphviz: the overall schema (--level network, the default), one block "
+                    "definition in the style of the papers' module figures (--block NAME), or every layer in "
+                    "clusters by scope (--level layer). The format follows the suffix of -o (.svg .pdf .png .dot) "
+                    "or --format; without -o the SVG (or DOT) goes to standard output. Writing DOT needs no "
+                    "Graphviz; the other formats run its `dot` program.")
+    add_spec_arguments(p)
+    p.add_argument("--level", choices=LEVELS, help="network (default), block (needs --block) or layer")
+    p.add_argument("--block", metavar="NAME", help="the block definition to draw (implies --level block)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here; the suffix picks the format")
+    p.add_argument("--format", choices=FORMATS, help="output format (default: from the -o suffix, else svg)")
+    p.add_argument("--rankdir", choices=RANKDIRS, default="BT",
+                   help="BT puts the input at the bottom as the papers do (default); TB at the top; LR at the left")
+    p.add_argument("--no-aux", dest="aux", action="store_false", help="leave out the auxiliary heads")
+    p.add_argument("--mono", action="store_true", help="black on white, no fill colours (for print)")
+    p.add_argument("--font", default="Helvetica", metavar="NAME", help="font name for every label (default Helvetica)")
+    p.add_argument("--no-shapes", dest="shapes", action="store_false", help="no tensor shapes on the arrows")
+    p.set_defaults(func=run)
+
+
+def output_format(args) -> str:
+    """--format, else the -o suffix, else svg."""
+    from ..cli import UsageError
+    from ..render.style import FORMATS
+    if args.format:
+        return args.format
+    if not args.output:
+        return "svg"
+    suffix = os.path.splitext(args.output)[1].lower().lstrip(".")
+    if suffix not in FORMATS:
+        raise UsageError(f"cannot tell the format from {args.output!r}: use a .svg, .pdf, .png or .dot suffix, "
+                         "or --format")
+    return suffix
+
+
+def _options(args, net):
+    from ..cli import UsageError
+    from ..render.collect import block_names
+    from ..render.style import DrawOptions
+    level = args.level or ("block" if args.block else "network")
+    if args.block and level != "block":
+        raise UsageError(f"--block applies to --level block, not --level {level}")
+    if level == "block" and not args.block:
+        names = block_names(net.graph)
+        raise UsageError("--level block needs --block NAME; blocks of this network: " + (", ".join(names) or "none"))
+    return DrawOptions(level=level, block=args.block, rankdir=args.rankdir, aux=args.aux, mono=args.mono,
+                       font=args.font, shapes=args.shapes)
+
+
+def run(args) -> int:
+    from ..cli import UsageError, load_spec, write_atomic
+    from ..render.graphviz import DrawError, GraphvizNotFound, build_dot, run_dot
+    fmt = output_format(args)
+    if fmt in ("pdf", "png") and not args.output and sys.stdout.isatty():
+        raise UsageError(f"{fmt.upper()} is binary: give -o FILE, or redirect standard output")
+    net = load_spec(args)
+    try:
+        source = build_dot(net, _options(args, net))
+    except DrawError as exc:
+        raise UsageError(str(exc)) from None
+    if fmt == "dot":
+        data: str | bytes = source
+    else:
+        try:
+            data = run_dot(source, fmt)
+        except GraphvizNotFound as exc:
+            print(f"incdsl: error: cannot write {fmt.upper()}: {exc}\n"
+                  "(DOT output needs no Graphviz: use -o FILE.dot or --format dot)", file=sys.stderr)
+            return EXIT_NO_GRAPHVIZ
+    if args.output:
+        write_atomic(args.output, data)
+    elif isinstance(data, str):
+        sys.stdout.write(data)
+        sys.stdout.flush()
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    return 0

@@ -1,0 +1,132 @@
+"""What a diagram shows, as plain data: boxes, arrows, clusters and left-to-right orders.
+
+A `Scene` says nothing about colours, fonts or Graphviz; `render/graphviz.py` styles it
+from a table keyed by `Node.kind`. Node ids are IR names (or scope paths), so the DOT text
+is stable; ids of boxes that are not IR nodes start with ``#``, which IR names never contain.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from ..ir import inputs
+from .labels import act_label, layer_label, scale_note
+
+OUTPUT = "#output"
+
+# op -> style kind; block-level kinds ("block", "reduction", "stem", "aux", "output") come on top
+OP_KINDS = {"input": "input", "conv": "conv", "maxpool": "pool", "avgpool": "pool", "gap": "pool",
+            "lrn": "norm", "bn": "norm", "act": "act", "dropout": "dropout", "flatten": "reshape",
+            "identity": "reshape", "linear": "linear", "softmax": "linear", "concat": "concat", "add": "add"}
+
+
+class DrawError(ValueError):
+    """A request the network cannot satisfy, e.g. a block name it does not use."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """One box. `lines` are smaller text under the title; when `flow` is set they are a
+    sequence in data-flow order (drawn bottom-up in a bottom-up diagram)."""
+    id: str
+    kind: str
+    title: str
+    lines: tuple[str, ...] = ()
+    flow: bool = False
+    cluster: str = ""
+    aux: bool = False
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One arrow, with the shape of the tensor it carries and an optional note (a scale)."""
+    tail: str
+    head: str
+    shape: tuple | None = None
+    note: str | None = None
+    aux: bool = False
+
+
+@dataclass
+class Scene:
+    name: str
+    nodes: list[Node] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+    clusters: dict[str, str] = field(default_factory=dict)  # scope path -> label; parent = path prefix
+    orders: list[tuple[str, ...]] = field(default_factory=list)  # ids to place side by side, in order
+
+    def node_ids(self) -> set[str]:
+        return {n.id for n in self.nodes}
+
+
+def aux_drop(graph: nx.DiGraph, name: str, keep: str | None, aux: bool) -> bool:
+    """Whether a node is hidden: it belongs to an auxiliary head other than `keep` and `aux` is off."""
+    head = graph.nodes[name]["aux"]
+    return not aux and head is not None and head != keep
+
+
+def layer_nodes(graph: nx.DiGraph, name: str, cluster: str = "", note: str | None = None) -> list[Node]:
+    """The boxes of one IR node: usually one; a residual sum with an activation gives two
+    (``+`` then ``Relu activation``, as the papers draw it)."""
+    node = graph.nodes[name]
+    lines = (note,) if note else ()
+    aux = node["aux"] is not None
+    boxes = [Node(name, OP_KINDS[node["op"]], layer_label(node["op"], node["attrs"]), lines, False, cluster, aux)]
+    if node["op"] == "add" and node["attrs"]["act"]:
+        boxes.append(Node(name + "#act", "act", act_label(node["attrs"]["act"]), (), False, cluster, aux))
+    return boxes
+
+
+def exit_id(graph: nx.DiGraph, name: str) -> str:
+    """The box an IR node's outgoing arrows leave from (see `layer_nodes`)."""
+    node = graph.nodes[name]
+    return name + "#act" if node["op"] == "add" and node["attrs"]["act"] else name
+
+
+def layer_edges(graph: nx.DiGraph, name: str, box_of, aux_edge: bool = False) -> list[Edge]:
+    """Arrows into one IR node, in input order; `box_of(ir_name)` gives the drawn tail box
+    (None: not drawn). The residual branch's arrow carries its scale."""
+    node = graph.nodes[name]
+    out = []
+    for index, src in enumerate(inputs(graph, name)):
+        tail = box_of(src)
+        if tail is None:
+            continue
+        note = None
+        if node["op"] == "add" and node["attrs"]["scales"][index] != 1.0:
+            note = scale_note(node["attrs"]["scales"][index])
+        if tail != name:
+            out.append(Edge(tail, name, graph.nodes[src]["shape"], note, aux_edge or node["aux"] is not None))
+    if node["op"] == "add" and node["attrs"]["act"]:
+        out.append(Edge(name, name + "#act", node["shape"], None, node["aux"] is not None))
+    return out
+
+
+def branch_heads(graph: nx.DiGraph, concat: str, members: list[str]) -> list[str]:
+    """The first node of each branch of a concat (or add), in input order.
+
+    A branch is the scope one level below the join's scope (`inception_a.0/branch_2`); its
+    head is its first node in IR order. An input that is not inside such a scope is its own head.
+    """
+    scope = graph.nodes[concat]["scope"]
+    prefix = scope + "/" if scope else ""
+    heads = []
+    for src in inputs(graph, concat):
+        rest = src[len(prefix):] if src.startswith(prefix) else None
+        if rest is None or "/" not in rest:
+            heads.append(src)
+            continue
+        branch = prefix + rest.split("/", 1)[0] + "/"
+        heads.append(next(n for n in members if n.startswith(branch)))
+    return heads
+
+
+_INDEXED = re.compile(r"^(.*)\.(\d+)$")
+
+
+def split_index(scope: str) -> tuple[str, int | None]:
+    """``inception_a.3`` -> ``("inception_a", 3)``; ``stem`` -> ``("stem", None)``."""
+    m = _INDEXED.match(scope)
+    return (m.group(1), int(m.group(2))) if m else (scope, None)

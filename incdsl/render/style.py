@@ -1,0 +1,94 @@
+"""How each kind of box looks: one table keyed by `Node.kind`, in colour or monochrome.
+
+Kinds come from `scene.OP_KINDS` (layers) plus the network-level kinds ``block``,
+``reduction``, ``stem``, ``aux`` and ``output``. Colours are pale enough for black text in
+print; `--mono` drops every fill and draws in black.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FILLS = {
+    "input": "#e9e9e9",
+    "conv": "#fff1bd",
+    "pool": "#d3e6f8",
+    "norm": "#e4d9f1",
+    "act": "#f9d6cf",
+    "dropout": "#ececec",
+    "reshape": "#f4f4f4",
+    "linear": "#fcdcc0",
+    "concat": "#d4edcf",
+    "add": "#d4edcf",
+    "block": "#fbe5ae",
+    "reduction": "#c9ddf3",
+    "stem": "#e2d4ef",
+    "aux": "#efefef",
+}
+
+SHAPES = {"add": "circle", "output": "plaintext"}
+
+EXTRA_STYLE = {"aux": "dashed", "block": "bold", "reduction": "bold", "stem": "bold"}
+
+
+@dataclass(frozen=True)
+class DrawOptions:
+    """Everything that changes a drawing besides the network itself.
+
+    level: ``network`` | ``block`` | ``layer``; block: the block to draw at block level;
+    rankdir: ``BT`` (input at the bottom, as the papers draw) | ``TB`` | ``LR``;
+    aux: draw auxiliary heads; mono: black on white; font: a font name Graphviz knows;
+    shapes: tensor shapes on the arrows.
+    """
+    level: str = "network"
+    block: str | None = None
+    rankdir: str = "BT"
+    aux: bool = True
+    mono: bool = False
+    font: str = "Helvetica"
+    shapes: bool = True
+
+
+LEVELS = ("network", "block", "layer")
+RANKDIRS = ("BT", "TB", "LR")
+FORMATS = ("svg", "pdf", "png", "dot")  # what `draw` writes; all but dot need Graphviz
+
+
+def node_style(kind: str, mono: bool) -> dict[str, str]:
+    """DOT attributes of a box of this kind."""
+    shape = SHAPES.get(kind, "box")
+    if shape == "plaintext":
+        return {"shape": shape}
+    styles = [] if mono else ["filled"]
+    if kind in EXTRA_STYLE:
+        styles.append(EXTRA_STYLE[kind])
+    attrs = {"shape": shape}
+    if styles:
+        attrs["style"] = ",".join(styles)
+    if not mono:
+        attrs["fillcolor"] = FILLS.get(kind, "#ffffff")
+    if shape == "circle":
+        attrs.update(width="0.3", height="0.3", margin="0")
+    return attrs
+
+
+def graph_style(options: DrawOptions) -> dict[str, str]:
+    return {"rankdir": options.rankdir, "newrank": "true", "nodesep": "0.25", "ranksep": "0.3",
+            "fontname": options.font, "fontsize": "11"}
+
+
+def default_node_style(options: DrawOptions) -> dict[str, str]:
+    return {"fontname": options.font, "fontsize": "11", "height": "0.3", "margin": "0.1,0.04",
+            "color": "black", "penwidth": "0.8"}
+
+
+def default_edge_style(options: DrawOptions) -> dict[str, str]:
+    return {"fontname": options.font, "fontsize": "9", "arrowsize": "0.6", "penwidth": "0.8",
+            "color": "black" if options.mono else "#444444"}
+
+
+NOTE_COLOUR = "#555555"  # the smaller lines under a title, and cluster labels, in colour mode
+
+
+def cluster_style(options: DrawOptions) -> dict[str, str]:
+    return {"style": "rounded,dashed", "color": "black" if options.mono else "#8a8a8a", "fontsize": "10",
+            "fontcolor": "black" if options.mono else NOTE_COLOUR, "labeljust": "l", "margin": "6"}

@@ -1,0 +1,225 @@
+"""Parameters and multiply-adds of a resolved program, fast enough to score thousands of points.
+
+`CostLowerer` is the core `Lowerer` (so every check and every rule is the same) with two
+changes: it adds up each node's cost as the node is made (the closed forms of
+`passes/cost.py`), and it memoises block bodies. A block instance's cost and output shape
+depend only on the block's (resolved) definition, its arguments, its input shape, the scoped
+defaults in force and whether it sits in an auxiliary head, so an instance seen before (the
+second to fourth Inception-A of a repeat, the fixed stem of every point) costs one dictionary
+look-up and a placeholder node instead of being lowered again. The memo outlives one point:
+`Space` keeps it, and resolved definitions keep their identity across points.
+
+Not memoised: blocks holding a label that an `aux ... from LABEL` head taps (the tap must
+find the labelled node), and everything outside block bodies.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import syntax as s
+from ..lower import Lowerer
+from ..passes.cost import node_params_macs
+
+MEMO_LIMIT = 50_000  # entries; the memo is cleared when it grows past this
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Trunk totals (auxiliary heads excluded), as `incdsl cost` and `incdsl check` report them."""
+    params: int
+    macs: int
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
+def freeze(value):
+    """A hashable key for a value, keeping types apart (True vs 1, 1 vs 1.0, `in.c` vs 384)."""
+    if isinstance(value, tuple):
+        return (type(value).__name__, tuple(freeze(v) for v in value))
+    if isinstance(value, dict):
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
+    return (type(value).__name__, value)
+
+
+def tapped_labels(program) -> set[str]:
+    """Labels named by `aux ... from LABEL` anywhere in the program."""
+    taps: set[str] = set()
+
+    def walk(stmts):
+        for st in stmts:
+            if isinstance(st, s.AuxStmt) and st.tap:
+                taps.add(st.tap)
+            body = getattr(st, "body", None)
+            if body:
+                walk(body)
+
+    for d in [program.network, *program.blocks.values()]:
+        if d is not None:
+            walk(d.body)
+    return taps
+
+
+def uncacheable_blocks(program) -> set[str]:
+    """Blocks whose bodies (or the blocks they call) define a tapped label."""
+    taps = tapped_labels(program)
+    if not taps:
+        return set()
+    calls, labelled = {}, set()
+    for name, d in program.blocks.items():
+        found, names = [], set()
+        _labels_and_calls(d.body, found, names)
+        calls[name] = names
+        if taps & set(found):
+            labelled.add(name)
+    changed = True
+    while changed:
+        changed = False
+        for name, names in calls.items():
+            if name not in labelled and names & labelled:
+                labelled.add(name)
+                changed = True
+    return labelled
+
+
+def _labels_and_calls(stmts, labels: list, names: set) -> None:
+    for st in stmts:
+        label = getattr(st, "label", None)
+        if label:
+            labels.append(label)
+        if isinstance(st, s.Chain):
+            for el in st.elements:
+                names.add(el.name)
+                if el.label:
+                    labels.append(el.label)
+        body = getattr(st, "body", None)
+        if body:
+            _labels_and_calls(body, labels, names)
+
+
+class CostCache:
+    """What `CostLowerer` remembers between points: block bodies, layers, names each layer reads."""
+
+    def __init__(self, skip: set[str] = frozenset()):
+        self.skip = skip  # blocks never memoised (`uncacheable_blocks`)
+        self.blocks: dict = {}
+        self.layers: dict = {}
+        self.reads: dict = {}
+
+    def entries(self) -> int:
+        return len(self.blocks) + len(self.layers) + len(self.reads)
+
+    def trim(self) -> None:
+        if self.entries() > MEMO_LIMIT:
+            self.blocks.clear()
+            self.layers.clear()
+            self.reads.clear()
+
+
+_MISSING = object()
+
+
+def _names_read(el: s.Element) -> tuple[tuple[str, ...], bool]:
+    """(names, reads `in`) of a layer's argument expressions."""
+    names, uses_in = set(), False
+    todo = [a.value for a in el.args]
+    while todo:
+        e = todo.pop()
+        if isinstance(e, s.Name):
+            names.add(e.id)
+        elif isinstance(e, s.Attr):
+            uses_in = True
+        elif isinstance(e, s.Call):
+            todo.extend(e.args)
+        elif isinstance(e, s.BinOp):
+            todo += [e.left, e.right]
+        elif isinstance(e, s.Neg):
+            todo.append(e.operand)
+        elif isinstance(e, s.TupleLit):
+            todo.extend(e.items)
+    return tuple(sorted(names)), uses_in
+
+
+class CostLowerer(Lowerer):
+    """Lowers a program while counting its cost; see the module docstring.
+
+    Parameters:
+        program: the resolved `Program` of one point.
+        cache: a `CostCache` shared between runs.
+    """
+
+    def __init__(self, program, cache: CostCache):
+        super().__init__(program)
+        self.cache = cache
+        self.params = 0
+        self.macs = 0
+        self._frozen: dict = {}  # id(defaults dict) -> (dict, frozen form), for this run
+
+    def add_node(self, name, op, attrs, ins, span, ctx):
+        node = super().add_node(name, op, attrs, ins, span, ctx)
+        if ctx.aux is None:
+            g = self.g
+            params, macs = node_params_macs(op, attrs, [g.nodes[i]["shape"] for i in ins], g.nodes[node]["shape"])
+            self.params += params
+            self.macs += macs
+        return node
+
+    def frozen_defaults(self, defaults: dict):
+        hit = self._frozen.get(id(defaults))
+        if hit is None or hit[0] is not defaults:
+            hit = self._frozen[id(defaults)] = (defaults, freeze(defaults))
+        return hit[1]
+
+    def lower_layer(self, el, cur, ctx):
+        # A layer's node is fixed by the values of the names it reads, its input shape, `in`
+        # (if read) and the defaults in force: compute that once, name and add it each time.
+        reads = self.cache.reads.get(id(el))
+        if reads is None or reads[0] is not el:
+            reads = self.cache.reads[id(el)] = (el, *_names_read(el))
+        _, names, uses_in = reads
+        env = ctx.env
+        key = (id(el), tuple(freeze(env.get(n, _MISSING)) for n in names), self.shape(cur),
+               ctx.in_shape if uses_in else None, self.frozen_defaults(ctx.defaults), ctx.aux is None)
+        hit = self.cache.layers.get(key)
+        if hit is None or hit[0] is not el:
+            params, macs = self.params, self.macs
+            node = super().lower_layer(el, cur, ctx)
+            data = self.g.nodes[node]
+            self.cache.layers[key] = (el, data["op"], data["attrs"], data["shape"], self.params - params,
+                                      self.macs - macs)
+            return node
+        _, op, attrs, shape, params, macs = hit
+        # as Lowerer.lower_layer names and records a layer
+        name = self.claim(ctx.scope, el.label, el.label_span, ctx) if el.label else self.fresh(ctx.scope, op, el.span, ctx)
+        self.g.add_node(name, op=op, attrs=attrs, shape=shape, span=el.span, scope=ctx.scope, block=ctx.block,
+                        aux=ctx.aux)
+        self.g.add_edge(cur, name, index=0)
+        if el.label:
+            self.labels.setdefault(el.label, []).append((ctx.scope, name, el.label_span))
+        self.params += params
+        self.macs += macs
+        return name
+
+    def lower_body(self, stmts, cur, ctx):
+        block = ctx.block
+        d = self.blocks.get(block) if block is not None else None
+        if d is None or stmts is not d.body or block in self.cache.skip:
+            return super().lower_body(stmts, cur, ctx)
+        # A block instance's body (lower_call passes the definition's body tuple itself).
+        key = (id(d), freeze(ctx.env), self.shape(cur), self.frozen_defaults(ctx.defaults), ctx.aux is None)
+        hit = self.cache.blocks.get(key)
+        if hit is not None and hit[0] is d:
+            _, shape, params, macs = hit
+            name = f"{ctx.scope}/memo"
+            self.g.add_node(name, op="identity", attrs={}, shape=shape, span=d.span, scope=ctx.scope, block=block,
+                            aux=ctx.aux)
+            self.g.add_edge(cur, name, index=0)
+            self.params += params
+            self.macs += macs
+            return name
+        params, macs = self.params, self.macs
+        out = super().lower_body(stmts, cur, ctx)
+        # The definition itself is kept in the entry: its id is only a valid key while it lives.
+        self.cache.blocks[key] = (d, self.shape(out), self.params - params, self.macs - macs)
+        return out

@@ -1,0 +1,86 @@
+"""The concrete spec of a point, as text.
+
+Each choice's source text (``choice(64, 96, 128)``, or ``choice(a, b)`` up to its closing
+parenthesis) is replaced by the chosen option's text; everything else, comments and layout
+included, is kept. Included files are inlined: each `include` line becomes a comment and
+the included file's text (its choices substituted too) follows the main file, each file
+once, in the order `load_program` reads them. The result loads on its own from any
+directory, which is what `incdsl sample` needs to write samples beside an index.
+"""
+from __future__ import annotations
+
+import os
+
+from ..parse import parse
+from .choices import offsets
+
+
+class SpecWriter:
+    """Writes the concrete spec of any point of one space (the include lines are found once)."""
+
+    def __init__(self, space):
+        self.space = space
+        self.sources = space.program.sources
+        self.includes: dict[str, list] = {}
+        self.order = self._order(space.file)
+
+    def _include_lines(self, file: str) -> list[tuple[int, int, str, str]]:
+        """(start, end offset, path as written, resolved file) of each include line of a file."""
+        if file not in self.includes:
+            text = self.sources[file]
+            starts = offsets(text)
+            found = []
+            for inc in parse(text, file).includes:
+                a = starts[inc.span.line - 1] + inc.span.col - 1
+                b = text.find("\n", a)
+                target = os.path.normpath(os.path.join(os.path.dirname(file), inc.path))
+                found.append((a, len(text) if b < 0 else b, inc.path, target))
+            self.includes[file] = found
+        return self.includes[file]
+
+    def _order(self, main: str) -> list[str]:
+        order: list[str] = []
+
+        def visit(file: str):
+            order.append(file)
+            for _, _, _, target in self._include_lines(file):
+                if target not in order and target in self.sources:
+                    visit(target)
+
+        visit(main)
+        return order
+
+    def header(self, indices) -> str:
+        space = self.space
+        lines = [f"# A point of the search space `{space.name}` ({os.path.basename(space.file)}), written by incdsl.",
+                 "# Choices (name = option, at file:line:col of the space):"]
+        width = max((len(c.name) for c in space.choices), default=0)
+        for c, i in zip(space.choices, indices):
+            lines.append(f"#   {c.name:<{width}} = {c.options[i]}  ({c.id})")
+        return "\n".join(lines) + "\n\n"
+
+    def render(self, indices, header: bool = True) -> str:
+        """Spec text of the point `indices` (see the module docstring)."""
+        edits: dict[str, list] = {}
+        for site, i in zip(self.space._sites, indices):
+            edits.setdefault(site.node.span.file, []).append((*site.extent, site.texts[i]))
+        parts = [self.header(indices)] if header else []
+        base = os.path.dirname(self.space.file) or "."
+        for n, file in enumerate(self.order):
+            file_edits = edits.get(file, []) + [(a, b, f'# include "{path}": inlined below')
+                                                for a, b, path, _ in self._include_lines(file)]
+            body = _apply(self.sources[file], file_edits)
+            if n:
+                parts.append(f"\n# ---- inlined from {os.path.relpath(file, base).replace(os.sep, '/')} ----\n")
+            parts.append(body if body.endswith("\n") else body + "\n")
+        return "".join(parts)
+
+
+def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
+    out, pos = [], 0
+    for a, b, new in sorted(edits):
+        out.append(text[pos:a])
+        out.append(new)
+        pos = b
+    out.append(text[pos:])
+    return "".join(out)

@@ -1,0 +1,10 @@
+"""`incdsl train`: train a spec's network on an image folder, scikit-learn's digits or
+synthetic data, on a CPU, a GPU, or many processes under torchrun.
+
+Modules: `recipes` (hyper-parameters as data), `data` (data sets and loaders), `optim`
+(optimisers, schedule, weight averaging), `checkpoint`, `distributed`, `progress` and
+`loop` (the training loop: `train(network, TrainConfig(...))`).
+
+Importing this package imports nothing heavy; `recipes` stays free of torch so the command
+line can describe the recipes without it.
+"""

@@ -1,0 +1,256 @@
+"""Training data: an ImageFolder tree, scikit-learn's digits, or synthetic images.
+
+Every source gives images of the spec's input shape (c, h, w), scaled to [-1, 1] as the
+Inception papers' preprocessing does, and integer labels:
+
+- a folder ``DIR/train/<class>/*.jpg`` and ``DIR/val/<class>/*.jpg``: the papers'
+  augmentation for training (a random crop of 8% to 100% of the area with aspect ratio
+  3/4 to 4/3, resized to h x w, and a random horizontal flip), a centre crop for
+  evaluation (resize to h / 0.875, crop h x w);
+- ``digits``: the 1,797 8x8 handwritten digits bundled with scikit-learn (no download),
+  upscaled to h x w, split 80/20 by class with a fixed seed; training shifts them by up to
+  h/8 pixels;
+- ``synthetic``: class-dependent random patterns plus noise, generated on the fly, for
+  speed runs.
+
+Sampling: `make_loaders` shards the training set across processes with a
+`DistributedSampler` (also for one process, so one code path shuffles), reshuffled from
+(seed, epoch) alone, so a resumed run sees the same order; validation is split without
+padding so every image is counted once.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
+
+from ..diagnostics import error
+
+EVAL_CROP = 0.875  # the Inception papers' central crop: 87.5% of the resized image
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class Data:
+    """Training and validation sets plus what the run reports about them."""
+
+    train: Dataset
+    val: Dataset
+    classes: list
+    description: str
+    workers: int  # suggested loader processes: 0 for data already in memory
+
+
+def open_data(source: str, shape: tuple, *, num_classes: int | None = None, seed: int = 0,
+              synthetic_size: int = 1024, workers: int | None = None) -> Data:
+    """The data named by `--data`: "digits", "synthetic" or an ImageFolder directory.
+
+    `shape` is the network's (c, h, w) input; `num_classes` sizes the synthetic set.
+    Raises IncdslError for a missing folder, no images, or train/val class mismatch.
+    """
+    c, h, w = shape
+    if c not in (1, 3):
+        raise error(f"the network takes {c}-channel input, but image data has 1 or 3 channels",
+                    hint="pass --input 3xHxW (or 1xHxW) to train it on images")
+    if source == "digits":
+        return _digits(shape, seed)
+    if source == "synthetic":
+        return _synthetic(shape, num_classes or 10, synthetic_size, seed)
+    return _image_folder(source, shape, workers)
+
+
+# digits ---------------------------------------------------------------------------------
+
+class ShiftedImages(Dataset):
+    """In-memory images, each shifted by a random offset of up to `shift` pixels.
+
+    Draws from torch's global generator (loaders for in-memory data run no worker
+    processes), which checkpoints save and restore.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, shift: int, fill: float = -1.0):
+        self.images, self.labels, self.shift, self.fill = images, labels, shift, fill
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        image, s = self.images[i], self.shift
+        if s:
+            dy, dx = torch.randint(0, 2 * s + 1, (2,)).tolist()
+            padded = F.pad(image, (s, s, s, s), value=self.fill)
+            image = padded[:, dy:dy + image.shape[1], dx:dx + image.shape[2]]
+        return image, self.labels[i]
+
+
+def _digits(shape: tuple, seed: int) -> Data:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    c, h, w = shape
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # 0..16 -> 0..1
+    images = F.interpolate(images, size=(h, w), mode="bilinear", align_corners=False).clamp_(0, 1)
+    images = (images * 2 - 1).expand(-1, c, -1, -1).contiguous()
+    labels = torch.tensor(digits.target, dtype=torch.int64)
+    train_idx, val_idx = train_test_split(np.arange(len(labels)), test_size=0.2, random_state=seed,
+                                          stratify=digits.target)
+    train_idx, val_idx = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))
+    train = ShiftedImages(images[train_idx], labels[train_idx], shift=max(h, w) // 8)
+    val = TensorDataset(images[val_idx], labels[val_idx])
+    return Data(train, val, [str(d) for d in range(10)],
+                f"digits: {len(train)} training and {len(val)} validation images, 10 classes, {c}x{h}x{w}", 0)
+
+
+# synthetic ------------------------------------------------------------------------------
+
+class SyntheticImages(Dataset):
+    """`size` images: a coarse random pattern per class plus one of a few noise images.
+
+    Item i has label i % classes; images are made on demand, so any input size fits.
+    """
+
+    NOISE_POOL = 4
+
+    def __init__(self, size: int, shape: tuple, classes: int, seed: int):
+        self.size, self.shape, self.classes, self.seed = size, shape, classes, seed
+        g = torch.Generator().manual_seed(seed)
+        self.noise = 0.3 * torch.randn((self.NOISE_POOL, *shape), generator=g)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i):
+        label = i % self.classes
+        c, h, w = self.shape
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + label)
+        pattern = torch.randn((1, c, 4, 4), generator=g)
+        image = F.interpolate(pattern, size=(h, w), mode="nearest")[0] + self.noise[i % self.NOISE_POOL]
+        return image.clamp_(-1, 1), label
+
+
+def _synthetic(shape: tuple, classes: int, size: int, seed: int) -> Data:
+    train = SyntheticImages(size, shape, classes, seed)
+    val = SyntheticImages(max(size // 4, 1), shape, classes, seed)
+    c, h, w = shape
+    return Data(train, val, [str(k) for k in range(classes)],
+                f"synthetic: {len(train)} training and {len(val)} validation images, {classes} classes, "
+                f"{c}x{h}x{w}", 0)
+
+
+# image folders --------------------------------------------------------------------------
+
+def _load_image(path: str, mode: str):
+    from PIL import Image
+    with open(path, "rb") as f:
+        return Image.open(f).convert(mode)
+
+
+def _is_image(path: str) -> bool:
+    return path.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _class_dirs(split_dir: str) -> list:
+    return sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+
+
+def _check_folder(root: str) -> list:
+    """The class names, after checking the train/val layout; raises IncdslError."""
+    layout = "expected DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg"
+    if not os.path.isdir(root):
+        raise error(f"no such data folder: {root}",
+                    hint="pass an ImageFolder directory, `digits` or `synthetic` to --data")
+    for split in ("train", "val"):
+        if not os.path.isdir(os.path.join(root, split)):
+            raise error(f"data folder {root} has no `{split}` folder", notes=[layout])
+    train, val = _class_dirs(os.path.join(root, "train")), _class_dirs(os.path.join(root, "val"))
+    if not train:
+        raise error(f"{os.path.join(root, 'train')} has no class folders", notes=[layout])
+    if train != val:
+        only_train, only_val = sorted(set(train) - set(val)), sorted(set(val) - set(train))
+        notes = [f"only in {split}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
+                 for split, names in (("train", only_train), ("val", only_val)) if names]
+        raise error(f"the train and val folders of {root} hold different classes "
+                    f"({len(train)} and {len(val)} class folders)", notes=notes,
+                    hint="both need the same <class> folder names")
+    return train
+
+
+def _image_folder(root: str, shape: tuple, workers: int | None) -> Data:
+    from torchvision import datasets, transforms
+
+    classes = _check_folder(root)
+    c, h, w = shape
+    normalise = transforms.Normalize([0.5] * c, [0.5] * c)  # [0, 1] -> [-1, 1]
+    train_tf = transforms.Compose([
+        transforms.RandomResizedCrop((h, w), scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(), normalise])
+    val_tf = transforms.Compose([
+        transforms.Resize((round(h / EVAL_CROP), round(w / EVAL_CROP))),
+        transforms.CenterCrop((h, w)),
+        transforms.ToTensor(), normalise])
+    loader = functools.partial(_load_image, mode="L" if c == 1 else "RGB")
+    splits = {}
+    for split, tf in (("train", train_tf), ("val", val_tf)):
+        path = os.path.join(root, split)
+        try:
+            splits[split] = datasets.ImageFolder(path, transform=tf, loader=loader,
+                                                 is_valid_file=_is_image)
+        except FileNotFoundError:
+            raise error(f"{path} holds a class folder with no images",
+                        notes=[f"image files end in {', '.join(IMAGE_SUFFIXES)}"]) from None
+    if workers is None:
+        workers = min(8, os.cpu_count() or 1)
+    return Data(splits["train"], splits["val"], classes,
+                f"{root}: {len(splits['train'])} training and {len(splits['val'])} validation images, "
+                f"{len(classes)} classes, {c}x{h}x{w}", workers)
+
+
+# loaders --------------------------------------------------------------------------------
+
+class ShardSampler(Sampler):
+    """Every `world`-th index from `rank`: each item on exactly one process, no padding."""
+
+    def __init__(self, size: int, rank: int, world: int):
+        self.indices = list(range(rank, size, world))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _seed_worker(worker_id: int) -> None:
+    # torch seeds each worker from the loader's generator; give numpy and random the same
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def make_loaders(data: Data, batch_size: int, *, rank: int = 0, world: int = 1, seed: int = 0,
+                 workers: int | None = None, pin_memory: bool = False):
+    """(train loader, its sampler, validation loader). Call `reseed(loader, sampler, seed, epoch)`
+    before each epoch."""
+    workers = data.workers if workers is None else workers
+    sampler = DistributedSampler(data.train, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    common = dict(num_workers=workers, pin_memory=pin_memory, worker_init_fn=_seed_worker if workers else None)
+    train = DataLoader(data.train, batch_size=batch_size, sampler=sampler, drop_last=True,
+                       generator=torch.Generator(), **common)
+    val = DataLoader(data.val, batch_size=batch_size, sampler=ShardSampler(len(data.val), rank, world),
+                     **common)
+    return train, sampler, val
+
+
+def reseed(loader: DataLoader, sampler: DistributedSampler, seed: int, epoch: int) -> None:
+    """Make epoch `epoch`'s order and worker seeds depend on (seed, epoch) only."""
+    sampler.set_epoch(epoch)
+    loader.generator.manual_seed(seed * 100_003 + epoch)
