@@ -31,10 +31,12 @@ class Printed:
     unit: float  # half of this is the rounding tolerance
 
     def matches(self, n: int | float, unit_scale: int = 1000) -> bool:
+        """Whether n prints as this value, rounded to nearest or truncated (papers do both)."""
         scale = 1.0
         if unit_scale != 1000:  # the same digits read with K = 1024
             scale = (unit_scale / 1000) ** ("KMGT".index(self.text[-1].upper()) + 1) if self.text[-1].upper() in "KMGT" else 1.0
-        return abs(n - self.value * scale) <= self.unit * scale / 2 + 1e-9
+        value, unit = self.value * scale, self.unit * scale
+        return abs(n - value) <= unit / 2 + 1e-9 or value <= n < value + unit
 
 
 def parse_printed(text: str) -> Printed | None:
@@ -93,10 +95,20 @@ def _members(names: list[str], scope: str) -> list[str]:
 
 
 def _fmt_shape_hwc(shape) -> str:
-    if len(shape) == 3:
-        c, h, w = shape
-        return f"{h}x{w}x{c}"
-    return "x".join(map(str, shape))
+    """HxWxC as papers print it; a flat vector of n is 1x1xn."""
+    c, h, w = shape if len(shape) == 3 else (shape[0], 1, 1)
+    return f"{h}x{w}x{c}"
+
+
+def _weights(graph, name: str, params: int) -> int:
+    """Parameters less biases and batch-norm shifts/scales: what most papers' tables count."""
+    node = graph.nodes[name]
+    attrs = node["attrs"]
+    if node["op"] == "conv":
+        return params - (attrs["filters"] if attrs["bias"] else 0) - (2 * attrs["filters"] if attrs["bn"] is not None else 0)
+    if node["op"] == "linear":
+        return params - (attrs["units"] if attrs["bias"] else 0)
+    return 0 if node["op"] == "bn" else params
 
 
 def compare(table: Table, network, costs) -> list[dict]:
@@ -119,6 +131,7 @@ def compare(table: Table, network, costs) -> list[dict]:
             out.append(rec)
             continue
         params = sum(by_name[m].params for m in members)
+        weights = sum(_weights(network.graph, m, by_name[m].params) for m in members)
         macs = sum(by_name[m].macs for m in members)
         last = by_name[members[-1]]
         rec.update(params=params, macs=macs, output=_fmt_shape_hwc(last.shape))
@@ -128,9 +141,12 @@ def compare(table: Table, network, costs) -> list[dict]:
             if printed is None:
                 continue
             rec[f"paper_{'ops' if key != 'params' else 'params'}"] = printed.text
-            if printed.matches(value):
+            alternatives = [value] + ([weights] if key == "params" and weights != params else [])
+            if any(printed.matches(v) for v in alternatives):
                 checks.append(True)
-            elif printed.matches(value, 1024):
+                if key == "params" and not printed.matches(params):
+                    rec["problems"].append(f"params match the weights alone ({weights:,}; biases left out)")
+            elif any(printed.matches(v, 1024) for v in alternatives):
                 checks.append(True)
                 rec["problems"].append(f"{key} match only reading K as 1024")
             else:
@@ -156,7 +172,8 @@ def render_comparison(records: list[dict], fmt: str) -> str:
     body = [[str(r["line"]), r["scope"] or r["context"], r.get("paper_params", ""),
              f"{r['params']:,}" if "params" in r else "", r.get("paper_ops", ""),
              f"{r['macs']:,}" if "macs" in r else "", r["verdict"]] for r in records]
-    problems = [f"row {r['line']} ({r['scope']}): {p}" for r in records for p in r["problems"]]
+    problems = [f"row {r['line']} ({r['scope']}): {'' if r['verdict'] == 'INCONSISTENT' else 'note: '}{p}"
+                for r in records for p in r["problems"]]
     compared = [r for r in records if r["verdict"] != "not compared"]
     bad = sum(r["verdict"] != "matches" for r in compared)
     summary = (f"{len(compared) - bad} of {len(compared)} compared rows reproduced; {bad} inconsistent with the layers"

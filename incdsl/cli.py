@@ -1,6 +1,7 @@
 """The `incdsl` command line. Only this layer touches files and prints.
 
-Exit codes: 0 success, 1 spec error, 2 bad usage, 3 over budget (`cost --max-*`).
+Exit codes: 0 success, 1 spec error, 2 bad usage, 3 over budget (`cost --max-*`),
+69 Graphviz's `dot` missing (`draw` to a format other than DOT), 70 internal error (a bug).
 """
 from __future__ import annotations
 

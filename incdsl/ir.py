@@ -18,7 +18,7 @@ Edges carry ``index``: the position of the source among the target's inputs (con
 
 Graph attributes: ``name``, ``input`` and ``output`` (node names), ``aux`` (list of
 ``{"name", "weight", "tap", "output"}``), ``params`` (the network's parameters after
-overrides), ``blocks`` (block definition name -> list of instance scope paths).
+overrides), ``instances`` (block instance scope path -> ``{"block", "args", "span"}``).
 
 ====== ======================================================================================
 op     attrs

@@ -229,9 +229,11 @@ class Lowerer:
         """Parameters of a block or network: positional args, keyword args, then defaults."""
         names = [p.name for p in d.params]
         env: dict = {}
+        # Mistakes in the call are reported at the call, not as if inside the block it calls.
+        site = replace(ctx, calls=ctx.calls[:-1]) if d.kind == "block" else ctx
         for value, arg in args:
             if len(env) >= len(names):
-                self.fail(f"`{d.name}` takes {len(names)} argument(s), given more", arg.span, ctx,
+                self.fail(f"`{d.name}` takes {len(names)} argument(s), given {len(args)}", arg.span, site,
                           notes=[f"`{d.name}` is defined at {d.name_span}"])
             env[names[len(env)]] = value
         for key, (value, span) in kwargs.items():
@@ -240,16 +242,16 @@ class Lowerer:
                 hint = did_you_mean(key, names) or (f"its parameters are {', '.join(names)}" if names else f"`{d.name}` has no parameters")
                 if overrides:
                     raise _err(f"{what} `{d.name}` has no parameter `{key}`", None, self.program.sources, hint=hint)
-                self.fail(f"{what} `{d.name}` has no parameter `{key}`", span, ctx, hint=hint,
+                self.fail(f"{what} `{d.name}` has no parameter `{key}`", span, site, hint=hint,
                           notes=[f"`{d.name}` is defined at {d.name_span}"])
             if key in env:
-                self.fail(f"parameter `{key}` given twice", span, ctx)
+                self.fail(f"parameter `{key}` given twice", span, site)
             env[key] = value
         for p in d.params:
             if p.name in env:
                 continue
             if p.default is None:
-                self.fail(f"`{d.name}` needs a value for parameter `{p.name}`", call_span, ctx,
+                self.fail(f"`{d.name}` needs a value for parameter `{p.name}`", call_span, site,
                           notes=[f"`{p.name}` is declared at {p.span}"])
             try:
                 env[p.name] = evaluate(p.default, env, ctx.in_shape)

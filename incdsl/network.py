@@ -58,9 +58,13 @@ class Network:
     def format(self) -> str:
         return format_graph(self.graph)
 
-    def _repr_svg_(self) -> str:  # Jupyter shows a network as its block-level diagram
-        from .render.graphviz import render_svg
-        return render_svg(self)
+    def _repr_svg_(self) -> str | None:
+        """Jupyter shows a network as its overall diagram (text repr when Graphviz is absent)."""
+        from .render.graphviz import GraphvizNotFound, render_svg
+        try:
+            return render_svg(self)
+        except GraphvizNotFound:
+            return None
 
     def __repr__(self) -> str:
         return f"<Network {self.name}: {len(self.layers)} layers, {format_shape(self.input_shape)} -> {format_shape(self.output_shape)}>"
@@ -90,7 +94,7 @@ def load(spec: str | os.PathLike, *, params: dict | None = None, input: tuple | 
         >>> net.output_shape
         (1000,)
     """
-    if isinstance(spec, os.PathLike) or ("\n" not in str(spec) and str(spec).endswith(".inc")):
+    if isinstance(spec, os.PathLike) or "\n" not in str(spec):  # no spec fits on one line
         path = str(spec)
         try:
             text = _read(path)

@@ -243,16 +243,33 @@ def _describe_token(tok: Token) -> str:
     if tok.type == "_NL":
         return "end of line"
     if tok.type in ("_INDENT", "_DEDENT"):
-        return "a change of indentation"
+        return "change of indentation"
     return f"`{tok}`"
 
 
+def _terminal_name(name: str) -> str:
+    """How a terminal reads in a message: `->` for punctuation and keywords, never `__ANON_1`."""
+    if name in _TERMINAL_NAMES:
+        return _TERMINAL_NAMES[name]
+    try:
+        pattern = _parser().get_terminal(name).pattern
+    except KeyError:
+        return f"`{name.lower()}`"
+    return f"`{pattern.value}`" if pattern.type == "str" else f"`{name.lower()}`"
+
+
 def _expected(expected) -> str:
-    names = sorted({_TERMINAL_NAMES.get(t, f"`{t.lower()}`" if t.isalpha() else t) for t in expected},
+    names = sorted({_terminal_name(t) for t in expected},
                    key=lambda n: (n.startswith("`") and len(n) <= 4, n))
     if len(names) > 8:
         names = names[:8] + ["..."]
     return ", ".join(names)
+
+
+def _after_colon_newline(exc: UnexpectedToken) -> bool:
+    """Whether the parser had just read `:` and the end of its line (a body must follow)."""
+    stack = getattr(getattr(exc, "state", None), "value_stack", None) or []
+    return [getattr(v, "type", None) for v in stack[-2:]] == ["COLON", "_NL"]
 
 
 def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> IncdslError:
@@ -273,6 +290,10 @@ def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> IncdslError:
             return error("unexpected indentation", Span(file, line, col, line, col + 1),
                          hint="indent only the body of a `block`, `network`, `concat`, `branch`, `repeat`, `with` or `aux`")
         span = Span(file, line, col, line, col + max(1, len(str(tok)) if tok.type not in ("_NL", "$END", "_INDENT", "_DEDENT") else 1))
+        if set(exc.expected or ()) == {"_INDENT"} or _after_colon_newline(exc):  # `concat:` and no body
+            found = "end of file" if tok.type == "$END" else "a line that is not indented further"
+            return error(f"expected an indented body after `:`, found {found}", span,
+                         hint="indent the statements of the body below the line that ends in `:`")
         msg = f"unexpected {_describe_token(tok)}"
         exp = _expected(exc.expected or exc.accepts or ())
         notes = [f"expected {exp}"] if exp else []

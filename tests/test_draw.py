@@ -24,15 +24,15 @@ import incdsl
 from incdsl.cli import main
 from incdsl.ir import inputs
 from incdsl.render.collect import block_names
-from incdsl.render.graphviz import (DrawError, DrawOptions, GraphvizNotFound, build_dot, collect, dot_digest, render_svg,
-                                    run_dot, source_hash)
+from incdsl.render.graphviz import (DrawError, DrawOptions, GraphvizNotFound, build_dot, collect, dot_digest,
+                                    render_svg, run_dot, source_hash)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 # the networks we ship: specs/*.inc and specs/variants/*.inc (specs/lib holds only blocks)
 SHIPPED = sorted(glob.glob(str(ROOT / "specs" / "*.inc")) + glob.glob(str(ROOT / "specs" / "variants" / "*.inc")))
-MINI, PLAIN = str(DATA / "draw_mini.inc"), str(DATA / "draw_plain.inc")
-ALL_SPECS = SHIPPED + [MINI, PLAIN]
+MINI, PLAIN, EDGE = str(DATA / "draw_mini.inc"), str(DATA / "draw_plain.inc"), str(DATA / "draw_edge.inc")
+ALL_SPECS = SHIPPED + [MINI, PLAIN, EDGE]
 HAVE_DOT = shutil.which("dot") is not None
 needs_dot = pytest.mark.skipif(not HAVE_DOT, reason="Graphviz `dot` is not installed")
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -101,8 +101,9 @@ def instance_of(graph, block: str) -> str:
 
 
 def branch_boxes(graph, block: str) -> list[tuple[list[str], list[str]]]:
-    """For each concat drawn in the block's first instance: (heads, tails) of its branches in
-    concat order, as drawn box ids (a block instance nested inside is one box, its scope)."""
+    """For each concat (or `add:`) drawn in the block's first instance: (heads, tails) of its
+    branches in input order, as drawn box ids (a block instance nested inside is one box, its
+    scope). Residual sums are left out: their shortcut comes from outside."""
     scope = instance_of(graph, block)
     nested = [s for s in graph.graph["instances"] if s.startswith(scope + "/")]
 
@@ -112,9 +113,10 @@ def branch_boxes(graph, block: str) -> list[tuple[list[str], list[str]]]:
     members = [n for n in graph.nodes if n.startswith(scope + "/")]
     out = []
     for c in members:
-        if graph.nodes[c]["op"] != "concat" or box(c) != c:
-            continue
         prefix = graph.nodes[c]["scope"] + "/"
+        if graph.nodes[c]["op"] not in ("concat", "add") or box(c) != c or \
+                not all(src.startswith(prefix) for src in inputs(graph, c)):
+            continue
         heads, tails = [], []
         for src in inputs(graph, c):
             branch = prefix + src[len(prefix):].split("/")[0] + "/"
@@ -298,6 +300,29 @@ def test_any_branch_layout_keeps_concat_order(branches):
     assert xs == sorted(xs) and len(set(xs)) == len(xs)
 
 
+def test_corner_cases():
+    net = load(EDGE)
+    scene = collect(net)
+    titles = {n.id: n.title for n in scene.nodes}
+    assert titles["repeat.0"] == "3 x 3x3 Conv (8)" and titles["helper.0"] == "2 x Helper"
+    assert titles["branch_1"] == "Branch-1" and titles["concat_0"] == "Filter concat"
+    notes = {(e.tail, e.head): e.note for e in scene.edges}
+    assert notes[("conv_1", "add_0")] == "scale 0.5"  # a top-level residual keeps its scale
+    taps = {e.head: e.tail for e in scene.edges if e.aux and not e.head.endswith("/output")}
+    assert taps == {"#aux/early": "input", "#aux/inner": "stage"}
+    block = collect(net, DrawOptions(level="block", block="stage"))
+    assert [n.id for n in block.nodes if n.kind == "block"] == ["stage/mini.0", "stage/mini.1", "stage/headed"]
+    assert {n.id for n in block.nodes if n.aux} == {f"stage/inner/{n}" for n in ("gap_0", "flatten_0", "linear_0")}
+    bare = collect(net, DrawOptions(level="block", block="stage", aux=False))
+    assert not any(n.aux for n in bare.nodes)
+    mini = collect(net, DrawOptions(level="block", block="mini"))
+    assert mini.orders == [("stage/mini.0/branch_0/conv_0", "stage/mini.0/branch_1/identity_0",
+                            "stage/mini.0/branch_2/conv_0")]
+    for aux in (True, False):
+        text = build_dot(net, DrawOptions(level="layer", aux=aux))
+        assert ('"stage/inner/gap_0"' in text) == aux and ("early/gap_0" in text) == aux
+
+
 def test_unknown_block_lists_the_blocks():
     with pytest.raises(DrawError) as exc:
         collect(load(MINI), DrawOptions(level="block", block="mini_b"))
@@ -346,10 +371,20 @@ def test_layer_level_one_cluster_per_scope(spec):
 
 
 @needs_dot
-def test_layer_level_renders():
-    nodes, edges = parse_svg(run_dot(build_dot(load(MINI), DrawOptions(level="layer")), "svg"))
-    assert len([n for n in nodes if "#" not in n]) == len(load(MINI).graph)
-    assert ["conv_0"] == nodes["mini_a.1/branch_1/conv_0"][0][1:]
+@pytest.mark.parametrize("spec", [MINI, str(ROOT / "specs" / "inception_v4.inc")], ids=spec_id)
+def test_layer_level_renders_in_branch_order(spec):
+    g = load(spec).graph
+    nodes, edges = parse_svg(run_dot(build_dot(load(spec), DrawOptions(level="layer")), "svg"))
+    assert len([n for n in nodes if "#" not in n]) == len(g)
+    for n in g.nodes:  # each box: its layer label, then its name
+        assert nodes[n][0][1] == n.rpartition("/")[2]
+    for c in g.nodes:
+        if g.nodes[c]["op"] == "concat":
+            prefix = g.nodes[c]["scope"] + "/"
+            heads = [next(n for n in g.nodes if n.startswith(prefix + src[len(prefix):].split("/")[0] + "/"))
+                     for src in inputs(g, c)]
+            xs = [nodes[h][1][0] for h in heads]
+            assert xs == sorted(xs), f"{c}: branches out of order"
 
 
 # --- DOT text: determinism, escaping, options ------------------------------------------------
@@ -413,6 +448,12 @@ def test_cli_default_is_svg_on_stdout(capsys):
     assert main(["draw", MINI, "--block", "mini_a", "--rankdir", "TB", "--mono"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("<?xml") and "Filter concat" in out and source_hash(out)
+
+
+@needs_dot
+def test_cli_binary_to_redirected_stdout(capsysbinary):
+    assert main(["draw", MINI, "--format", "png", "--no-aux"]) == 0
+    assert capsysbinary.readouterr().out.startswith(b"\x89PNG")
 
 
 def test_cli_usage_errors(tmp_path, capsys):

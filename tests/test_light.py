@@ -19,9 +19,6 @@ sys.exit(code)
 @pytest.mark.parametrize("argv", [["check"], ["cost", "--format", "json"], ["cost", "--by", "layer"],
                                   ["draw", "--format", "dot", "-o", "{tmp}/t.dot"]])
 def test_light_commands_do_not_import_torch(tmp_path, argv):
-    from incdsl.commands import COMMANDS
-    if argv[0] not in COMMANDS:
-        pytest.skip(f"`{argv[0]}` is not built yet")
     spec = tmp_path / "t.inc"
     spec.write_text(SPEC)
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]

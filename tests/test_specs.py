@@ -693,3 +693,45 @@ def test_inception_v3_matches_torchvision_module_by_module():
         assert ours[key][0] == params, name
         if shape is not None:
             assert ours[key][2][-len(shape):] == shape, name
+
+
+def _randomise_batch_norm(model, torch):
+    """Non-trivial BN statistics and affine values, so that a misplaced BN would show."""
+    gen = torch.Generator().manual_seed(0)
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            n = mod.num_features
+            mod.running_mean.copy_(torch.rand(n, generator=gen) * 0.2 - 0.1)
+            mod.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            mod.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            mod.bias.data.copy_(torch.rand(n, generator=gen) * 0.2 - 0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec, builder, size", [
+    ("variants/googlenet_torchvision.inc", "googlenet", 224),
+    ("inception_v3.inc", "inception_v3", 299),
+])
+def test_compiled_spec_computes_what_torchvision_computes(spec, builder, size):
+    """Same weights, same input, same logits: paddings, pool rounding, pool divisors and
+    concat orders all agree with torchvision (aux heads aside, which do not run in eval).
+    Weights are copied tensor by tensor in order, the shapes checked pairwise."""
+    torch = pytest.importorskip("torch")
+    tv = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    reference = getattr(tv.models, builder)(weights=None, aux_logits=False, init_weights=True, transform_input=False)
+    _randomise_batch_norm(reference, torch)
+    model = incdsl.to_torch(load(spec))
+    ours = {k: v for k, v in model.state_dict().items() if not k.lower().startswith("aux")}
+    theirs = reference.state_dict()
+    assert len(ours) == len(theirs)
+    for (key, value), (ref_key, ref_value) in zip(ours.items(), theirs.items()):
+        assert value.shape == ref_value.shape, (key, ref_key)
+    model.load_state_dict(dict(zip(ours, theirs.values())), strict=False)
+    model.eval()
+    reference.eval()
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = reference(x)
+        got = model(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))

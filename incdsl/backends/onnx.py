@@ -37,7 +37,7 @@ def export_onnx(model: torch.nn.Module, input_shape: tuple, opset: int | None = 
     example = torch.randn(2, *input_shape)
     with tempfile.TemporaryDirectory(prefix="incdsl-onnx-") as tmp:
         path = os.path.join(tmp, "model.onnx")
-        torch.onnx.export(model, (example,), path, dynamo=True, external_data=False, opset_version=opset,
+        torch.onnx.export(model, (example,), path, dynamo=True, external_data=False, opset_version=opset, verbose=False,
                           input_names=["x"], output_names=["logits"],
                           dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}})
         with open(path, "rb") as f:

@@ -331,6 +331,7 @@ def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: 
             pr(f"self.num_classes = {num_classes!r}")
             pr(f"self.aux_names = {[h['name'] for h in aux]!r}")
             pr(f"self.aux_weights = {[float(h['weight']) for h in aux]!r}")
+            pr(f"self.aux_paths = {_aux_paths(graph, module_paths)!r}")
             pr(f"self.classifiers = {classifiers!r}")
             start = len(pr.lines)
             _build_lines(pr, tree, lambda leaf: classes.leaf(leaf, lit))
@@ -394,6 +395,21 @@ def _network_methods(pr: Printer, graph, owners: dict, paths: dict, chain: list,
             pr("return logits")
         else:
             pr("return self.forward_head(self.forward_features(x))")
+
+
+def _aux_paths(graph, module_paths: dict) -> list[str]:
+    """The module path that holds each aux head's layers (the common prefix of their paths)."""
+    out = []
+    for head in graph.graph["aux"]:
+        paths = [module_paths[n].split(".") for n, d in graph.nodes(data=True) if d["aux"] == head["name"]]
+        common = paths[0]
+        for p in paths[1:]:
+            k = 0
+            while k < min(len(common), len(p)) and common[k] == p[k]:
+                k += 1
+            common = common[:k]
+        out.append(".".join(common))
+    return out
 
 
 def _module_paths(owners: dict, trees: dict) -> dict[str, str]:

@@ -15,6 +15,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from .sample import check_space  # a spec with choices is a search space: report and check its points
+    if (code := check_space(args)) is not None:
+        return code
     from ..cli import load_spec
     from ..ir import format_shape
     from ..passes.cost import count_costs

@@ -17,8 +17,8 @@ import networkx as nx
 from ..diagnostics import did_you_mean
 from ..ir import inputs
 from .labels import layer_label, pretty_name
-from .scene import (OP_KINDS, OUTPUT, DrawError, Edge, Node, Scene, aux_drop, branch_heads, exit_id, layer_edges,
-                    layer_nodes, split_index)
+from .scene import (OP_KINDS, OUTPUT, DrawError, Edge, Node, Scene, aux_drop, branch_heads, exit_id, input_note,
+                    layer_edges, layer_nodes, split_index)
 
 ELIDED = ("flatten", "identity")  # at network level these only reshape: the arrow carries their shape
 
@@ -47,11 +47,11 @@ def collect_network(graph: nx.DiGraph, aux: bool = True) -> Scene:
     scene.nodes += [Node(u.id, u.kind, u.title, tuple(u.lines), u.flow) for u in units]
     seen = set()
     for v in trunk:
-        for u in inputs(graph, v):
+        for index, u in enumerate(inputs(graph, v)):
             a, b = unit_of[u], unit_of[v]
             if a != b and (a, b, u) not in seen:
                 seen.add((a, b, u))
-                scene.edges.append(Edge(a, b, graph.nodes[u]["shape"]))
+                scene.edges.append(Edge(a, b, graph.nodes[u]["shape"], input_note(graph, v, index) if b == v else None))
     out = graph.graph["output"]
     scene.nodes.append(Node(OUTPUT, "output", "Output"))
     scene.edges.append(Edge(unit_of[out], OUTPUT, graph.nodes[out]["shape"]))

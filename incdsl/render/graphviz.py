@@ -24,8 +24,8 @@ import graphviz
 from .collect import collect_block, collect_layers, collect_network
 from .labels import hwc
 from .scene import DrawError, Scene
-from .style import (FORMATS, LEVELS, NOTE_COLOUR, RANKDIRS, DrawOptions, cluster_style, default_edge_style, default_node_style,
-                    graph_style, node_style)
+from .style import (FORMATS, LEVELS, NOTE_COLOUR, RANKDIRS, DrawOptions, cluster_style, default_edge_style,
+                    default_node_style, graph_style, node_style)
 
 __all__ = ["DrawError", "DrawOptions", "FORMATS", "GraphvizNotFound", "build_dot", "collect", "draw", "render_svg",
            "dot_digest", "run_dot", "source_hash", "to_dot"]
@@ -133,7 +133,8 @@ def to_dot(scene: Scene, options: DrawOptions = DrawOptions()) -> str:
 
     def add_nodes(g, nodes):
         for node in nodes:
-            g.node(node.id, _node_label(node, options, fanned.get(node.id)), **node_style(node.kind, options.mono))
+            style = node_style(node.kind, options.mono, node.aux)
+            g.node(node.id, _node_label(node, options, fanned.get(node.id)), **style)
 
     children: dict[str, list[str]] = {}
     for path in scene.clusters:

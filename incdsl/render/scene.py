@@ -57,10 +57,6 @@ class Scene:
     clusters: dict[str, str] = field(default_factory=dict)  # scope path -> label; parent = path prefix
     orders: list[tuple[str, ...]] = field(default_factory=list)  # ids to place side by side, in order
 
-    def node_ids(self) -> set[str]:
-        return {n.id for n in self.nodes}
-
-
 def aux_drop(graph: nx.DiGraph, name: str, keep: str | None, aux: bool) -> bool:
     """Whether a node is hidden: it belongs to an auxiliary head other than `keep` and `aux` is off."""
     head = graph.nodes[name]["aux"]
@@ -85,23 +81,27 @@ def exit_id(graph: nx.DiGraph, name: str) -> str:
     return name + "#act" if node["op"] == "add" and node["attrs"]["act"] else name
 
 
-def layer_edges(graph: nx.DiGraph, name: str, box_of, aux_edge: bool = False) -> list[Edge]:
+def layer_edges(graph: nx.DiGraph, name: str, box_of) -> list[Edge]:
     """Arrows into one IR node, in input order; `box_of(ir_name)` gives the drawn tail box
     (None: not drawn). The residual branch's arrow carries its scale."""
     node = graph.nodes[name]
+    aux = node["aux"] is not None
     out = []
     for index, src in enumerate(inputs(graph, name)):
         tail = box_of(src)
-        if tail is None:
-            continue
-        note = None
-        if node["op"] == "add" and node["attrs"]["scales"][index] != 1.0:
-            note = scale_note(node["attrs"]["scales"][index])
-        if tail != name:
-            out.append(Edge(tail, name, graph.nodes[src]["shape"], note, aux_edge or node["aux"] is not None))
+        if tail is not None and tail != name:
+            out.append(Edge(tail, name, graph.nodes[src]["shape"], input_note(graph, name, index), aux))
     if node["op"] == "add" and node["attrs"]["act"]:
-        out.append(Edge(name, name + "#act", node["shape"], None, node["aux"] is not None))
+        out.append(Edge(name, name + "#act", node["shape"], None, aux))
     return out
+
+
+def input_note(graph: nx.DiGraph, name: str, index: int) -> str | None:
+    """The note on a node's `index`-th input arrow: the scale of a residual branch."""
+    node = graph.nodes[name]
+    if node["op"] == "add" and node["attrs"]["scales"][index] != 1.0:
+        return scale_note(node["attrs"]["scales"][index])
+    return None
 
 
 def branch_heads(graph: nx.DiGraph, concat: str, members: list[str]) -> list[str]:

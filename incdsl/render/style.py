@@ -53,14 +53,16 @@ RANKDIRS = ("BT", "TB", "LR")
 FORMATS = ("svg", "pdf", "png", "dot")  # what `draw` writes; all but dot need Graphviz
 
 
-def node_style(kind: str, mono: bool) -> dict[str, str]:
-    """DOT attributes of a box of this kind."""
+def node_style(kind: str, mono: bool, aux: bool = False) -> dict[str, str]:
+    """DOT attributes of a box of this kind (`aux`: it belongs to an auxiliary head: dashed)."""
     shape = SHAPES.get(kind, "box")
     if shape == "plaintext":
         return {"shape": shape}
     styles = [] if mono else ["filled"]
     if kind in EXTRA_STYLE:
         styles.append(EXTRA_STYLE[kind])
+    if aux and "dashed" not in styles:
+        styles.append("dashed")
     attrs = {"shape": shape}
     if styles:
         attrs["style"] = ",".join(styles)

@@ -116,6 +116,7 @@ class Finder:
         self.lines: dict = {}
         self.sites: list[tuple[Site, str]] = []  # (site, context name)
         self.owner: dict[int, tuple] = {}  # id(site node) -> (definition kind, name)
+        self.prefix = ""  # names of choices inside a block start with `block/`
 
     # --- ids and text
     def rel(self, file: str) -> str:
@@ -143,9 +144,11 @@ class Finder:
     def run(self) -> None:
         for d in self.reachable():
             owner = (d.kind, d.name)
+            self.prefix = ""
             for p in d.params:
                 if p.default is not None:
                     self.expr(p.default, p.name if d.kind == "network" else f"{d.name}.{p.name}", owner)
+            self.prefix = "" if d.kind == "network" else f"{d.name}/"
             self.body(d.body, d.name, owner)
 
     def body(self, stmts, where: str, owner: tuple) -> None:
@@ -289,6 +292,7 @@ class Finder:
             seen[key] = node
 
     def add(self, site: Site, context: str, owner: tuple) -> None:
+        context = self.prefix + context
         file = site.node.span.file
         starts = self.lines.setdefault(file, offsets(self.sources[file]))
         site = replace(site, extent=(starts[site.start[0] - 1] + site.start[1] - 1,

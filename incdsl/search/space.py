@@ -35,11 +35,14 @@ def _read(path: str) -> str:
         return f.read()
 
 
-def load_space(spec: str | os.PathLike, *, file: str | None = None) -> "Space":
+def load_space(spec: str | os.PathLike, *, params: dict | None = None, input: tuple | None = None,
+               file: str | None = None) -> "Space":
     """Parse a spec that may hold choices and find them.
 
     Parameters:
         spec: a path to a `.inc` file, or spec text (anything with a newline).
+        params: overrides for the network's parameters at every point, e.g. ``{"classes": 10}``.
+        input: another input shape ``(c, h, w)`` for every point.
         file: the name to report for text specs (and to resolve includes from).
     Raises:
         IncdslError: for syntax errors, a spec without a network, or a malformed choice.
@@ -60,15 +63,17 @@ def load_space(spec: str | os.PathLike, *, file: str | None = None) -> "Space":
         raise IncdslError(error("the spec defines no network", None,
                                 hint="add `network NAME:` with `input CxHxW` as its first line").diagnostics,
                           program.sources)
-    return Space(program, file)
+    return Space(program, file, params, input)
 
 
 class Space:
     """The points of a spec with choices; see the module docstring."""
 
-    def __init__(self, program: Program, file: str):
+    def __init__(self, program: Program, file: str, params: dict | None = None, input: tuple | None = None):
         self.program = program
         self.file = file
+        self.params = dict(params or {})
+        self.input_shape = tuple(input) if input is not None else None
         choices, sites, owner = find_choices(program, file)
         self.choices: tuple[Choice, ...] = tuple(choices)
         self._sites = sites
@@ -211,7 +216,7 @@ class Space:
         from ..network import Network
         program = self.resolve(point)
         lowerer = Lowerer(program)
-        graph = self._at(point, lambda: lowerer.lower_network(program.network, {}, None))
+        graph = self._at(point, lambda: lowerer.lower_network(program.network, self._overrides(), self.input_shape))
         return Network(graph, program.sources, self.file, lowerer.warnings)
 
     def cost(self, point) -> Cost:
@@ -223,7 +228,7 @@ class Space:
         program = self.resolve(point)
         self._cache.trim()
         lowerer = CostLowerer(program, self._cache)
-        self._at(point, lambda: lowerer.lower_network(program.network, {}, None))
+        self._at(point, lambda: lowerer.lower_network(program.network, self._overrides(), self.input_shape))
         return Cost(lowerer.params, lowerer.macs)
 
     def check(self, point) -> Cost:
@@ -240,6 +245,9 @@ class Space:
             from .spectext import SpecWriter
             self._writer = SpecWriter(self)
         return self._writer.render(self.indices(point), header)
+
+    def _overrides(self) -> dict:
+        return {k: (v, None) for k, v in self.params.items()}
 
     def _at(self, point, fn):
         try:

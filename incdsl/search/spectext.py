@@ -77,10 +77,53 @@ class SpecWriter:
 
 
 def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
-    out, pos = [], 0
-    for a, b, new in sorted(edits):
-        out.append(text[pos:a])
-        out.append(new)
-        pos = b
-    out.append(text[pos:])
+    """`text` with each (start, end, new) edit made, keeping continuation lines aligned.
+
+    A line continued inside parentheses and aligned at or after the opening parenthesis
+    (``mixed_a(b0 = choice(64, 96),\n        p = ...)``) moves with that parenthesis when an
+    edit before it on its line changes length; hanging indents stay where they are.
+    """
+    edits = sorted(edits)
+    out: list[str] = []
+    col = 0  # column of the output's current line
+    line_start = 0  # offset of the original's current line
+    parens: list[tuple[int, int]] = []  # (original column, output column) of each open parenthesis
+    pos, k, n = 0, 0, len(text)
+    while pos < n:
+        if k < len(edits) and pos == edits[k][0]:
+            new = edits[k][2]
+            out.append(new)
+            col += len(new)
+            pos = edits[k][1]
+            k += 1
+            continue
+        ch = text[pos]
+        if ch == "#" or ch == '"':
+            stop = text.find("\n", pos) if ch == "#" else text.find('"', pos + 1) + 1
+            stop = n if stop <= 0 else stop
+            if k < len(edits):
+                stop = min(stop, edits[k][0])
+            out.append(text[pos:stop])
+            col += stop - pos
+            pos = stop
+            continue
+        if ch == "\n":
+            out.append(ch)
+            pos += 1
+            line_start, col = pos, 0
+            if parens:
+                indent = len(text[pos:]) - len(text[pos:].lstrip(" "))
+                orig, now = parens[-1]
+                if indent > orig and text[pos + indent: pos + indent + 1] not in ("\n", ""):
+                    out.append(" " * max(1, indent + now - orig))
+                    col = max(1, indent + now - orig)
+                    pos += indent
+            continue
+        if ch == "(":
+            parens.append((pos - line_start, col))
+        elif ch == ")" and parens:
+            parens.pop()
+        out.append(ch)
+        col += 1
+        pos += 1
     return "".join(out)

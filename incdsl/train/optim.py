@@ -95,7 +95,7 @@ def learning_rate(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
     epoch = step / steps_per_epoch
     warmup_steps = recipe.warmup_epochs * steps_per_epoch
     if step < warmup_steps:
-        return recipe.lr * (step + 1) / warmup_steps
+        return recipe.lr * min(1.0, (step + 1) / warmup_steps)
     if recipe.schedule == "step":
         return recipe.lr * recipe.decay_rate ** math.floor(epoch / recipe.decay_every + 1e-9)
     if recipe.schedule == "cosine":

@@ -1,0 +1,159 @@
+"""Load a reference implementation's state dict into a compiled network, by structure and shape.
+
+Names differ between implementations (timm `features.6.branch1.0.conv.weight`, ours
+`inception_a.0.branch_1.conv_0.conv.weight`); structure does not. Both state dicts are cut
+into *units*, one per module that holds tensors directly:
+
+    conv    a 4-d `weight` (and a `bias`)
+    linear  a 2-d `weight` (and a `bias`)
+    bn      `weight`, `bias`, `running_mean`, `running_var` (, `num_batches_tracked`)
+
+and the units are paired in order: ours in graph (forward) order, the reference's in
+registration order, which for timm and torchvision is forward order. Auxiliary heads are
+paired separately, head by head: ours from `aux_paths`, the reference's from top-level
+modules whose name contains "aux" (torchvision registers GoogLeNet's `aux1`/`aux2` after
+`inception5b`, out of forward order). Every pair must agree in kind and in every tensor shape;
+the first that does not is reported with both keys, as nanoGPT's `from_pretrained` checks key
+counts and shapes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+_BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+class WeightsError(ValueError):
+    """The state dict does not fit the network; the message names the first mismatch."""
+
+
+@dataclass
+class Unit:
+    prefix: str
+    kind: str  # conv | linear | bn
+    tensors: dict = field(default_factory=dict)  # leaf name -> tensor
+
+    def describe(self) -> str:
+        shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in self.tensors.items() if k != "num_batches_tracked")
+        return f"{self.kind} `{self.prefix}` ({shapes})"
+
+
+def units(state_dict) -> list[Unit]:
+    """The tensor-holding modules of a state dict, in its order."""
+    groups: dict[str, dict] = {}
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        prefix, _, leaf = key.rpartition(".")
+        groups.setdefault(prefix, {})[leaf] = value
+    out = []
+    for prefix, tensors in groups.items():
+        if "running_mean" in tensors or "running_var" in tensors:
+            kind = "bn"
+        elif "weight" in tensors and tensors["weight"].dim() == 4:
+            kind = "conv"
+        elif "weight" in tensors and tensors["weight"].dim() == 2:
+            kind = "linear"
+        elif "weight" in tensors and tensors["weight"].dim() == 1:
+            kind = "bn"  # affine norm without running statistics
+        else:
+            continue  # e.g. buffers of parameter-free layers
+        out.append(Unit(prefix, kind, tensors))
+    return out
+
+
+def _under(prefix: str, path: str) -> bool:
+    return prefix == path or prefix.startswith(path + ".")
+
+
+def _split_ours(module, found: list[Unit]) -> tuple[list[Unit], list[list[Unit]]]:
+    heads = list(getattr(module, "aux_paths", []))
+    aux = [[u for u in found if _under(u.prefix, p)] for p in heads]
+    taken = {id(u) for head in aux for u in head}
+    return [u for u in found if id(u) not in taken], aux
+
+
+def _split_reference(found: list[Unit]) -> tuple[list[Unit], list[list[Unit]]]:
+    trunk, aux = [], {}
+    for u in found:
+        top = u.prefix.split(".")[0]
+        if "aux" in top.lower():
+            aux.setdefault(top, []).append(u)
+        else:
+            trunk.append(u)
+    return trunk, list(aux.values())
+
+
+def _pair(ours: list[Unit], theirs: list[Unit], where: str, skip: set) -> list[tuple[Unit, Unit]]:
+    pairs = []
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        if a.kind != b.kind:
+            raise WeightsError(f"{where}, layer {i}: ours is {a.describe()}, the reference's is {b.describe()}")
+        for leaf, t in a.tensors.items():
+            if leaf == "num_batches_tracked" and leaf not in b.tensors:
+                continue
+            if leaf not in b.tensors:
+                raise WeightsError(f"{where}, layer {i}: the reference's {b.describe()} has no `{leaf}` for "
+                                   f"`{a.prefix}.{leaf}`")
+            if tuple(b.tensors[leaf].shape) != tuple(t.shape) and a.prefix not in skip:
+                raise WeightsError(f"{where}, layer {i}: `{a.prefix}.{leaf}` has shape {list(t.shape)} but the "
+                                   f"reference's `{b.prefix}.{leaf}` has {list(b.tensors[leaf].shape)}")
+        extra = set(b.tensors) - set(a.tensors)
+        if extra:
+            raise WeightsError(f"{where}, layer {i}: the reference's {b.describe()} has "
+                               f"{', '.join(sorted(extra))}, which ours (`{a.prefix}`) lacks")
+        pairs.append((a, b))
+    if len(ours) != len(theirs):
+        longer, name = (ours, "ours") if len(ours) > len(theirs) else (theirs, "the reference's")
+        raise WeightsError(f"{where}: ours has {len(ours)} layers with weights, the reference {len(theirs)}; "
+                           f"the first unpaired is {name} {longer[min(len(ours), len(theirs))].describe()}")
+    return pairs
+
+
+def load_weights(module, state_dict, *, aux: str = "strict", skip_classifier: bool = False) -> dict[str, str]:
+    """Copy a reference's weights into a compiled network.
+
+    Parameters:
+        module: a network from `incdsl.to_torch` or a class written by `incdsl compile`.
+        state_dict: the reference's state dict (timm inception_v3/v4/inception_resnet_v2,
+            torchvision googlenet/inception_v3, or one of ours).
+        aux: "strict": both sides have the same auxiliary heads; "skip": heads are loaded
+            where both have them and left as they are otherwise (e.g. a reference built with
+            `aux_logits=True` into a spec without heads).
+        skip_classifier: keep our classifiers (e.g. another class count) instead of loading
+            the reference's.
+    Returns:
+        our key -> the reference's key, for every tensor loaded.
+    Raises:
+        WeightsError: naming the first layer whose kind or shapes differ, or the first
+            unpaired layer.
+
+    Example:
+        >>> ref = timm.create_model("inception_v4")
+        >>> model = incdsl.to_torch(incdsl.load("specs/inception_v4.inc"))
+        >>> mapping = load_weights(model, ref.state_dict())
+    """
+    if aux not in ("strict", "skip"):
+        raise ValueError(f"aux must be 'strict' or 'skip', got {aux!r}")
+    own = module.state_dict()
+    our_trunk, our_aux = _split_ours(module, units(own))
+    ref_trunk, ref_aux = _split_reference(units(state_dict))
+    if aux == "strict" and len(our_aux) != len(ref_aux):
+        raise WeightsError(f"ours has {len(our_aux)} auxiliary head(s), the reference {len(ref_aux)}; "
+                           "pass aux='skip' to load the trunk alone")
+    skip = {p for p, *_ in getattr(module, "classifiers", [])} if skip_classifier else set()
+    pairs = _pair(our_trunk, ref_trunk, "trunk", skip)
+    for i, (a, b) in enumerate(zip(our_aux, ref_aux)):
+        pairs += _pair(a, b, f"aux head {i + 1}", skip)
+    new, mapping = dict(own), {}
+    for a, b in pairs:
+        if a.prefix in skip:
+            continue
+        for leaf in a.tensors:
+            if leaf in b.tensors:
+                new[f"{a.prefix}.{leaf}"] = b.tensors[leaf]
+                mapping[f"{a.prefix}.{leaf}"] = f"{b.prefix}.{leaf}"
+    module.load_state_dict(new, strict=True)
+    return mapping

@@ -1,0 +1,288 @@
+"""`incdsl sample SPACE -n N -o DIR`: concrete specs drawn from a spec with choices.
+
+Also `check_space`, which `incdsl check` calls first: for a spec with choices it reports the
+size of the space and checks its points (see `incdsl.search.sampling.check_plan`).
+
+Output directory: ``sample_0001.inc`` ... (each a complete spec with included files inlined),
+``index.json`` and ``index.csv`` (one row per sample: file, params, MACs, the option of each
+choice). Everything is computed and every spec re-checked from its text before anything is
+written; the files go to a fresh directory beside DIR that then takes DIR's place, so DIR
+holds one complete run or is left as it was. DIR must be new, empty, or an earlier output of
+`incdsl sample` (it has an ``index.json``).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+
+EXIT_BUDGET = 3
+_CHOICE = re.compile(r"\bchoice\s*\(")
+_INCLUDE = re.compile(r'^include\s+"([^"\n]*)"', re.MULTILINE)
+
+
+def register(sub) -> None:
+    from ..cli import add_spec_arguments
+    p = sub.add_parser(
+        "sample", help="draw concrete specs from a spec with choices (a search space)",
+        description="Draw N distinct points of a search space (a spec with `choice(...)`), each within the "
+                    "given budgets, and write each as a concrete spec that passes `incdsl check`, with an "
+                    "index (index.csv, index.json) of every sample's choices, parameters and MACs. The same "
+                    "seed draws the same samples. Exit 0 on success, 1 on a spec error, 2 on bad usage, 3 "
+                    "when the budgets admit fewer than N points.")
+    add_spec_arguments(p)
+    p.add_argument("-n", type=int, metavar="N", help="number of samples (required for random; grid: all by default)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--strategy", choices=("random", "grid"), default="random",
+                   help="random: uniform without repeats; grid: every point in order (small spaces)")
+    p.add_argument("--max-params", metavar="N", help="keep only points with at most N parameters, e.g. 25M")
+    p.add_argument("--max-macs", metavar="N", help="keep only points with at most N multiply-adds, e.g. 6G")
+    p.add_argument("--max-tries", type=int, metavar="T",
+                   help="random: give up after costing T distinct points (default 20 N + 1000)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.set_defaults(func=run)
+
+
+# --- shared with `incdsl check`
+
+def mentions_choice(path: str, seen: set | None = None) -> bool:
+    """Whether a spec or a file it includes spells `choice(` (a cheap test before parsing)."""
+    seen = seen if seen is not None else set()
+    path = os.path.normpath(path)
+    if path in seen:
+        return False
+    seen.add(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return False  # the normal path reports unreadable files
+    if _CHOICE.search(text):
+        return True
+    return any(mentions_choice(os.path.join(os.path.dirname(path), inc), seen) for inc in _INCLUDE.findall(text))
+
+
+def _load(args):
+    from ..cli import UsageError, parse_value
+    from ..search import load_space
+    params = {}
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--set expects NAME=VALUE, got {item!r}")
+        params[key.strip()] = parse_value(value.strip())
+    return load_space(args.spec, params=params, input=args.input)
+
+
+def size_text(n: int) -> str:
+    return f"{n:,} points ({n:.3g})" if n >= 10**4 else f"{n:,} point{'s' if n != 1 else ''}"
+
+
+def check_space(args) -> int | None:
+    """`incdsl check` on a spec with choices; None when the spec has none (a plain check follows)."""
+    if not mentions_choice(args.spec):
+        return None
+    from ..search.sampling import check_plan
+    space = _load(args)
+    if not space.choices:
+        return None
+    plan = check_plan(space)
+    costs, bad, first = [], 0, None
+    for indices in plan.points:
+        try:
+            costs.append(space.cost(indices))
+        except Exception as exc:
+            from ..diagnostics import IncdslError
+            if not isinstance(exc, IncdslError):
+                raise
+            bad += 1
+            first = first or exc
+    lines = [f"{space.name}: a search space of {size_text(space.size)}, {len(space.choices)} choices"]
+    table = [(c.name, _options(c.options), c.id) for c in space.choices]
+    widths = [max(len(row[i]) for row in table) for i in range(2)]
+    lines += [f"    {name:<{widths[0]}}  {options:<{widths[1]}}  {where}" for name, options, where in table]
+    if plan.exhaustive:
+        what = f"all {len(plan.points):,} points"
+    else:
+        what = (f"{len(plan.points):,} points: each option of every choice with the others at their first option "
+                f"({plan.sweep:,}), and {plan.random:,} random points (seed {plan.seed})")
+    verdict = "all valid" if not bad else f"{bad:,} invalid"
+    lines.append(f"  checked     {what}: {verdict}")
+    if costs:
+        lines.append(f"  parameters  {min(c.params for c in costs):,} to {max(c.params for c in costs):,}")
+        lines.append(f"  MACs        {min(c.macs for c in costs):,} to {max(c.macs for c in costs):,}")
+    print("\n".join(lines))
+    if first is not None:
+        print(first.render(), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _options(options) -> str:
+    if len(options) <= 8:
+        return " | ".join(options)
+    return " | ".join(options[:3]) + f" | ... {len(options)} options ... | " + " | ".join(options[-2:])
+
+
+# --- incdsl sample
+
+def run(args) -> int:
+    from ..cli import UsageError
+    from ..report import parse_amount
+    from ..search.sampling import Budget, draw_grid, draw_random
+
+    budget = {}
+    for key in ("max_params", "max_macs"):
+        value = getattr(args, key)
+        if value is not None:
+            try:
+                budget[key] = parse_amount(value)
+            except ValueError as exc:
+                raise UsageError(f"--{key.replace('_', '-')}: {exc}") from None
+    budget = Budget(**budget)
+    if args.n is not None and args.n < 1:
+        raise UsageError("-n must be at least 1")
+    if args.strategy == "random" and args.n is None:
+        raise UsageError("-n is required with --strategy random")
+    if args.max_tries is not None and args.max_tries < 1:
+        raise UsageError("--max-tries must be at least 1")
+    out = args.output
+    _check_output_dir(out)
+
+    space = _load(args)
+    if not space.choices:
+        print(f"incdsl: note: {args.spec} has no choices; its one point is written", file=sys.stderr)
+    if args.strategy == "grid":
+        try:
+            draw = draw_grid(space, args.n, budget)
+        except ValueError as exc:
+            raise UsageError(f"{exc}; use --strategy random") from None
+    else:
+        if args.n > space.size:
+            raise UsageError(f"the space has {size_text(space.size)}; cannot draw {args.n:,} distinct samples")
+        draw = draw_random(space, args.n, random.Random(args.seed), budget, args.max_tries)
+    _report_invalid(draw)
+    wanted = args.n if args.n is not None else 1
+    if len(draw.samples) < wanted or not draw.samples:
+        return _too_few(space, draw, wanted, budget)
+
+    files = _render(space, draw, args)
+    _write_dir(out, files)
+    costs = [c.cost for c in draw.samples]
+    print(f"wrote {len(draw.samples):,} samples of {space.name} to {out} (index.csv, index.json): "
+          f"tried {draw.tried:,} points, {draw.over_budget:,} over budget, {draw.invalid:,} invalid; "
+          f"parameters {min(c.params for c in costs):,} to {max(c.params for c in costs):,}, "
+          f"MACs {min(c.macs for c in costs):,} to {max(c.macs for c in costs):,}")
+    return 0
+
+
+def _check_output_dir(out: str) -> None:
+    from ..cli import UsageError
+    if os.path.exists(out):
+        if not os.path.isdir(out):
+            raise UsageError(f"output {out} exists and is not a directory")
+        if os.listdir(out) and not os.path.isfile(os.path.join(out, "index.json")):
+            raise UsageError(f"output directory {out} is not empty and holds no earlier samples (no index.json); "
+                             "choose a new directory")
+
+
+def _report_invalid(draw) -> None:
+    if draw.invalid:
+        print(f"incdsl: warning: {draw.invalid:,} of {draw.tried:,} points tried are invalid and were skipped; "
+              f"the first:\n{draw.first_invalid.render()}", file=sys.stderr)
+
+
+def _too_few(space, draw, wanted: int, budget) -> int:
+    if draw.fewest_params is None:
+        print(f"incdsl: error: no valid point among the {draw.tried:,} tried", file=sys.stderr)
+        if draw.first_invalid is not None:
+            print(draw.first_invalid.render(), file=sys.stderr)
+        return 1
+    limits = ", ".join(f"{label} {value:,}" for label, value in
+                       (("parameters", budget.max_params), ("MACs", budget.max_macs)) if value is not None)
+    from ..search.sampling import descend
+    # How small can a point get? Local search from the cheapest points drawn.
+    p = descend(space, draw.fewest_params, key=lambda cost: cost.params).cost
+    m = descend(space, draw.fewest_macs, key=lambda cost: cost.macs).cost
+    print(f"incdsl: error: the budget ({limits or 'none'}) admits only {len(draw.samples):,} of the {wanted:,} "
+          f"samples asked for, after trying {draw.tried:,} points\n"
+          f"  = note: the fewest parameters found: {p.params:,} (with {p.macs:,} MACs)\n"
+          f"  = note: the fewest MACs found: {m.macs:,} (with {m.params:,} parameters)\n"
+          f"  = hint: raise the budget, ask for fewer samples, or try more points with --max-tries", file=sys.stderr)
+    return EXIT_BUDGET
+
+
+def _render(space, draw, args) -> dict[str, str]:
+    """Every output file's text, each spec re-checked from its text."""
+    from ..network import load
+    from ..passes.cost import count_costs
+    digits = max(4, len(str(len(draw.samples))))
+    rows, files = [], {}
+    for k, cand in enumerate(draw.samples, 1):
+        name = f"sample_{k:0{digits}d}.inc"
+        text = space.to_spec(cand.indices)
+        total = count_costs(load(text, file=name, params=space.params, input=space.input_shape)).total
+        if (total.params, total.macs) != (cand.cost.params, cand.cost.macs):
+            raise AssertionError(f"{name}: the written spec costs {total.params:,} / {total.macs:,}, "
+                                 f"the space said {cand.cost.params:,} / {cand.cost.macs:,}")
+        files[name] = text
+        rows.append({"file": name, "params": cand.cost.params, "macs": cand.cost.macs,
+                     "point": space.as_point(cand.indices), "choices": space.values(cand.indices)})
+    index = {
+        "space": os.path.basename(args.spec), "network": space.name, "size": space.size,
+        "strategy": args.strategy, "seed": args.seed if args.strategy == "random" else None,
+        "budget": {"max_params": _limit(args, "max_params"), "max_macs": _limit(args, "max_macs")},
+        "tried": draw.tried, "over_budget": draw.over_budget, "invalid": draw.invalid,
+        "choices": [{"id": c.id, "name": c.name, "kind": c.kind, "options": list(c.options)} for c in space.choices],
+        "samples": rows,
+    }
+    files["index.json"] = json.dumps(index, indent=2) + "\n"
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["file", "params", "macs", *(c.name for c in space.choices)])
+    for row in rows:
+        writer.writerow([row["file"], row["params"], row["macs"], *row["choices"].values()])
+    files["index.csv"] = buf.getvalue()
+    return files
+
+
+def _limit(args, key):
+    from ..report import parse_amount
+    value = getattr(args, key)
+    return parse_amount(value) if value is not None else None
+
+
+def _write_dir(out: str, files: dict[str, str]) -> None:
+    """Write `files` into a fresh directory beside `out`, then put it in `out`'s place."""
+    from ..cli import write_atomic
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    stage = tempfile.mkdtemp(prefix=".incdsl-sample-", dir=parent)
+    old = None
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes it private; the output is an ordinary directory
+        for name, text in files.items():
+            write_atomic(os.path.join(stage, name), text)
+            os.chmod(os.path.join(stage, name), 0o666 & ~umask)  # write_atomic's temp files are private
+        if os.path.exists(out):
+            old = tempfile.mkdtemp(prefix=".incdsl-old-", dir=parent)
+            os.rmdir(old)
+            os.rename(out, old)
+        os.rename(stage, out)
+    except BaseException:
+        if old is not None and not os.path.exists(out):
+            os.rename(old, out)  # put the earlier samples back
+            old = None
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,47 @@
+"""Fixtures shared by the test modules: writing specs to disk, failing loads, running the CLI."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import incdsl
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    """`write_spec(relative_name, text) -> Path`: a spec file under this test's temp dir."""
+    def write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+    return write
+
+
+@pytest.fixture
+def load_error():
+    """`load_error(spec, **load_kwargs) -> IncdslError`: the error a spec must fail with."""
+    def fail(spec, **kwargs) -> incdsl.IncdslError:
+        with pytest.raises(incdsl.IncdslError) as info:
+            incdsl.load(spec, **kwargs)
+        err = info.value
+        assert err.diagnostics and err.render()  # always renders, never raises
+        return err
+    return fail
+
+
+@pytest.fixture
+def run_incdsl():
+    """`run_incdsl(*args, cwd=None) -> CompletedProcess`: `python -m incdsl ARGS` in a new process."""
+    def run(*args, cwd=None, timeout=120):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        return subprocess.run([sys.executable, "-m", "incdsl", *map(str, args)], cwd=cwd or REPO, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    return run
