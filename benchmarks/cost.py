@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -57,24 +56,17 @@ print(f"{params} {macs} {time.perf_counter() - t0:.3f} {rss:.0f}")
 
 
 def run_process(argv: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MiB of the child, stdout) of one process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """(wall seconds, peak RSS MiB, stdout) of one child process, its own rusage only."""
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    out = proc.stdout.read()  # not communicate(): it would reap the child before wait4 can
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(argv)}\n{proc.stderr}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024, proc.stdout
-
-
-def peak_of(argv: list[str]) -> float:
-    """Peak RSS (MiB) of one run, measured by the child itself to avoid mixing children."""
-    code = ("import resource, runpy, sys; sys.argv = sys.argv[1:]; "
-            "exec('try:\\n runpy.run_module(\"incdsl\", run_name=\"__main__\")\\nexcept SystemExit: pass'); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", code, "incdsl", *argv], capture_output=True, text=True, cwd=ROOT)
-    return float(proc.stderr.strip().splitlines()[-1])
+        raise SystemExit(f"failed: {' '.join(argv)}\n{err}")
+    return wall, usage.ru_maxrss / 1024, out
 
 
 def main() -> None:
@@ -92,7 +84,7 @@ def main() -> None:
                  for _ in range(args.repeat)]
         import json
         out = json.loads(run_process([sys.executable, "-m", "incdsl", "cost", rel, "--format", "json"])[2])
-        peak = peak_of(["cost", rel, "--format", "json"])
+        peak = run_process([sys.executable, "-m", "incdsl", "cost", rel, "--format", "json"])[1]
         t = statistics.median(times)
         line = f"{rel:<34} {t * 1000:>10.0f}ms {peak:>9.0f}"
         ref = REFERENCES.get(os.path.basename(spec))
@@ -103,8 +95,8 @@ def main() -> None:
             except ImportError:
                 ref = None
         if ref and not args.no_trace:
-            wall, _, stdout = run_process([sys.executable, "-c", TRACE, *map(str, ref)])
-            params, macs, _, rss = stdout.split()
+            wall, rss, stdout = run_process([sys.executable, "-c", TRACE, *map(str, ref)])
+            params, macs, _, _ = stdout.split()
             agree = int(params) == out["total"]["params"] and int(macs) == out["total"]["macs"]
             line += f"   {wall:>8.2f}s {float(rss):>9.0f} {wall / t:>8.1f}x  {'yes' if agree else 'NO'}"
             line += f" ({ref[0]} {ref[1]}: {int(params):,} params, {int(macs):,} MACs)"
