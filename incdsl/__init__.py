@@ -11,7 +11,7 @@ from .network import Network, load
 __version__ = "0.1.0"
 
 __all__ = ["Diagnostic", "IncdslError", "Network", "Span", "load", "__version__", "count_costs", "to_torch",
-           "load_weights"]
+           "load_weights", "space"]
 
 
 def count_costs(network, **kwargs):
@@ -30,3 +30,9 @@ def load_weights(module, state_dict, **kwargs):
     """Map a reference implementation's state dict onto a compiled module (imports torch)."""
     from .backends.weights import load_weights as _load_weights
     return _load_weights(module, state_dict, **kwargs)
+
+
+def space(path, **kwargs):
+    """A search space: a spec with `choice(...)` points; see `incdsl.search.load_space`."""
+    from .search import load_space
+    return load_space(path, **kwargs)

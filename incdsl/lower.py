@@ -21,6 +21,7 @@ from .values import (ALIASES, LAYER_OPS, RESERVED, SIGNATURES, Dims, EvalError, 
                      show, t_nonneg, t_shape)
 
 MAX_NODES = 1_000_000
+MAX_CALL_DEPTH = 64  # blocks within blocks; real networks nest a few deep, Python's stack ~200
 KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "branch", "shortcut", "repeat",
             "with", "aux", "from", "as", "named"}
 
@@ -293,6 +294,9 @@ class Lowerer:
             return self.lower_call(el, cur, ctx, scope_name)
         if el.name in LAYER_OPS:
             return self.lower_layer(el, cur, ctx)
+        if el.name == "choice":
+            self.fail("this spec is a search space: `choice` has no single block here", el.name_span, ctx,
+                      hint="`incdsl check` describes the space; `incdsl sample` writes concrete specs from it")
         if el.name in ("concat", "add", "residual"):
             self.fail(f"`{el.name}` needs a body", el.name_span, ctx, hint=f"write `{el.name}:` and indent its branches below")
         self.fail(f"unknown layer or block `{el.name}`", el.name_span, ctx,
@@ -372,6 +376,11 @@ class Lowerer:
         d = self.blocks[el.name]
         if any(name == el.name for name, _ in ctx.calls):
             self.fail(f"block `{el.name}` instantiates itself", el.name_span, ctx, hint="blocks may not be recursive")
+        if len(ctx.calls) >= MAX_CALL_DEPTH:
+            chain = [f"in block `{name}` instantiated at {span}" for name, span in reversed(ctx.calls)]
+            self.fail(f"blocks nest more than {MAX_CALL_DEPTH} deep", el.name_span, None,
+                      notes=chain[:3] + [f"... {len(chain) - 6} more ..."] + chain[-3:],
+                      hint="flatten the nesting: a block may hold a sequence of calls instead")
         args, kwargs = [], {}
         for arg in el.args:
             if arg.kind == "stride":

@@ -10,7 +10,7 @@ from functools import lru_cache
 from importlib import resources
 
 import lark
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.indenter import DedentError, Indenter
 
@@ -321,19 +321,40 @@ def parse(text: str, file: str = "<spec>") -> s.Module:
         raise IncdslError(error("spec contains a NUL byte", Span(file, line, col, line, col + 1)).diagnostics, {file: text})
     if not text.endswith("\n"):
         text += "\n"
+    tree = None
     try:
-        tree = _parser().parse(text)
-        return _ToAst(file).transform(tree)
+        tree = _parser().parse(text)  # LALR: no recursion, however deep the text nests
+        return _ToAst(file).transform(tree)  # recursive: one level of Python stack per level of tree
     except UnexpectedInput as exc:
         err = _syntax_error(exc, file, text)
     except DedentError as exc:
         err = _dedent_error(exc, file, text)
+    except RecursionError:
+        err = _too_deep(tree, file)
     except VisitError as exc:
-        if not isinstance(exc.orig_exc, IncdslError):
+        if isinstance(exc.orig_exc, RecursionError):
+            err = _too_deep(tree, file)
+        elif isinstance(exc.orig_exc, IncdslError):
+            err = exc.orig_exc  # a rule's complaint about the text (a huge number)
+        else:
             raise exc.orig_exc  # a bug in a transformer rule, never the user's fault
-        err = exc.orig_exc  # a rule's complaint about the text (a huge number)
     err.sources[file] = text
     raise err
+
+
+def _too_deep(tree, file: str) -> IncdslError:
+    """The error for a text nested past Python's stack (thousands of parentheses or operators in
+    one expression, hundreds of nested bodies), placed at its deepest point, found without recursion."""
+    deepest, depth = tree, 0
+    stack = [(tree, 1)] if tree is not None else []
+    while stack:
+        node, d = stack.pop()
+        if d > depth and not node.meta.empty:
+            deepest, depth = node, d
+        stack.extend((c, d + 1) for c in node.children if isinstance(c, Tree))
+    span = _span(file, deepest.meta) if deepest is not None and not deepest.meta.empty else None
+    return error(f"the spec nests too deeply here ({depth} levels)", span,
+                 hint="split long expressions and deep nesting into block parameters or blocks")
 
 
 def _next_code_line(text: str, after: int) -> tuple[int, int]:

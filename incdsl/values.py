@@ -121,6 +121,9 @@ def evaluate(expr: s.Expr, env: dict, in_shape: tuple | None):
             raise EvalError("number too large", expr.span)
         return value
     if isinstance(expr, s.Call):
+        if expr.func == "choice":
+            raise EvalError("this spec is a search space: `choice` has no single value here", expr.span,
+                            "`incdsl check` describes the space; `incdsl sample` writes concrete specs from it")
         if expr.func not in _FUNCS:
             from .diagnostics import did_you_mean
             raise EvalError(f"unknown function `{expr.func}`", expr.span,

@@ -160,12 +160,12 @@ def test_process_usage(run_incdsl, argv, code, stream, text):
 
 
 @pytest.mark.parametrize("content", [
-    b"\xff\xfe\x00garbage",                               # not UTF-8
-    b"network t:\n    input 3x8x8\n    gap \x00\n",       # NUL byte
+    b"\xff\xfe\x00garbage",
+    b"network t:\n    input 3x8x8\n    gap \x00\n",
     b"network t:\n    input 3x8x8\n    repeat 99999999999999: gap\n",
     b"network t:\n    input 3x8x8\n    conv 1x1 (" + b"9" * 5000 + b")\n",
     b"include \"nothing.inc\"\n",
-])
+], ids=["not-utf8", "nul-byte", "huge-repeat", "5000-digit-number", "missing-include"])
 def test_process_never_shows_a_traceback(write_spec, run_incdsl, content):
     path = write_spec("x.inc", "")
     path.write_bytes(content)

@@ -129,6 +129,13 @@ def test_conv_attributes_and_defaults():
     assert [node(net, n)["shape"] for n in net.layers] == [(8, 30, 30), (16, 15, 15), (16, 14, 18), (4, 14, 18)]
 
 
+@pytest.mark.parametrize("arg, act", [("act = on", "relu"), ("act = off", None), ("act = no", None),
+                                      ("act = silu", "silu"), ("act = leaky_relu", "leaky_relu"), ("", "relu")])
+def test_conv_activation_on_off_and_which(arg, act):
+    net = net_of(f"conv 1x1 4 {arg}")
+    assert node(net, "conv_0")["attrs"]["act"] == act
+
+
 def test_pools_gap_and_the_simple_layers():
     net = net_of("maxpool 3x3 /2 ceil = yes\navgpool 3x3 /1 pad = 1 count_pad = no\nmaxpool 2 /2 S\n"
                  "lrn 5 alpha = 0.001 beta = 0.5 k = 2 -> bn eps = 0.01 -> act tanh -> relu -> dropout 0.4\n"

@@ -295,3 +295,27 @@ def test_syntax_errors_name_what_was_expected_in_plain_words():
 def test_unexpected_indentation_hint_names_the_constructs_with_bodies():
     diag = syntax_error("network t:\n    input 3x8x8\n        gap\n")
     assert "`concat`" in diag.hint and "`repeat`" in diag.hint
+
+
+# --- the parser cache ------------------------------------------------------------------------
+
+def test_parser_tables_are_cached_per_user_and_a_bad_cache_is_rebuilt(tmp_path, monkeypatch, capfd):
+    import os
+
+    from incdsl.parse import _cache_file, _parser
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = _cache_file()
+    assert path and os.path.dirname(path) == str(tmp_path / "incdsl")
+    build = _parser.__wrapped__  # the uncached constructor
+    build()
+    assert os.path.getsize(path) > 1000
+    with open(path, "wb") as f:
+        f.write(b"not a pickle\n")
+    parser = build()  # a damaged cache is ignored, the tables are built again and saved
+    assert parser.parse("network t:\n    input 3x8x8\n").data == "start"
+    assert os.path.getsize(path) > 1000
+    assert capfd.readouterr().err == ""  # silently
+    blocker = tmp_path / "plain_file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # no cache dir can be made there
+    assert _cache_file() is False

@@ -155,6 +155,15 @@ def test_output_directory_is_replaced_whole_or_left_alone(space, tmp_path, capsy
     assert code == 2 and "not empty" in err and os.listdir(other) == ["notes.txt"]
 
 
+def test_set_and_input_are_written_into_the_samples(space, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(capsys, "sample", space, "-n", 3, "--set", "classes=7", "--input", "3x64x64", "-o", out)[0] == 0
+    for sample in read_index(out)[0]["samples"]:
+        net = incdsl.load(str(out / sample["file"]))
+        assert net.output_shape == (7,) and net.input_shape == (3, 64, 64)
+        assert cost_of(str(out / sample["file"])) == (sample["params"], sample["macs"])
+
+
 @pytest.mark.parametrize("argv, message", [
     (["-n", "0"], "-n must be at least 1"),
     ([], "-n is required"),
@@ -209,7 +218,8 @@ def test_plain_specs_are_checked_as_before(tmp_path, capsys):
 
 def test_check_and_sample_do_not_import_torch(space, tmp_path):
     probe = ("import sys\nfrom incdsl.cli import main\ncode = main(sys.argv[1:])\n"
-             "print('HEAVY', *sorted(m for m in ('torch', 'torchvision', 'timm') if m in sys.modules))\nsys.exit(code)\n")
+             "print('HEAVY', *sorted(m for m in ('torch', 'torchvision', 'timm') if m in sys.modules))\n"
+             "sys.exit(code)\n")
     for argv in (["check", space], ["sample", space, "-n", "2", "-o", str(tmp_path / "o")]):
         proc = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr

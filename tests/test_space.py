@@ -83,12 +83,14 @@ def test_size_is_exact_for_the_inception_space(v4space):
 
 
 def test_ranges_expand_with_the_stop_left_out():
-    space = load_space("network t:\n    input 3x8x8\n    conv 1x1 choice(range(8, 33, 8), 48) -> conv 1x1 choice(range(3))\n")
+    space = load_space("network t:\n    input 3x8x8\n"
+                       "    conv 1x1 choice(range(8, 33, 8), 48) -> conv 1x1 choice(range(3))\n")
     assert [c.options for c in space.choices] == [("8", "16", "24", "32", "48"), ("0", "1", "2")]
 
 
 def test_unreachable_blocks_add_no_choices():
-    space = load_space("network t:\n    input 3x8x8\n    conv 1x1 choice(4, 8)\nblock unused:\n    conv 1x1 choice(1, 2)\n")
+    space = load_space("network t:\n    input 3x8x8\n    conv 1x1 choice(4, 8)\n"
+                       "block unused:\n    conv 1x1 choice(1, 2)\n")
     assert len(space.choices) == 1
 
 
@@ -101,11 +103,12 @@ def test_unreachable_blocks_add_no_choices():
     ("conv 1x1 choice(range(n, 8))", "`range` bounds must be integer constants"),
     ("choice(a, b) /2", "a block choice lists blocks or layers"),
     ("choice(a, 3x3)", "a block choice lists blocks or layers"),
+    ("choice a b -> conv 1x1 (n)", "a block choice lists its options in parentheses"),
 ])
 def test_malformed_choices_are_spec_errors(body, message):
     with pytest.raises(IncdslError) as exc:
-        load_space(f"network t(n = 2):\n    input 3x8x8\n    {body}\nblock a:\n    conv 1x1 4\nblock b:\n    conv 1x1 8\n",
-                   file="bad.inc")
+        load_space(f"network t(n = 2):\n    input 3x8x8\n    {body}\n"
+                   "block a:\n    conv 1x1 4\nblock b:\n    conv 1x1 8\n", file="bad.inc")
     assert message in exc.value.render()
     assert exc.value.span.file == "bad.inc" and exc.value.span.line == 3
 
@@ -113,12 +116,13 @@ def test_malformed_choices_are_spec_errors(body, message):
 # --- points
 
 def test_resolving_a_point_gives_its_network(tiny):
-    point = tiny.point({"width": 1.0, "stem.1": 32, "mixed.repeat": 2, "mixed.n": 16, "last": "wide", "mixed/conv.1": 8},
-                       default="none")
+    point = tiny.point({"width": 1.0, "stem.1": 32, "mixed.repeat": 2, "mixed.n": 16, "last": "wide",
+                        "mixed/conv.1": 8}, default="none")
     net = tiny.network(point)
     convs = {n: net.graph.nodes[n]["attrs"]["filters"] for n in net.layers if net.graph.nodes[n]["op"] == "conv"}
     assert convs["stem"] == 32
     assert convs["mixed.1/branch_1/conv_1"] == 8 and convs["mixed.1/branch_0/conv_0"] == 16
+    assert convs["mixed.0/branch_1/conv_1"] == 8  # a choice inside a block is shared by its instances
     assert convs["last/conv_0"] == 64
     assert net.output_shape == (10,)
 
@@ -126,6 +130,16 @@ def test_resolving_a_point_gives_its_network(tiny):
 def test_width_choice_scales_filters(tiny):
     half = tiny.network(tiny.point({"width": 0.5, "stem.1": 32}))
     assert half.graph.nodes["stem"]["attrs"]["filters"] == 16
+
+
+def test_an_overridden_parameter_drops_its_choice_from_the_concrete_spec():
+    space = load_space(TINY, file="tiny.inc", params={"width": 0.5, "classes": 3})
+    point = space.point({"width": 1.0, "stem.1": 32})
+    text = space.to_spec(point, header=False)
+    assert "network tiny(classes = 3, width = 0.5):" in text
+    net = incdsl.load(text, file="p.inc")
+    assert net.graph.nodes["stem"]["attrs"]["filters"] == 16 and net.output_shape == (3,)
+    assert full_cost(text) == (space.cost(point).params, space.cost(point).macs)
 
 
 def test_point_validation(tiny):
@@ -150,6 +164,42 @@ def test_an_invalid_point_names_its_choices():
     assert "at the point conv.1 = 4" in text
 
 
+def test_to_spec_keeps_comments_and_layout():
+    space = load_space("""# a space
+network t(n = choice(4, 8)):   # n: the last conv
+    input 3x8x8
+    choice(a, b(6)) as x
+    conv 1x1 choice(8,
+                    16) -> conv 1x1 (n + 1)
+    repeat choice(1, 2): c(p = 1,
+                           q = choice(2, 3))
+block a:
+    conv 1x1 4
+block b(k):
+    conv 1x1 k
+block c(p, q):
+    conv 1x1 (p + q)
+""", file="t.inc")
+    text = space.to_spec([1, 1, 1, 1, 0], header=False)
+    assert text == """# a space
+network t(n = 8):   # n: the last conv
+    input 3x8x8
+    b(6) as x
+    conv 1x1 16 -> conv 1x1 (n + 1)
+    repeat 2: c(p = 1,
+                q = 2)
+block a:
+    conv 1x1 4
+block b(k):
+    conv 1x1 k
+block c(p, q):
+    conv 1x1 (p + q)
+"""
+    assert full_cost(text) == space.cost([1, 1, 1, 1, 0])
+    header = space.to_spec([1, 1, 1, 1, 0]).split("\n\n")[0]
+    assert "#   x        = b(6)  (t.inc:4:5)" in header.splitlines()
+
+
 # --- Inception-v4 is a point of the space
 
 def test_inception_v4_point_has_timm_cost(v4space):
@@ -167,6 +217,48 @@ def test_inception_v4_point_matches_the_v4_spec_layer_for_layer(v4space):
     theirs = incdsl.count_costs(incdsl.load(path))
     assert sorted((c.op, c.shape, c.params, c.macs) for c in ours.nodes) == \
         sorted((c.op, c.shape, c.params, c.macs) for c in theirs.nodes)
+
+
+# Residuals reading `in.c`, a width multiplier, an aux head tapping a label inside a block,
+# repeat indices as arguments, and points that fail (a concat of 17x17 and 16x16 maps).
+RICH = """network rich(classes = 10):
+    input 3x35x35
+    with conv(bn = 0.001, width = choice(0.5, 1.0, 1.5)), avgpool(count_pad = no):
+        conv 3x3 choice(16, 24) S
+        repeat choice(1, 2) as i: res(scale = 0.1 * (i + 1), n = choice(8, 12))
+        tower as t
+        aux side(weight = 0.3) from mid: gap -> flatten -> linear classes
+        reduce(k = choice(3, 4))
+    gap -> flatten -> linear classes
+block res(scale, n):
+    residual(scale = scale):
+        concat:
+            branch: conv 1x1 n
+            branch: conv 1x1 n -> conv 3x3 choice(n, 2 * n) S
+        conv 1x1 in.c bn = off act = off
+block tower:
+    conv 1x1 16 as mid -> conv 3x3 16 S
+block reduce(k):
+    concat:
+        branch: conv 3x3 32 /2
+        branch: maxpool k /2
+"""
+
+
+def test_fast_cost_equals_the_full_count_on_every_point_of_a_rich_space():
+    space = load_space(RICH, file="rich.inc")
+    valid = 0
+    for point in space.grid():
+        try:
+            full = space.check(point)
+        except IncdslError as exc:
+            with pytest.raises(IncdslError) as fast:
+                space.cost(point)
+            assert fast.value.diagnostics[0].message == exc.diagnostics[0].message
+            continue
+        assert space.cost(point) == full
+        valid += 1
+    assert 0 < valid < space.size  # reduce(k = 4) gives 17x17 beside 16x16
 
 
 # --- cost model, concrete specs, mutation (hypothesis)

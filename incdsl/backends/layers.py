@@ -89,12 +89,13 @@ class PaddedPool(nn.Module):
         self.kind, self.pad = kind, tuple(pad)
         self.kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
         self.stride = (stride, stride) if isinstance(stride, int) else tuple(stride)
-        scale = self._divisor_scale(in_size, counted if count_pad else (0, 0, 0, 0)) if kind == "avg" else None
+        self.area = float(self.kernel[0] * self.kernel[1])
+        divisor = self._divisors(in_size, counted if count_pad else (0, 0, 0, 0)) if kind == "avg" else None
         # not persistent: derived from the shapes, so not part of the state dict
-        self.register_buffer("scale", scale, persistent=False)
+        self.register_buffer("divisor", divisor, persistent=False)
 
-    def _divisor_scale(self, in_size, counted):
-        """kh*kw / divisor per output position, or None where every divisor is kh*kw."""
+    def _divisors(self, in_size, counted):
+        """The divisor of each output, or None where every one is the window's area."""
         (kh, kw), (sh, sw) = self.kernel, self.stride
         left, right, top, bottom = self.pad
         h, w = in_size
@@ -102,8 +103,7 @@ class PaddedPool(nn.Module):
         cols = self._counts(w, kw, sw, left, right, -counted[0], w + counted[1])
         if all(r == kh for r in rows) and all(c == kw for c in cols):
             return None
-        table = [[kh * kw / (r * c) for c in cols] for r in rows]
-        return torch.tensor(table, dtype=torch.float32)
+        return torch.tensor([[float(r * c) for c in cols] for r in rows])
 
     @staticmethod
     def _counts(size, k, s, before, after, lo, hi):
@@ -116,8 +116,8 @@ class PaddedPool(nn.Module):
             x = F.pad(x, self.pad, value=-math.inf)
             return F.max_pool2d(x, self.kernel, self.stride)
         x = F.avg_pool2d(F.pad(x, self.pad), self.kernel, self.stride)
-        if self.scale is not None:
-            x = x * self.scale.to(x.dtype)
+        if self.divisor is not None:
+            x = x * (self.area / self.divisor.to(x.dtype))
         return x
 
 
@@ -160,7 +160,8 @@ class LinearAct(nn.Linear):
 def init_weights(module, seed=None):
     """Initialise every parameter and buffer of `module`, deterministically when `seed` is given.
 
-    Convolutions: Kaiming normal (fan out, ReLU gain), as torchvision's ResNet; linear layers:
+    Convolutions: Kaiming normal (fan in, ReLU gain: keeps activations at unit scale also
+    without batch norm); linear layers:
     normal with std 0.01 truncated at 2 std, as torchvision's GoogLeNet; biases 0; batch norm
     weight 1, bias 0, running mean 0, variance 1. Values are drawn on the CPU in float32, in
     `modules()` order, so the result does not depend on device or dtype. `seed=None` draws
@@ -179,7 +180,7 @@ def init_weights(module, seed=None):
     with torch.no_grad():
         for m in module.modules():
             if isinstance(m, nn.Conv2d):
-                draw(m.weight, lambda w: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu", generator=gen))
+                draw(m.weight, lambda w: nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu", generator=gen))
                 if m.bias is not None:
                     m.bias.zero_()
             elif isinstance(m, nn.Linear):

@@ -88,6 +88,7 @@ def check_space(args) -> int | None:
     """`incdsl check` on a spec with choices; None when the spec has none (a plain check follows)."""
     if not mentions_choice(args.spec):
         return None
+    from ..diagnostics import IncdslError
     from ..search.sampling import check_plan
     space = _load(args)
     if not space.choices:
@@ -97,10 +98,7 @@ def check_space(args) -> int | None:
     for indices in plan.points:
         try:
             costs.append(space.cost(indices))
-        except Exception as exc:
-            from ..diagnostics import IncdslError
-            if not isinstance(exc, IncdslError):
-                raise
+        except IncdslError as exc:
             bad += 1
             first = first or exc
     lines = [f"{space.name}: a search space of {size_text(space.size)}, {len(space.choices)} choices"]
@@ -227,7 +225,7 @@ def _render(space, draw, args) -> dict[str, str]:
     for k, cand in enumerate(draw.samples, 1):
         name = f"sample_{k:0{digits}d}.inc"
         text = space.to_spec(cand.indices)
-        total = count_costs(load(text, file=name, params=space.params, input=space.input_shape)).total
+        total = count_costs(load(text, file=name)).total
         if (total.params, total.macs) != (cand.cost.params, cand.cost.macs):
             raise AssertionError(f"{name}: the written spec costs {total.params:,} / {total.macs:,}, "
                                  f"the space said {cand.cost.params:,} / {cand.cost.macs:,}")

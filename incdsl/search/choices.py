@@ -12,6 +12,7 @@ and resolved here, on the AST (`incdsl.syntax`), before lowering:
 * ``choice(inception_a, inception_b(n = ...))`` as a chain element: a choice between blocks
   (or layers). An option is a name or a call with positional arguments,
   ``choice(inception_a, inception_b(192))``; a label (``as mixed_5b``) stays on the chosen one.
+  (Where a spec defines a block named `choice`, a `choice` element calls that block.)
 
 Every choice in the text is one choice point, decided once per point:
 
@@ -28,7 +29,7 @@ directory; its *ordinal* is its index in `Space.choices` (sorted by file, line, 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 from .. import syntax as s
 from ..diagnostics import IncdslError, Span, error
@@ -149,51 +150,58 @@ class Finder:
                 if p.default is not None:
                     self.expr(p.default, p.name if d.kind == "network" else f"{d.name}.{p.name}", owner)
             self.prefix = "" if d.kind == "network" else f"{d.name}/"
-            self.body(d.body, d.name, owner)
+            self.body(d.body, owner)
 
-    def body(self, stmts, where: str, owner: tuple) -> None:
+    def body(self, stmts, owner: tuple) -> None:
         for st in stmts:
-            self.stmt(st, where, owner)
+            self.stmt(st, owner)
 
-    def stmt(self, st, where: str, owner: tuple) -> None:
+    def stmt(self, st, owner: tuple) -> None:
         if isinstance(st, s.Chain):
             for el in st.elements:
-                self.element(el, where, owner)
+                self.element(el, owner)
         elif isinstance(st, s.InputStmt):
             self.expr(st.shape, "input", owner)
         elif isinstance(st, s.Composite):
             self.args(st.args, st.label or st.kind, owner)
-            self.body(st.body, where, owner)
+            self.body(st.body, owner)
         elif isinstance(st, (s.BranchStmt, s.ShortcutStmt)):
-            self.body(st.body, where, owner)
+            self.body(st.body, owner)
         elif isinstance(st, s.RepeatStmt):
             self.expr(st.count, _repeat_name(st), owner)
-            self.body(st.body, where, owner)
+            self.body(st.body, owner)
         elif isinstance(st, s.WithStmt):
             for d in st.defaults:
                 self.args(d.args, f"with.{d.op}", owner)
-            self.body(st.body, where, owner)
+            self.body(st.body, owner)
         elif isinstance(st, s.AuxStmt):
             self.args(st.args, st.name, owner)
-            self.body(st.body, st.name, owner)
+            self.body(st.body, owner)
 
     def args(self, args, context: str, owner: tuple) -> None:
         for i, a in enumerate(args):
             self.expr(a.value, f"{context}.{a.name or i}" if a.kind != "stride" else f"{context}.stride", owner)
 
-    def element(self, el: s.Element, where: str, owner: tuple) -> None:
-        if el.name != "choice":
+    def element(self, el: s.Element, owner: tuple) -> None:
+        if el.name != "choice" or "choice" in self.program.blocks:  # a block may be named `choice`
             self.args(el.args, el.label or el.name, owner)
             return
         if not el.args:
             raise _fail("`choice` needs at least one option", el.span, self.sources,
                         hint="list blocks to choose between: `choice(inception_a, inception_b)`")
+        text = self.sources[el.name_span.file]
+        starts = self.lines.setdefault(el.name_span.file, offsets(text))
+        after = starts[el.name_span.end_line - 1] + el.name_span.end_col - 1
+        if not text[after:].lstrip(" \t").startswith("("):
+            raise _fail("a block choice lists its options in parentheses", el.span, self.sources,
+                        hint="write `choice(inception_a, inception_b)`")
         replacements, texts = [], []
         for a in el.args:
             v = a.value
             if a.kind != "pos" or not isinstance(v, (s.Name, s.Call)) or (isinstance(v, s.Call) and v.func == "range"):
                 raise _fail("a block choice lists blocks or layers", a.span, self.sources,
-                            hint="write `choice(inception_a, inception_b(192))`; keyword arguments go in each block's defaults")
+                            hint="write `choice(inception_a, inception_b(192))`; "
+                                 "keyword arguments go in each block's defaults")
             if isinstance(v, s.Name):
                 replacements.append(replace(el, name=v.id, args=(), name_span=v.span))
             else:
@@ -247,7 +255,8 @@ class Finder:
             texts.append(f"({text})" if isinstance(a, (s.BinOp, s.Neg)) else text)
             keys.append(a)
         if len(replacements) > MAX_OPTIONS:
-            raise _fail(f"`choice` has {len(replacements):,} options, more than {MAX_OPTIONS:,}", call.span, self.sources)
+            raise _fail(f"`choice` has {len(replacements):,} options, more than {MAX_OPTIONS:,}", call.span,
+                        self.sources)
         self.unique(texts, keys)
         start, end = (call.span.line, call.span.col), (call.span.end_line, call.span.end_col)
         self.add(Site(call, tuple(replacements), tuple(texts), start, end), context, owner)
@@ -370,56 +379,3 @@ def find_choices(program, main_file: str) -> tuple[list[Choice], list[Site], dic
                               site.texts, sp))
         sites.append(site)
     return choices, sites, finder.owner
-
-
-class Resolver:
-    """Rebuilds a definition with each of its choice sites replaced by the chosen option.
-
-    Subtrees without choices are shared, not copied, so resolving is cheap and unchanged parts
-    keep their identity (the cost cache relies on that).
-    """
-
-    def __init__(self, definition: s.Definition, sites: list[tuple[int, Site]]):
-        self.definition = definition
-        self.sites = {id(site.node): (k, site) for k, site in sites}
-        self.paths: dict[int, tuple[str, ...] | None] = {}  # id(node on a path) -> fields to rebuild
-        self._mark(definition)
-
-    def _mark(self, node) -> bool:
-        if id(node) in self.sites:
-            self.paths[id(node)] = None
-            return True
-        if isinstance(node, tuple):
-            hit = False
-            for child in node:
-                hit |= self._mark(child)
-            if hit:
-                self.paths[id(node)] = ()
-            return hit
-        if not hasattr(node, "__dataclass_fields__") or isinstance(node, Span):
-            return False
-        marked = tuple(f.name for f in fields(node) if self._mark(getattr(node, f.name)))
-        if marked:
-            self.paths[id(node)] = marked
-        return bool(marked)
-
-    def resolve(self, indices) -> s.Definition:
-        """The definition under a point (`indices`: option index per choice ordinal)."""
-        return self._rebuild(self.definition, indices)
-
-    def _rebuild(self, node, indices):
-        marked = self.paths.get(id(node), False)
-        if marked is False:
-            return node
-        if marked is None:
-            k, site = self.sites[id(node)]
-            return site.replacements[indices[k]]
-        if isinstance(node, tuple):
-            return tuple(self._rebuild(x, indices) for x in node)
-        # A frozen dataclass copied field by field (dataclasses.replace re-runs __init__, slower).
-        new = object.__new__(type(node))
-        state = dict(node.__dict__)
-        for name in marked:
-            state[name] = self._rebuild(state[name], indices)
-        new.__dict__.update(state)
-        return new

@@ -1,31 +1,39 @@
 """Parameters and multiply-adds of a resolved program, fast enough to score thousands of points.
 
-`CostLowerer` is the core `Lowerer` (so every check and every rule is the same) with two
-changes: it adds up each node's cost as the node is made (the closed forms of
-`passes/cost.py`), and it memoises block bodies. A block instance's cost and output shape
-depend only on the block's (resolved) definition, its arguments, its input shape, the scoped
-defaults in force and whether it sits in an auxiliary head, so an instance seen before (the
-second to fourth Inception-A of a repeat, the fixed stem of every point) costs one dictionary
-look-up and a placeholder node instead of being lowered again. The memo outlives one point:
-`Space` keeps it, and resolved definitions keep their identity across points.
+`CostLowerer` is the core `Lowerer` (so every check and every rule is the same) with three
+changes:
 
-Not memoised: blocks holding a label that an `aux ... from LABEL` head taps (the tap must
-find the labelled node), and everything outside block bodies.
+* it adds up each node's cost as the node is made (the closed forms of `passes/cost.py`);
+* it memoises block bodies. A block instance's cost and output shape depend only on the
+  block's (resolved) definition, its arguments, its input shape, the scoped defaults in
+  force and whether it sits in an auxiliary head, so an instance seen before (the second to
+  fourth Inception-A of a repeat, the fixed stem of every point) costs one look-up and a
+  placeholder node instead of being lowered again;
+* it memoises layers. A layer's node is fixed by the values of the names its arguments
+  read, its input shape, `in` (if read) and the defaults in force; a layer seen before is
+  named and added (so naming rules still apply) without binding and checking its
+  arguments again.
+
+A memoised result was computed, and checked, by the core rules the first time, so a point
+is rejected exactly when the full lowering rejects it (one exception: the guard against
+networks of over a million layers counts the layers actually made). The memo outlives one point: `Space`
+keeps it, and resolved definitions keep their identity across points. Blocks holding a
+label that an `aux ... from LABEL` head taps are never memoised (the tap must find the node).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .. import syntax as s
 from ..lower import Lowerer
 from ..passes.cost import node_params_macs
 
-MEMO_LIMIT = 50_000  # entries; the memo is cleared when it grows past this
+MEMO_LIMIT = 30_000  # entries (~2 KB each); the memo is cleared when it grows past this
 
 
-@dataclass(frozen=True)
-class Cost:
-    """Trunk totals (auxiliary heads excluded), as `incdsl cost` and `incdsl check` report them."""
+class Cost(NamedTuple):
+    """Trunk totals (auxiliary heads excluded), as `incdsl cost` and `incdsl check` report them;
+    a pair, so ``params, macs = space.cost(point)`` works."""
     params: int
     macs: int
 
@@ -191,7 +199,10 @@ class CostLowerer(Lowerer):
             return node
         _, op, attrs, shape, params, macs = hit
         # as Lowerer.lower_layer names and records a layer
-        name = self.claim(ctx.scope, el.label, el.label_span, ctx) if el.label else self.fresh(ctx.scope, op, el.span, ctx)
+        if el.label:
+            name = self.claim(ctx.scope, el.label, el.label_span, ctx)
+        else:
+            name = self.fresh(ctx.scope, op, el.span, ctx)
         self.g.add_node(name, op=op, attrs=attrs, shape=shape, span=el.span, scope=ctx.scope, block=ctx.block,
                         aux=ctx.aux)
         self.g.add_edge(cur, name, index=0)

@@ -1,15 +1,17 @@
 """`Space`: a spec with choices, and what search needs from it.
 
-    >>> from incdsl.search import load_space
-    >>> space = load_space("specs/search/inception_space.inc")
-    >>> space.size > 10**12
-    True
-    >>> rng = random.Random(0)
-    >>> p = space.sample(rng)            # {choice id: option index}
-    >>> q = space.mutate(p, rng)         # exactly one choice changed
-    >>> space.cost(q).params             # without torch, without building the whole graph
-    >>> text = space.to_spec(q)          # a concrete spec, no choices left
-    >>> net = space.network(q)           # the checked `Network`
+    import random
+    from incdsl.search import load_space
+
+    space = load_space("specs/search/inception_space.inc")
+    space.size                      # 22594362918480 points, exactly
+    space.choices                   # Choice(id, ordinal, name, kind, options, span), ...
+    rng = random.Random(0)
+    p = space.sample(rng)           # {choice id: option index}
+    q = space.mutate(p, rng)        # exactly one choice changed
+    space.cost(q)                   # Cost(params, macs): no torch, no full graph
+    text = space.to_spec(q)         # a concrete spec, no choices left
+    net = space.network(q)          # the checked `Network`
 
 A *point* is a dict from choice id (``file:line:col``) to the index of the chosen option.
 Methods that take a point also accept a sequence of indices in `choices` order.
@@ -24,10 +26,11 @@ from typing import Iterator, Mapping, Sequence
 
 from ..diagnostics import Diagnostic, IncdslError, error
 from ..lower import Lowerer, Program, load_program
-from .choices import Choice, Resolver, find_choices
+from .choices import Choice, find_choices
+from .resolve import Resolver
 from .fastcost import Cost, CostCache, CostLowerer, uncacheable_blocks
 
-RESOLVED_LIMIT = 20_000  # resolved definitions kept for reuse
+RESOLVED_LIMIT = 1024  # resolved definitions kept for reuse (a network of the Inception space: ~40 KB)
 
 
 def _read(path: str) -> str:
@@ -103,9 +106,6 @@ class Space:
             n *= len(c.options)
         return n
 
-    def __len__(self) -> int:
-        return self.size
-
     def __repr__(self) -> str:
         return f"<Space {self.name}: {len(self.choices)} choices, {self.size:.3e} points>"
 
@@ -114,8 +114,8 @@ class Space:
         found = self._by_id.get(key) or self._by_name.get(key)
         if found is None:
             from ..diagnostics import did_you_mean
-            raise KeyError(f"no choice `{key}`" + (f"; {did_you_mean(key, list(self._by_name) + list(self._by_id))}"
-                                                  if did_you_mean(key, list(self._by_name)) else ""))
+            hint = did_you_mean(key, list(self._by_name))
+            raise KeyError(f"no choice `{key}`" + (f"; {hint}" if hint else ""))
         return found
 
     # --- points
@@ -125,7 +125,7 @@ class Space:
             missing = [c.id for c in self.choices if c.id not in point]
             extra = [k for k in point if k not in self._by_id]
             if missing or extra:
-                raise ValueError(f"not a point of this space: " + "; ".join(
+                raise ValueError("not a point of this space: " + "; ".join(
                     part for part in (f"missing {', '.join(missing[:5])}" if missing else "",
                                       f"unknown {', '.join(map(str, extra[:5]))}" if extra else "") if part))
             out = tuple(point[c.id] for c in self.choices)

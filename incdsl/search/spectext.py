@@ -5,13 +5,17 @@ parenthesis) is replaced by the chosen option's text; everything else, comments 
 included, is kept. Included files are inlined: each `include` line becomes a comment and
 the included file's text (its choices substituted too) follows the main file, each file
 once, in the order `load_program` reads them. The result loads on its own from any
-directory, which is what `incdsl sample` needs to write samples beside an index.
+directory, which is what `incdsl sample` needs to write samples beside an index. Parameter
+overrides and another input shape given to the space (`--set`, `--input`) are written into
+the network's header and `input` line.
 """
 from __future__ import annotations
 
 import os
 
+from .. import syntax as s
 from ..parse import parse
+from ..values import show
 from .choices import offsets
 
 
@@ -59,11 +63,35 @@ class SpecWriter:
             lines.append(f"#   {c.name:<{width}} = {c.options[i]}  ({c.id})")
         return "\n".join(lines) + "\n\n"
 
+    def overrides(self) -> list[tuple[str, int, int, str]]:
+        """(file, start, end, text) edits that write the space's parameter overrides and input
+        shape into the network, so a concrete spec means what its point was costed as."""
+        space, net = self.space, self.space.program.network
+        text = self.sources[net.span.file]
+        starts = offsets(text)
+
+        def at(span):
+            return starts[span.line - 1] + span.col - 1, starts[span.end_line - 1] + span.end_col - 1
+
+        out = []
+        for p in net.params:
+            if p.name in space.params:
+                out.append((net.span.file, *at(p.span), f"{p.name} = {show(space.params[p.name])}"))
+        first = net.body[0] if net.body else None
+        if space.input_shape is not None and isinstance(first, s.InputStmt):
+            out.append((net.span.file, *at(first.shape.span), "x".join(map(str, space.input_shape))))
+        return out
+
     def render(self, indices, header: bool = True) -> str:
         """Spec text of the point `indices` (see the module docstring)."""
         edits: dict[str, list] = {}
+        fixed = self.overrides()
         for site, i in zip(self.space._sites, indices):
-            edits.setdefault(site.node.span.file, []).append((*site.extent, site.texts[i]))
+            file, (a, b) = site.node.span.file, site.extent
+            if not any(f == file and x <= a and b <= y for f, x, y, _ in fixed):  # an overridden parameter's choice
+                edits.setdefault(file, []).append((a, b, site.texts[i]))
+        for file, a, b, new in fixed:
+            edits.setdefault(file, []).append((a, b, new))
         parts = [self.header(indices)] if header else []
         base = os.path.dirname(self.space.file) or "."
         for n, file in enumerate(self.order):

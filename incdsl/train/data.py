@@ -55,14 +55,13 @@ def open_data(source: str, shape: tuple, *, num_classes: int | None = None, seed
     `shape` is the network's (c, h, w) input; `num_classes` sizes the synthetic set.
     Raises IncdslError for a missing folder, no images, or train/val class mismatch.
     """
-    c, h, w = shape
-    if c not in (1, 3):
-        raise error(f"the network takes {c}-channel input, but image data has 1 or 3 channels",
+    if source == "synthetic":
+        return _synthetic(shape, num_classes or 10, synthetic_size, seed)
+    if shape[0] not in (1, 3):
+        raise error(f"the network takes {shape[0]}-channel input, but images have 1 or 3 channels",
                     hint="pass --input 3xHxW (or 1xHxW) to train it on images")
     if source == "digits":
         return _digits(shape, seed)
-    if source == "synthetic":
-        return _synthetic(shape, num_classes or 10, synthetic_size, seed)
     return _image_folder(source, shape, workers)
 
 
@@ -240,7 +239,8 @@ def make_loaders(data: Data, batch_size: int, *, rank: int = 0, world: int = 1, 
                  workers: int | None = None, pin_memory: bool = False):
     """(train loader, its sampler, validation loader). Call `reseed(loader, sampler, seed, epoch)`
     before each epoch."""
-    workers = data.workers if workers is None else workers
+    if workers is None:  # the data's suggestion, shared among the processes of this machine
+        workers = min(data.workers, max(1, (os.cpu_count() or 1) // world)) if data.workers else 0
     sampler = DistributedSampler(data.train, num_replicas=world, rank=rank, shuffle=True, seed=seed)
     common = dict(num_workers=workers, pin_memory=pin_memory, worker_init_fn=_seed_worker if workers else None)
     train = DataLoader(data.train, batch_size=batch_size, sampler=sampler, drop_last=True,

@@ -88,6 +88,21 @@ def all_gather(ctx: Context, obj) -> list:
     return out
 
 
+@torch.no_grad()
+def average_buffers(ctx: Context, module: torch.nn.Module) -> None:
+    """Average the floating-point buffers (batch-norm statistics) over all processes.
+
+    DDP keeps parameters equal, but each process updates its running statistics from its
+    own last batch; averaging them makes every process evaluate and save the same model.
+    """
+    if not ctx.distributed:
+        return
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer.div_(ctx.world)
+
+
 def barrier(ctx: Context) -> None:
     if ctx.distributed:
         dist.barrier()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import random
 import sys
@@ -18,14 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..diagnostics import error
 from . import checkpoint as ckpt
 from . import distributed
 from .data import make_loaders, open_data, reseed
-from .optim import WeightAverage, build_optimizer, learning_rate, set_learning_rate
-from .progress import Progress
+from .epoch import NonFiniteLoss, Run, evaluate, sync_buffers, train_epoch
+from .optim import WeightAverage, build_optimizer
 from .recipes import Recipe, as_dict, from_dict, get_recipe, with_overrides
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -53,29 +51,10 @@ class TrainConfig:
     log_every: int = 10                 # steps between loss checks and progress updates
 
 
-@dataclass
-class Run:
-    """The pieces of a run that epochs update."""
-
-    ctx: distributed.Context
-    recipe: Recipe
-    model: torch.nn.Module              # the module itself (weights, checkpoints, evaluation)
-    forward: torch.nn.Module            # what training calls: DDP and/or compiled wrapper
-    optimizer: torch.optim.Optimizer
-    ema: WeightAverage | None
-    scaler: object | None
-    autocast: object
-    memory_format: torch.memory_format
-    steps_per_epoch: int
-    seed: int
-    step: int = 0
-    history: list = field(default_factory=list)
-
-
-def train(network, config: TrainConfig, *, log=print, stream=sys.stderr) -> dict:
+def train(network, config: TrainConfig, *, log=print, stream=None) -> dict:
     """Train `network` (an `incdsl.Network`) as `config` says; returns the run's summary.
 
-    `log` receives rank 0's report lines, `stream` its progress bars.
+    `log` receives rank 0's report lines, `stream` (default: stderr) its progress bars.
     Raises IncdslError for bad data, a classifier that does not fit, a missing CUDA
     device, a bad checkpoint or a loss that stops being finite.
     """
@@ -83,7 +62,7 @@ def train(network, config: TrainConfig, *, log=print, stream=sys.stderr) -> dict
              torch.backends.cudnn.deterministic)
     ctx = distributed.setup(config.device)
     try:
-        return _train(network, config, ctx, log if ctx.main else _quiet, stream)
+        return _train(network, config, ctx, log if ctx.main else _quiet, stream or sys.stderr)
     finally:
         distributed.teardown(ctx)
         torch.use_deterministic_algorithms(flags[0])
@@ -125,8 +104,20 @@ def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
     for epoch in range(start, stop):
         reseed(train_loader, sampler, seed, epoch)
         t0 = time.perf_counter()
-        loss, images, train_seconds = _train_epoch(run, train_loader, epoch, config, stream)
-        metrics = _evaluate(run, val_loader)
+        try:
+            loss, images, train_seconds = train_epoch(run, train_loader, epoch, stream=stream,
+                                                      log_every=config.log_every)
+        except NonFiniteLoss as exc:
+            raise _diverged(config, exc, run) from None
+        except RuntimeError as exc:
+            if config.deterministic and "deterministic" in str(exc):
+                raise _no_deterministic_kernel(exc) from None
+            if config.compile and type(exc).__module__.startswith("torch._dynamo"):
+                raise error(f"torch.compile failed: {str(exc).strip().splitlines()[0]}",
+                            hint="train without --compile") from None
+            raise
+        sync_buffers(run)
+        metrics = evaluate(run, val_loader)
         record = {"epoch": epoch + 1, "train_loss": loss, "val_loss": metrics["loss"], "val_top1": metrics["top1"],
                   "val_top5": metrics["top5"], "lr": run.optimizer.param_groups[0]["lr"],
                   "images_per_s": images / max(train_seconds, 1e-9), "seconds": time.perf_counter() - t0}
@@ -136,7 +127,7 @@ def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
             ckpt.save(os.path.join(config.out, ckpt.LAST), state)
             _write_metrics(config.out, run.history)
         log(_epoch_line(record, recipe.epochs, run.ema is not None))
-    return _finish(run, network, config, state, stop, time.perf_counter() - began, log)
+    return _finish(run, network, config, state, stop, stop > start, time.perf_counter() - began, log)
 
 
 # setup ----------------------------------------------------------------------------------
@@ -190,14 +181,20 @@ def _output_classes(network, config: TrainConfig) -> int | None:
 
 def _build(network, config: TrainConfig, ctx, recipe: Recipe, seed: int, data) -> Run:
     from ..backends.torch import to_torch
-    model = to_torch(network, num_classes=config.num_classes, seed=seed)
+    try:
+        model = to_torch(network, num_classes=config.num_classes, seed=seed)
+    except ValueError as exc:  # --classes for a network that ends in no classifier
+        raise error(f"cannot replace the classifier: {exc}") from None
     classes = len(data.classes)
     if model.num_classes != classes:
-        has_param = "classes" in network.params
-        raise error(f"the network's classifier gives {model.num_classes} classes, but the data has {classes}",
-                    notes=[f"data: {data.description}"],
-                    hint=f"pass --classes {classes}" + ("" if has_param else
-                         " (the spec has no `classes` parameter, so its last linear layer is replaced)"))
+        if not any(network.graph.nodes[n]["op"] == "linear" for n in network.layers):
+            hint = f"end the network with a classifier, e.g. `gap -> flatten -> linear {classes}`"
+        elif "classes" in network.params:
+            hint = f"pass --classes {classes}"
+        else:
+            hint = f"pass --classes {classes} (the spec has no `classes` parameter: its last linear layer is replaced)"
+        raise error(f"the network gives {model.num_classes} outputs, but the data has {classes} classes",
+                    notes=[f"data: {data.description}"], hint=hint)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(ctx.device, memory_format=memory_format)
     forward = model
@@ -262,103 +259,20 @@ def _describe(recipe: Recipe, config: TrainConfig) -> str:
     return "recipe: " + ", ".join(parts + flags)
 
 
-# epochs ---------------------------------------------------------------------------------
-
-def _loss(output, labels, aux_weights, smoothing: float):
-    """Cross-entropy of the main logits plus each auxiliary head's, weighted as the spec says."""
-    if isinstance(output, tuple):
-        logits, aux = output
-    else:
-        logits, aux = output, []
-    loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
-    for weight, aux_logits in zip(aux_weights, aux):
-        loss = loss + weight * F.cross_entropy(aux_logits, labels, label_smoothing=smoothing)
-    return loss
+def _no_deterministic_kernel(exc: RuntimeError):
+    """Word torch's error when --deterministic meets an operation with no deterministic kernel."""
+    text = str(exc)
+    return error("--deterministic: an operation of this network has no deterministic implementation here",
+                 notes=[text.strip().splitlines()[0]],
+                 hint="drop --deterministic (or --channels-last, which selects other kernels)")
 
 
-def _train_epoch(run: Run, loader, epoch: int, config: TrainConfig, stream):
-    """One pass over the training shard; returns (mean loss over all processes, images, seconds)."""
-    ctx, recipe = run.ctx, run.recipe
-    run.model.train()
-    aux_weights = list(getattr(run.model, "aux_weights", []))
-    params = [p for p in run.model.parameters() if p.requires_grad]
-    progress = Progress(stream, run.steps_per_epoch, f"epoch {epoch + 1}/{recipe.epochs}", enabled=ctx.main)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
-    seen, start, lr = 0, time.perf_counter(), 0.0
-    for i, (images, labels) in enumerate(loader):
-        lr = learning_rate(recipe, run.step, run.steps_per_epoch)
-        set_learning_rate(run.optimizer, lr)
-        images = images.to(ctx.device, non_blocking=True, memory_format=run.memory_format)
-        labels = labels.to(ctx.device, non_blocking=True)
-        with run.autocast():
-            loss = _loss(run.forward(images), labels, aux_weights, recipe.label_smoothing)
-        run.optimizer.zero_grad(set_to_none=True)
-        _backward_step(run, loss, params)
-        run.step += 1
-        loss_sum += loss.detach().double() * len(labels)
-        seen += len(labels)
-        if (i + 1) % config.log_every == 0 or i + 1 == run.steps_per_epoch:
-            total, count = distributed.all_reduce_sum(ctx, [loss_sum.item(), seen])
-            if not math.isfinite(total):
-                raise _diverged(config, epoch, i + 1, run)
-            progress.update(i + 1, int(count), total / count, lr)
-    progress.close()
-    total, count = distributed.all_reduce_sum(ctx, [loss_sum.item(), seen])
-    return total / count, int(count), time.perf_counter() - start
-
-
-def _backward_step(run: Run, loss, params) -> None:
-    clip = run.recipe.clip_grad
-    if run.scaler is not None:  # fp16: scale the loss so small gradients survive
-        run.scaler.scale(loss).backward()
-        if clip:
-            run.scaler.unscale_(run.optimizer)
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-    else:
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        run.optimizer.step()
-    if run.ema is not None:
-        run.ema.update(run.model)
-
-
-def _diverged(config: TrainConfig, epoch: int, step: int, run: Run):
+def _diverged(config: TrainConfig, exc: NonFiniteLoss, run: Run):
     last = os.path.join(config.out, ckpt.LAST)
     kept = (f"the last good checkpoint is {last} (epoch {len(run.history)})" if run.history or config.resume
             else "no checkpoint was written")
-    return error(f"the training loss is no longer finite (epoch {epoch + 1}, step {step}): stopping",
+    return error(f"the training loss is no longer finite (epoch {exc.epoch}, step {exc.step}): stopping",
                  notes=[kept], hint="lower --lr, or clip the gradients with --clip-grad")
-
-
-@torch.no_grad()
-def _evaluate(run: Run, loader) -> dict:
-    """Loss, top-1 and top-5 accuracy (fractions) on the validation set, over all processes.
-
-    Evaluates the weight average when the recipe keeps one, as the papers did; auxiliary
-    heads are not used (eval mode returns the main logits only).
-    """
-    module = run.ema.module if run.ema is not None else run.model
-    module.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=run.ctx.device)  # loss, top-1, top-5, images
-    for images, labels in loader:
-        images = images.to(run.ctx.device, non_blocking=True, memory_format=run.memory_format)
-        labels = labels.to(run.ctx.device, non_blocking=True)
-        with run.autocast():
-            logits = module(images)
-        if isinstance(logits, tuple):
-            logits = logits[0]
-        logits = logits.float()
-        k = min(5, logits.shape[1])
-        top = logits.topk(k, dim=1).indices == labels[:, None]
-        sums += torch.stack([F.cross_entropy(logits, labels, reduction="sum").double(),
-                             top[:, 0].sum().double(), top.any(dim=1).sum().double(),
-                             torch.tensor(float(len(labels)), dtype=torch.float64, device=sums.device)])
-    loss, top1, top5, n = distributed.all_reduce_sum(run.ctx, sums.tolist())
-    n = max(n, 1.0)
-    return {"loss": loss / n, "top1": top1 / n, "top5": top5 / n}
 
 
 # checkpoints and reports ----------------------------------------------------------------
@@ -390,24 +304,26 @@ def _epoch_line(r: dict, epochs: int, ema: bool) -> str:
             f"top-5 {100 * r['val_top5']:.2f}%  lr {r['lr']:.4g}  {r['images_per_s']:,.0f} img/s  {r['seconds']:.1f} s")
 
 
-def _finish(run: Run, network, config: TrainConfig, state, stopped_at: int, seconds: float, log) -> dict:
+def _finish(run: Run, network, config: TrainConfig, state, stopped_at: int, ran: bool, seconds: float, log) -> dict:
     """Write final.pt and summary.json once all epochs are done; returns the summary."""
     ctx, done = run.ctx, stopped_at >= run.recipe.epochs
     digests = distributed.all_gather(ctx, ckpt.weights_digest(run.model))
+    ema_digests = distributed.all_gather(ctx, ckpt.weights_digest(run.ema.module)) if run.ema is not None else None
     last = run.history[-1] if run.history else {}
     best = max(run.history, key=lambda r: r["val_top1"]) if run.history else {}
     summary = {"network": network.name, "epochs": len(run.history), "finished": done,
                "seconds": seconds, "val_top1": last.get("val_top1"), "val_top5": last.get("val_top5"),
                "best_val_top1": best.get("val_top1"), "best_epoch": best.get("epoch"),
-               "world_size": ctx.world, "weights_sha256": digests, "out": config.out}
-    if ctx.main and state is not None and done:
+               "world_size": ctx.world, "weights_sha256": digests, "ema_weights_sha256": ema_digests,
+               "out": config.out}
+    if ctx.main and ran and done:
         ckpt.save(os.path.join(config.out, ckpt.FINAL), state)
     if ctx.main:
         from ..cli import write_atomic
         write_atomic(os.path.join(config.out, "summary.json"), json.dumps(summary, indent=2) + "\n")
     distributed.barrier(ctx)
-    if not run.history:
-        log(f"{network.name}: nothing to do: {run.recipe.epochs} epochs already trained")
+    if not ran:
+        log(f"{network.name}: nothing to do: {len(run.history)} of {run.recipe.epochs} epochs already trained")
     elif not done:
         log(f"{network.name}: stopped after epoch {len(run.history)} of {run.recipe.epochs} in {seconds:.1f} s; "
             f"continue with --resume {config.out}")

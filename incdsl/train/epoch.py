@@ -1,0 +1,144 @@
+"""One epoch of training and one evaluation, on the pieces of a run (`Run`).
+
+Training adds each auxiliary head's loss with the module's `aux_weights`; evaluation runs
+the module in eval mode, where it returns the main logits only, so the heads drop out.
+Losses and accuracies are summed over all processes.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from . import distributed
+from .optim import WeightAverage, learning_rate, set_learning_rate
+from .progress import Progress
+from .recipes import Recipe
+
+
+class NonFiniteLoss(Exception):
+    """The mean training loss became inf or NaN at (epoch, step), both 1-based."""
+
+    def __init__(self, epoch: int, step: int):
+        super().__init__(f"non-finite loss at epoch {epoch}, step {step}")
+        self.epoch, self.step = epoch, step
+
+
+@dataclass
+class Run:
+    """The pieces of a run that epochs update."""
+
+    ctx: distributed.Context
+    recipe: Recipe
+    model: torch.nn.Module              # the module itself (weights, checkpoints, evaluation)
+    forward: torch.nn.Module            # what training calls: DDP and/or compiled wrapper
+    optimizer: torch.optim.Optimizer
+    ema: WeightAverage | None
+    scaler: object | None
+    autocast: object
+    memory_format: torch.memory_format
+    steps_per_epoch: int
+    seed: int
+    step: int = 0
+    history: list = field(default_factory=list)
+
+
+def loss_fn(output, labels, aux_weights, smoothing: float):
+    """Cross-entropy of the main logits plus each auxiliary head's, weighted as the spec says."""
+    if isinstance(output, tuple):
+        logits, aux = output
+    else:
+        logits, aux = output, []
+    loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
+    for weight, aux_logits in zip(aux_weights, aux):
+        loss = loss + weight * F.cross_entropy(aux_logits, labels, label_smoothing=smoothing)
+    return loss
+
+
+def train_epoch(run: Run, loader, epoch: int, *, stream, log_every: int = 10):
+    """One pass over the training shard; returns (mean loss over all processes, images, seconds)."""
+    ctx, recipe = run.ctx, run.recipe
+    run.model.train()
+    aux_weights = list(getattr(run.model, "aux_weights", []))
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    progress = Progress(stream, run.steps_per_epoch, f"epoch {epoch + 1}/{recipe.epochs}", enabled=ctx.main)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
+    seen, start, lr = 0, time.perf_counter(), 0.0
+    for i, (images, labels) in enumerate(loader):
+        lr = learning_rate(recipe, run.step, run.steps_per_epoch)
+        set_learning_rate(run.optimizer, lr)
+        images = images.to(ctx.device, non_blocking=True, memory_format=run.memory_format)
+        labels = labels.to(ctx.device, non_blocking=True)
+        with run.autocast():
+            loss = loss_fn(run.forward(images), labels, aux_weights, recipe.label_smoothing)
+        run.optimizer.zero_grad(set_to_none=True)
+        backward_step(run, loss, params)
+        run.step += 1
+        loss_sum += loss.detach().double() * len(labels)
+        seen += len(labels)
+        if (i + 1) % log_every == 0 or i + 1 == run.steps_per_epoch:
+            total, count = distributed.all_reduce_sum(ctx, [loss_sum.item(), seen])
+            if not math.isfinite(total):
+                raise NonFiniteLoss(epoch + 1, i + 1)
+            progress.update(i + 1, int(count), total / count, lr)
+    progress.close()
+    total, count = distributed.all_reduce_sum(ctx, [loss_sum.item(), seen])
+    return total / count, int(count), time.perf_counter() - start
+
+
+def backward_step(run: Run, loss, params) -> None:
+    clip = run.recipe.clip_grad
+    if run.scaler is not None:  # fp16: scale the loss so small gradients survive
+        run.scaler.scale(loss).backward()
+        if clip:
+            run.scaler.unscale_(run.optimizer)
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        run.optimizer.step()
+    if run.ema is not None:
+        run.ema.update(run.model)
+
+
+@torch.no_grad()
+def sync_buffers(run: Run) -> None:
+    """Make every process's batch-norm statistics (and the average's copy of them) equal."""
+    distributed.average_buffers(run.ctx, run.model)
+    if run.ema is not None and run.ctx.distributed:
+        for avg, b in zip(run.ema.module.buffers(), run.model.buffers()):
+            avg.copy_(b)
+
+
+@torch.no_grad()
+def evaluate(run: Run, loader) -> dict:
+    """Loss, top-1 and top-5 accuracy (fractions) on the validation set, over all processes.
+
+    Evaluates the weight average when the recipe keeps one, as the papers did; auxiliary
+    heads are not used (eval mode returns the main logits only).
+    """
+    module = run.ema.module if run.ema is not None else run.model
+    module.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=run.ctx.device)  # loss, top-1, top-5, images
+    for images, labels in loader:
+        images = images.to(run.ctx.device, non_blocking=True, memory_format=run.memory_format)
+        labels = labels.to(run.ctx.device, non_blocking=True)
+        with run.autocast():
+            logits = module(images)
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        logits = logits.float()
+        k = min(5, logits.shape[1])
+        top = logits.topk(k, dim=1).indices == labels[:, None]
+        sums += torch.stack([F.cross_entropy(logits, labels, reduction="sum").double(),
+                             top[:, 0].sum().double(), top.any(dim=1).sum().double(),
+                             torch.tensor(float(len(labels)), dtype=torch.float64, device=sums.device)])
+    loss, top1, top5, n = distributed.all_reduce_sum(run.ctx, sums.tolist())
+    n = max(n, 1.0)
+    return {"loss": loss / n, "top1": top1 / n, "top5": top5 / n}
