@@ -14,7 +14,7 @@ text users read (GNU first line, rustc-style body)::
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 TAB_WIDTH = 8

@@ -17,11 +17,11 @@ from .diagnostics import Diagnostic, IncdslError, Span, did_you_mean, error
 from .ir import format_shape
 from .parse import parse
 from .passes.shapes import ShapeError, infer_node
-from .values import (ALIASES, LAYER_OPS, RESERVED, SIGNATURES, Dims, EvalError, InDepth, Sym, divisible, evaluate,
+from .values import (ALIASES, LAYER_OPS, RESERVED, SIGNATURES, EvalError, InDepth, divisible, evaluate,
                      show, t_nonneg, t_shape)
 
 MAX_NODES = 1_000_000
-MAX_CALL_DEPTH = 64  # blocks within blocks; real networks nest a few deep, Python's stack ~200
+MAX_CALL_DEPTH = 64  # blocks within blocks: real networks nest a few deep; each level takes Python stack
 KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "branch", "shortcut", "repeat",
             "with", "aux", "from", "as", "named"}
 

@@ -5,11 +5,10 @@ import gc
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import networkx as nx
 
-from .diagnostics import Diagnostic, IncdslError, error
+from .diagnostics import IncdslError, error
 from .ir import format_graph, format_shape, trunk_nodes
 from .lower import MAX_CALL_DEPTH, MAX_NODES, Lowerer, load_program
 

@@ -7,7 +7,7 @@ and normalised into the plain data the IR stores.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from . import syntax as s

@@ -285,3 +285,21 @@ def test_did_you_mean():
     assert did_you_mean("zzzz", ["conv"]) is None
     assert did_you_mean("inception_a", ["inception_a1", "inception_b", "reduction_a"]).startswith(
         "did you mean `inception_a1`")
+
+
+def test_nesting_past_the_stack_is_a_clean_error(load_error):
+    from incdsl.lower import MAX_CALL_DEPTH
+    head = "network t:\n    input 3x8x8\n"
+    chain = "".join(f"block b{i}:\n    b{i + 1}\n" for i in range(300)) + "block b300:\n    identity\n"
+    (diag,) = load_error(head + "    b0\n" + chain).diagnostics
+    assert diag.message == f"blocks nest more than {MAX_CALL_DEPTH} deep"
+    assert (diag.span.line, diag.span.col) == (3 + 2 * MAX_CALL_DEPTH, 5)  # the call of b64, inside b63
+    assert diag.notes[0] == "in block `b63` instantiated at <spec>:129:5" and len(diag.notes) == 7
+    ok = head + "    b0\n" + "".join(f"block b{i}:\n    b{i + 1}\n" for i in range(40)) + "block b40:\n    identity\n"
+    assert incdsl.load(ok).layers == ["/".join(f"b{i}" for i in range(41)) + "/identity_0"]
+    for expr in ("-" * 3000 + "3", "+".join(["1"] * 5000), "2 * " * 3000 + "1"):
+        (diag,) = load_error(head + f"    conv 1x1 ({expr})\n").diagnostics
+        assert diag.message.startswith("the spec nests too deeply here") and diag.span.line == 3
+    assert incdsl.load(head + "    conv 1x1 (" + "+".join(["1"] * 300) + ")\n").output_shape == (300, 8, 8)
+    # parentheses alone add no level: the grammar inlines them
+    assert incdsl.load(head + "    conv 1x1 " + "(" * 3000 + "7" + ")" * 3000 + "\n").output_shape == (7, 8, 8)

@@ -113,9 +113,9 @@ def pad_text(draw, kh, kw, pool: bool):
     if kind == "pair":
         ph, pw = draw(st.integers(0, lim_h)), draw(st.integers(0, lim_w))
         return f" pad = ({ph}, {pw})", ((ph, ph), (pw, pw))
-    t, b = draw(st.integers(0, lim_h)), draw(st.integers(0, lim_h))
-    l, r = draw(st.integers(0, lim_w)), draw(st.integers(0, lim_w))
-    return f" pad = ({t}, {b}, {l}, {r})", ((t, b), (l, r))
+    top, bottom = draw(st.integers(0, lim_h)), draw(st.integers(0, lim_h))
+    left, right = draw(st.integers(0, lim_w)), draw(st.integers(0, lim_w))
+    return f" pad = ({top}, {bottom}, {left}, {right})", ((top, bottom), (left, right))
 
 
 def window_layer(draw, shape, op: str):

@@ -236,7 +236,7 @@ def test_image_folder_problems_are_named(capsys, tmp_path, tiny):
     (empty / "val" / "cat").mkdir(parents=True)
     (empty / "train" / "cat" / "notes.txt").write_text("no image")
     code, _, err = train(capsys, tiny, "--classes", 1, "--data", empty, "--out", tmp_path / "run")
-    assert code == 1 and "class folder with no images" in err
+    assert code == 1 and "class folder with no images: cat" in err
 
     no_val = tmp_path / "no_val"
     _image_folder(no_val, ["cat"], 1, splits=("train",))
@@ -283,10 +283,14 @@ def test_a_run_killed_by_ctrl_c_resumes_exactly(tmp_path, tiny):
     import time
     args = [sys.executable, "-m", "incdsl", "train", tiny, "--data", "digits", "--device", "cpu", "--deterministic",
             "--epochs", "6"]
-    whole = subprocess.run(args + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+           + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    whole = subprocess.run(args + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, timeout=600,
+                           env=env)
     assert whole.returncode == 0, whole.stderr
     parts = tmp_path / "parts"
-    proc = subprocess.Popen(args + ["--out", str(parts)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args + ["--out", str(parts)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
     deadline = time.time() + 300
     while not (parts / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -294,7 +298,8 @@ def test_a_run_killed_by_ctrl_c_resumes_exactly(tmp_path, tiny):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "interrupted" in err
     assert not (parts / "final.pt").exists()
-    done = subprocess.run(args + ["--out", str(parts), "--resume"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(args + ["--out", str(parts), "--resume"], capture_output=True, text=True, timeout=600,
+                          env=env)
     assert done.returncode == 0, done.stderr
     assert "resumed after epoch" in done.stdout
     a, b = ckpt.load(str(tmp_path / "whole" / "final.pt")), ckpt.load(str(parts / "final.pt"))

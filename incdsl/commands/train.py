@@ -35,8 +35,11 @@ def _positive(text: str) -> int:
 
 
 def _recipes_epilog() -> str:
-    lines = ["recipes (--recipe NAME; every value can be overridden by its option):"]
-    lines += [f"  {name:<14}{summary}" for name, (summary, _) in RECIPES.items()]
+    import textwrap
+    lines = ["recipes (--recipe NAME; each value can be overridden by its option):"]
+    for name, (summary, _) in RECIPES.items():
+        lines += textwrap.wrap(summary, 92, initial_indent=f"  {name:<14}", subsequent_indent=" " * 16,
+                               break_on_hyphens=False)
     return "\n".join(lines)
 
 
@@ -67,9 +70,10 @@ def register(sub) -> None:
                    help="training images of --data synthetic (validation: N/4)")
     g = p.add_argument_group("recipe overrides", "each replaces one value of the chosen recipe")
     for f in recipe_fields():
-        kind = {"bool": _bool, "int": int, "float": float, "str": str}[f.type]  # annotations are strings
-        g.add_argument("--" + f.name.replace("_", "-"), dest="recipe_" + f.name, type=kind,
-                       metavar=f.name.upper() if kind is not _bool else "yes|no", help=f.metadata["help"])
+        kind, metavar = {"bool": (_bool, "yes|no"), "int": (int, "N"), "float": (float, "X"),
+                         "str": (str, "NAME")}[f.type]  # annotations are strings
+        g.add_argument("--" + f.name.replace("_", "-"), dest="recipe_" + f.name, type=kind, metavar=metavar,
+                       help=f.metadata["help"])
     p.set_defaults(func=run)
 
 

@@ -14,7 +14,7 @@ Conventions (those of torchvision's `_ops` / timm's GMACs and of the reference n
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import networkx as nx
 

@@ -9,7 +9,7 @@ A checkpoint is a dict (format `FORMAT`)::
     scheduler   {"step": optimiser steps taken, "steps_per_epoch": ...}
     ema         WeightAverage.state_dict() or None
     scaler      GradScaler.state_dict() (fp16) or None
-    rng         one dict per process: python, numpy, torch, cuda generator states
+    rng         one dict per process: python, numpy, torch and its CUDA device's generator states
     spec        {"name", "file", "sources": {file: text}, "params", "input"}
     recipe      the hyper-parameters (recipes.as_dict)
     num_classes, seed, history (the metrics records so far)
@@ -60,7 +60,8 @@ def capture_rng() -> dict:
         "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
                   "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
+        # this process's device only: asking every GPU would start a CUDA context on each
+        "cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
     }
 
 
@@ -72,7 +73,7 @@ def restore_rng(state: dict) -> None:
                          n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"][:torch.cuda.device_count()])
+        torch.cuda.set_rng_state(state["cuda"][0])
 
 
 def save(path: str, checkpoint: dict) -> None:

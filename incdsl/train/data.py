@@ -156,6 +156,10 @@ def _is_image(path: str) -> bool:
     return path.lower().endswith(IMAGE_SUFFIXES)
 
 
+def _has_image(folder: str) -> bool:
+    return any(_is_image(name) for _, _, names in os.walk(folder) for name in names)
+
+
 def _class_dirs(split_dir: str) -> list:
     return sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
 
@@ -203,8 +207,10 @@ def _image_folder(root: str, shape: tuple, workers: int | None) -> Data:
         try:
             splits[split] = datasets.ImageFolder(path, transform=tf, loader=loader,
                                                  is_valid_file=_is_image)
-        except FileNotFoundError:
-            raise error(f"{path} holds a class folder with no images",
+        except FileNotFoundError:  # ImageFolder found a class without images; say which
+            empty = [name for name in classes if not _has_image(os.path.join(path, name))]
+            raise error(f"{path} holds a class folder with no images: {', '.join(empty[:5]) or '?'}"
+                        f"{' ...' if len(empty) > 5 else ''}",
                         notes=[f"image files end in {', '.join(IMAGE_SUFFIXES)}"]) from None
     if workers is None:
         workers = min(8, os.cpu_count() or 1)

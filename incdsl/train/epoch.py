@@ -90,6 +90,7 @@ def train_epoch(run: Run, loader, epoch: int, *, stream, log_every: int = 10):
 
 
 def backward_step(run: Run, loss, params) -> None:
+    """Gradients, clipping (on unscaled gradients), the optimiser step and the average's update."""
     clip = run.recipe.clip_grad
     if run.scaler is not None:  # fp16: scale the loss so small gradients survive
         run.scaler.scale(loss).backward()
