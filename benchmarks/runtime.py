@@ -76,7 +76,7 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def timed(fns: dict, device, warmup: int, iters: int) -> dict:
+def timed(fns: dict, device, warmup: int, iters: int, clock=time.perf_counter) -> dict:
     """Median seconds per iteration of each function, iterations interleaved."""
     for _ in range(warmup):
         for fn in fns.values():
@@ -85,10 +85,10 @@ def timed(fns: dict, device, warmup: int, iters: int) -> dict:
     times = {k: [] for k in fns}
     for _ in range(iters):
         for k, fn in fns.items():
-            t = time.perf_counter()
+            t = clock()
             fn()
             sync(device)
-            times[k].append(time.perf_counter() - t)
+            times[k].append(clock() - t)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -122,11 +122,20 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--networks", nargs="+", choices=tuple(NETWORKS), default=list(NETWORKS))
     p.add_argument("--modes", nargs="+", choices=("infer", "train"), default=["infer", "train"])
+    p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: this process's CPU time, robust to other load on a shared machine (use with --threads 1)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and device.type == "cuda":
+        p.error("--clock cpu measures CPU time; use it with --device cpu")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     print(f"torch {torch.__version__}, device {device}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda"
           else f", {torch.get_num_threads()} threads") + f", batch {args.batch}, amp {args.amp or 'off'}, "
-          f"channels_last {args.channels_last}, compile {args.compile}, {args.iters} iterations (median)")
+          f"channels_last {args.channels_last}, compile {args.compile}, {args.iters} iterations (median), "
+          f"{args.clock} clock")
     print(f"{'network':<14}{'mode':<7}{'ours img/s':>12}{'ref img/s':>12}{'ratio':>8}  reference")
     worst = 0.0
     for name in args.networks:
@@ -135,7 +144,7 @@ def main(argv=None) -> int:
             train = mode == "train"
             ours.train(train), ref.train(train)
             t = timed({"ours": make_step(ours, x, y, train, args.amp, aux_weight),
-                       "ref": make_step(ref, x, y, train, args.amp, aux_weight)}, device, args.warmup, args.iters)
+                       "ref": make_step(ref, x, y, train, args.amp, aux_weight)}, device, args.warmup, args.iters, clock)
             ratio = t["ours"] / t["ref"]
             worst = max(worst, ratio)
             print(f"{name:<14}{mode:<7}{args.batch / t['ours']:>12.1f}{args.batch / t['ref']:>12.1f}{ratio:>8.3f}  "

@@ -102,6 +102,30 @@ def test_generated_class_matches_to_torch_keys_and_shapes(name, tmp_path):
     assert [(k, v.shape) for k, v in a.items()] == [(k, v.shape) for k, v in b.items()]
 
 
+def test_generated_inception_v4_computes_what_to_torch_computes(tmp_path):
+    torch = pytest.importorskip("torch")
+    net = incdsl.load(str(SPECS / "inception_v4.inc"), input=(3, 75, 75))
+    text, cls, _ = generate_source(net)
+    (tmp_path / "v4.py").write_text(text)
+    ours = getattr(import_file(tmp_path / "v4.py", "gen_v4"), cls)(seed=7).eval()
+    ref = incdsl.to_torch(net, seed=7).eval()
+    x = torch.randn(1, 3, 75, 75)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=0)
+
+
+def test_writing_source_does_not_import_torch(tmp_path):
+    import subprocess
+    import sys
+    probe = ("import sys\nfrom incdsl.cli import main\ncode = main(sys.argv[1:])\n"
+             "print('TORCH', 'torch' in sys.modules)\nsys.exit(code)\n")
+    proc = subprocess.run([sys.executable, "-c", probe, "compile", str(DATA / "torch_tiny.inc"), "-o",
+                           str(tmp_path / "m.py")], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert "TORCH False" in proc.stdout and (tmp_path / "m.py").exists()
+
+
 def test_cli_output_to_stdout_and_errors(tmp_path, run_incdsl):
     proc = run_incdsl("compile", DATA / "torch_tiny.inc")
     assert proc.returncode == 0 and "class Tiny(IncdslNet):" in proc.stdout

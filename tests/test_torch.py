@@ -165,7 +165,7 @@ def test_dtype_device_layout_and_autocast():
 
 
 def train_steps(model, x, y, steps: int) -> list[float]:
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
     model.train()
     for _ in range(steps):
@@ -190,7 +190,7 @@ def test_training_steps_reduce_the_loss():
             m.p = 0.0
     x, y = torch.randn(4, 3, 32, 32), torch.arange(4)
     losses = train_steps(model, x, y, 8)
-    assert losses[-1] < 0.7 * losses[0]
+    assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.8 * losses[0]
     assert all(p.grad is not None for p in model.parameters())
 
 
@@ -199,7 +199,7 @@ def test_training_steps_reduce_the_loss():
 def test_shipped_spec_trains(name):
     torch.manual_seed(0)
     net = small(name)
-    model = incdsl.to_torch(net, num_classes=4, seed=0)
+    model = incdsl.to_torch(net, seed=0)
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0

@@ -48,8 +48,11 @@ def tiny(tmp_path):
 
 
 def train(capsys, *argv):
-    """Run `incdsl train` in this process; returns (exit code, stdout, stderr)."""
-    code = main(["train", *map(str, argv)])
+    """Run `incdsl train` in this process; returns (exit code, stdout, stderr).
+
+    One CPU thread: on a machine shared with other jobs, torch's default of one thread per
+    core spends most of its time waiting for descheduled threads."""
+    code = main(["train", "--threads", "1", *map(str, argv)])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -142,10 +145,10 @@ def test_resume_with_nothing_left_to_do(capsys, tmp_path, tiny):
     out = tmp_path / "run"
     data = ["--data", "synthetic", "--synthetic-size", 64, "--device", "cpu", "--out", out]
     assert train(capsys, tiny, *data, "--batch-size", 16, "--epochs", 1)[0] == 0
-    final = (out / "final.pt").read_bytes()
+    final, summary = (out / "final.pt").read_bytes(), (out / "summary.json").read_bytes()
     code, stdout, _ = train(capsys, tiny, *data, "--resume")
     assert code == 0 and "nothing to do: 1 of 1 epochs already trained" in stdout
-    assert (out / "final.pt").read_bytes() == final
+    assert (out / "final.pt").read_bytes() == final and (out / "summary.json").read_bytes() == summary
     code, stdout, _ = train(capsys, tiny, *data, "--resume", "--epochs", 2)  # the batch size is the checkpoint's
     assert code == 0 and "resumed after epoch 1" in stdout and "warning" not in stdout
     assert [r["epoch"] for r in read_metrics(out)] == [1, 2]
@@ -282,7 +285,7 @@ def test_a_run_killed_by_ctrl_c_resumes_exactly(tmp_path, tiny):
     import sys
     import time
     args = [sys.executable, "-m", "incdsl", "train", tiny, "--data", "digits", "--device", "cpu", "--deterministic",
-            "--epochs", "6"]
+            "--threads", "1", "--epochs", "6"]
     env = {**os.environ, "PYTHONPATH": os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
            + os.pathsep + os.environ.get("PYTHONPATH", "")}
     whole = subprocess.run(args + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, timeout=600,

@@ -113,6 +113,13 @@ def test_our_own_state_dict_maps_onto_itself():
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in mapping)
 
 
+def test_a_data_parallel_prefix_is_ignored():
+    a, b = tiny(), incdsl.to_torch(incdsl.load(str(DATA / "torch_tiny.inc")), seed=1)
+    mapping = load_weights(b, {f"module.{k}": v for k, v in a.state_dict().items()})
+    assert mapping["conv_0.conv.weight"] == "conv_0.conv.weight"
+    assert torch.equal(b.state_dict()["linear_0.weight"], a.state_dict()["linear_0.weight"])
+
+
 def test_a_shape_mismatch_names_both_keys():
     src = tiny(classes=5).state_dict()
     with pytest.raises(WeightsError) as info:

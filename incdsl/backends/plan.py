@@ -71,7 +71,6 @@ class Owner:
     members: list = field(default_factory=list)  # ("node", name) | ("owner", scope), graph order
     inputs: list = field(default_factory=list)  # IR values it reads from outside
     outputs: list = field(default_factory=list)  # IR values it gives to the outside
-    path: str = ""  # its module path in the network ("" for the network)
 
 
 def _prefixes(path: str):
@@ -166,7 +165,7 @@ class Container:
         return self.names[raw]
 
 
-def build_tree(owner: Owner, owners: dict[str, Owner], graph) -> tuple[Container, dict[tuple, str]]:
+def build_tree(owner: Owner) -> tuple[Container, dict[tuple, str]]:
     """The module tree an owner constructs, and the relative path of each of its members.
 
     Returns:

@@ -18,103 +18,19 @@ from __future__ import annotations
 
 import os
 import re
-from contextlib import contextmanager
-from pathlib import Path
 
 from .. import __version__
 from ..ir import format_shape, inputs
-from .plan import (Container, Lits, Owner, attribute_path, build_tree, class_name, classifier_node, constructor,
-                   find_owners, head_chain, legal_name)
+from .codegen import Printer, build_lines, emit_method, prelude
+from .plan import (Lits, Owner, attribute_path, build_tree, class_name, classifier_node, constructor, find_owners,
+                   head_chain, legal_name)
 
 PRELUDE_NAMES = {"math", "torch", "F", "nn", "make_act", "Scope", "ConvBnAct", "PaddedPool", "Concat", "Add",
                  "LinearAct", "init_weights", "IncdslNet", "self", "super", "x"}
 
 
-class Printer:
-    """Lines of source with an indentation level (pegen's generator style)."""
-
-    def __init__(self):
-        self.lines: list[str] = []
-        self.level = 0
-
-    def __call__(self, line: str = "") -> None:
-        self.lines.append("    " * self.level + line if line else "")
-
-    @contextmanager
-    def indent(self):
-        self.level += 1
-        try:
-            yield
-        finally:
-            self.level -= 1
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
-
-
-def prelude() -> str:
-    """The layer classes, cut from `layers.py` between its marker comments."""
-    text = Path(__file__).with_name("layers.py").read_text(encoding="utf-8")
-    start = text.index("# --- incdsl layers: begin")
-    end = text.index("# --- incdsl layers: end")
-    return text[start:end] + text[end:].splitlines()[0] + "\n"
-
-
-# --- straight-line methods -------------------------------------------------------------------
-
-def emit_method(pr: Printer, signature: str, params: list[str], items: list[tuple], returns: list[str],
-                ret_format=None, before: dict | None = None) -> None:
-    """Print a method that runs `items` in order.
-
-    Items are (callee, input values, output values). Each value gets a variable named `x`,
-    `x1`, ... and a variable is reused once its value is dead, so tensors are freed as soon as
-    possible, as in hand-written code. `before` maps an item index to a function of the
-    variables that prints extra lines before that item.
-    """
-    last = {}
-    for i, (_, ins, _) in enumerate(items):
-        for v in ins:
-            last[v] = i
-    keep = set(returns)
-    free: list[int] = []
-    count = 0
-    slot: dict[str, int] = {}
-
-    def alloc(v):
-        nonlocal count
-        if free:
-            free.sort()
-            slot[v] = free.pop(0)
-        else:
-            slot[v], count = count, count + 1
-
-    def var(v):
-        return "x" if slot[v] == 0 else f"x{slot[v]}"
-
-    for v in params:
-        alloc(v)
-    pr(signature.format(*[var(v) for v in params]))
-    with pr.indent():
-        for i, (callee, ins, outs) in enumerate(items):
-            if before and i in before:
-                before[i](lambda v: var(v))
-            args = ", ".join(var(v) for v in ins)
-            for v in dict.fromkeys(ins):
-                if last[v] == i and v not in keep:
-                    free.append(slot[v])
-            names = []
-            for v in outs:
-                if v in last or v in keep:
-                    alloc(v)
-                    names.append(var(v))
-                else:
-                    names.append("_")
-            pr(f"{', '.join(names)} = self.{callee}({args})")
-        vals = [var(v) for v in returns]
-        pr("return " + (ret_format(vals) if ret_format else ", ".join(vals)))
-
-
 def _items(graph, owner: Owner, owners: dict, paths: dict, members=None) -> list[tuple]:
+    """The (callee, inputs, outputs) calls that run an owner's members (or the given ones)."""
     out = []
     for kind, key in (members if members is not None else owner.members):
         callee = attribute_path(paths[(kind, key)])
@@ -123,34 +39,6 @@ def _items(graph, owner: Owner, owners: dict, paths: dict, members=None) -> list
         else:
             out.append((callee, owners[key].inputs, owners[key].outputs))
     return out
-
-
-# --- module construction ---------------------------------------------------------------------
-
-def _build_lines(pr: Printer, tree: Container, leaf_text) -> None:
-    """Print `self.name = ...` for each child of an owner's tree."""
-    for name, child in tree.children.items():
-        text = _expr(child, leaf_text, pr.level)
-        first, *rest = text.split("\n")
-        pr(f"self.{name} = {first}")
-        for line in rest:
-            pr.lines.append(line)
-
-
-def _expr(child, leaf_text, level: int) -> str:
-    if not isinstance(child, Container):
-        return leaf_text(child)
-    pad = "    " * (level + 1)
-    if child.kind == "list":
-        n = max(child.children) + 1
-        texts = [_expr(child.children[i], leaf_text, level + 1) if i in child.children else "Scope()" for i in range(n)]
-        if n > 1 and len(set(texts)) == 1 and "\n" not in texts[0] and Lits.MARK not in texts[0]:
-            return f"nn.ModuleList([{texts[0]} for _ in range({n})])"
-        return "nn.ModuleList([\n" + "".join(f"{pad}{t},\n" for t in texts) + "    " * level + "])"
-    if not child.children:
-        return "Scope()"
-    body = "".join(f"{pad}{k}={_expr(v, leaf_text, level + 1)},\n" for k, v in child.children.items())
-    return "Scope(\n" + body + "    " * level + ")"
 
 
 # --- block classes ---------------------------------------------------------------------------
@@ -169,14 +57,14 @@ class _Classes:
     def template(self, owner: Owner) -> tuple[str, list]:
         """The class body with numbers marked, and the numbers."""
         lit = Lits()
-        tree, paths = build_tree(owner, self.owners, self.graph)
+        tree, paths = build_tree(owner)
         self.trees[owner.scope] = (tree, paths)
         pr = Printer()
         pr.level = 1
         pr("def __init__(self{params}):")
         with pr.indent():
             pr("super().__init__()")
-            _build_lines(pr, tree, lambda leaf: self.leaf(leaf, lit))
+            build_lines(pr, tree, lambda leaf: self.leaf(leaf, lit))
         pr()
         items = _items(self.graph, owner, self.owners, paths)
         emit_method(pr, "def forward(self, " + ", ".join("{}" for _ in owner.inputs) + "):",
@@ -246,13 +134,18 @@ class _Classes:
             if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
                 out.append((arg, vals))
         ins = [self.owners[s].inputs for s, _ in members]
-        if all(len(i) == 1 and len(self.graph.nodes[i[0]]["shape"]) == 3 for i in ins):
+        if "in_channels" not in first and all(len(i) == 1 and len(self.graph.nodes[i[0]]["shape"]) == 3 for i in ins):
             out.append(("in_channels", [self.graph.nodes[i[0]]["shape"][0] for i in ins]))
         return out
 
     def emit(self, block: str, text: str, members: list, names: list) -> None:
         params = list(dict.fromkeys(n for n in names if n is not None))
-        legal = {p: _param_name(p) for p in params}
+        legal: dict[str, str] = {}
+        for p in params:
+            name = _param_name(p)
+            while name in legal.values():
+                name += "_"
+            legal[p] = name
         values = members[0][1]
 
         def fill(m):
@@ -296,7 +189,7 @@ def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: 
                    doc: str) -> dict[str, str]:
     """Print the network class; returns the module path of every node."""
     root = owners[""]
-    tree, paths = build_tree(root, owners, graph)
+    tree, paths = build_tree(root)
     classes.trees[""] = (tree, paths)
     lit = Lits()
     chain = head_chain(graph, node_owner)
@@ -334,7 +227,7 @@ def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: 
             pr(f"self.aux_paths = {_aux_paths(graph, module_paths)!r}")
             pr(f"self.classifiers = {classifiers!r}")
             start = len(pr.lines)
-            _build_lines(pr, tree, lambda leaf: classes.leaf(leaf, lit))
+            build_lines(pr, tree, lambda leaf: classes.leaf(leaf, lit))
             pr.lines[start:] = [re.sub(f"{Lits.MARK}(\\d+){Lits.MARK}", lambda m: _literal(lit.values[int(m.group(1))]), l)
                                 for l in pr.lines[start:]]
             pr("if num_classes is not None and num_classes != self.num_classes:")

@@ -138,6 +138,8 @@ def load_weights(module, state_dict, *, aux: str = "strict", skip_classifier: bo
     if aux not in ("strict", "skip"):
         raise ValueError(f"aux must be 'strict' or 'skip', got {aux!r}")
     own = module.state_dict()
+    if state_dict and all(k.startswith("module.") for k in state_dict):  # saved from DataParallel / DDP
+        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
     our_trunk, our_aux = _split_ours(module, units(own))
     ref_trunk, ref_aux = _split_reference(units(state_dict))
     if aux == "strict" and len(our_aux) != len(ref_aux):

@@ -55,7 +55,7 @@ def register(sub) -> None:
                    help="train for N classes: sets the spec's `classes` parameter, or replaces its classifier")
     p.add_argument("--recipe", metavar="NAME", help=f"hyper-parameters: {', '.join(RECIPES)} (default: default)")
     p.add_argument("--resume", nargs="?", const="", metavar="PATH",
-                   help="continue from a checkpoint file or run folder (alone: the --out folder)")
+                   help="continue from a checkpoint file or run folder (alone: the --out folder's last.pt)")
     p.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when there is one")
     p.add_argument("--amp", choices=("bf16", "fp16"), help="mixed precision (fp16 needs CUDA)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster convolutions on GPUs)")
@@ -64,6 +64,8 @@ def register(sub) -> None:
                    help="deterministic algorithms only, so a resumed run equals an uninterrupted one")
     p.add_argument("--seed", type=int, help="random seed (default 0; on --resume, the run's)")
     p.add_argument("--workers", type=int, metavar="N", help="data loading processes per training process")
+    p.add_argument("--threads", type=_positive, metavar="N",
+                   help="CPU threads per process (default: torch's; 1 is faster on a busy machine)")
     p.add_argument("--stop-after", type=_positive, metavar="EPOCHS",
                    help="stop after this many epochs, as if interrupted (continue with --resume)")
     p.add_argument("--synthetic-size", type=_positive, default=1024, metavar="N",
@@ -104,7 +106,6 @@ def _load_network(args):
 
 
 def run(args) -> int:
-    from ..cli import UsageError
     from ..diagnostics import error
     try:
         import torch  # noqa: F401  (only to word the error when it is missing)
@@ -121,17 +122,13 @@ def run(args) -> int:
 
     net, reset_classes = _load_network(args)
     out = args.out or os.path.join("runs", net.name)
-    resume = args.resume
-    if resume == "":
-        if not args.out:
-            raise UsageError("--resume without a path needs --out (the folder of the run to continue)")
-        resume = out
+    resume = out if args.resume == "" else args.resume  # `--resume` alone: this run's folder
     overrides = {f.name: getattr(args, "recipe_" + f.name) for f in recipe_fields()}
     config = TrainConfig(
         data=args.data, out=out, recipe=args.recipe, overrides={k: v for k, v in overrides.items() if v is not None},
         device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-        deterministic=args.deterministic, seed=args.seed, workers=args.workers, num_classes=reset_classes,
-        resume=resume, stop_after=args.stop_after, synthetic_size=args.synthetic_size)
+        deterministic=args.deterministic, seed=args.seed, workers=args.workers, threads=args.threads,
+        num_classes=reset_classes, resume=resume, stop_after=args.stop_after, synthetic_size=args.synthetic_size)
     train(net, config, log=lambda line: print(line, flush=True))
     return 0
 

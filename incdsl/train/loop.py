@@ -44,6 +44,7 @@ class TrainConfig:
     deterministic: bool = False
     seed: int | None = None             # None: 0, or the checkpoint's on resume
     workers: int | None = None          # loader processes; None: the data's suggestion
+    threads: int | None = None          # CPU threads for torch's operators; None: torch's default
     num_classes: int | None = None      # replace the classifier (specs without `classes`)
     resume: str | None = None           # a checkpoint file or an --out folder
     stop_after: int | None = None       # leave after this many epochs, as if interrupted
@@ -59,7 +60,9 @@ def train(network, config: TrainConfig, *, log=print, stream=None) -> dict:
     device, a bad checkpoint or a loss that stops being finite.
     """
     flags = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
-             torch.backends.cudnn.deterministic)
+             torch.backends.cudnn.deterministic, torch.get_num_threads())
+    if config.threads:
+        torch.set_num_threads(config.threads)
     ctx = distributed.setup(config.device)
     try:
         return _train(network, config, ctx, log if ctx.main else _quiet, stream or sys.stderr)
@@ -67,6 +70,7 @@ def train(network, config: TrainConfig, *, log=print, stream=None) -> dict:
         distributed.teardown(ctx)
         torch.use_deterministic_algorithms(flags[0])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = flags[1], flags[2]
+        torch.set_num_threads(flags[3])
 
 
 def _quiet(*args, **kwargs) -> None:
@@ -305,7 +309,7 @@ def _epoch_line(r: dict, epochs: int, ema: bool) -> str:
 
 
 def _finish(run: Run, network, config: TrainConfig, state, stopped_at: int, ran: bool, seconds: float, log) -> dict:
-    """Write final.pt and summary.json once all epochs are done; returns the summary."""
+    """Write summary.json, and final.pt once all epochs are done; returns the summary."""
     ctx, done = run.ctx, stopped_at >= run.recipe.epochs
     digests = distributed.all_gather(ctx, ckpt.weights_digest(run.model))
     ema_digests = distributed.all_gather(ctx, ckpt.weights_digest(run.ema.module)) if run.ema is not None else None
@@ -318,7 +322,7 @@ def _finish(run: Run, network, config: TrainConfig, state, stopped_at: int, ran:
                "out": config.out}
     if ctx.main and ran and done:
         ckpt.save(os.path.join(config.out, ckpt.FINAL), state)
-    if ctx.main:
+    if ctx.main and ran:
         from ..cli import write_atomic
         write_atomic(os.path.join(config.out, "summary.json"), json.dumps(summary, indent=2) + "\n")
     distributed.barrier(ctx)

@@ -1,0 +1,115 @@
+"""Printing Python: a line printer, straight-line methods and module-construction expressions."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+from .plan import Container, Lits
+
+
+class Printer:
+    """Lines of source with an indentation level (pegen's generator style)."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.level = 0
+
+    def __call__(self, line: str = "") -> None:
+        self.lines.append("    " * self.level + line if line else "")
+
+    @contextmanager
+    def indent(self):
+        self.level += 1
+        try:
+            yield
+        finally:
+            self.level -= 1
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def prelude() -> str:
+    """The layer classes, cut from `layers.py` between its marker comments."""
+    text = Path(__file__).with_name("layers.py").read_text(encoding="utf-8")
+    start = text.index("# --- incdsl layers: begin")
+    end = text.index("# --- incdsl layers: end")
+    return text[start:end] + text[end:].splitlines()[0] + "\n"
+
+
+def emit_method(pr: Printer, signature: str, params: list[str], items: list[tuple], returns: list[str],
+                ret_format=None, before: dict | None = None) -> None:
+    """Print a method that runs `items` in order.
+
+    Items are (callee, input values, output values). Each value gets a variable named `x`,
+    `x1`, ... and a variable is reused once its value is dead, so tensors are freed as soon as
+    possible, as in hand-written code. `before` maps an item index to a function of the
+    variables that prints extra lines before that item.
+    """
+    last = {}
+    for i, (_, ins, _) in enumerate(items):
+        for v in ins:
+            last[v] = i
+    keep = set(returns)
+    free: list[int] = []
+    count = 0
+    slot: dict[str, int] = {}
+
+    def alloc(v):
+        nonlocal count
+        if free:
+            free.sort()
+            slot[v] = free.pop(0)
+        else:
+            slot[v], count = count, count + 1
+
+    def var(v):
+        return "x" if slot[v] == 0 else f"x{slot[v]}"
+
+    for v in params:
+        alloc(v)
+    pr(signature.format(*[var(v) for v in params]))
+    with pr.indent():
+        for i, (callee, ins, outs) in enumerate(items):
+            if before and i in before:
+                before[i](lambda v: var(v))
+            args = ", ".join(var(v) for v in ins)
+            for v in dict.fromkeys(ins):
+                if last[v] == i and v not in keep:
+                    free.append(slot[v])
+            names = []
+            for v in outs:
+                if v in last or v in keep:
+                    alloc(v)
+                    names.append(var(v))
+                else:
+                    names.append("_")
+            pr(f"{', '.join(names)} = self.{callee}({args})")
+        vals = [var(v) for v in returns]
+        pr("return " + (ret_format(vals) if ret_format else ", ".join(vals)))
+
+
+def build_lines(pr: Printer, tree: Container, leaf_text) -> None:
+    """Print `self.name = ...` for each child of an owner's tree."""
+    for name, child in tree.children.items():
+        text = _expr(child, leaf_text, pr.level)
+        first, *rest = text.split("\n")
+        pr(f"self.{name} = {first}")
+        for line in rest:
+            pr.lines.append(line)
+
+
+def _expr(child, leaf_text, level: int) -> str:
+    if not isinstance(child, Container):
+        return leaf_text(child)
+    pad = "    " * (level + 1)
+    if child.kind == "list":
+        n = max(child.children) + 1
+        texts = [_expr(child.children[i], leaf_text, level + 1) if i in child.children else "Scope()" for i in range(n)]
+        if n > 1 and len(set(texts)) == 1 and "\n" not in texts[0] and Lits.MARK not in texts[0]:
+            return f"nn.ModuleList([{texts[0]} for _ in range({n})])"
+        return "nn.ModuleList([\n" + "".join(f"{pad}{t},\n" for t in texts) + "    " * level + "])"
+    if not child.children:
+        return "Scope()"
+    body = "".join(f"{pad}{k}={_expr(v, leaf_text, level + 1)},\n" for k, v in child.children.items())
+    return "Scope(\n" + body + "    " * level + ")"

@@ -1,0 +1,66 @@
+"""Compiled networks on a CUDA device: same outputs as on the CPU, mixed precision, channels last.
+
+Skipped without a GPU.
+"""
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import incdsl  # noqa: E402
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+DATA = Path(__file__).resolve().parent / "data"
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+
+@pytest.fixture(scope="module")
+def layers():
+    net = incdsl.load(str(DATA / "torch_layers.inc"))
+    return net, incdsl.to_torch(net, seed=0).eval()
+
+
+def test_cuda_matches_cpu(layers):
+    net, model = layers
+    x = torch.randn(4, *net.input_shape)
+    expect = model(x)
+    gpu = model.to("cuda")
+    try:
+        got = gpu(x.cuda()).cpu()
+    finally:
+        model.to("cpu")
+    torch.testing.assert_close(got, expect, rtol=1e-3, atol=1e-4)
+
+
+def test_cuda_autocast_channels_last_and_training(layers):
+    net, _ = layers
+    model = incdsl.to_torch(net, seed=0).cuda().to(memory_format=torch.channels_last)
+    x = torch.randn(8, *net.input_shape, device="cuda").to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        logits, aux = model(x)
+        loss = logits.float().logsumexp(1).mean() + sum(a.float().logsumexp(1).mean() for a in aux)
+    loss.backward()
+    opt.step()
+    assert logits.dtype == torch.bfloat16 and len(aux) == 2
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_cuda_weights_stay_deterministic():
+    net = incdsl.load(str(DATA / "torch_tiny.inc"))
+    cpu = incdsl.to_torch(net, seed=4).state_dict()
+    gpu = incdsl.to_torch(net, seed=4).cuda()
+    from incdsl.backends.layers import init_weights
+    init_weights(gpu, 4)  # drawing on the CPU and copying gives the same values on any device
+    assert all(torch.equal(gpu.state_dict()[k].cpu(), cpu[k]) for k in cpu)
+
+
+@pytest.mark.slow
+def test_cuda_inception_v4_compiled_equals_eager():
+    net = incdsl.load(str(SPECS / "inception_v4.inc"))
+    model = incdsl.to_torch(net, seed=0).cuda().eval()
+    x = torch.randn(8, *net.input_shape, device="cuda")
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(model)(x), model(x), rtol=1e-3, atol=1e-3)
