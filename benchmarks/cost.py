@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -77,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     specs = args.specs or sorted(glob.glob(os.path.join(ROOT, "specs", "**", "*.inc"), recursive=True))
     specs = [s for s in specs if "/lib/" not in s and "/search/" not in s]
-    print(f"{'spec':<34} {'incdsl cost':>12} {'peak MiB':>9}   {'tracing':>9} {'peak MiB':>9} {'speed-up':>9}  agree")
+    print(f"{'spec':<44} {'incdsl cost':>12} {'peak MiB':>9}   {'tracing':>9} {'peak MiB':>9} {'speed-up':>9}  agree")
     for spec in specs:
         rel = os.path.relpath(spec, ROOT)
         times = [run_process([sys.executable, "-m", "incdsl", "cost", rel, "--format", "json"])[0]
@@ -86,13 +87,12 @@ def main() -> None:
         out = json.loads(run_process([sys.executable, "-m", "incdsl", "cost", rel, "--format", "json"])[2])
         peak = run_process([sys.executable, "-m", "incdsl", "cost", rel, "--format", "json"])[1]
         t = statistics.median(times)
-        line = f"{rel:<34} {t * 1000:>10.0f}ms {peak:>9.0f}"
+        line = f"{rel:<44} {t * 1000:>10.0f}ms {peak:>9.0f}"
         ref = REFERENCES.get(os.path.basename(spec))
         if ref and not args.no_trace:
-            try:
-                import torch  # noqa: F401
-                __import__(ref[0])
-            except ImportError:
+            # find_spec, not import: a parent that loaded torch would lend its memory high-water
+            # mark to every child forked after it (Linux keeps it across exec).
+            if importlib.util.find_spec("torch") is None or importlib.util.find_spec(ref[0]) is None:
                 ref = None
         if ref and not args.no_trace:
             wall, rss, stdout = run_process([sys.executable, "-c", TRACE, *map(str, ref)])
