@@ -50,15 +50,20 @@ def add_spec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", type=parse_shape, metavar="CxHxW", help="another input size, e.g. 3x224x224")
 
 
-def load_spec(args):
-    from .network import load
+def overrides(args) -> dict:
+    """The network parameters given with --set NAME=VALUE."""
     params = {}
     for item in args.set:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise UsageError(f"--set expects NAME=VALUE, got {item!r}")
         params[key.strip()] = parse_value(value.strip())
-    net = load(args.spec, params=params, input=args.input)
+    return params
+
+
+def load_spec(args):
+    from .network import load
+    net = load(args.spec, params=overrides(args), input=args.input)
     for w in net.warnings:
         print(render(w, net.sources), file=sys.stderr)
     return net

@@ -93,6 +93,23 @@ def _read(path: str) -> str:
         return f.read()
 
 
+def read_spec(spec: str | os.PathLike, file: str | None = None) -> tuple[str, str]:
+    """(text, file name) of a spec given as a path or as its text (no spec fits on one line).
+
+    Raises:
+        IncdslError: when the file cannot be read.
+    """
+    if isinstance(spec, os.PathLike) or "\n" not in str(spec):
+        path = str(spec)
+        try:
+            return _read(path), file or path
+        except FileNotFoundError:
+            raise error(f"no such spec file: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise error(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return str(spec), file or "<spec>"
+
+
 def load(spec: str | os.PathLike, *, params: dict | None = None, input: tuple | None = None,
          file: str | None = None, max_nodes: int = MAX_NODES) -> Network:
     """Parse, lower and check a spec.
@@ -112,18 +129,7 @@ def load(spec: str | os.PathLike, *, params: dict | None = None, input: tuple | 
         >>> net.output_shape
         (1000,)
     """
-    if isinstance(spec, os.PathLike) or "\n" not in str(spec):  # no spec fits on one line
-        path = str(spec)
-        try:
-            text = _read(path)
-        except FileNotFoundError:
-            raise error(f"no such spec file: {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise error(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-        file = file or path
-    else:
-        text = str(spec)
-        file = file or "<spec>"
+    text, file = read_spec(spec, file)
     try:
         with _gc_paused():
             return _load(text, file, params, input, max_nodes)

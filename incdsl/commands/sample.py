@@ -69,15 +69,9 @@ def mentions_choice(path: str, seen: set | None = None) -> bool:
 
 
 def _load(args):
-    from ..cli import UsageError, parse_value
+    from ..cli import overrides
     from ..search import load_space
-    params = {}
-    for item in args.set:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise UsageError(f"--set expects NAME=VALUE, got {item!r}")
-        params[key.strip()] = parse_value(value.strip())
-    return load_space(args.spec, params=params, input=args.input)
+    return load_space(args.spec, params=overrides(args), input=args.input)
 
 
 def size_text(n: int) -> str:

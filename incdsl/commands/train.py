@@ -82,15 +82,10 @@ def register(sub) -> None:
 def _load_network(args):
     """The spec's network, with --set, --input and --classes applied; (network, classes to reset)."""
     import sys
-    from ..cli import UsageError, parse_value
+    from ..cli import UsageError, overrides
     from ..diagnostics import render
     from ..network import load
-    params = {}
-    for item in args.set:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise UsageError(f"--set expects NAME=VALUE, got {item!r}")
-        params[key.strip()] = parse_value(value.strip())
+    params = overrides(args)
     net = load(args.spec, params=params, input=args.input)
     reset_classes = None
     if args.classes is not None:

@@ -26,16 +26,12 @@ from typing import Iterator, Mapping, Sequence
 
 from ..diagnostics import Diagnostic, IncdslError, error
 from ..lower import Lowerer, Program, load_program
+from ..network import _read, read_spec
 from .choices import Choice, find_choices
 from .resolve import Resolver
 from .fastcost import Cost, CostCache, CostLowerer, uncacheable_blocks
 
 RESOLVED_LIMIT = 1024  # resolved definitions kept for reuse (a network of the Inception space: ~40 KB)
-
-
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
 
 
 def load_space(spec: str | os.PathLike, *, params: dict | None = None, input: tuple | None = None,
@@ -50,17 +46,7 @@ def load_space(spec: str | os.PathLike, *, params: dict | None = None, input: tu
     Raises:
         IncdslError: for syntax errors, a spec without a network, or a malformed choice.
     """
-    if isinstance(spec, os.PathLike) or ("\n" not in str(spec) and str(spec).endswith(".inc")):
-        path = str(spec)
-        try:
-            text = _read(path)
-        except FileNotFoundError:
-            raise error(f"no such spec file: {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise error(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-        file = file or path
-    else:
-        text, file = str(spec), file or "<spec>"
+    text, file = read_spec(spec, file)
     program = load_program(text, file, _read)
     if program.network is None:
         raise IncdslError(error("the spec defines no network", None,
