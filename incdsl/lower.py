@@ -144,6 +144,7 @@ class Lowerer:
         self.labels: dict[str, list[tuple[str, str, Span]]] = {}
         self.warnings: list[Diagnostic] = []
         self.instances: dict[str, dict] = {}
+        self.min_sizes: dict[str, int] = {}
 
     # errors
     def fail(self, message, span, ctx: Ctx | None, hint=None, notes=()):
@@ -381,6 +382,10 @@ class Lowerer:
             self.fail(f"blocks nest more than {MAX_CALL_DEPTH} deep", el.name_span, None,
                       notes=chain[:3] + [f"... {len(chain) - 6} more ..."] + chain[-3:],
                       hint="flatten the nesting: a block may hold a sequence of calls instead")
+        least = self.min_size(el.name)
+        if len(self.g) + least > self.max_nodes:
+            self.fail(f"block `{el.name}` expands to at least {least:,} layers, past the limit of {self.max_nodes:,}",
+                      el.name_span, ctx, hint="blocks that call blocks several times multiply their size")
         args, kwargs = [], {}
         for arg in el.args:
             if arg.kind == "stride":
@@ -403,6 +408,32 @@ class Lowerer:
         if el.label and scope_name.rpartition("/")[2] == el.label:
             self.labels.setdefault(el.label, []).append((ctx.scope, out, el.label_span))
         return out
+
+    def min_size(self, block: str) -> int:
+        """A lower bound of the layers one instance of `block` makes, read off the AST.
+
+        Repeat counts written as plain numbers multiply; counts that depend on parameters
+        count as zero, so the bound stays a bound. Lets nested calls that multiply (a block
+        calling another twice, a hundred levels deep) fail at once instead of after a
+        million layers."""
+        if block not in self.min_sizes:
+            self.min_sizes[block] = 0  # a recursive call is reported elsewhere
+            self.min_sizes[block] = min(self._min_body(self.blocks[block].body), 10 * self.max_nodes)
+        return self.min_sizes[block]
+
+    def _min_body(self, stmts) -> int:
+        total = 0
+        for st in stmts:
+            if isinstance(st, s.Chain):
+                total += sum(self.min_size(e.name) if e.name in self.blocks else 1 for e in st.elements)
+            elif isinstance(st, s.Composite):
+                total += self._min_body(st.body) + 1
+            elif isinstance(st, s.RepeatStmt):
+                count = st.count.value if isinstance(st.count, s.Num) and isinstance(st.count.value, int) else 0
+                total += count * self._min_body(st.body)
+            elif isinstance(st, (s.BranchStmt, s.ShortcutStmt, s.WithStmt, s.AuxStmt)):
+                total += self._min_body(st.body)
+        return total
 
     def composite_scope(self, stmt, ctx: Ctx) -> str:
         return self.claim(ctx.scope, stmt.label, stmt.label_span, ctx) if stmt.label else ctx.scope

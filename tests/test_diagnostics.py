@@ -182,7 +182,10 @@ def test_max_nodes_bounds_a_network_without_repeats(load_error):
     text = "network t:\n    input 3x8x8\n    b -> b -> b\nblock b:\n    identity -> identity\n"
     assert len(incdsl.load(text).layers) == 6
     err = load_error(text, max_nodes=5)
-    assert "the network expands past 5 layers" in err.diagnostics[0].message
+    diag = err.diagnostics[0]
+    # the third call would take the network from 5 nodes (input + 4) past the limit
+    assert diag.message == "block `b` expands to at least 2 layers, past the limit of 5"
+    assert (diag.span.line, diag.span.col) == (3, 15)
 
 
 @pytest.mark.parametrize("text, message, line, col", [

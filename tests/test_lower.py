@@ -359,3 +359,34 @@ def test_warning_inside_a_block_carries_the_chain_of_call_sites():
     assert (w.span.line, w.span.col) == (6, 5)
     assert w.notes == ("in block `b` instantiated at <spec>:4:5",)
     assert "0 row(s) and 1 column(s)" in w.message
+
+
+def test_blocks_that_multiply_fail_fast_at_the_outer_call():
+    """Each block calls the next twice: 2**30 layers. The bound read off the AST stops it at once."""
+    import time
+    lines = ["network x:", "    input 3x8x8", "    conv 1x1 4", "    b0"]
+    for i in range(30):
+        lines += [f"block b{i}:", f"    b{i + 1} -> b{i + 1}"]
+    lines += ["block b30:", "    conv 1x1 4"]
+    start = time.perf_counter()
+    with pytest.raises(incdsl.IncdslError) as info:
+        incdsl.load("\n".join(lines) + "\n")
+    assert time.perf_counter() - start < 5  # generous: it takes milliseconds; the old path took minutes
+    diag = info.value.diagnostics[0]
+    assert diag.message.startswith("block `b0` expands to at least ")
+    assert (diag.span.line, diag.span.col) == (4, 5)
+
+
+def test_size_bound_counts_literal_repeats_but_not_parametric_ones():
+    text = """network x(n = 3):
+    input 3x8x8
+    big
+block big:
+    repeat 2000: mid
+block mid:
+    repeat 600: conv 1x1 4
+"""
+    with pytest.raises(incdsl.IncdslError, match="expands to at least 1,200,000 layers"):
+        incdsl.load(text)
+    ok = text.replace("repeat 2000: mid", "repeat 3: mid")
+    assert len(incdsl.load(ok).layers) == 1800
