@@ -55,6 +55,7 @@ def load_model_state(path):
     return ckpt.load(path)["model"]
 
 
+@pytest.mark.slow
 def test_example_trains_on_digits(capsys, tmp_path):
     """The example's command for two epochs: metrics.jsonl, checkpoints and the summary."""
     out = tmp_path / "run"

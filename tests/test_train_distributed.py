@@ -22,6 +22,7 @@ with open(os.path.join(os.path.dirname(__file__), "data", "train_tiny.inc"), enc
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
 
+@pytest.mark.slow
 def test_two_processes_train_and_hold_identical_weights(tmp_path):
     spec = tmp_path / "tiny.inc"
     spec.write_text(TINY)
