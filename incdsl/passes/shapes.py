@@ -58,7 +58,9 @@ def window(size: int, k: int, s: int, d: int, pad, axis: int, ceil: bool = False
             out -= 1
     else:
         out = span // s + 1
-    dropped = span - (out - 1) * s if (pad == "V" and not ceil) else 0
+    # A window smaller than its stride skips rows by design (a 1x1 /2 shortcut), so only
+    # windows that tile the input contiguously report rows left over at the end.
+    dropped = span - (out - 1) * s if (pad == "V" and not ceil and k_eff >= s) else 0
     return Window(out, before, after, max(dropped, 0))
 
 
