@@ -75,7 +75,7 @@ def main() -> None:
     for name, option in space.values(point).items():
         print(f"  {name:<16} {option}")
     if args.output:
-        from incdsl.cli import write_atomic
+        from incdsl.io import write_atomic
         write_atomic(args.output, space.to_spec(point))
         print(f"wrote {args.output}")
 
