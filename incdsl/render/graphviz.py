@@ -191,8 +191,9 @@ def to_dot(scene: Scene, options: DrawOptions = DrawOptions()) -> str:
 
 # --- running dot ---------------------------------------------------------------------------
 
-def run_dot(source: str, fmt: str, timeout: float = DOT_TIMEOUT) -> bytes:
-    """Lay out DOT text with `dot` and return the output file's bytes.
+def run_dot(source: str, fmt: str, timeout: float | None = None) -> bytes:
+    """Lay out DOT text with `dot` and return the output file's bytes; `dot` gets `timeout`
+    seconds (default `DOT_TIMEOUT`).
 
     Raises:
         GraphvizNotFound: `dot` is not installed (the message says how to install it).
@@ -201,6 +202,7 @@ def run_dot(source: str, fmt: str, timeout: float = DOT_TIMEOUT) -> bytes:
     """
     if fmt not in FORMATS or fmt == "dot":
         raise ValueError(f"run_dot renders {', '.join(f for f in FORMATS if f != 'dot')}, not {fmt!r}")
+    timeout = DOT_TIMEOUT if timeout is None else timeout
     try:
         proc = subprocess.run(["dot", f"-T{fmt}"], input=source.encode("utf-8"), capture_output=True,
                               timeout=timeout)
