@@ -19,6 +19,7 @@ import hashlib
 import html
 import re
 import subprocess
+import unicodedata
 
 import graphviz
 
@@ -87,12 +88,19 @@ def build_dot(network, options: DrawOptions = DrawOptions()) -> str:
 
 # --- DOT text ------------------------------------------------------------------------------
 
+def _escape(text: str) -> str:
+    """Text for an HTML-like label: markup escaped; `]` too (Graphviz's lexer ends a label at
+    `]>`); control characters, which XML cannot hold, shown as U+FFFD."""
+    text = "".join("\ufffd" if unicodedata.category(c) == "Cc" else c for c in text)
+    return html.escape(text, quote=False).replace("]", "&#93;")
+
+
 def _html(title: str, lines=(), mono: bool = False, size: int = 9) -> str:
-    """An HTML-like Graphviz label: the title, then smaller lines. Text is escaped here."""
-    parts = [html.escape(title, quote=False)]
+    """An HTML-like Graphviz label: the title, then smaller lines. Every text goes through `_escape`."""
+    parts = [_escape(title)]
     colour = "" if mono else f' COLOR="{NOTE_COLOUR}"'
     for line in lines:
-        parts.append(f'<FONT POINT-SIZE="{size}"{colour}>{html.escape(line, quote=False)}</FONT>')
+        parts.append(f'<FONT POINT-SIZE="{size}"{colour}>{_escape(line)}</FONT>')
     return "<" + "<BR/>".join(parts) + ">"
 
 
@@ -127,7 +135,7 @@ def _edge_label(edge, options: DrawOptions, fanned: bool = False) -> str | None:
         parts.append(edge.note)
     if not parts:
         return None
-    return "<" + "<BR/>".join(html.escape(p, quote=False) for p in parts) + ">"
+    return "<" + "<BR/>".join(_escape(p) for p in parts) + ">"
 
 
 def _parent_cluster(path: str, clusters: dict) -> str:
