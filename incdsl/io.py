@@ -115,13 +115,18 @@ def check_output(path: str, inputs: Iterable[str] = ()) -> Target:
 
 
 def _check_directory(path: str, real: str) -> None:
-    """The directory that will hold the temp file exists and takes new files."""
+    """The directory that will hold the temp file exists and takes new files: we try one, as
+    permission bits do not tell (root, /proc, a read-only mount)."""
     directory = os.path.dirname(real) or "."
     if not os.path.isdir(directory):
         what = "not a directory" if os.path.exists(directory) else "no such directory"
         raise OutputError(f"cannot write {path}: {what} {directory}")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {path}: permission denied in directory {directory}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".incdsl-", dir=directory)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {reason(exc)}") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _check_not_input(path: str, st: os.stat_result, inputs: Iterable[str]) -> None:
