@@ -76,7 +76,7 @@ def main() -> None:
         print(f"  {name:<16} {option}")
     if args.output:
         from incdsl.io import write_atomic
-        write_atomic(args.output, space.to_spec(point))
+        write_atomic(args.output, space.to_spec(point), inputs=list(space.program.sources))
         print(f"wrote {args.output}")
 
 

@@ -200,7 +200,8 @@ def _write_direct(path: str, payload: bytes) -> None:
         os.close(fd)
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -217,7 +218,7 @@ def _replace(target: Target, payload: bytes) -> None:
         if target.owner is not None:
             _keep_owner(tmp, target.owner)
         # mkstemp makes 0600: keep an existing file's mode, else the usual one for a new file
-        os.chmod(tmp, target.mode if target.mode is not None else 0o666 & ~_umask())
+        os.chmod(tmp, target.mode if target.mode is not None else 0o666 & ~current_umask())
         os.replace(tmp, target.path)
     except BaseException:
         try:

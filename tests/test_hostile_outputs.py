@@ -203,8 +203,8 @@ def test_an_input_is_never_overwritten(spec, tmp_path, capsys):
     os.link(lib, tmp_path / "hard.inc")
     table = tmp_path / "table.csv"
     table.write_text("scope,params\ntiny,1\n")
-    cases = [["compile", spec, "-o", spec], ["compile", spec, "-o", lib], ["compile", spec, "-o", tmp_path / "link.inc"],
-             ["compile", spec, "-o", tmp_path / "hard.inc"], ["cost", spec, "-o", spec],
+    cases = [["compile", spec, "-o", spec], ["compile", spec, "-o", lib],
+             ["compile", spec, "-o", tmp_path / "link.inc"], ["compile", spec, "-o", tmp_path / "hard.inc"], ["cost", spec, "-o", spec],
              ["cost", spec, "--against", table, "-o", table], ["draw", spec, "--format", "dot", "-o", spec],
              ["compile", spec, "--onnx", lib]]
     for argv in cases:

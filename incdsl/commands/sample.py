@@ -218,7 +218,8 @@ def _plan_update(out: str, files: dict[str, str], inputs) -> set[str]:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise OutputError(f"cannot write {out}: it holds {shown}, which no earlier `incdsl sample` wrote; "
                           "choose a new or empty directory")
-    stale = (ours & present) - set(files)
+    stale = {name for name in (ours & present) - set(files)
+             if os.path.islink(os.path.join(out, name)) or not os.path.isdir(os.path.join(out, name))}
     for name in sorted((set(files) & present) | stale):
         for source in inputs:
             if same_file(os.path.join(out, name), source):
@@ -250,9 +251,10 @@ def _write_dir(out: str, files: dict[str, str], inputs=()) -> None:
 
 def _stage(parent: str, files: dict[str, str]) -> str:
     """A private directory in `parent` holding `files`, each flushed to disk."""
+    from ..io import current_umask
     stage = tempfile.mkdtemp(prefix=".incdsl-sample-", dir=parent)
     try:
-        mode = 0o666 & ~_umask()
+        mode = 0o666 & ~current_umask()
         for name, text in files.items():
             path = os.path.join(stage, name)
             with open(path, "xb") as f:
@@ -266,18 +268,13 @@ def _stage(parent: str, files: dict[str, str]) -> str:
     return stage
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _new_dir(out: str, files: dict[str, str]) -> None:
     parent = os.path.dirname(os.path.abspath(out))
+    from ..io import current_umask
     os.makedirs(parent, exist_ok=True)
     stage = _stage(parent, files)
     try:
-        os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes it private; the output is an ordinary directory
+        os.chmod(stage, 0o777 & ~current_umask())  # mkdtemp makes it private; the output is an ordinary directory
         os.rename(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

@@ -29,8 +29,8 @@ from .scene import DrawError, Scene
 from .style import (FORMATS, LEVELS, NOTE_COLOUR, RANKDIRS, DrawOptions, cluster_style, default_edge_style,
                     default_node_style, graph_style, node_style)
 
-__all__ = ["DOT_TIMEOUT", "DotTimeout", "DrawError", "DrawOptions", "DrawTooLarge", "FORMATS", "GraphvizNotFound", "build_dot", "collect", "draw", "render_svg",
-           "dot_digest", "run_dot", "source_hash", "to_dot"]
+__all__ = ["DOT_TIMEOUT", "DotTimeout", "DrawError", "DrawOptions", "DrawTooLarge", "FORMATS", "GraphvizNotFound",
+           "build_dot", "collect", "draw", "render_svg", "dot_digest", "run_dot", "source_hash", "to_dot"]
 
 INSTALL_HINT = ("install Graphviz: `apt-get install graphviz` (Debian, Ubuntu), `brew install graphviz` (macOS), "
                 "or see https://graphviz.org/download/")
