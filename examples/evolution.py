@@ -75,8 +75,8 @@ def main() -> None:
     for name, option in space.values(point).items():
         print(f"  {name:<16} {option}")
     if args.output:
-        from incdsl.cli import write_atomic
-        write_atomic(args.output, space.to_spec(point))
+        from incdsl.io import write_atomic
+        write_atomic(args.output, space.to_spec(point), inputs=list(space.program.sources))
         print(f"wrote {args.output}")
 
 

@@ -1,19 +1,19 @@
 """The `incdsl` command line. Only this layer touches files and prints.
 
-Exit codes: 0 success, 1 spec error, 2 bad usage, 3 over budget (`cost --max-*`),
-69 Graphviz's `dot` missing (`draw` to a format other than DOT), 70 internal error (a bug).
+Exit codes: 0 success, 1 spec error or an output that cannot be written, 2 bad usage, 3 over
+budget (`cost --max-*`), 69 Graphviz's `dot` missing (`draw` to a format other than DOT),
+70 internal error (a bug).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-import tempfile
 
 from . import __version__
 from .commands import COMMANDS
 from .diagnostics import IncdslError, render
+from .io import OutputError
 
 EXIT_SPEC, EXIT_USAGE = 1, 2
 
@@ -69,23 +69,6 @@ def load_spec(args):
     return net
 
 
-def write_atomic(path: str, data: str | bytes) -> None:
-    """Write a whole file or nothing: a temp file beside it, then rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".incdsl-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="incdsl", description="Describe, check, cost, draw, compile and train Inception-family networks.")
@@ -105,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except IncdslError as exc:
         print(exc.render(), file=sys.stderr)
+        return EXIT_SPEC
+    except OutputError as exc:  # a path that cannot or must not be written: one line
+        print(f"incdsl: error: {exc}", file=sys.stderr)
         return EXIT_SPEC
     except UsageError as exc:
         parser.print_usage(sys.stderr)

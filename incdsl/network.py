@@ -60,11 +60,12 @@ class Network:
         return format_graph(self.graph)
 
     def _repr_svg_(self) -> str | None:
-        """Jupyter shows a network as its overall diagram (text repr when Graphviz is absent)."""
-        from .render.graphviz import GraphvizNotFound, render_svg
+        """Jupyter shows a network as its overall diagram (text repr when Graphviz is absent,
+        or the diagram too large to lay out)."""
+        from .render.graphviz import DotTimeout, DrawTooLarge, GraphvizNotFound, render_svg
         try:
             return render_svg(self)
-        except GraphvizNotFound:
+        except (GraphvizNotFound, DrawTooLarge, DotTimeout):
             return None
 
     def __repr__(self) -> str:

@@ -147,12 +147,18 @@ def test_output_directory_is_replaced_whole_or_left_alone(space, tmp_path, capsy
     assert run(capsys, "sample", space, "-n", 2, "--seed", 5, "-o", out)[0] == 0
     assert sorted(os.listdir(out)) == ["index.csv", "index.json", "sample_0001.inc", "sample_0002.inc"]
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".incdsl")]
-    # a directory holding something else is refused
+    # other files in the directory are left alone; one named like ours is refused
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    code, _, err = run(capsys, "sample", space, "-n", 1, "-o", other)
-    assert code == 2 and "not empty" in err and os.listdir(other) == ["notes.txt"]
+    assert run(capsys, "sample", space, "-n", 1, "-o", other)[0] == 0
+    assert sorted(os.listdir(other)) == ["index.csv", "index.json", "notes.txt", "sample_0001.inc"]
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    (clash / "sample_0001.inc").write_text("mine")
+    code, _, err = run(capsys, "sample", space, "-n", 1, "-o", clash)
+    assert code == 1 and "which no earlier `incdsl sample` wrote" in err
+    assert os.listdir(clash) == ["sample_0001.inc"] and (clash / "sample_0001.inc").read_text() == "mine"
 
 
 def test_set_and_input_are_written_into_the_samples(space, tmp_path, capsys):

@@ -22,7 +22,7 @@ def register(sub) -> None:
     p = sub.add_parser("compile", help="compile the network to standalone PyTorch source (and ONNX)",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_spec_arguments(p)
-    p.add_argument("-o", "--output", metavar="FILE.py", help="where the source goes (default: standard output)")
+    p.add_argument("-o", "--output", metavar="FILE.py", help="where the source goes (default or -: standard output)")
     p.add_argument("--class-name", metavar="NAME", help="the network class's name (default: from the network's name)")
     p.add_argument("--onnx", metavar="FILE.onnx", help="also export the network to ONNX")
     p.add_argument("--seed", type=int, default=0, help="weight initialisation seed for --onnx (default 0)")
@@ -32,21 +32,28 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..cli import UsageError, load_spec, write_atomic
     from ..backends.source import generate_source
+    from ..cli import UsageError, load_spec
+    from ..io import OutputError, check_output, same_file, write_atomic
     if args.class_name is not None and (not args.class_name.isidentifier() or keyword.iskeyword(args.class_name)):
         raise UsageError(f"--class-name must be a Python identifier, got {args.class_name!r}")
     if args.weights and not args.onnx:
         raise UsageError("--weights is only used with --onnx")
+    if args.output and args.onnx and (args.output == args.onnx or same_file(args.output, args.onnx)):
+        raise OutputError(f"cannot write {args.onnx}: -o and --onnx name the same file")
     net = load_spec(args)
+    inputs = [*net.sources, *([args.weights] if args.weights else [])]
     text, cls, _ = generate_source(net, args.class_name)
+    if args.onnx:
+        check_output(args.onnx, inputs)  # before the export, which takes a while
     if args.output:
-        write_atomic(args.output, text)
-        print(f"wrote {args.output} (class {cls})", file=sys.stderr)
+        write_atomic(args.output, text, inputs=inputs)
+        if args.output != "-":
+            print(f"wrote {args.output} (class {cls})", file=sys.stderr)
     elif not args.onnx:
         sys.stdout.write(text)
     if args.onnx:
-        write_atomic(args.onnx, _onnx_bytes(net, args))
+        write_atomic(args.onnx, _onnx_bytes(net, args), inputs=inputs)
         print(f"wrote {args.onnx}", file=sys.stderr)
     return 0
 

@@ -28,7 +28,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..cli import UsageError, load_spec, write_atomic
+    from ..cli import UsageError, load_spec
+    from ..io import write_atomic
     from ..passes.cost import count_costs
     from ..report import build_report, parse_amount, render
 
@@ -58,7 +59,7 @@ def run(args) -> int:
     if comparison is not None and args.format != "json":
         text += "\n" + render_comparison(comparison, args.format)
     if args.output:
-        write_atomic(args.output, text)
+        write_atomic(args.output, text, inputs=[*net.sources, *([args.against] if args.against else [])])
     else:
         sys.stdout.write(text)
     over = []

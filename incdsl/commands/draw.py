@@ -11,10 +11,26 @@ import sys
 EXIT_NO_GRAPHVIZ = 69  # sysexits EX_UNAVAILABLE
 
 
+def _font(text: str) -> str:
+    import argparse
+    from ..render.style import check_font
+    try:
+        return check_font(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _max_nodes(text: str) -> int:
+    import argparse
+    if not text.isdigit() or not 1 <= int(text) <= 10**7:
+        raise argparse.ArgumentTypeError(f"expected a number of boxes from 1 to 10000000, got {text!r}")
+    return int(text)
+
 
 def register(sub) -> None:
     from ..cli import add_spec_arguments
-    from ..render.style import FORMATS, LEVELS, RANKDIRS
+    from ..render.style import FORMATS, LEVELS, RANKDIRS, DrawOptions
+    max_nodes = DrawOptions.max_nodes  # `dot` lays out 2,000 boxes in about a second and 250 MB
     p = sub.add_parser(
         "draw", help="draw the network, one block, or every layer (SVG, PDF, PNG, DOT)",
         description="Draw a diagram with Graphviz: the overall schema (--level network, the default), one block "
@@ -31,7 +47,11 @@ def register(sub) -> None:
                    help="BT puts the input at the bottom as the papers do (default); TB at the top; LR at the left")
     p.add_argument("--no-aux", dest="aux", action="store_false", help="leave out the auxiliary heads")
     p.add_argument("--mono", action="store_true", help="black on white, no fill colours (for print)")
-    p.add_argument("--font", default="Helvetica", metavar="NAME", help="font name for every label (default Helvetica)")
+    p.add_argument("--font", default="Helvetica", type=_font, metavar="NAME",
+                   help="font name for every label: letters, digits, spaces and - _ , . (default Helvetica)")
+    p.add_argument("--max-nodes", type=_max_nodes, default=max_nodes, metavar="N",
+                   help=f"refuse drawings of more than N boxes (default {max_nodes:,}; Graphviz needs "
+                        "minutes and gigabytes for ten thousand)")
     p.add_argument("--no-shapes", dest="shapes", action="store_false", help="no tensor shapes on the arrows")
     p.set_defaults(func=run)
 
@@ -42,7 +62,7 @@ def output_format(args) -> str:
     from ..render.style import FORMATS
     if args.format:
         return args.format
-    if not args.output:
+    if not args.output or args.output == "-":
         return "svg"
     suffix = os.path.splitext(args.output)[1].lower().lstrip(".")
     if suffix not in FORMATS:
@@ -62,18 +82,25 @@ def _options(args, net):
         names = block_names(net.graph)
         raise UsageError("--level block needs --block NAME; blocks of this network: " + (", ".join(names) or "none"))
     return DrawOptions(level=level, block=args.block, rankdir=args.rankdir, aux=args.aux, mono=args.mono,
-                       font=args.font, shapes=args.shapes)
+                       font=args.font, shapes=args.shapes, max_nodes=args.max_nodes)
 
 
 def run(args) -> int:
-    from ..cli import UsageError, load_spec, write_atomic
-    from ..render.graphviz import DrawError, GraphvizNotFound, build_dot, run_dot
+    from ..cli import UsageError, load_spec
+    from ..diagnostics import error
+    from ..io import check_output, write_atomic
+    from ..render.graphviz import DotTimeout, DrawError, DrawTooLarge, GraphvizNotFound, build_dot, run_dot
     fmt = output_format(args)
-    if fmt in ("pdf", "png") and not args.output and sys.stdout.isatty():
+    if fmt in ("pdf", "png") and args.output in (None, "-") and sys.stdout.isatty():
         raise UsageError(f"{fmt.upper()} is binary: give -o FILE, or redirect standard output")
     net = load_spec(args)
+    if args.output:
+        check_output(args.output, net.sources)  # before the layout, which can take a while
     try:
         source = build_dot(net, _options(args, net))
+    except DrawTooLarge as exc:
+        raise error(str(exc), hint="draw the overview (--level network) or one block (--block NAME); "
+                                   f"--max-nodes {exc.boxes} draws it anyway") from None
     except DrawError as exc:
         raise UsageError(str(exc)) from None
     if fmt == "dot":
@@ -85,8 +112,11 @@ def run(args) -> int:
             print(f"incdsl: error: cannot write {fmt.upper()}: {exc}\n"
                   "(DOT output needs no Graphviz: use -o FILE.dot or --format dot)", file=sys.stderr)
             return EXIT_NO_GRAPHVIZ
+        except DotTimeout as exc:
+            raise error(str(exc), hint="draw less (--level network, --block NAME), or write the DOT text "
+                                       "(--format dot) and run `dot` yourself") from None
     if args.output:
-        write_atomic(args.output, data)
+        write_atomic(args.output, data, inputs=net.sources)
     elif isinstance(data, str):
         sys.stdout.write(data)
         sys.stdout.flush()

@@ -6,9 +6,10 @@ size of the space and checks its points (see `incdsl.search.sampling.check_plan`
 Output directory: ``sample_0001.inc`` ... (each a complete spec with included files inlined),
 ``index.json`` and ``index.csv`` (one row per sample: file, params, MACs, the option of each
 choice). Everything is computed and every spec re-checked from its text before anything is
-written; the files go to a fresh directory beside DIR that then takes DIR's place, so DIR
-holds one complete run or is left as it was. DIR must be new, empty, or an earlier output of
-`incdsl sample` (it has an ``index.json``).
+written, and flushed to disk in a private folder before anything in DIR changes. A new DIR is
+that folder renamed. In an existing DIR, only files that an earlier `incdsl sample` wrote (the
+samples its ``index.json`` lists, and the index) are replaced or removed; a file of the same
+name as one of ours that no earlier run wrote is an error, and every other file is left alone.
 """
 from __future__ import annotations
 
@@ -165,7 +166,7 @@ def run(args) -> int:
         return _too_few(space, draw, wanted, budget)
 
     files = _render(space, draw, args)
-    _write_dir(out, files)
+    _write_dir(out, files, inputs=list(space.program.sources))
     costs = [c.cost for c in draw.samples]
     print(f"wrote {len(draw.samples):,} samples of {space.name} to {out} (index.csv, index.json): "
           f"tried {draw.tried:,} points, {draw.over_budget:,} over budget, {draw.invalid:,} invalid; "
@@ -175,13 +176,125 @@ def run(args) -> int:
 
 
 def _check_output_dir(out: str) -> None:
-    from ..cli import UsageError
-    if os.path.exists(out):
-        if not os.path.isdir(out):
-            raise UsageError(f"output {out} exists and is not a directory")
-        if os.listdir(out) and not os.path.isfile(os.path.join(out, "index.json")):
-            raise UsageError(f"output directory {out} is not empty and holds no earlier samples (no index.json); "
-                             "choose a new directory")
+    """Fail early on an output that cannot be a directory (the full check comes before writing)."""
+    from ..io import OutputError
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise OutputError(f"cannot write {out}: it exists and is not a directory")
+    if os.path.isdir(out) and earlier_run(out) is None:
+        taken = [name for name in _INDEX_FILES if os.path.lexists(os.path.join(out, name))]
+        if taken:
+            raise OutputError(f"cannot write {out}: it holds {' and '.join(taken)}, which no earlier "
+                              "`incdsl sample` wrote; choose a new or empty directory")
+
+
+_SAMPLE_FILE = re.compile(r"sample_[0-9]+\.inc")
+_INDEX_FILES = ("index.json", "index.csv")
+
+
+def earlier_run(out: str) -> set[str] | None:
+    """The files an earlier `incdsl sample` wrote in `out` (from its index.json), or None when
+    `out` holds no index of ours. Only names `sample` writes count: an index.json cannot make
+    us delete anything else."""
+    try:
+        with open(os.path.join(out, "index.json"), encoding="utf-8") as f:
+            index = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(index, dict) and isinstance(index.get("samples"), list) and "network" in index):
+        return None
+    files = {row.get("file") for row in index["samples"] if isinstance(row, dict)}
+    return {f for f in files if isinstance(f, str) and _SAMPLE_FILE.fullmatch(f)} | set(_INDEX_FILES)
+
+
+def _plan_update(out: str, files: dict[str, str], inputs) -> set[str]:
+    """Check that writing `files` into the existing directory `out` clobbers nothing but an
+    earlier run's files and no input; return the earlier run's files to remove."""
+    from ..io import OutputError, same_file
+    ours = earlier_run(out) or set()
+    present = set(os.listdir(out))
+    foreign = sorted(name for name in (set(files) & present)
+                     if name not in ours or not os.path.isfile(os.path.join(out, name)))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise OutputError(f"cannot write {out}: it holds {shown}, which no earlier `incdsl sample` wrote; "
+                          "choose a new or empty directory")
+    stale = {name for name in (ours & present) - set(files)
+             if os.path.islink(os.path.join(out, name)) or not os.path.isdir(os.path.join(out, name))}
+    for name in sorted((set(files) & present) | stale):
+        for source in inputs:
+            if same_file(os.path.join(out, name), source):
+                raise OutputError(f"cannot write {out}: it would replace {name}, an input of this command; "
+                                  "choose another directory")
+    return stale
+
+
+def _write_dir(out: str, files: dict[str, str], inputs=()) -> None:
+    """Write `files` into `out`: whole, or nothing changed (see the module docstring).
+
+    A new directory is filled beside `out` and renamed into place. In an existing one, every
+    file is first written to a private folder inside it; then the samples are moved in, the
+    earlier run's other samples removed and the index moved in last. Files that no earlier
+    run wrote are never touched.
+    """
+    from ..io import OutputError, reason
+    try:
+        if os.path.isdir(out):
+            stale = _plan_update(out, files, inputs)
+            _update_dir(out, files, stale)
+        else:
+            _new_dir(out, files)
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"cannot write {out}: {reason(exc)}") from None
+
+
+def _stage(parent: str, files: dict[str, str]) -> str:
+    """A private directory in `parent` holding `files`, each flushed to disk."""
+    from ..io import current_umask
+    stage = tempfile.mkdtemp(prefix=".incdsl-sample-", dir=parent)
+    try:
+        mode = 0o666 & ~current_umask()
+        for name, text in files.items():
+            path = os.path.join(stage, name)
+            with open(path, "xb") as f:
+                f.write(text.encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(path, mode)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return stage
+
+
+def _new_dir(out: str, files: dict[str, str]) -> None:
+    parent = os.path.dirname(os.path.abspath(out))
+    from ..io import current_umask
+    os.makedirs(parent, exist_ok=True)
+    stage = _stage(parent, files)
+    try:
+        os.chmod(stage, 0o777 & ~current_umask())  # mkdtemp makes it private; the output is an ordinary directory
+        os.rename(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _update_dir(out: str, files: dict[str, str], stale: set[str]) -> None:
+    stage = _stage(out, files)  # a full disk stops us here, before anything in `out` changed
+    try:
+        for name in [n for n in files if n not in _INDEX_FILES]:
+            os.replace(os.path.join(stage, name), os.path.join(out, name))
+        for name in sorted(stale - set(_INDEX_FILES)):
+            try:
+                os.unlink(os.path.join(out, name))
+            except FileNotFoundError:
+                pass
+        for name in ("index.csv", "index.json"):  # the index last: it lists what is there
+            os.replace(os.path.join(stage, name), os.path.join(out, name))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _report_invalid(draw) -> None:
@@ -248,33 +361,3 @@ def _limit(args, key):
     from ..report import parse_amount
     value = getattr(args, key)
     return parse_amount(value) if value is not None else None
-
-
-def _write_dir(out: str, files: dict[str, str]) -> None:
-    """Write `files` into a fresh directory beside `out`, then put it in `out`'s place."""
-    from ..cli import write_atomic
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    stage = tempfile.mkdtemp(prefix=".incdsl-sample-", dir=parent)
-    old = None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes it private; the output is an ordinary directory
-        for name, text in files.items():
-            write_atomic(os.path.join(stage, name), text)
-            os.chmod(os.path.join(stage, name), 0o666 & ~umask)  # write_atomic's temp files are private
-        if os.path.exists(out):
-            old = tempfile.mkdtemp(prefix=".incdsl-old-", dir=parent)
-            os.rmdir(old)
-            os.rename(out, old)
-        os.rename(stage, out)
-    except BaseException:
-        if old is not None and not os.path.exists(out):
-            os.rename(old, out)  # put the earlier samples back
-            old = None
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)

@@ -113,10 +113,12 @@ def run(args) -> int:
             import sklearn  # noqa: F401
         except ImportError:
             raise error("--data digits needs scikit-learn", hint="pip install scikit-learn") from None
+    from ..io import prepare_output_dir
     from ..train.loop import TrainConfig, train
 
     net, reset_classes = _load_network(args)
     out = args.out or os.path.join("runs", net.name)
+    prepare_output_dir(out)  # a bad --out is a one-line error now, not after the first epoch
     resume = out if args.resume == "" else args.resume  # `--resume` alone: this run's folder
     overrides = {f.name: getattr(args, "recipe_" + f.name) for f in recipe_fields()}
     config = TrainConfig(

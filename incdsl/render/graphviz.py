@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+import subprocess
+import unicodedata
 
 import graphviz
 
@@ -27,15 +29,30 @@ from .scene import DrawError, Scene
 from .style import (FORMATS, LEVELS, NOTE_COLOUR, RANKDIRS, DrawOptions, cluster_style, default_edge_style,
                     default_node_style, graph_style, node_style)
 
-__all__ = ["DrawError", "DrawOptions", "FORMATS", "GraphvizNotFound", "build_dot", "collect", "draw", "render_svg",
-           "dot_digest", "run_dot", "source_hash", "to_dot"]
+__all__ = ["DOT_TIMEOUT", "DotTimeout", "DrawError", "DrawOptions", "DrawTooLarge", "FORMATS", "GraphvizNotFound",
+           "build_dot", "collect", "draw", "render_svg", "dot_digest", "run_dot", "source_hash", "to_dot"]
 
 INSTALL_HINT = ("install Graphviz: `apt-get install graphviz` (Debian, Ubuntu), `brew install graphviz` (macOS), "
                 "or see https://graphviz.org/download/")
 
 
+DOT_TIMEOUT = 300  # seconds: `dot` takes about a second for the 2,000 boxes `max_nodes` allows
+
+
 class GraphvizNotFound(RuntimeError):
     """The `dot` program is not on PATH."""
+
+
+class DotTimeout(RuntimeError):
+    """`dot` did not finish in time (it was stopped)."""
+
+
+class DrawTooLarge(DrawError):
+    """The drawing has more boxes than `DrawOptions.max_nodes`; `boxes` says how many."""
+
+    def __init__(self, message: str, boxes: int):
+        super().__init__(message)
+        self.boxes = boxes
 
 
 def collect(network, options: DrawOptions = DrawOptions()) -> Scene:
@@ -57,18 +74,33 @@ def collect(network, options: DrawOptions = DrawOptions()) -> Scene:
 
 
 def build_dot(network, options: DrawOptions = DrawOptions()) -> str:
-    """The DOT text of a network's diagram (see `collect` and `to_dot`)."""
-    return to_dot(collect(network, options), options)
+    """The DOT text of a network's diagram (see `collect` and `to_dot`).
+
+    Raises:
+        DrawTooLarge: the drawing would have more than `options.max_nodes` boxes.
+    """
+    scene = collect(network, options)
+    if len(scene.nodes) > options.max_nodes:
+        raise DrawTooLarge(f"the {options.level}-level drawing of `{scene.name}` has {len(scene.nodes):,} boxes, "
+                           f"more than the limit of {options.max_nodes:,}", len(scene.nodes))
+    return to_dot(scene, options)
 
 
 # --- DOT text ------------------------------------------------------------------------------
 
+def _escape(text: str) -> str:
+    """Text for an HTML-like label: markup escaped; `]` too (Graphviz's lexer ends a label at
+    `]>`); control characters, which XML cannot hold, shown as U+FFFD."""
+    text = "".join("\ufffd" if unicodedata.category(c) == "Cc" else c for c in text)
+    return html.escape(text, quote=False).replace("]", "&#93;")
+
+
 def _html(title: str, lines=(), mono: bool = False, size: int = 9) -> str:
-    """An HTML-like Graphviz label: the title, then smaller lines. Text is escaped here."""
-    parts = [html.escape(title, quote=False)]
+    """An HTML-like Graphviz label: the title, then smaller lines. Every text goes through `_escape`."""
+    parts = [_escape(title)]
     colour = "" if mono else f' COLOR="{NOTE_COLOUR}"'
     for line in lines:
-        parts.append(f'<FONT POINT-SIZE="{size}"{colour}>{html.escape(line, quote=False)}</FONT>')
+        parts.append(f'<FONT POINT-SIZE="{size}"{colour}>{_escape(line)}</FONT>')
     return "<" + "<BR/>".join(parts) + ">"
 
 
@@ -103,7 +135,7 @@ def _edge_label(edge, options: DrawOptions, fanned: bool = False) -> str | None:
         parts.append(edge.note)
     if not parts:
         return None
-    return "<" + "<BR/>".join(html.escape(p, quote=False) for p in parts) + ">"
+    return "<" + "<BR/>".join(_escape(p) for p in parts) + ">"
 
 
 def _parent_cluster(path: str, clusters: dict) -> str:
@@ -167,22 +199,29 @@ def to_dot(scene: Scene, options: DrawOptions = DrawOptions()) -> str:
 
 # --- running dot ---------------------------------------------------------------------------
 
-def run_dot(source: str, fmt: str) -> bytes:
-    """Lay out DOT text with `dot` and return the output file's bytes.
+def run_dot(source: str, fmt: str, timeout: float | None = None) -> bytes:
+    """Lay out DOT text with `dot` and return the output file's bytes; `dot` gets `timeout`
+    seconds (default `DOT_TIMEOUT`).
 
     Raises:
         GraphvizNotFound: `dot` is not installed (the message says how to install it).
+        DotTimeout: `dot` ran longer than `timeout` seconds (it is stopped).
         RuntimeError: `dot` failed on the input (a bug in the DOT we wrote).
     """
     if fmt not in FORMATS or fmt == "dot":
         raise ValueError(f"run_dot renders {', '.join(f for f in FORMATS if f != 'dot')}, not {fmt!r}")
+    timeout = DOT_TIMEOUT if timeout is None else timeout
     try:
-        out = graphviz.pipe("dot", fmt, source.encode("utf-8"), quiet=True)
-    except graphviz.ExecutableNotFound:
+        proc = subprocess.run(["dot", f"-T{fmt}"], input=source.encode("utf-8"), capture_output=True,
+                              timeout=timeout)
+    except FileNotFoundError:
         raise GraphvizNotFound(f"the Graphviz program `dot` was not found on PATH; {INSTALL_HINT}") from None
-    except graphviz.CalledProcessError as exc:
-        detail = (exc.stderr or b"").decode("utf-8", "replace").strip()
-        raise RuntimeError(f"dot failed: {detail or exc}") from None
+    except subprocess.TimeoutExpired:
+        raise DotTimeout(f"Graphviz `dot` did not finish within {timeout:g} s and was stopped") from None
+    if proc.returncode != 0:
+        detail = proc.stderr.decode("utf-8", "replace").strip()
+        raise RuntimeError(f"dot failed: {detail or f'exit status {proc.returncode}'}")
+    out = proc.stdout
     if fmt == "svg":
         out = _mark_svg(out, source)
     return out

@@ -6,7 +6,10 @@ print; `--mono` drops every fill and draws in black.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from .scene import DrawError
 
 FILLS = {
     "input": "#e9e9e9",
@@ -36,8 +39,9 @@ class DrawOptions:
 
     level: ``network`` | ``block`` | ``layer``; block: the block to draw at block level;
     rankdir: ``BT`` (input at the bottom, as the papers draw) | ``TB`` | ``LR``;
-    aux: draw auxiliary heads; mono: black on white; font: a font name Graphviz knows;
-    shapes: tensor shapes on the arrows.
+    aux: draw auxiliary heads; mono: black on white; font: a font name Graphviz knows (see
+    `check_font`); shapes: tensor shapes on the arrows; max_nodes: refuse a drawing of more
+    boxes (Graphviz's time and memory grow faster than the number of boxes).
     """
     level: str = "network"
     block: str | None = None
@@ -46,6 +50,20 @@ class DrawOptions:
     mono: bool = False
     font: str = "Helvetica"
     shapes: bool = True
+    max_nodes: int = 2000
+
+
+# A font name reaches the SVG as an attribute that Graphviz does not escape: allow only the
+# characters font names use (Unicode letters and digits, space, - _ , .), nothing markup needs.
+_FONT = re.compile(r"[^\W_][\w ,.-]{0,99}")
+
+
+def check_font(name: str) -> str:
+    """`name` if it is a plausible font name (``DejaVu Sans``, ``Times-Roman``), else DrawError."""
+    if not _FONT.fullmatch(name) or name != name.strip():
+        raise DrawError(f"not a font name: {name!r} (a font name has letters, digits, spaces and - _ , . "
+                        "and at most 100 characters)")
+    return name
 
 
 LEVELS = ("network", "block", "layer")
@@ -74,6 +92,7 @@ def node_style(kind: str, mono: bool, aux: bool = False) -> dict[str, str]:
 
 
 def graph_style(options: DrawOptions) -> dict[str, str]:
+    check_font(options.font)
     return {"rankdir": options.rankdir, "newrank": "true", "nodesep": "0.25", "ranksep": "0.3",
             "fontname": options.font, "fontsize": "11"}
 

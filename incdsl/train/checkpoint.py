@@ -78,7 +78,7 @@ def restore_rng(state: dict) -> None:
 
 def save(path: str, checkpoint: dict) -> None:
     """Write `checkpoint` to `path` atomically."""
-    from ..cli import write_atomic
+    from ..io import write_atomic
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     write_atomic(path, buffer.getvalue())

@@ -298,7 +298,7 @@ def _checkpoint(run: Run, network, config: TrainConfig, epoch: int) -> dict:
 
 
 def _write_metrics(out: str, history: list) -> None:
-    from ..cli import write_atomic
+    from ..io import write_atomic
     write_atomic(os.path.join(out, "metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in history))
 
 
@@ -323,7 +323,7 @@ def _finish(run: Run, network, config: TrainConfig, state, stopped_at: int, ran:
     if ctx.main and ran and done:
         ckpt.save(os.path.join(config.out, ckpt.FINAL), state)
     if ctx.main and ran:
-        from ..cli import write_atomic
+        from ..io import write_atomic
         write_atomic(os.path.join(config.out, "summary.json"), json.dumps(summary, indent=2) + "\n")
     distributed.barrier(ctx)
     if not ran:
