@@ -43,9 +43,8 @@ MODELS = {
     "vgg19_bn": ("vgg.inc", dict(VGG["vgg19"], bn=1e-5), 143_678_248, 19_632_062_464),
 }
 # too slow for the default run at their required input size
-SLOW = {"resnet101", "resnet152", "wide_resnet50_2", "vgg13", "vgg16", "vgg19", "vgg13_bn", "vgg16_bn",
-        "vgg19_bn", "densenet169"}
 FIXED_INPUT = {"alexnet"} | {name for name in MODELS if name.startswith("vgg")}
+SLOW = {"resnet101", "resnet152", "wide_resnet50_2", "densenet169"} | FIXED_INPUT
 
 
 def load(name, **kwargs):
