@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 
 from .. import syntax as s
-from ..parse import parse
 from ..values import show
 from .choices import offsets
 
@@ -29,15 +28,15 @@ class SpecWriter:
         self.order = self._order(space.file)
 
     def _include_lines(self, file: str) -> list[tuple[int, int, str, str]]:
-        """(start, end offset, path as written, resolved file) of each include line of a file."""
+        """(start, end offset, path as written, file it names) of each include line of a file,
+        as `load_program` resolved them."""
         if file not in self.includes:
             text = self.sources[file]
             starts = offsets(text)
             found = []
-            for inc in parse(text, file).includes:
+            for inc, target in self.space.program.includes.get(file, ()):
                 a = starts[inc.span.line - 1] + inc.span.col - 1
                 b = text.find("\n", a)
-                target = os.path.normpath(os.path.join(os.path.dirname(file), inc.path))
                 found.append((a, len(text) if b < 0 else b, inc.path, target))
             self.includes[file] = found
         return self.includes[file]
