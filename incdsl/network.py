@@ -113,7 +113,8 @@ def read_spec_file(path: str) -> SpecText:
         raise error(f"cannot read {path}: {os_reason(exc)}") from None
     except ReadError as exc:
         if exc.line is None:
-            raise error(f"cannot read {'standard input' if stdin else path}: {exc.reason}") from None
+            hint = "give `-` to read a spec from standard input" if "pipe" in exc.reason or "device" in exc.reason else None
+            raise error(f"cannot read {'standard input' if stdin else path}: {exc.reason}", hint=hint) from None
         name = "<stdin>" if stdin else path
         raise error(exc.reason, Span(name, exc.line, exc.col, exc.line, exc.col + 1), hint="save the spec as UTF-8") from None
 
