@@ -89,13 +89,15 @@ def decode(data: bytes) -> str:
         raise ReadError(f"invalid UTF-8 (byte 0x{data[exc.start]:02x})", line, col) from None
 
 
-def read_text(path: str, *, limit: int = MAX_FILE_BYTES, stdin_ok: bool = False) -> str:
-    """The text of a regular file (or of standard input for `-` when `stdin_ok`), read once.
+def read_text(path: str, *, limit: int | None = None, stdin_ok: bool = False) -> str:
+    """The text of a regular file (or of standard input for `-` when `stdin_ok`), read once,
+    at most `limit` bytes (default `MAX_FILE_BYTES`).
 
     Raises:
         FileNotFoundError, OSError: the file cannot be opened.
         ReadError: it is not a regular file, is larger than `limit` bytes, or is not UTF-8.
     """
+    limit = MAX_FILE_BYTES if limit is None else limit
     if stdin_ok and path == STDIN:
         data = sys.stdin.buffer.read(limit + 1)
         if len(data) > limit:
