@@ -134,9 +134,10 @@ def read_spec(spec: "str | os.PathLike | SpecText", file: str | None = None) -> 
 
 
 def no_network(file: str, sources: dict) -> IncdslError:
-    """The error for a spec without `network`, placed at the end of its file."""
+    """The error for a spec without `network`, placed at the end of its file (after its last
+    character that is not blank)."""
     text = sources.get(file, "")
-    line, col = end_position(text)
+    line, col = end_position(text.rstrip())
     hint = "add `network NAME:` with `input CxHxW` as its first line"
     exc = error("the spec defines no network" + (" (the file is empty)" if not text.strip() else ""),
                 Span(file, line, col, line, col + 1), hint=hint)
