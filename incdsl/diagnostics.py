@@ -105,11 +105,11 @@ def escape_char(ch: str) -> str:
     return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
 
 
-def terminal_safe(text: str) -> str:
-    """`text` with every character that does not print escaped, line breaks kept; each line cut
-    to MAX_LINE characters."""
+def terminal_safe(text: str, newlines: bool = True) -> str:
+    """`text` with every character that does not print escaped, line breaks kept (unless not
+    `newlines`: a file name); each line cut to MAX_LINE characters."""
     lines = []
-    for line in text.split("\n"):
+    for line in text.split("\n") if newlines else [text]:
         if len(line) > MAX_LINE:
             line = line[:MAX_LINE] + ELLIPSIS
         if not line.isprintable():
@@ -191,7 +191,7 @@ def render(diag: Diagnostic, sources: Mapping[str, str]) -> str:
         line, col = span.line, span.col
         src_line = _source_line(sources, span)
         shown_col = _display_col(src_line, col) if src_line is not None else col
-        out = [f"{terminal_safe(span.file)}:{line}:{shown_col}: {head}"]
+        out = [f"{terminal_safe(span.file, newlines=False)}:{line}:{shown_col}: {head}"]
         if src_line is not None:
             gutter = " " * len(str(line))
             end = span.end_col if span.end_line == line else len(src_line) + 1

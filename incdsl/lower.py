@@ -93,8 +93,9 @@ def load_program(text: str, file: str, includes: Includes | None = None) -> Prog
             visit(sub, stack + ((real, name),))
 
     main = _parse(text, file, sources)
-    done.add(os.path.realpath(file))
-    visit(main, ((os.path.realpath(file), os.path.normpath(file)),))  # `./a.inc` is `a.inc` in a cycle
+    real = _realpath(file)
+    done.add(real)
+    visit(main, ((real, os.path.normpath(file)),))  # `./a.inc` is `a.inc` in a cycle
     blocks: dict[str, s.Definition] = {}
     networks = []
     for module in modules:
@@ -113,6 +114,13 @@ def load_program(text: str, file: str, includes: Includes | None = None) -> Prog
         raise _err("a spec defines one network", networks[1].name_span, sources,
                    notes=[f"`{networks[0].name}` is defined at {networks[0].name_span}"])
     return Program(networks[0] if networks else None, blocks, sources, found)
+
+
+def _realpath(file: str) -> str:
+    try:
+        return os.path.realpath(file)
+    except ValueError:  # a name given to `load(text, file=...)` holding a NUL: no file has it
+        return file
 
 
 def _resolve(includes: Includes, includer: str, inc: s.Include, sources) -> tuple[str, str]:
