@@ -13,7 +13,7 @@ import tempfile
 
 from . import __version__
 from .commands import COMMANDS
-from .diagnostics import IncdslError, render
+from .diagnostics import IncdslError, render, terminal_safe
 
 EXIT_SPEC, EXIT_USAGE = 1, 2
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SPEC
     except UsageError as exc:
         parser.print_usage(sys.stderr)
-        print(f"incdsl: error: {exc}", file=sys.stderr)
+        print(f"incdsl: error: {terminal_safe(str(exc))}", file=sys.stderr)  # it may quote a file name
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("incdsl: interrupted", file=sys.stderr)

@@ -119,7 +119,7 @@ def read_spec_file(path: str) -> SpecText:
         raise error(exc.reason, Span(name, exc.line, exc.col, exc.line, exc.col + 1), hint="save the spec as UTF-8") from None
 
 
-def read_spec(spec: "str | os.PathLike | SpecText", file: str | None = None) -> tuple[str, str]:
+def read_spec(spec: str | os.PathLike | SpecText, file: str | None = None) -> tuple[str, str]:
     """(text, file name) of a spec given as a path, as its text (no spec fits on one line) or as `SpecText`.
 
     Raises:
@@ -145,7 +145,7 @@ def no_network(file: str, sources: dict) -> IncdslError:
     return exc
 
 
-def load(spec: "str | os.PathLike | SpecText", *, params: dict | None = None, input: tuple | None = None,
+def load(spec: str | os.PathLike | SpecText, *, params: dict | None = None, input: tuple | None = None,
          file: str | None = None, max_nodes: int = MAX_NODES, include_path=None) -> Network:
     """Parse, lower and check a spec.
 

@@ -27,7 +27,7 @@ from typing import Iterator, Mapping, Sequence
 from ..diagnostics import Diagnostic, IncdslError
 from ..io import Includes
 from ..lower import Lowerer, Program, load_program
-from ..network import no_network, read_spec
+from ..network import SpecText, no_network, read_spec
 from .choices import Choice, find_choices
 from .resolve import Resolver
 from .fastcost import Cost, CostCache, CostLowerer, uncacheable_blocks
@@ -35,7 +35,7 @@ from .fastcost import Cost, CostCache, CostLowerer, uncacheable_blocks
 RESOLVED_LIMIT = 1024  # resolved definitions kept for reuse (a network of the Inception space: ~40 KB)
 
 
-def load_space(spec, *, params: dict | None = None, input: tuple | None = None,
+def load_space(spec: str | os.PathLike | SpecText, *, params: dict | None = None, input: tuple | None = None,
                file: str | None = None, include_path=None) -> "Space":
     """Parse a spec that may hold choices and find them.
 
