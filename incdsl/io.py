@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 # --- reading ---------------------------------------------------------------------------------
 
 MAX_FILE_BYTES = 1 << 20  # one spec, library or table: the largest in specs/ is ~10 KB
-MAX_TOTAL_BYTES = 8 << 20  # a spec and everything it includes
+MAX_TOTAL_BYTES = 8 << 20  # all the files one spec includes, together
 MAX_INCLUDED_FILES = 1000
 STDIN = "-"
 ENV_INCLUDE_PATH = "INCDSL_PATH"
@@ -136,7 +136,7 @@ class Includes:
     the `include`, then in each directory of the include path, in order. The file found must
     lie, after symbolic links are followed, inside the top-level spec's directory tree or one
     of the include path's directories, and be a regular file of at most `MAX_FILE_BYTES`;
-    all files of one spec together hold at most `MAX_TOTAL_BYTES`.
+    the files one spec includes hold at most `MAX_TOTAL_BYTES` together.
     """
     spec_dir: str
     path: list = field(default_factory=list)

@@ -142,13 +142,14 @@ def _read_include(includes: Includes, name: str, real: str, inc: s.Include, sour
 
 
 def _parse_included(text: str, name: str, inc: s.Include, sources) -> s.Module:
-    """Parse an included file. One that fails at its first word is not a spec at all (a stray
-    path, a file of some other kind): say so at the `include`, and show none of its text."""
+    """Parse an included file. One that fails at its first word, or holds a NUL byte, is not a
+    spec at all (a stray path, a file of some other kind): say so at the `include`, and show
+    none of its text."""
     try:
         return parse(text, name)
     except IncdslError as exc:
         span = exc.span
-        if span is not None and span.file == name and (span.line, span.col) <= first_token(text):
+        if span is not None and span.file == name and ((span.line, span.col) <= first_token(text) or "\x00" in text):
             sources.pop(name, None)
             raise _err(f"included file `{inc.path}` is not an incdsl spec", inc.span, sources,
                        notes=[f"{name}:{span.line}:{span.col}: it does not start with `include`, `block` or `network`"],

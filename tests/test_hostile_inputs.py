@@ -163,6 +163,13 @@ def test_a_file_that_is_not_a_spec_is_never_echoed(tmp_path, load_error):
     assert str(tmp_path / "proj/.env") not in err.sources and os.path.normpath(tmp_path / "proj/.env") not in err.sources
 
 
+def test_a_binary_file_in_the_tree_is_never_echoed(tmp_path, load_error):
+    (tmp_path / "tool.inc").write_bytes(b"block b:  # \x00\x01\x02 SECRET-BYTES\n" + LIB.encode())
+    tree(tmp_path, {"main.inc": 'include "tool.inc"\n' + PLAIN})
+    err = load_error(tmp_path / "main.inc")
+    assert "is not an incdsl spec" in err.diagnostics[0].message and "SECRET" not in err.render()
+
+
 def test_a_library_with_an_error_further_down_shows_that_one_line_only(tmp_path, load_error):
     tree(tmp_path, {"proj/lib.inc": "block b:\n    conv 1x1 4\nSECOND_LINE = x\nTHIRD_LINE\n",
                     "proj/main.inc": 'include "lib.inc"\n' + USES_B})
