@@ -24,9 +24,9 @@ ENV_INCLUDE_PATH = "INCDSL_PATH"
 class ReadError(Exception):
     """A file that cannot be read as a text: why, and for a bad byte its line and column."""
 
-    def __init__(self, reason: str, line: int | None = None, col: int | None = None):
+    def __init__(self, reason: str, line: int | None = None, col: int | None = None, too_large: bool = False):
         super().__init__(reason)
-        self.reason, self.line, self.col = reason, line, col
+        self.reason, self.line, self.col, self.too_large = reason, line, col, too_large
 
 
 def _kind(mode: int) -> str:
@@ -50,7 +50,7 @@ def _read_bytes(path: str, limit: int, follow: bool = True) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise ReadError(f"it is {_kind(info.st_mode)}, not a regular file")
         if info.st_size > limit:
-            raise ReadError(f"it is larger than {_size(limit)} ({info.st_size:,} bytes)")
+            raise ReadError(f"it is larger than {_size(limit)} ({info.st_size:,} bytes)", too_large=True)
         return _read_at_most(fd, limit)
     finally:
         os.close(fd)
@@ -65,7 +65,7 @@ def _read_at_most(fd: int, limit: int) -> bytes:
         chunks.append(chunk)
         total += len(chunk)
     if total > limit:
-        raise ReadError(f"it is larger than {_size(limit)}")
+        raise ReadError(f"it is larger than {_size(limit)}", too_large=True)
     return b"".join(chunks)
 
 
@@ -101,7 +101,7 @@ def read_text(path: str, *, limit: int | None = None, stdin_ok: bool = False) ->
     if stdin_ok and path == STDIN:
         data = sys.stdin.buffer.read(limit + 1)
         if len(data) > limit:
-            raise ReadError(f"standard input holds more than {_size(limit)}")
+            raise ReadError(f"standard input holds more than {_size(limit)}", too_large=True)
         return decode(data)
     return decode(_read_bytes(path, limit))
 
@@ -134,8 +134,8 @@ class Includes:
 
     An include path is relative (never absolute). It is looked up beside the file that holds
     the `include`, then in each directory of the include path, in order. The file found must
-    lie, after symbolic links are followed, inside the top-level spec's directory tree or one
-    of the include path's directories, and be a regular file of at most `MAX_FILE_BYTES`;
+    lie, after symbolic links are followed, inside the top-level spec's directory tree (see
+    `spec_root`) or one of the include path's directories, and be a regular file of at most `MAX_FILE_BYTES`;
     the files one spec includes hold at most `MAX_TOTAL_BYTES` together.
     """
     spec_dir: str
@@ -186,8 +186,8 @@ class Includes:
         except ReadError as exc:
             if exc.line is not None:
                 raise IncludeError(exc.reason, file=name, line=exc.line, col=exc.col) from None
-            too_big = "larger than" in exc.reason and limit < MAX_FILE_BYTES
-            reason = f"the included files together exceed {_size(MAX_TOTAL_BYTES)}" if too_big else exc.reason
+            total = exc.too_large and limit < MAX_FILE_BYTES
+            reason = f"the included files together exceed {_size(MAX_TOTAL_BYTES)}" if total else exc.reason
             raise IncludeError(f"cannot read included file {name}: {reason}") from None
         except OSError as exc:
             raise IncludeError(f"cannot read included file {name}: {os_reason(exc)}") from None
