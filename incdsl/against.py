@@ -16,10 +16,12 @@ the paper's table is shown beside the layers, not made to agree with them.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass
 
 from .diagnostics import Span, error
+from .io import ReadError, os_reason, read_text
 from .report import SUFFIXES
 
 
@@ -59,13 +61,26 @@ class Table:
     rows: list  # dicts with lower-cased keys, plus "_line"
 
 
+def _read_rows(path: str) -> list[list[str]]:
+    """The CSV rows of a table file: a regular file of at most `incdsl.io.MAX_FILE_BYTES`, UTF-8."""
+    try:
+        text = read_text(path)
+    except OSError as exc:
+        raise error(f"cannot read reference table {path}: {os_reason(exc)}") from None
+    except ReadError as exc:
+        if exc.line is None:
+            raise error(f"cannot read reference table {path}: {exc.reason}") from None
+        raise error(f"reference table: {exc.reason}", Span(path, exc.line, exc.col, exc.line, exc.col + 1),
+                    hint="save the table as UTF-8") from None
+    try:
+        return list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise error(f"cannot read reference table {path}: {exc}") from None
+
+
 def read_table(path: str) -> Table:
     """Read and validate a reference table. Raises IncdslError with the file:line of a bad cell."""
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            lines = list(csv.reader(f))
-    except OSError as exc:
-        raise error(f"cannot read reference table {path}: {exc.strerror or exc}") from None
+    lines = _read_rows(path)
     if not lines:
         raise error(f"reference table {path} is empty")
     header = [h.strip().lower() for h in lines[0]]

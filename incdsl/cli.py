@@ -12,7 +12,7 @@ import sys
 
 from . import __version__
 from .commands import COMMANDS
-from .diagnostics import IncdslError, render
+from .diagnostics import IncdslError, render, terminal_safe
 from .io import OutputError
 
 EXIT_SPEC, EXIT_USAGE = 1, 2
@@ -44,7 +44,10 @@ def parse_shape(text: str) -> tuple:
 
 def add_spec_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments every spec-reading command shares."""
-    p.add_argument("spec", help="the .inc spec file")
+    p.add_argument("spec", help="the .inc spec file (- for standard input)")
+    p.add_argument("-I", "--include-path", dest="include_path", metavar="DIR", action="append", default=[],
+                   help="another directory `include` may read from (repeatable; INCDSL_PATH adds more). "
+                        "Without it, includes stay inside the spec's directory tree")
     p.add_argument("--set", metavar="NAME=VALUE", action="append", default=[],
                    help="override a network parameter, e.g. --set classes=10 (repeatable)")
     p.add_argument("--input", type=parse_shape, metavar="CxHxW", help="another input size, e.g. 3x224x224")
@@ -61,9 +64,17 @@ def overrides(args) -> dict:
     return params
 
 
+def spec_text(args):
+    """The spec named on the command line, read once (standard input for `-`): a `SpecText`."""
+    if getattr(args, "spec_text", None) is None:
+        from .network import read_spec_file
+        args.spec_text = read_spec_file(args.spec)
+    return args.spec_text
+
+
 def load_spec(args):
     from .network import load
-    net = load(args.spec, params=overrides(args), input=args.input)
+    net = load(spec_text(args), params=overrides(args), input=args.input, include_path=args.include_path)
     for w in net.warnings:
         print(render(w, net.sources), file=sys.stderr)
     return net
@@ -90,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.render(), file=sys.stderr)
         return EXIT_SPEC
     except OutputError as exc:  # a path that cannot or must not be written: one line
-        print(f"incdsl: error: {exc}", file=sys.stderr)
+        print(f"incdsl: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return EXIT_SPEC
     except UsageError as exc:
         parser.print_usage(sys.stderr)
-        print(f"incdsl: error: {exc}", file=sys.stderr)
+        print(f"incdsl: error: {terminal_safe(str(exc))}", file=sys.stderr)  # it may quote a file name
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("incdsl: interrupted", file=sys.stderr)

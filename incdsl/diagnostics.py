@@ -14,6 +14,7 @@ text users read (GNU first line, rustc-style body)::
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -82,33 +83,125 @@ def _display_col(line: str, col: int) -> int:
     return len(line[: col - 1].expandtabs(TAB_WIDTH)) + 1
 
 
+# --- what reaches the terminal ----------------------------------------------------------------
+#
+# A spec, a file name or an include path may hold ESC and other control characters, bidi
+# overrides, or a line of megabytes. The renderer escapes every character that does not print
+# (`\x1b`, `\u202e`) and shows at most WINDOW columns of a source line around the caret.
+
+WINDOW = 200  # columns of a source line shown around the caret
+MAX_LINE = 400  # characters of one line of a message, note or hint
+ELLIPSIS = "\u2026"
+
+
+def normalize_newlines(text: str) -> str:
+    """The one line-ending rule of incdsl: a line ends at \\n, \\r\\n or a lone \\r, nothing else
+    (form feed, \\x85 and U+2028 are characters within a line)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def escape_char(ch: str) -> str:
+    n = ord(ch)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+def terminal_safe(text: str, newlines: bool = True) -> str:
+    """`text` with every character that does not print escaped, line breaks kept (unless not
+    `newlines`: a file name); each line cut to MAX_LINE characters."""
+    lines = []
+    for line in text.split("\n") if newlines else [text]:
+        if len(line) > MAX_LINE:
+            line = line[:MAX_LINE] + ELLIPSIS
+        if not line.isprintable():
+            line = "".join(ch if ch.isprintable() or ch == "\t" else escape_char(ch) for ch in line)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _char_width(ch: str) -> int:
+    if unicodedata.combining(ch):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+
+
+def _cells(text: str, at: int) -> list[tuple[str, int]]:
+    """(shown text, display width) of each character, the first at display column `at` (0-based)."""
+    out = []
+    for ch in text:
+        if ch == "\t":
+            shown = " " * (TAB_WIDTH - at % TAB_WIDTH)
+            width = len(shown)
+        elif not ch.isprintable():
+            shown = escape_char(ch)
+            width = len(shown)
+        else:
+            shown, width = ch, _char_width(ch)
+        out.append((shown, width))
+        at += width
+    return out
+
+
+def _excerpt(line: str, col: int, end: int) -> tuple[str, int, int]:
+    """(shown line, caret offset, caret width): at most about WINDOW columns of `line` around
+    characters col..end (1-based, end exclusive), with an ellipsis where it is cut."""
+    n = len(line)
+    first = min(col - 1, n)
+    lo, hi = max(0, first - WINDOW), min(n, first + 2 * WINDOW)  # bounded work on any line
+    cells = _cells(line[lo:hi], len(line[:lo].expandtabs(TAB_WIDTH)))
+    filled = len(cells)  # cells up to the last that is not blank, where the line ends here
+    while hi == n and filled and not cells[filled - 1][0].strip():
+        filled -= 1
+    k = first - lo  # the caret's first cell
+    after = sum(w for _, w in cells[k:filled])
+    left_budget = WINDOW // 2 if after > WINDOW // 2 else WINDOW - after
+    left = k
+    while left > 0 and cells[left - 1][1] <= left_budget:
+        left -= 1
+        left_budget -= cells[left][1]
+    right_budget = WINDOW - sum(w for _, w in cells[left:k])
+    right = k
+    while right < filled and cells[right][1] <= right_budget:
+        right_budget -= cells[right][1]
+        right += 1
+    head = ELLIPSIS if lo + left > 0 else ""
+    tail = ELLIPSIS if right < filled or hi < n else ""
+    shown = head + "".join(t for t, _ in cells[left:right]) + tail
+    shown = shown if tail else shown.rstrip()
+    stop = min(max(end - 1 - lo, k + 1), right)
+    return shown, len(head) + sum(w for _, w in cells[left:k]), max(1, sum(w for _, w in cells[k:stop]))
+
+
+def _source_line(sources: Mapping[str, str], span: Span) -> str | None:
+    text = sources.get(span.file)
+    if text is None:
+        return None
+    lines = normalize_newlines(text).split("\n")
+    if text.endswith(("\n", "\r")):
+        lines.pop()
+    return lines[span.line - 1] if 1 <= span.line <= len(lines) else None
+
+
 def render(diag: Diagnostic, sources: Mapping[str, str]) -> str:
-    head = f"{diag.severity}: {diag.message}"
+    """The diagnostic as users read it; every piece of it safe to print on a terminal."""
+    head = terminal_safe(f"{diag.severity}: {diag.message}")
     span = diag.span
     if span is None:
         out = [head]
     else:
         line, col = span.line, span.col
-        text = sources.get(span.file)
-        src_line = None
-        if text is not None:
-            lines = text.splitlines()
-            if 1 <= line <= len(lines):
-                src_line = lines[line - 1]
+        src_line = _source_line(sources, span)
         shown_col = _display_col(src_line, col) if src_line is not None else col
-        out = [f"{span.file}:{line}:{shown_col}: {head}"]
+        out = [f"{terminal_safe(span.file, newlines=False)}:{line}:{shown_col}: {head}"]
         if src_line is not None:
             gutter = " " * len(str(line))
-            expanded = src_line.expandtabs(TAB_WIDTH).rstrip()
             end = span.end_col if span.end_line == line else len(src_line) + 1
-            width = max(1, _display_col(src_line, max(end, col + 1)) - shown_col)
-            width = min(width, max(1, len(expanded) - shown_col + 1))
-            out += [f"{gutter} |", f"{line} | {expanded}", f"{gutter} | {' ' * (shown_col - 1)}{'^' * width}"]
+            shown, offset, width = _excerpt(src_line, col, max(end, col + 1))
+            out += [f"{gutter} |", f"{line} | {shown}", f"{gutter} | {' ' * offset}{'^' * width}"]
     if diag.notes or diag.hint:
         pad = " " * (len(str(span.line)) if span else 0)
         if span is not None:
             out.append(f"{pad} |")
-        out += [f"{pad} = note: {n}" for n in diag.notes]
+        out += [f"{pad} = note: {terminal_safe(n)}" for n in diag.notes]
         if diag.hint:
-            out.append(f"{pad} = hint: {diag.hint}")
+            out.append(f"{pad} = hint: {terminal_safe(diag.hint)}")
     return "\n".join(out)

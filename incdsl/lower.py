@@ -7,15 +7,16 @@ because the language can read them: `in.c` is the depth of the current block's i
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
-from typing import Callable
+import re
+from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
 from . import syntax as s
 from .diagnostics import Diagnostic, IncdslError, Span, did_you_mean, error
 from .ir import format_shape
-from .parse import parse
+from .io import IncludeError, Includes
+from .parse import normalize, parse
 from .passes.shapes import ShapeError, infer_node
 from .values import (ALIASES, LAYER_OPS, RESERVED, SIGNATURES, EvalError, InDepth, divisible, evaluate,
                      show, t_nonneg, t_shape)
@@ -46,47 +47,55 @@ class Program:
     network: s.Definition | None
     blocks: dict
     sources: dict
+    includes: dict = field(default_factory=dict)  # file -> [(Include, file it names)], in order
 
 
 # --- includes --------------------------------------------------------------------------------
 
-def load_program(text: str, file: str, read: Callable[[str], str]) -> Program:
-    """Parse a spec and, recursively, the files it includes (paths relative to the includer).
+MAX_INCLUDE_DEPTH = 64  # files including files: each level takes Python stack
+
+
+def load_program(text: str, file: str, includes: Includes | None = None) -> Program:
+    """Parse a spec and, recursively, the files it includes (see `incdsl.io.Includes`: relative
+    to the includer or the include path, never outside the spec's directory tree or that path).
 
     Raises:
-        IncdslError: on syntax errors, missing or cyclic includes, duplicate blocks.
+        IncdslError: on syntax errors, missing, forbidden or cyclic includes, duplicate blocks.
     """
+    includes = includes if includes is not None else Includes.for_spec(file)
+    text = normalize(text)
     sources: dict[str, str] = {file: text}
     modules: list[s.Module] = []
+    found: dict[str, list] = {}
     done: set[str] = set()
 
-    def visit(module: s.Module, stack: tuple[str, ...]):
+    def visit(module: s.Module, stack: tuple[tuple[str, str], ...]):  # ((real path, name), ...)
         modules.append(module)
-        done.add(os.path.normpath(module.file))
+        found[module.file] = []
         for inc in module.includes:
-            target = os.path.normpath(os.path.join(os.path.dirname(module.file), inc.path))
-            if target in stack:
+            name, real = _resolve(includes, module.file, inc, sources)
+            found[module.file].append((inc, name))
+            if any(real == r for r, _ in stack):
                 raise _err(f"include cycle: `{inc.path}` is already being included", inc.span, sources,
-                           notes=[" -> ".join(stack + (target,))])
-            if target in done:
+                           notes=[" -> ".join([n for _, n in stack] + [name])])
+            if real in done:
                 continue
-            try:
-                sub_text = read(target)
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = "it does not exist" if isinstance(exc, FileNotFoundError) else getattr(exc, "strerror", None) or str(exc)
-                raise _err(f"cannot read included file `{inc.path}`", inc.span, sources,
-                           notes=[f"looked for {target}: {reason}"],
-                           hint="include paths are relative to the file that includes them") from None
-            sources[target] = sub_text
-            sub = _parse(sub_text, target, sources)
+            if len(stack) >= MAX_INCLUDE_DEPTH:
+                raise _err(f"includes nest more than {MAX_INCLUDE_DEPTH} files deep", inc.span, sources)
+            done.add(real)
+            sub_text = normalize(_read_include(includes, name, real, inc, sources))
+            sources[name] = sub_text
+            sub = _parse_included(sub_text, name, inc, sources)
             for d in sub.definitions:
                 if d.kind == "network":
                     raise _err(f"included file defines network `{d.name}`", d.name_span, sources,
                                hint="a library holds only `block` definitions")
-            visit(sub, stack + (target,))
+            visit(sub, stack + ((real, name),))
 
     main = _parse(text, file, sources)
-    visit(main, (os.path.normpath(file),))  # `./a.inc` is `a.inc` when a cycle comes back to it
+    real = _realpath(file)
+    done.add(real)
+    visit(main, ((real, os.path.normpath(file)),))  # `./a.inc` is `a.inc` in a cycle
     blocks: dict[str, s.Definition] = {}
     networks = []
     for module in modules:
@@ -104,7 +113,58 @@ def load_program(text: str, file: str, read: Callable[[str], str]) -> Program:
     if len(networks) > 1:
         raise _err("a spec defines one network", networks[1].name_span, sources,
                    notes=[f"`{networks[0].name}` is defined at {networks[0].name_span}"])
-    return Program(networks[0] if networks else None, blocks, sources)
+    return Program(networks[0] if networks else None, blocks, sources, found)
+
+
+def _realpath(file: str) -> str:
+    try:
+        return os.path.realpath(file)
+    except ValueError:  # a name given to `load(text, file=...)` holding a NUL: no file has it
+        return file
+
+
+def _resolve(includes: Includes, includer: str, inc: s.Include, sources) -> tuple[str, str]:
+    try:
+        return includes.resolve(includer, inc.path)
+    except IncludeError as exc:
+        raise _err(exc.message, inc.span, sources, notes=exc.notes, hint=exc.hint) from None
+
+
+def _read_include(includes: Includes, name: str, real: str, inc: s.Include, sources) -> str:
+    try:
+        return includes.read(name, real)
+    except IncludeError as exc:
+        if exc.line is None:
+            raise _err(exc.message, inc.span, sources, notes=exc.notes, hint=exc.hint) from None
+        # a bad byte: its place in the included file (whose text is not shown), and where it was included
+        raise _err(exc.message, Span(name, exc.line, exc.col, exc.line, exc.col + 1), sources,
+                   notes=[f"included at {inc.span}"], hint="save the file as UTF-8") from None
+
+
+def _parse_included(text: str, name: str, inc: s.Include, sources) -> s.Module:
+    """Parse an included file. One that fails at its first word, or holds a NUL byte, is not a
+    spec at all (a stray path, a file of some other kind): say so at the `include`, and show
+    none of its text."""
+    try:
+        return parse(text, name)
+    except IncdslError as exc:
+        span = exc.span
+        if span is not None and span.file == name and ((span.line, span.col) <= first_token(text) or "\x00" in text):
+            sources.pop(name, None)
+            raise _err(f"included file `{inc.path}` is not an incdsl spec", inc.span, sources,
+                       notes=[f"{name}:{span.line}:{span.col}: it does not start with `include`, `block` or `network`"],
+                       hint="include only spec files (.inc) holding `block` definitions") from None
+        exc.sources.update(sources)
+        raise
+
+
+_BLANK_LINES = re.compile(r"(?:[ \t\f]*(?:#[^\n]*)?\n)*[ \t\f]*")
+
+
+def first_token(text: str) -> tuple[int, int]:
+    """(line, col) of the first character of `text` that is not blank or in a comment."""
+    pos = _BLANK_LINES.match(text).end()
+    return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
 
 
 def _parse(text, file, sources) -> s.Module:

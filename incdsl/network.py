@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from .diagnostics import IncdslError, error
+from .diagnostics import IncdslError, Span, error
+from .io import STDIN, Includes, ReadError, os_reason, read_text
 from .ir import format_graph, format_shape, trunk_nodes
+from .parse import end_position
 from .lower import MAX_CALL_DEPTH, MAX_NODES, Lowerer, load_program
 
 
@@ -89,30 +91,63 @@ def _gc_paused():
             gc.enable()
 
 
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+@dataclass(frozen=True)
+class SpecText:
+    """A spec already read: its text and the name its diagnostics and includes go by."""
+    text: str
+    file: str
 
 
-def read_spec(spec: str | os.PathLike, file: str | None = None) -> tuple[str, str]:
-    """(text, file name) of a spec given as a path or as its text (no spec fits on one line).
+def read_spec_file(path: str) -> SpecText:
+    """The spec at `path` (`-`: standard input, read once), within `incdsl.io.MAX_FILE_BYTES`.
+
+    Raises:
+        IncdslError: when it cannot be read: missing, not a regular file, too large, not UTF-8
+        (at the line and column of the first bad byte).
+    """
+    stdin = path == STDIN
+    try:
+        return SpecText(read_text(path, stdin_ok=True), "<stdin>" if stdin else path)
+    except FileNotFoundError:
+        raise error(f"no such spec file: {path}") from None
+    except OSError as exc:
+        raise error(f"cannot read {path}: {os_reason(exc)}") from None
+    except ReadError as exc:
+        if exc.line is None:
+            hint = "give `-` to read a spec from standard input" if "pipe" in exc.reason or "device" in exc.reason else None
+            raise error(f"cannot read {'standard input' if stdin else path}: {exc.reason}", hint=hint) from None
+        name = "<stdin>" if stdin else path
+        raise error(exc.reason, Span(name, exc.line, exc.col, exc.line, exc.col + 1), hint="save the spec as UTF-8") from None
+
+
+def read_spec(spec: str | os.PathLike | SpecText, file: str | None = None) -> tuple[str, str]:
+    """(text, file name) of a spec given as a path, as its text (no spec fits on one line) or as `SpecText`.
 
     Raises:
         IncdslError: when the file cannot be read.
     """
+    if isinstance(spec, SpecText):
+        return spec.text, file or spec.file
     if isinstance(spec, os.PathLike) or "\n" not in str(spec):
-        path = str(spec)
-        try:
-            return _read(path), file or path
-        except FileNotFoundError:
-            raise error(f"no such spec file: {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise error(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        read = read_spec_file(str(spec))
+        return read.text, file or read.file
     return str(spec), file or "<spec>"
 
 
-def load(spec: str | os.PathLike, *, params: dict | None = None, input: tuple | None = None,
-         file: str | None = None, max_nodes: int = MAX_NODES) -> Network:
+def no_network(file: str, sources: dict) -> IncdslError:
+    """The error for a spec without `network`, placed at the end of its file (after its last
+    character that is not blank)."""
+    text = sources.get(file, "")
+    line, col = end_position(text.rstrip())
+    hint = "add `network NAME:` with `input CxHxW` as its first line"
+    exc = error("the spec defines no network" + (" (the file is empty)" if not text.strip() else ""),
+                Span(file, line, col, line, col + 1), hint=hint)
+    exc.sources.update(sources)
+    return exc
+
+
+def load(spec: str | os.PathLike | SpecText, *, params: dict | None = None, input: tuple | None = None,
+         file: str | None = None, max_nodes: int = MAX_NODES, include_path=None) -> Network:
     """Parse, lower and check a spec.
 
     Parameters:
@@ -120,6 +155,8 @@ def load(spec: str | os.PathLike, *, params: dict | None = None, input: tuple | 
         params: overrides for the network's parameters, e.g. ``{"classes": 10}``.
         input: another input shape ``(c, h, w)``; every shape is inferred again.
         file: the name to report for text specs (and to resolve includes from).
+        include_path: more directories `include` may read from (after the spec's own directory
+            tree; `INCDSL_PATH` adds more), see `incdsl.io.Includes`.
     Returns:
         the checked `Network`.
     Raises:
@@ -133,18 +170,16 @@ def load(spec: str | os.PathLike, *, params: dict | None = None, input: tuple | 
     text, file = read_spec(spec, file)
     try:
         with _gc_paused():
-            return _load(text, file, params, input, max_nodes)
+            return _load(text, file, params, input, max_nodes, include_path)
     except RecursionError:  # blocks within blocks within ... past Python's stack
         raise error("the spec nests too deeply to lower", None,
                     hint=f"blocks may nest at most {MAX_CALL_DEPTH} deep; flatten the nesting") from None
 
 
-def _load(text: str, file: str, params, input, max_nodes: int) -> Network:
-    program = load_program(text, file, _read)
+def _load(text: str, file: str, params, input, max_nodes: int, include_path) -> Network:
+    program = load_program(text, file, Includes.for_spec(file, include_path))
     if program.network is None:
-        raise IncdslError(error("the spec defines no network", None,
-                                hint="add `network NAME:` with `input CxHxW` as its first line").diagnostics,
-                          program.sources)
+        raise no_network(file, program.sources)
     lowerer = Lowerer(program, max_nodes=max_nodes)
     overrides = {k: (v, None) for k, v in (params or {}).items()}
     graph = lowerer.lower_network(program.network, overrides, input)

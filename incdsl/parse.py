@@ -4,18 +4,23 @@ Lark's exceptions are translated into diagnostics here: users never see terminal
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
+import tempfile
 from functools import lru_cache
 from importlib import resources
 
 import lark
 from lark import Lark, Token, Transformer, Tree, v_args
+from lark.grammar import Rule
+from lark.lexer import TerminalDef
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.indenter import DedentError, Indenter
 
 from . import syntax as s
-from .diagnostics import IncdslError, Span, error
+from .diagnostics import IncdslError, Span, error, normalize_newlines
 
 
 MAX_DIGITS = 100
@@ -30,31 +35,114 @@ class _SpecIndenter(Indenter):
     tab_len = 8
 
 
-def _cache_file() -> str | bool:
-    """Where Lark keeps the analysed grammar between processes: a file in the user's cache dir.
+GRAMMAR_OPTIONS = dict(parser="lalr", propagate_positions=True, maybe_placeholders=True)
+_CACHE_MAGIC = b"incdsl-grammar-cache 1"
 
-    Building the LALR tables takes ~0.1 s, most of a short `incdsl check`; loading them takes
-    a few ms. Lark names the file by nothing but our choice and verifies a hash of the grammar,
-    options and Lark version stored inside it, so a stale file is rebuilt, never used. Not in
-    the shared temp dir: the file is a pickle, and only its owner should be able to write it.
-    Returns False (no caching) where no cache dir can be made.
-    """
+
+def cache_dir() -> str | None:
+    """Where the analysed grammar is kept between processes: `$XDG_CACHE_HOME/incdsl` or
+    `~/.cache/incdsl`, a directory only its owner may write; None where there is none such."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     folder = os.path.join(base, "incdsl")
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)
+        info = os.stat(folder)
     except OSError:
-        return False
-    if not os.access(folder, os.W_OK):
-        return False
-    return os.path.join(folder, f"grammar-lark{lark.__version__}-py{sys.version_info[0]}{sys.version_info[1]}.cache")
+        return None
+    private = not info.st_mode & 0o022 and (not hasattr(os, "getuid") or info.st_uid == os.getuid())
+    return folder if private and os.access(folder, os.W_OK) else None
+
+
+def _grammar_key(grammar: str) -> str:
+    """What the analysed tables depend on: the grammar, our options, the Lark and Python versions."""
+    what = f"{grammar}\0{sorted(GRAMMAR_OPTIONS.items())}\0{lark.__version__}\0{sys.version_info[:2]}"
+    return hashlib.sha256(what.encode("utf-8")).hexdigest()
+
+
+# Lark's own cache is a pickle, unpickled before its hash is checked: a planted file would run
+# code. Ours is JSON (which cannot), behind a header holding the grammar's key and the sha256
+# of the JSON, both checked before it is decoded; anything else is ignored and rebuilt.
+
+def _to_json(x):
+    if isinstance(x, tuple):
+        return {"t": [_to_json(v) for v in x]}
+    if isinstance(x, list):
+        return [_to_json(v) for v in x]
+    if isinstance(x, dict):
+        return {"d": [[_to_json(k), _to_json(v)] for k, v in x.items()]}
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    raise TypeError(f"cannot cache a {type(x).__name__}")
+
+
+def _from_json(x):
+    if isinstance(x, list):
+        return [_from_json(v) for v in x]
+    if isinstance(x, dict):
+        if set(x) == {"t"}:
+            return tuple(_from_json(v) for v in x["t"])
+        return {_from_json(k): _from_json(v) for k, v in x["d"]}
+    return x
+
+
+def _cache_bytes(parser: Lark, key: str) -> bytes:
+    data, memo = parser.memo_serialize([TerminalDef, Rule])
+    data = dict(data, options={k: v for k, v in data["options"].items() if k != "postlex"})
+    body = json.dumps(_to_json({"data": data, "memo": memo}), separators=(",", ":")).encode("utf-8")
+    return b" ".join([_CACHE_MAGIC, key.encode(), hashlib.sha256(body).hexdigest().encode()]) + b"\n" + body
+
+
+def _from_cache_bytes(blob: bytes, key: str) -> Lark | None:
+    """The parser stored in `blob`, or None unless its header names `key` and the body's hash."""
+    header, _, body = blob.partition(b"\n")
+    if header != b" ".join([_CACHE_MAGIC, key.encode(), hashlib.sha256(body).hexdigest().encode()]):
+        return None
+    try:
+        stored = _from_json(json.loads(body))
+        return Lark._load_from_dict(stored["data"], stored["memo"], postlex=_SpecIndenter())
+    except Exception:  # verified but unusable (another Lark's layout): rebuild
+        return None
+
+
+def build_parser(folder: str | None) -> Lark:
+    """The LALR parser of grammar.lark, its tables read from `folder` when a valid cache is there.
+
+    Building the tables takes a few tens of ms, most of a short `incdsl check`; loading them
+    about half that. A missing, stale, corrupt or tampered cache file is rebuilt, never run.
+    """
+    grammar = resources.files("incdsl").joinpath("grammar.lark").read_text(encoding="utf-8")
+    key = _grammar_key(grammar)
+    path = os.path.join(folder, f"grammar-{key[:16]}.json") if folder else None
+    if path:
+        try:
+            with open(path, "rb") as f:
+                parser = _from_cache_bytes(f.read(4 << 20), key)
+            if parser is not None:
+                return parser
+        except OSError:
+            pass
+    parser = Lark(grammar, postlex=_SpecIndenter(), **GRAMMAR_OPTIONS)
+    if path:
+        _save_cache(path, _cache_bytes(parser, key))
+    return parser
+
+
+def _save_cache(path: str, blob: bytes) -> None:
+    """Write the cache whole or not at all (another process may be reading it)."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".grammar-", dir=os.path.dirname(path))
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
-    grammar = resources.files("incdsl").joinpath("grammar.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", postlex=_SpecIndenter(), propagate_positions=True,
-                maybe_placeholders=True, cache=_cache_file())
+    return build_parser(cache_dir())
 
 
 def _span(file: str, meta) -> Span:
@@ -272,19 +360,39 @@ def _after_colon_newline(exc: UnexpectedToken) -> bool:
     return [getattr(v, "type", None) for v in stack[-2:]] == ["COLON", "_NL"]
 
 
+def _character_hint(ch: str) -> str | None:
+    if ch in "[]{}":
+        return "`3x3` is a kernel, `/2` a stride, `V` or `S` a padding"
+    if ch.isnumeric():
+        return "numbers are written with the ASCII digits 0-9"
+    return None
+
+
+def normalize(text: str) -> str:
+    """The text as the parser and the diagnostics read it: without a byte-order mark, and with
+    every line ending in \\n. A line ends at \\n, \\r\\n or a lone \\r (as in Python source);
+    nothing else (form feed, U+2028, ...) ends a line."""
+    return normalize_newlines(text[1:] if text.startswith("\ufeff") else text)
+
+
+def end_position(text: str) -> tuple[int, int]:
+    """(line, col) just after the last character of `text`, a final line break not counted."""
+    body = text[:-1] if text.endswith("\n") else text
+    last = body.rfind("\n")
+    return body.count("\n") + 1, len(body) - last
+
+
 def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> IncdslError:
     line, col = getattr(exc, "line", 1) or 1, getattr(exc, "column", 1) or 1
     if isinstance(exc, UnexpectedCharacters):
         ch = text[exc.pos_in_stream] if 0 <= exc.pos_in_stream < len(text) else "?"
         span = Span(file, line, col, line, col + 1)
         shown = repr(ch)[1:-1] if not ch.isprintable() else ch
-        hint = "`3x3` is a kernel, `/2` a stride, `V` or `S` a padding" if ch in "[]{}" else None
-        return error(f"unexpected character `{shown}`", span, hint=hint)
+        return error(f"unexpected character `{shown}`", span, hint=_character_hint(ch))
     if isinstance(exc, UnexpectedToken):
         tok = exc.token
         if tok.type == "$END":
-            lines = text.splitlines() or [""]
-            line, col = len(lines), len(lines[-1]) + 1
+            line, col = end_position(text)
         elif tok.type == "_INDENT":
             line, col = _next_code_line(text, line)
             return error("unexpected indentation", Span(file, line, col, line, col + 1),
@@ -302,8 +410,8 @@ def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> IncdslError:
             hint = _EXAMPLE
         return error(msg, span, notes=notes, hint=hint)
     if isinstance(exc, UnexpectedEOF):
-        lines = text.splitlines() or [""]
-        span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+        line, col = end_position(text)
+        span = Span(file, line, col, line, col + 1)
         return error("unexpected end of file", span, hint=_EXAMPLE)
     return error(str(exc).splitlines()[0], Span(file, line, col, line, col + 1))
 
@@ -314,6 +422,7 @@ def parse(text: str, file: str = "<spec>") -> s.Module:
     Raises:
         IncdslError: on any syntax error, with its location.
     """
+    text = normalize(text)
     if "\x00" in text:
         pos = text.index("\x00")
         line = text.count("\n", 0, pos) + 1
@@ -359,7 +468,7 @@ def _too_deep(tree, file: str) -> IncdslError:
 
 def _next_code_line(text: str, after: int) -> tuple[int, int]:
     """(line, col) of the first non-blank, non-comment line after line `after`."""
-    lines = text.splitlines()
+    lines = text.split("\n")
     for number in range(after + 1, len(lines) + 1):
         stripped = lines[number - 1].lstrip(" \t")
         if stripped and not stripped.startswith("#"):
@@ -370,7 +479,7 @@ def _next_code_line(text: str, after: int) -> tuple[int, int]:
 def _dedent_error(exc: DedentError, file: str, text: str) -> IncdslError:
     # Lark does not say where; find the first line whose indentation matches no open level.
     levels = [0]
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in enumerate(text.split("\n"), 1):
         stripped = raw.lstrip(" \t")
         if not stripped or stripped.startswith("#"):
             continue

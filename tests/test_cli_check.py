@@ -113,7 +113,7 @@ def test_unknown_override_is_a_spec_error(good, capsys):
 
 @pytest.mark.parametrize("make, message", [
     (lambda tmp: tmp / "missing.inc", "no such spec file"),
-    (lambda tmp: tmp, "Is a directory"),
+    (lambda tmp: tmp, "is a directory"),
     (lambda tmp: tmp / "notes.txt", "no such spec file"),  # any path, .inc or not
 ])
 def test_unreadable_spec_is_a_clean_error(tmp_path, capsys, make, message):

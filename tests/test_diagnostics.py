@@ -105,6 +105,20 @@ KINDS = {
     "with_unknown_layer": ("`with` cannot set defaults for `cnv`", None, 4, 10, []),
     "two_networks": ("a spec defines one network", None, 4, 9, ["`a` is defined at two_networks.inc:2:9"]),
     "division_by_zero": ("division by zero", None, 4, 15, []),
+    "no_network": ("the spec defines no network", None, 3, 13, []),  # the end of the file
+    # hostile input: includes, bytes and characters (tests/test_hostile_inputs.py has the rest)
+    "include_absolute": ("include path `/etc/hostname` is absolute", None, 2, 1, []),
+    "include_not_a_spec": ("included file `lib/not_a_spec.txt` is not an incdsl spec", None, 2, 1,
+                           ["lib/not_a_spec.txt:1:1: it does not start with `include`, `block` or `network`"]),
+    "include_invalid_utf8": ("invalid UTF-8 (byte 0xe9)", "lib/latin1.inc", 3, 22,
+                             ["included at include_invalid_utf8.inc:2:1"]),
+    "invalid_utf8": ("invalid UTF-8 (byte 0xe9)", None, 3, 23, []),
+    "digit_fullwidth": ("unexpected character `\uff18`", None, 4, 14, []),
+    "digit_arabic_indic": ("unexpected character `\u0668`", None, 4, 14, []),
+    "comment_separators": ("unknown name `clases`", None, 5, 14, []),
+    "control_characters": ("unexpected character `\\x1b`", None, 4, 17, []),
+    "line_endings": ("unknown name `clases`", None, 4, 14, []),
+    "comment_lone_cr": ("unknown name `clases`", None, 4, 14, []),
 }
 HINTS = {  # the did-you-mean hints of misspelt names
     "unknown_layer": "did you mean `conv`?",
@@ -122,7 +136,7 @@ def relative(path: str) -> str:
 
 
 def test_every_error_case_is_listed():
-    assert sorted(KINDS) == sorted(c for c in CASES if c not in ("no_network", "warning_valid_drops_rows"))
+    assert sorted(KINDS) == sorted(c for c in CASES if c != "warning_valid_drops_rows")
 
 
 @pytest.mark.parametrize("name", sorted(KINDS))
@@ -151,7 +165,8 @@ def test_call_site_mistakes_are_not_reported_as_inside_the_block(load_error):
 
 def test_no_network(load_error):
     (diag,) = load_error(ERRORS / "no_network.inc").diagnostics
-    assert diag.message == "the spec defines no network" and diag.span is None and "input" in diag.hint
+    assert diag.message == "the spec defines no network" and "input" in diag.hint
+    assert (Path(diag.span.file).name, diag.span.line, diag.span.col) == ("no_network.inc", 3, 13)  # the end of the file
 
 
 def test_valid_padding_warnings_with_call_sites():

@@ -320,7 +320,7 @@ def test_include_is_relative_to_the_including_file(write_spec, tmp_path, monkeyp
     write_spec("lib/more/deep.inc", "block deep:\n    conv 1x1 2\n")
     main = write_spec("nets/main.inc", 'include "../lib/blocks.inc"\nnetwork m:\n    input 3x8x8\n    a\n')
     monkeypatch.chdir(tmp_path / "lib")  # the working directory plays no part
-    net = incdsl.load(main)
+    net = incdsl.load(main, include_path=[tmp_path / "lib"])  # `..` leaves nets/: lib/ must be on the include path
     assert net.layers == ["a/deep/conv_0", "a/conv_0"]
     assert node(net, "a/deep/conv_0")["span"].file.endswith("deep.inc")
     assert len(net.sources) == 3

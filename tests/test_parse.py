@@ -302,20 +302,21 @@ def test_unexpected_indentation_hint_names_the_constructs_with_bodies():
 def test_parser_tables_are_cached_per_user_and_a_bad_cache_is_rebuilt(tmp_path, monkeypatch, capfd):
     import os
 
-    from incdsl.parse import _cache_file, _parser
+    from incdsl.parse import build_parser, cache_dir
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    path = _cache_file()
-    assert path and os.path.dirname(path) == str(tmp_path / "incdsl")
-    build = _parser.__wrapped__  # the uncached constructor
-    build()
+    folder = cache_dir()
+    assert folder == str(tmp_path / "incdsl") and os.stat(folder).st_mode & 0o777 == 0o700
+    build_parser(folder)
+    (path,) = [os.path.join(folder, f) for f in os.listdir(folder)]
     assert os.path.getsize(path) > 1000
     with open(path, "wb") as f:
-        f.write(b"not a pickle\n")
-    parser = build()  # a damaged cache is ignored, the tables are built again and saved
+        f.write(b"not a cache\n")
+    parser = build_parser(folder)  # a damaged cache is ignored, the tables are built again and saved
     assert parser.parse("network t:\n    input 3x8x8\n").data == "start"
     assert os.path.getsize(path) > 1000
+    assert build_parser(folder).parse("network t:\n    input 3x8x8\n").data == "start"  # read from the cache
     assert capfd.readouterr().err == ""  # silently
     blocker = tmp_path / "plain_file"
     blocker.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # no cache dir can be made there
-    assert _cache_file() is False
+    assert cache_dir() is None

@@ -52,27 +52,33 @@ def register(sub) -> None:
 
 # --- shared with `incdsl check`
 
-def mentions_choice(path: str, seen: set | None = None) -> bool:
-    """Whether a spec or a file it includes spells `choice(` (a cheap test before parsing)."""
-    seen = seen if seen is not None else set()
-    path = os.path.normpath(path)
-    if path in seen:
-        return False
-    seen.add(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError):
-        return False  # the normal path reports unreadable files
-    if _CHOICE.search(text):
-        return True
-    return any(mentions_choice(os.path.join(os.path.dirname(path), inc), seen) for inc in _INCLUDE.findall(text))
+def mentions_choice(source, include_path=()) -> bool:
+    """Whether a spec (`SpecText`) or a file it includes spells `choice(` (a cheap test before
+    parsing). Includes are found and read as `load` does (`incdsl.io.Includes`); one that cannot
+    be is skipped here: the load that follows reports it."""
+    from ..io import IncludeError, Includes
+    from ..parse import normalize
+    includes = Includes.for_spec(source.file, include_path)
+    todo, seen = [(source.file, normalize(source.text))], set()
+    while todo:
+        file, text = todo.pop()
+        if _CHOICE.search(text):
+            return True
+        for written in _INCLUDE.findall(text):
+            try:
+                name, real = includes.resolve(file, written)
+                if real not in seen:
+                    seen.add(real)
+                    todo.append((name, includes.read(name, real)))
+            except IncludeError:
+                continue
+    return False
 
 
 def _load(args):
-    from ..cli import overrides
+    from ..cli import overrides, spec_text
     from ..search import load_space
-    return load_space(args.spec, params=overrides(args), input=args.input)
+    return load_space(spec_text(args), params=overrides(args), input=args.input, include_path=args.include_path)
 
 
 def size_text(n: int) -> str:
@@ -81,7 +87,8 @@ def size_text(n: int) -> str:
 
 def check_space(args) -> int | None:
     """`incdsl check` on a spec with choices; None when the spec has none (a plain check follows)."""
-    if not mentions_choice(args.spec):
+    from ..cli import spec_text
+    if not mentions_choice(spec_text(args), args.include_path):
         return None
     from ..diagnostics import IncdslError
     from ..search.sampling import check_plan

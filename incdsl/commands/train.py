@@ -82,17 +82,18 @@ def register(sub) -> None:
 def _load_network(args):
     """The spec's network, with --set, --input and --classes applied; (network, classes to reset)."""
     import sys
-    from ..cli import UsageError, overrides
+    from ..cli import UsageError, overrides, spec_text
     from ..diagnostics import render
     from ..network import load
     params = overrides(args)
-    net = load(args.spec, params=params, input=args.input)
+    net = load(spec_text(args), params=params, input=args.input, include_path=args.include_path)
     reset_classes = None
     if args.classes is not None:
         if "classes" in params:
             raise UsageError("give the number of classes once: --classes or --set classes=")
         if "classes" in net.params:
-            net = load(args.spec, params={**params, "classes": args.classes}, input=args.input)
+            net = load(spec_text(args), params={**params, "classes": args.classes}, input=args.input,
+                       include_path=args.include_path)
         else:
             reset_classes = args.classes
     for w in net.warnings:

@@ -24,9 +24,10 @@ import random
 from dataclasses import replace
 from typing import Iterator, Mapping, Sequence
 
-from ..diagnostics import Diagnostic, IncdslError, error
+from ..diagnostics import Diagnostic, IncdslError
+from ..io import Includes
 from ..lower import Lowerer, Program, load_program
-from ..network import _read, read_spec
+from ..network import SpecText, no_network, read_spec
 from .choices import Choice, find_choices
 from .resolve import Resolver
 from .fastcost import Cost, CostCache, CostLowerer, uncacheable_blocks
@@ -34,8 +35,8 @@ from .fastcost import Cost, CostCache, CostLowerer, uncacheable_blocks
 RESOLVED_LIMIT = 1024  # resolved definitions kept for reuse (a network of the Inception space: ~40 KB)
 
 
-def load_space(spec: str | os.PathLike, *, params: dict | None = None, input: tuple | None = None,
-               file: str | None = None) -> "Space":
+def load_space(spec: str | os.PathLike | SpecText, *, params: dict | None = None, input: tuple | None = None,
+               file: str | None = None, include_path=None) -> "Space":
     """Parse a spec that may hold choices and find them.
 
     Parameters:
@@ -43,15 +44,14 @@ def load_space(spec: str | os.PathLike, *, params: dict | None = None, input: tu
         params: overrides for the network's parameters at every point, e.g. ``{"classes": 10}``.
         input: another input shape ``(c, h, w)`` for every point.
         file: the name to report for text specs (and to resolve includes from).
+        include_path: more directories `include` may read from, as for `incdsl.load`.
     Raises:
         IncdslError: for syntax errors, a spec without a network, or a malformed choice.
     """
     text, file = read_spec(spec, file)
-    program = load_program(text, file, _read)
+    program = load_program(text, file, Includes.for_spec(file, include_path))
     if program.network is None:
-        raise IncdslError(error("the spec defines no network", None,
-                                hint="add `network NAME:` with `input CxHxW` as its first line").diagnostics,
-                          program.sources)
+        raise no_network(file, program.sources)
     return Space(program, file, params, input)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from .. import syntax as s
-from ..parse import parse
+from ..diagnostics import escape_char
 from ..values import show
 from .choices import offsets
 
@@ -29,15 +29,15 @@ class SpecWriter:
         self.order = self._order(space.file)
 
     def _include_lines(self, file: str) -> list[tuple[int, int, str, str]]:
-        """(start, end offset, path as written, resolved file) of each include line of a file."""
+        """(start, end offset, path as written, file it names) of each include line of a file,
+        as `load_program` resolved them."""
         if file not in self.includes:
             text = self.sources[file]
             starts = offsets(text)
             found = []
-            for inc in parse(text, file).includes:
+            for inc, target in self.space.program.includes.get(file, ()):
                 a = starts[inc.span.line - 1] + inc.span.col - 1
                 b = text.find("\n", a)
-                target = os.path.normpath(os.path.join(os.path.dirname(file), inc.path))
                 found.append((a, len(text) if b < 0 else b, inc.path, target))
             self.includes[file] = found
         return self.includes[file]
@@ -56,11 +56,11 @@ class SpecWriter:
 
     def header(self, indices) -> str:
         space = self.space
-        lines = [f"# A point of the search space `{space.name}` ({os.path.basename(space.file)}), written by incdsl.",
+        lines = [f"# A point of the search space `{space.name}` ({_one_line(os.path.basename(space.file))}), written by incdsl.",
                  "# Choices (name = option, at file:line:col of the space):"]
         width = max((len(c.name) for c in space.choices), default=0)
         for c, i in zip(space.choices, indices):
-            lines.append(f"#   {c.name:<{width}} = {c.options[i]}  ({c.id})")
+            lines.append(f"#   {c.name:<{width}} = {_one_line(c.options[i])}  ({_one_line(c.id)})")
         return "\n".join(lines) + "\n\n"
 
     def overrides(self) -> list[tuple[str, int, int, str]]:
@@ -99,9 +99,14 @@ class SpecWriter:
                                                 for a, b, path, _ in self._include_lines(file)]
             body = _apply(self.sources[file], file_edits)
             if n:
-                parts.append(f"\n# ---- inlined from {os.path.relpath(file, base).replace(os.sep, '/')} ----\n")
+                parts.append(f"\n# ---- inlined from {_one_line(os.path.relpath(file, base).replace(os.sep, '/'))} ----\n")
             parts.append(body if body.endswith("\n") else body + "\n")
         return "".join(parts)
+
+
+def _one_line(name: str) -> str:
+    """A file name fit for a comment: a line break in it would end the comment and start spec text."""
+    return "".join(ch if ch.isprintable() else escape_char(ch) for ch in name)
 
 
 def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:

@@ -1,6 +1,4 @@
-"""Reading and writing files: every file incdsl reads or writes goes through here.
-
-# --- writing
+"""Writing files: every output file incdsl writes goes through here.
 
 `write_atomic(path, data, inputs=...)` is how every command writes an output file:
 
@@ -31,8 +29,6 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Iterable
-
-# --- writing
 
 
 class OutputError(OSError):
