@@ -42,9 +42,12 @@ def parse_shape(text: str) -> tuple:
     return tuple(int(p) for p in parts)
 
 
-def add_spec_arguments(p: argparse.ArgumentParser) -> None:
-    """The arguments every spec-reading command shares."""
-    p.add_argument("spec", help="the .inc spec file")
+def add_spec_arguments(p: argparse.ArgumentParser, *, spec_help: str | None = None) -> None:
+    """The arguments every spec-reading command shares (`spec_help`: the spec is optional)."""
+    if spec_help:
+        p.add_argument("spec", nargs="?", help=spec_help)
+    else:
+        p.add_argument("spec", help="the .inc spec file")
     p.add_argument("--set", metavar="NAME=VALUE", action="append", default=[],
                    help="override a network parameter, e.g. --set classes=10 (repeatable)")
     p.add_argument("--input", type=parse_shape, metavar="CxHxW", help="another input size, e.g. 3x224x224")
