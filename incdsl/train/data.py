@@ -279,8 +279,7 @@ def _image_folder(root: str, shape: tuple, workers: int | None) -> Data:
                         notes=[f"image files end in {', '.join(IMAGE_SUFFIXES)}"]) from None
     if workers is None:
         workers = min(8, os.cpu_count() or 1)
-    first = splits["train"].folder.samples[0][0]
-    notes = [note] if (note := _depth_note(first, c)) else []
+    notes = [note] if (note := _depth_note([path for path, _ in splits["train"].folder.samples[:8]], c)) else []
     return Data(splits["train"], splits["val"], classes,
                 f"{root}: {len(splits['train'])} training and {len(splits['val'])} validation images, "
                 f"{len(classes)} classes, {c}x{h}x{w}", workers, files=True, notes=notes)
@@ -289,13 +288,18 @@ def _image_folder(root: str, shape: tuple, workers: int | None) -> Data:
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
-def _depth_note(path: str, channels: int) -> str | None:
-    """A note when the images' colour depth differs from the network's input (judged by one image)."""
+def _depth_note(paths: list, channels: int) -> str | None:
+    """A note when the images' colour depth differs from the network's input (judged by the first
+    of `paths` whose header reads: unreadable ones are reported when they are loaded)."""
     from PIL import Image
-    try:
-        with Image.open(path) as image:  # reads the header only
-            mode = image.mode
-    except Exception:  # an unreadable first image is reported when it is loaded
+    for path in paths:
+        try:
+            with Image.open(path) as image:  # reads the header only
+                mode = image.mode
+            break
+        except Exception:  # noqa: BLE001  (PIL's exceptions are not one kind)
+            continue
+    else:
         return None
     gray = mode in GRAY_MODES
     if channels == 1 and not gray:

@@ -34,6 +34,18 @@ def _torchvision_state(name: str) -> dict:
 LIBRARIES = {"timm": _timm_state, "torchvision": _torchvision_state}
 
 
+def _known_models(library: str) -> list | None:
+    """The model names `library` knows (no download), or None when it cannot say."""
+    try:
+        if library == "timm":
+            import timm
+            return list(timm.list_models())
+        from torchvision import models
+        return list(models.list_models())
+    except Exception:  # noqa: BLE001  (only to improve a message)
+        return None
+
+
 def read_state_dict(source: str) -> dict:
     """The state dict `--weights SOURCE` names. Raises IncdslError, one line with a hint."""
     library, colon, name = source.partition(":")
@@ -44,6 +56,11 @@ def read_state_dict(source: str) -> dict:
             raise error(f"--weights {source} needs {library}: {exc}", hint=f"pip install {library}") from None
         except Exception as exc:  # unknown names, no network, a broken cache: each library words its own
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            known = _known_models(library)
+            if known is not None and name not in known:
+                from ..diagnostics import did_you_mean
+                raise error(f"{library} has no model `{name}`",
+                            hint=did_you_mean(name, known) or f"list them with {library}.list_models()") from None
             raise error(f"cannot get the pretrained weights of {library} model `{name}`: {first}",
                         hint=SAVE_HINT.replace("NAME", name) if library == "timm" else
                         f"where the network is reachable, save torchvision.models.get_model('{name}', "
