@@ -39,14 +39,14 @@ class Progress:
     seconds, so logs stay short but long epochs still show signs of life.
     """
 
-    TICK = 1.0  # seconds between redraws on a terminal when no step ends
-
     def __init__(self, stream, total: int, prefix: str, *, enabled: bool = True, interval: float = 30.0,
-                 later_epochs: int = 0, epoch_seconds: float | None = None):
+                 later_epochs: int = 0, epoch_seconds: float | None = None, tick: float = 1.0):
         self.stream, self.total, self.prefix, self.enabled = stream, total, prefix, enabled
         self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
         self.interval, self.later_epochs, self.epoch_seconds = interval, later_epochs, epoch_seconds
-        self.start = self.last = time.perf_counter()
+        self.tick = tick  # seconds between redraws on a terminal when no step ends
+        self.start = time.perf_counter()
+        self.last = self.start if not self.tty else float("-inf")  # a terminal shows the first step at once
         self.width = 0
         self.state = None  # (done, images, loss, lr) of the latest update
         self.lock = threading.Lock()
@@ -57,7 +57,7 @@ class Progress:
             self.ticker.start()
 
     def _tick(self) -> None:
-        while not self.stopped.wait(self.TICK):
+        while not self.stopped.wait(self.tick):
             with self.lock:
                 if self.state is not None and not self.stopped.is_set():
                     self._draw(time.perf_counter())
