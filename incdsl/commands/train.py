@@ -179,6 +179,8 @@ def _resume_network(args, state: dict):
         net = (load_checkpoint_spec(saved, params={**params, "classes": classes}, input=input) if args.spec is None
                else load(args.spec, params={**inherited, **params, "classes": classes}, input=input))
     _print_warnings(net)
+    if "classes" in params:  # --set classes=N given again: the network's own count, as asked
+        return net, None
     return net, classes_to_reset(net, classes)
 
 
