@@ -65,7 +65,7 @@ def load_weights(module, state_dict, *, aux="strict", skip_classifier=False, str
 
     Example:
         >>> incdsl.load_weights(model, timm.create_model("inception_v4").state_dict())
-        <LoadReport: 898 tensors loaded>
+        <LoadReport: 896 tensors loaded>
     """
     from .backends.weights import load_weights as _load_weights
     return _load_weights(module, state_dict, aux=aux, skip_classifier=skip_classifier, strict=strict)

@@ -119,7 +119,7 @@ class LoadReport(Mapping):
         return len(self.loaded)
 
     def summary(self) -> str:
-        """`898 tensors loaded, 1 aux head, 2 layers kept (classifier)`-style text."""
+        """`896 tensors loaded, 1 aux head, 2 layers kept (linear_0, aux.linear_0)`-style text."""
         parts = [f"{len(self.loaded)} tensors loaded"]
         if self.aux_heads:
             parts.append(f"{self.aux_heads} aux head{'s' if self.aux_heads != 1 else ''}")
@@ -195,7 +195,7 @@ def load_weights(module, state_dict, *, aux: str = "strict", skip_classifier: bo
             the report's `skipped`.
     Returns:
         a `LoadReport`: a mapping of our key -> the reference's key for every tensor loaded,
-        whose repr is one line (`<LoadReport: 898 tensors loaded, 1 aux head>`).
+        whose repr is one line (`<LoadReport: 896 tensors loaded>`).
     Raises:
         WeightsError: naming the first layer whose kind or shapes differ, or the first
             unpaired layer, with a hint (`skip_classifier=True` for a classifier of another
@@ -206,7 +206,7 @@ def load_weights(module, state_dict, *, aux: str = "strict", skip_classifier: bo
         >>> ref = timm.create_model("inception_v4")
         >>> model = incdsl.to_torch(incdsl.load("specs/inception_v4.inc"))
         >>> load_weights(model, ref.state_dict())
-        <LoadReport: 898 tensors loaded>
+        <LoadReport: 896 tensors loaded>
     """
     if aux not in ("strict", "skip"):
         raise ValueError(f"aux must be 'strict' or 'skip', got {aux!r}")
