@@ -20,16 +20,55 @@ def count_costs(network, **kwargs):
     return _count(network, **kwargs)
 
 
-def to_torch(network, **kwargs):
-    """Build a `torch.nn.Module` from a network (imports torch)."""
+def to_torch(network, *, num_classes=None, seed=None, weights=None, aux="strict", skip_classifier=False,
+             strict=True, **kwargs):
+    """Build a `torch.nn.Module` that computes `network` (imports torch).
+
+    Parameters:
+        network: a checked `Network` (from `incdsl.load`).
+        num_classes: another class count for the classifier (and the aux classifiers);
+            0 makes the main classifier an identity. Default: the spec's.
+        seed: initialise deterministically from this seed; None draws from torch's generator.
+        weights: a state dict (timm, torchvision or ours) to load with `load_weights`; the
+            one-line `LoadReport` is kept as ``model.weights_report``.
+        aux, skip_classifier, strict: as for `load_weights`.
+    Returns:
+        an `nn.Module` with timm's model API (`num_classes`, `forward_features`,
+        `forward_head`, `reset_classifier`); see `incdsl.backends.torch.to_torch`.
+
+    Example:
+        >>> model = incdsl.to_torch(incdsl.load("specs/inception_v4.inc"), num_classes=10, seed=0)
+    """
     from .backends.torch import to_torch as _to_torch
-    return _to_torch(network, **kwargs)
+    return _to_torch(network, num_classes=num_classes, seed=seed, weights=weights, aux=aux,
+                     skip_classifier=skip_classifier, strict=strict, **kwargs)
 
 
-def load_weights(module, state_dict, **kwargs):
-    """Map a reference implementation's state dict onto a compiled module (imports torch)."""
+def load_weights(module, state_dict, *, aux="strict", skip_classifier=False, strict=True):
+    """Copy a reference implementation's weights into a compiled module (imports torch).
+
+    Layers are paired in forward order by kind and tensor shapes, whatever their names.
+
+    Parameters:
+        module: a network from `to_torch` or a class written by `incdsl compile`.
+        state_dict: the reference's state dict (timm inception_v3/v4/inception_resnet_v2,
+            torchvision googlenet/inception_v3, or one of ours).
+        aux: "strict" (both have the same auxiliary heads) or "skip" (load the heads both
+            have, keep ours otherwise).
+        skip_classifier: keep our classifiers (another class count) and load the rest.
+        strict: True: every layer must fit; False: load what fits, keep ours elsewhere.
+    Returns:
+        a `LoadReport`: our key -> the reference's key for each tensor loaded (a mapping),
+        with `skipped` and `aux_heads`; its repr is one line.
+    Raises:
+        WeightsError: the first layer whose kind or shapes differ, with a hint.
+
+    Example:
+        >>> incdsl.load_weights(model, timm.create_model("inception_v4").state_dict())
+        <LoadReport: 896 tensors loaded>
+    """
     from .backends.weights import load_weights as _load_weights
-    return _load_weights(module, state_dict, **kwargs)
+    return _load_weights(module, state_dict, aux=aux, skip_classifier=skip_classifier, strict=strict)
 
 
 def space(path, **kwargs):

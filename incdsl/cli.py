@@ -42,9 +42,12 @@ def parse_shape(text: str) -> tuple:
     return tuple(int(p) for p in parts)
 
 
-def add_spec_arguments(p: argparse.ArgumentParser) -> None:
-    """The arguments every spec-reading command shares."""
-    p.add_argument("spec", help="the .inc spec file (- for standard input)")
+def add_spec_arguments(p: argparse.ArgumentParser, *, spec_help: str | None = None) -> None:
+    """The arguments every spec-reading command shares (`spec_help`: the spec is optional)."""
+    if spec_help:
+        p.add_argument("spec", nargs="?", help=spec_help)
+    else:
+        p.add_argument("spec", help="the .inc spec file (- for standard input)")
     p.add_argument("-I", "--include-path", dest="include_path", metavar="DIR", action="append", default=[],
                    help="another directory `include` may read from (repeatable; INCDSL_PATH adds more). "
                         "Without it, includes stay inside the spec's directory tree")

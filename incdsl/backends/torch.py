@@ -31,8 +31,9 @@ def load_source(text: str, name: str = "incdsl_model") -> types.ModuleType:
     return module
 
 
-def to_torch(network, *, num_classes: int | None = None, seed: int | None = None):
-    """Build a `torch.nn.Module` that computes `network`.
+def to_torch(network, *, num_classes: int | None = None, seed: int | None = None, weights=None,
+             aux: str = "strict", skip_classifier: bool = False, strict: bool = True):
+    """Build a `torch.nn.Module` that computes `network`, optionally with a reference's weights.
 
     Parameters:
         network: a checked `incdsl.Network`.
@@ -41,6 +42,11 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
             Default: the spec's count.
         seed: initialise deterministically from this seed (see `layers.init_weights`);
             `None` draws from torch's global generator.
+        weights: a state dict to load with `load_weights` (timm, torchvision or ours); the
+            result, a one-line `LoadReport`, is kept as ``model.weights_report``.
+        aux, skip_classifier, strict: passed to `load_weights` with `weights`: "strict" or
+            "skip" for auxiliary heads the reference lacks; keep our classifiers (another
+            class count); False loads the layers that fit and keeps the rest.
     Returns:
         an `nn.Module` (on the CPU, float32, in training mode) with:
 
@@ -55,6 +61,7 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
         * ``node_paths``: IR node name -> module path.
     Raises:
         ValueError: `num_classes` is given but the network ends in no linear classifier.
+        WeightsError: `weights` do not fit (see `load_weights`).
 
     Example:
         >>> model = to_torch(incdsl.load("specs/inception_v4.inc"), num_classes=10, seed=0)
@@ -65,4 +72,7 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
     module = load_source(text, f"incdsl_{network.name}")
     model = getattr(module, cls)(num_classes=num_classes, seed=seed)
     model.node_paths = dict(paths)
+    if weights is not None:
+        from .weights import load_weights
+        model.weights_report = load_weights(model, weights, aux=aux, skip_classifier=skip_classifier, strict=strict)
     return model

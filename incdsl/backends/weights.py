@@ -18,6 +18,7 @@ counts and shapes.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -75,65 +76,137 @@ def _split_ours(module, found: list[Unit]) -> tuple[list[Unit], list[list[Unit]]
     return [u for u in found if id(u) not in taken], aux
 
 
-def _split_reference(found: list[Unit]) -> tuple[list[Unit], list[list[Unit]]]:
+def _split_reference(found: list[Unit], aux_paths=()) -> tuple[list[Unit], list[list[Unit]]]:
+    """(trunk, heads): heads are top-level modules named like "aux", or, for a state dict of
+    ours, the modules at our `aux_paths` (our heads take the names the spec gives them)."""
     trunk, aux = [], {}
     for u in found:
         top = u.prefix.split(".")[0]
-        if "aux" in top.lower():
-            aux.setdefault(top, []).append(u)
+        head = next((p for p in aux_paths if _under(u.prefix, p)), None)
+        if head is not None or "aux" in top.lower():
+            aux.setdefault(head or top, []).append(u)
         else:
             trunk.append(u)
     return trunk, list(aux.values())
 
 
-def _pair(ours: list[Unit], theirs: list[Unit], where: str, skip: set) -> list[tuple[Unit, Unit]]:
-    pairs = []
+BIAS_HINT = ("the two differ in conv biases: one puts batch norm after bias-free convolutions; for torchvision's "
+             "GoogLeNet load into specs/variants/googlenet_torchvision.inc, which has its layout")
+CLASSIFIER_HINT = "pass skip_classifier=True to keep ours (another class count) and load the rest"
+
+
+class LoadReport(Mapping):
+    """What `load_weights` did: our key -> the reference's key for each tensor loaded (a read-only
+    mapping), plus the layers left as they were.
+
+    Attributes:
+        loaded: {our key: the reference's key}.
+        skipped: our module prefixes not loaded (our classifiers under `skip_classifier`, unpaired
+            aux heads under `aux="skip"`, mismatches under `strict=False`), in order.
+        aux_heads: auxiliary heads loaded.
+    """
+
+    def __init__(self, loaded: dict, skipped: list, aux_heads: int):
+        self.loaded, self.skipped, self.aux_heads = loaded, skipped, aux_heads
+
+    def __getitem__(self, key):
+        return self.loaded[key]
+
+    def __iter__(self):
+        return iter(self.loaded)
+
+    def __len__(self) -> int:
+        return len(self.loaded)
+
+    def summary(self) -> str:
+        """`896 tensors loaded, 1 aux head, 2 layers kept (linear_0, aux.linear_0)`-style text."""
+        parts = [f"{len(self.loaded)} tensors loaded"]
+        if self.aux_heads:
+            parts.append(f"{self.aux_heads} aux head{'s' if self.aux_heads != 1 else ''}")
+        if self.skipped:
+            shown = ", ".join(self.skipped[:3]) + (", ..." if len(self.skipped) > 3 else "")
+            parts.append(f"{len(self.skipped)} layer{'s' if len(self.skipped) != 1 else ''} kept ({shown})")
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"<LoadReport: {self.summary()}>"
+
+
+def _mismatch(a: Unit, b: Unit, where: str, i: int, skip: set, classifiers: set) -> str | None:
+    """Why `a` (ours) cannot take `b`'s tensors, with a hint where one helps; None if it can."""
+    if a.kind != b.kind:
+        return f"{where}, layer {i}: ours is {a.describe()}, the reference's is {b.describe()}"
+    for leaf, t in a.tensors.items():
+        if leaf == "num_batches_tracked" and leaf not in b.tensors:
+            continue
+        if leaf not in b.tensors:
+            hint = f"; {BIAS_HINT}" if a.kind == "conv" and leaf == "bias" else ""
+            return (f"{where}, layer {i}: the reference's {b.describe()} has no `{leaf}` for "
+                    f"`{a.prefix}.{leaf}`{hint}")
+        if tuple(b.tensors[leaf].shape) != tuple(t.shape) and a.prefix not in skip:
+            hint = f"; {CLASSIFIER_HINT}" if a.prefix in classifiers else ""
+            return (f"{where}, layer {i}: `{a.prefix}.{leaf}` has shape {list(t.shape)} but the "
+                    f"reference's `{b.prefix}.{leaf}` has {list(b.tensors[leaf].shape)}{hint}")
+    extra = set(b.tensors) - set(a.tensors)
+    if extra:
+        hint = f"; {BIAS_HINT}" if a.kind == "conv" and extra == {"bias"} else ""
+        return (f"{where}, layer {i}: the reference's {b.describe()} has "
+                f"{', '.join(sorted(extra))}, which ours (`{a.prefix}`) lacks{hint}")
+    return None
+
+
+def _pair(ours: list[Unit], theirs: list[Unit], where: str, skip: set, classifiers: set,
+          strict: bool = True) -> tuple[list[tuple[Unit, Unit]], list[str]]:
+    """Pairs of units that fit, and (with `strict=False`) the prefixes of ours that do not."""
+    pairs, left = [], []
     for i, (a, b) in enumerate(zip(ours, theirs)):
-        if a.kind != b.kind:
-            raise WeightsError(f"{where}, layer {i}: ours is {a.describe()}, the reference's is {b.describe()}")
-        for leaf, t in a.tensors.items():
-            if leaf == "num_batches_tracked" and leaf not in b.tensors:
-                continue
-            if leaf not in b.tensors:
-                raise WeightsError(f"{where}, layer {i}: the reference's {b.describe()} has no `{leaf}` for "
-                                   f"`{a.prefix}.{leaf}`")
-            if tuple(b.tensors[leaf].shape) != tuple(t.shape) and a.prefix not in skip:
-                raise WeightsError(f"{where}, layer {i}: `{a.prefix}.{leaf}` has shape {list(t.shape)} but the "
-                                   f"reference's `{b.prefix}.{leaf}` has {list(b.tensors[leaf].shape)}")
-        extra = set(b.tensors) - set(a.tensors)
-        if extra:
-            raise WeightsError(f"{where}, layer {i}: the reference's {b.describe()} has "
-                               f"{', '.join(sorted(extra))}, which ours (`{a.prefix}`) lacks")
-        pairs.append((a, b))
+        problem = _mismatch(a, b, where, i, skip, classifiers)
+        if problem is None:
+            pairs.append((a, b))
+        elif strict:
+            raise WeightsError(problem)
+        else:
+            left.append(a.prefix)
     if len(ours) != len(theirs):
-        longer, name = (ours, "ours") if len(ours) > len(theirs) else (theirs, "the reference's")
-        raise WeightsError(f"{where}: ours has {len(ours)} layers with weights, the reference {len(theirs)}; "
-                           f"the first unpaired is {name} {longer[min(len(ours), len(theirs))].describe()}")
-    return pairs
+        if strict:
+            longer, name = (ours, "ours") if len(ours) > len(theirs) else (theirs, "the reference's")
+            raise WeightsError(f"{where}: ours has {len(ours)} layers with weights, the reference {len(theirs)}; "
+                               f"the first unpaired is {name} {longer[min(len(ours), len(theirs))].describe()}")
+        left += [u.prefix for u in ours[len(theirs):]]
+    return pairs, left
 
 
-def load_weights(module, state_dict, *, aux: str = "strict", skip_classifier: bool = False) -> dict[str, str]:
-    """Copy a reference's weights into a compiled network.
+def load_weights(module, state_dict, *, aux: str = "strict", skip_classifier: bool = False,
+                 strict: bool = True) -> LoadReport:
+    """Copy a reference's weights into a compiled network, pairing layers by order, kind and shape.
 
     Parameters:
         module: a network from `incdsl.to_torch` or a class written by `incdsl compile`.
         state_dict: the reference's state dict (timm inception_v3/v4/inception_resnet_v2,
-            torchvision googlenet/inception_v3, or one of ours).
+            torchvision googlenet/inception_v3, or one of ours); keys saved from
+            DataParallel/DDP (`module.` prefixes) are accepted.
         aux: "strict": both sides have the same auxiliary heads; "skip": heads are loaded
             where both have them and left as they are otherwise (e.g. a reference built with
             `aux_logits=True` into a spec without heads).
         skip_classifier: keep our classifiers (e.g. another class count) instead of loading
             the reference's.
+        strict: every layer must pair with one of the same kind and shapes (the default);
+            False loads the layers that fit and keeps ours where they do not, listing them in
+            the report's `skipped`.
     Returns:
-        our key -> the reference's key, for every tensor loaded.
+        a `LoadReport`: a mapping of our key -> the reference's key for every tensor loaded,
+        whose repr is one line (`<LoadReport: 896 tensors loaded>`).
     Raises:
         WeightsError: naming the first layer whose kind or shapes differ, or the first
-            unpaired layer.
+            unpaired layer, with a hint (`skip_classifier=True` for a classifier of another
+            size; the torchvision-layout spec for GoogLeNet's conv biases).
+        ValueError: `aux` is not "strict" or "skip".
 
     Example:
         >>> ref = timm.create_model("inception_v4")
         >>> model = incdsl.to_torch(incdsl.load("specs/inception_v4.inc"))
-        >>> mapping = load_weights(model, ref.state_dict())
+        >>> load_weights(model, ref.state_dict())
+        <LoadReport: 896 tensors loaded>
     """
     if aux not in ("strict", "skip"):
         raise ValueError(f"aux must be 'strict' or 'skip', got {aux!r}")
@@ -141,21 +214,27 @@ def load_weights(module, state_dict, *, aux: str = "strict", skip_classifier: bo
     if state_dict and all(k.startswith("module.") for k in state_dict):  # saved from DataParallel / DDP
         state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
     our_trunk, our_aux = _split_ours(module, units(own))
-    ref_trunk, ref_aux = _split_reference(units(state_dict))
+    ref_units = units(state_dict)
+    ours_present = [p for p in getattr(module, "aux_paths", []) if any(_under(u.prefix, p) for u in ref_units)]
+    ref_trunk, ref_aux = _split_reference(ref_units, ours_present)
     if aux == "strict" and len(our_aux) != len(ref_aux):
         raise WeightsError(f"ours has {len(our_aux)} auxiliary head(s), the reference {len(ref_aux)}; "
                            "pass aux='skip' to load the trunk alone")
-    skip = {p for p, *_ in getattr(module, "classifiers", [])} if skip_classifier else set()
-    pairs = _pair(our_trunk, ref_trunk, "trunk", skip)
+    classifiers = {p for p, *_ in getattr(module, "classifiers", [])}
+    skip = classifiers if skip_classifier else set()
+    pairs, left = _pair(our_trunk, ref_trunk, "trunk", skip, classifiers, strict)
     for i, (a, b) in enumerate(zip(our_aux, ref_aux)):
-        pairs += _pair(a, b, f"aux head {i + 1}", skip)
+        head_pairs, head_left = _pair(a, b, f"aux head {i + 1}", skip, classifiers, strict)
+        pairs, left = pairs + head_pairs, left + head_left
+    left += [u.prefix for head in our_aux[len(ref_aux):] for u in head]  # aux="skip": heads the reference lacks
     new, mapping = dict(own), {}
     for a, b in pairs:
         if a.prefix in skip:
+            left.append(a.prefix)
             continue
         for leaf in a.tensors:
             if leaf in b.tensors:
                 new[f"{a.prefix}.{leaf}"] = b.tensors[leaf]
                 mapping[f"{a.prefix}.{leaf}"] = f"{b.prefix}.{leaf}"
     module.load_state_dict(new, strict=True)
-    return mapping
+    return LoadReport(mapping, left, min(len(our_aux), len(ref_aux)))

@@ -13,12 +13,20 @@ DESCRIPTION = """\
 Train the spec's network. --data is an ImageFolder directory (DIR/train/<class>/*.jpg and
 DIR/val/<class>/*.jpg), `digits` (scikit-learn's 8x8 handwritten digits, upscaled to the
 input size) or `synthetic` (generated images, for speed runs). Images are resized to the
-spec's input; --input and --classes change the network instead.
+spec's input; --input and --classes change the network instead. --weights starts from a
+state dict file or a library model's pretrained weights (timm:NAME, torchvision:NAME);
+the classifier is kept when the class counts differ.
 
-OUT gets last.pt after every epoch (model, optimiser, schedule, weight average and random
-states: --resume continues exactly), final.pt at the end, metrics.jsonl (one JSON line an
-epoch) and summary.json. For several processes or GPUs, start it with
+OUT gets last.pt after every epoch (model, optimiser, schedule, weight average, random
+states and how the run was started), final.pt at the end, metrics.jsonl (one JSON line an
+epoch) and summary.json. `incdsl train --resume OUT` continues exactly, with the spec,
+classes, input size, recipe and data from the checkpoint; flags given again override
+them. For several processes or GPUs, start it with
 `torchrun --nproc_per_node=N -m incdsl train ...`; --batch-size is per process."""
+
+MAX_THREADS = MAX_WORKERS = 1024
+MAX_SYNTHETIC = 10_000_000
+MAX_CLASSES = 1_000_000
 
 
 def _bool(text: str) -> bool:
@@ -28,10 +36,46 @@ def _bool(text: str) -> bool:
     return words[text.lower()]
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
+def _bounded(low: int, high: int, what: str):
+    """An argparse type: an integer in [low, high] (bad values are usage errors, exit 2)."""
+    def convert(text: str) -> int:
+        stripped = text.strip()
+        digits = stripped[1:] if stripped[:1] in "+-" else stripped
+        if not digits.isascii() or not digits.isdigit() or len(digits) > 20 or not low <= int(stripped) <= high:
+            raise argparse.ArgumentTypeError(f"expected {what} from {low} to {high:,}, got {text!r}")
+        return int(stripped)
+    convert.__name__ = what  # argparse names the type in some messages
+    return convert
+
+
+_positive = _bounded(1, 2**31 - 1, "an integer")
+
+
+def _recipe_type(name: str, kind):
+    """An argparse type for recipe field `name`: converts, then checks the range the recipe allows."""
+    from ..train.recipes import check_value
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        try:
+            check_value(name, value)
+        except (ValueError, OverflowError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+    return convert
+
+
+def _int(text: str) -> int:
+    stripped = text.strip()
+    if len(stripped) > 20:
+        raise ValueError(text)
+    return int(stripped)
+
+
+_int.__name__ = "int"
 
 
 def _recipes_epilog() -> str:
@@ -48,42 +92,55 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train the network on images, digits or synthetic data",
                        description=DESCRIPTION, epilog=_recipes_epilog(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_spec_arguments(p)
-    p.add_argument("--data", required=True, metavar="DIR|digits|synthetic", help="the training data")
-    p.add_argument("--out", metavar="DIR", help="where checkpoints and metrics go (default: runs/NETWORK)")
-    p.add_argument("--classes", type=_positive, metavar="N",
+    add_spec_arguments(p, spec_help="the .inc spec file (with --resume DIR: default the run's own copy)")
+    p.add_argument("--data", metavar="DIR|digits|synthetic", help="the training data (with --resume: the run's)")
+    p.add_argument("--out", metavar="DIR", help="where checkpoints and metrics go (default: runs/NETWORK, "
+                   "or the --resume folder)")
+    p.add_argument("--classes", type=_bounded(1, MAX_CLASSES, "a class count"), metavar="N",
                    help="train for N classes: sets the spec's `classes` parameter, or replaces its classifier")
     p.add_argument("--recipe", metavar="NAME", help=f"hyper-parameters: {', '.join(RECIPES)} (default: default)")
     p.add_argument("--resume", nargs="?", const="", metavar="PATH",
                    help="continue from a checkpoint file or run folder (alone: the --out folder's last.pt)")
+    p.add_argument("--weights", metavar="FILE|timm:NAME|torchvision:NAME",
+                   help="start from these weights (fine-tuning): a state dict or checkpoint file, or a library "
+                        "model's pretrained weights (downloaded by timm or torchvision)")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="skip image files that cannot be decoded (counted in each epoch's record) instead of stopping")
     p.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when there is one")
     p.add_argument("--amp", choices=("bf16", "fp16"), help="mixed precision (fp16 needs CUDA)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster convolutions on GPUs)")
     p.add_argument("--compile", action="store_true", help="compile the model with torch.compile")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic algorithms only, so a resumed run equals an uninterrupted one")
-    p.add_argument("--seed", type=int, help="random seed (default 0; on --resume, the run's)")
-    p.add_argument("--workers", type=int, metavar="N", help="data loading processes per training process")
-    p.add_argument("--threads", type=_positive, metavar="N",
+    p.add_argument("--seed", type=_bounded(0, 2**32 - 1, "a seed"),
+                   help="random seed (default 0; on --resume, the run's)")
+    p.add_argument("--workers", type=_bounded(0, MAX_WORKERS, "a process count"), metavar="N",
+                   help="data loading processes per training process (0: load in the training process)")
+    p.add_argument("--threads", type=_bounded(1, MAX_THREADS, "a thread count"), metavar="N",
                    help="CPU threads per process (default: torch's; 1 is faster on a busy machine)")
     p.add_argument("--stop-after", type=_positive, metavar="EPOCHS",
                    help="stop after this many epochs, as if interrupted (continue with --resume)")
-    p.add_argument("--synthetic-size", type=_positive, default=1024, metavar="N",
-                   help="training images of --data synthetic (validation: N/4)")
+    p.add_argument("--synthetic-size", type=_bounded(1, MAX_SYNTHETIC, "an image count"), metavar="N",
+                   help="training images of --data synthetic (validation: N/4; default 1024)")
     g = p.add_argument_group("recipe overrides", "each replaces one value of the chosen recipe")
     for f in recipe_fields():
-        kind, metavar = {"bool": (_bool, "yes|no"), "int": (int, "N"), "float": (float, "X"),
+        kind, metavar = {"bool": (_bool, "yes|no"), "int": (_int, "N"), "float": (float, "X"),
                          "str": (str, "NAME")}[f.type]  # annotations are strings
-        g.add_argument("--" + f.name.replace("_", "-"), dest="recipe_" + f.name, type=kind, metavar=metavar,
-                       help=f.metadata["help"])
+        g.add_argument("--" + f.name.replace("_", "-"), dest="recipe_" + f.name, type=_recipe_type(f.name, kind),
+                       metavar=metavar, help=f.metadata["help"])
     p.set_defaults(func=run)
+
+
+def _print_warnings(net) -> None:
+    import sys
+    from ..diagnostics import render
+    for w in net.warnings:
+        print(render(w, net.sources), file=sys.stderr)
 
 
 def _load_network(args):
     """The spec's network, with --set, --input and --classes applied; (network, classes to reset)."""
-    import sys
     from ..cli import UsageError, overrides, spec_text
-    from ..diagnostics import render
     from ..network import load
     params = overrides(args)
     net = load(spec_text(args), params=params, input=args.input, include_path=args.include_path)
@@ -96,12 +153,40 @@ def _load_network(args):
                        include_path=args.include_path)
         else:
             reset_classes = args.classes
-    for w in net.warnings:
-        print(render(w, net.sources), file=sys.stderr)
+    _print_warnings(net)
     return net, reset_classes
 
 
-def run(args) -> int:
+def _resume_network(args, state: dict):
+    """The network to resume: the checkpoint's spec (or SPEC), parameters, input and classes, with
+    the flags given again on top; (network, classes to reset)."""
+    from ..cli import UsageError, overrides, spec_text
+    from ..network import load
+    from ..train.resume import classes_to_reset, load_checkpoint_spec, spec_params
+    saved = state["spec"]
+    params = overrides(args)
+    if args.classes is not None and "classes" in params:
+        raise UsageError("give the number of classes once: --classes or --set classes=")
+    input = args.input or tuple(saved["input"])
+    inherited = {}
+    if args.spec is None:
+        net = load_checkpoint_spec(saved, params=params, input=input)
+    else:
+        same = spec_text(args).text == saved["sources"][saved["file"]]
+        inherited = spec_params(saved["params"]) if same else {}  # parameter names fit the same text only
+        net = load(spec_text(args), params={**inherited, **params}, input=input, include_path=args.include_path)
+    classes = args.classes or state["num_classes"]
+    if "classes" in net.params and "classes" not in params and net.params["classes"] != classes:
+        net = (load_checkpoint_spec(saved, params={**params, "classes": classes}, input=input) if args.spec is None
+               else load(spec_text(args), params={**inherited, **params, "classes": classes}, input=input,
+                         include_path=args.include_path))
+    _print_warnings(net)
+    if "classes" in params:  # --set classes=N given again: the network's own count, as asked
+        return net, None
+    return net, classes_to_reset(net, classes)
+
+
+def _check_dependencies(data: str) -> None:
     from ..diagnostics import error
     try:
         import torch  # noqa: F401  (only to word the error when it is missing)
@@ -109,24 +194,71 @@ def run(args) -> int:
     except ImportError as exc:
         raise error(f"`incdsl train` needs PyTorch and torchvision: {exc}",
                     hint="pip install 'incdsl[train]'") from None
-    if args.data == "digits":
+    if data == "digits":
         try:
             import sklearn  # noqa: F401
         except ImportError:
             raise error("--data digits needs scikit-learn", hint="pip install scikit-learn") from None
-    from ..io import prepare_output_dir
-    from ..train.loop import TrainConfig, train
 
-    net, reset_classes = _load_network(args)
-    out = args.out or os.path.join("runs", net.name)
+
+def _resume_target(args) -> str:
+    """The folder or file `--resume` names (alone: --out, or runs/NETWORK of the spec)."""
+    from ..cli import UsageError, spec_text
+    from ..network import load
+    if args.resume:
+        return args.resume
+    if args.out:
+        return args.out
+    if args.spec:
+        return os.path.join("runs", load(spec_text(args), params=None, input=args.input,
+                                         include_path=args.include_path).name)
+    raise UsageError("--resume needs the run folder: --resume DIR")
+
+
+def run(args) -> int:
+    import sys
+    from ..cli import UsageError
+    if args.resume is None and (args.spec is None or args.data is None):
+        raise UsageError("give a spec and --data (or --resume DIR to continue a run)")
+    if args.resume is not None and args.weights:
+        raise UsageError("--weights starts a new run; --resume continues one with its own weights")
+    _check_dependencies(args.data or "")
+    from ..io import prepare_output_dir
+    from ..train import checkpoint as ckpt
+    from ..train.loop import TrainConfig, resume_command, train
+    from ..train.resume import data_source
+
+    settings, resume = {}, None
+    if args.resume is None:
+        net, reset_classes = _load_network(args)
+        out = args.out or os.path.join("runs", net.name)
+    else:
+        resume = ckpt.find(_resume_target(args))
+        state = ckpt.load(resume)
+        settings = state.get("settings") or {}
+        net, reset_classes = _resume_network(args, state)
+        out = args.out or os.path.dirname(resume) or "."
+        args.data = data_source(settings, args.data)
+        _check_dependencies(args.data)
+        del state  # `train` reads the checkpoint again; do not hold two copies
     prepare_output_dir(out)  # a bad --out is a one-line error now, not after the first epoch
-    resume = out if args.resume == "" else args.resume  # `--resume` alone: this run's folder
     overrides = {f.name: getattr(args, "recipe_" + f.name) for f in recipe_fields()}
     config = TrainConfig(
         data=args.data, out=out, recipe=args.recipe, overrides={k: v for k, v in overrides.items() if v is not None},
-        device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-        deterministic=args.deterministic, seed=args.seed, workers=args.workers, threads=args.threads,
-        num_classes=reset_classes, resume=resume, stop_after=args.stop_after, synthetic_size=args.synthetic_size)
-    train(net, config, log=lambda line: print(line, flush=True))
+        device=args.device, amp=args.amp or settings.get("amp"),
+        channels_last=args.channels_last or bool(settings.get("channels_last")),
+        compile=args.compile or bool(settings.get("compile")),
+        deterministic=args.deterministic or bool(settings.get("deterministic")), seed=args.seed,
+        workers=args.workers, threads=args.threads, num_classes=reset_classes, resume=resume,
+        stop_after=args.stop_after, synthetic_size=args.synthetic_size or settings.get("synthetic_size") or 1024,
+        weights=args.weights, skip_bad_images=args.skip_bad_images or bool(settings.get("skip_bad_images")))
+    try:
+        train(net, config, log=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        if os.path.isfile(os.path.join(out, ckpt.LAST)):
+            print(f"incdsl: interrupted; continue with: {resume_command(out, int(os.environ.get('WORLD_SIZE', 1)))}",
+                  file=sys.stderr)
+        else:
+            print("incdsl: interrupted before the first epoch ended; there is nothing to resume", file=sys.stderr)
+        return 130
     return 0
-

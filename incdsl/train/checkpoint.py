@@ -13,6 +13,12 @@ A checkpoint is a dict (format `FORMAT`)::
     spec        {"name", "file", "sources": {file: text}, "params", "input"}
     recipe      the hyper-parameters (recipes.as_dict)
     num_classes, seed, history (the metrics records so far)
+    weights_sha256      `state_digest(model)`: checked on load, so damaged weights never resume
+    ema_weights_sha256  the same for the weight average (or None)
+    settings    how the run was started (data, amp, ...), so `--resume DIR` alone continues it
+
+`load` checks every field's presence and type before anything reads it (`validate`); the
+last three are optional, for checkpoints written before they existed.
 
 Only tensors, numbers, strings, lists, tuples, dicts and None go in, so `torch.load` reads
 it with `weights_only=True`: loading a checkpoint never runs code from it. Files are written
@@ -28,7 +34,7 @@ import random
 import numpy as np
 import torch
 
-from ..diagnostics import error
+from ..diagnostics import IncdslError, error
 
 FORMAT = 1
 LAST = "last.pt"
@@ -93,22 +99,106 @@ def find(path: str) -> str:
     return candidate
 
 
-def load(path: str) -> dict:
-    """Read a checkpoint (tensors on the CPU). Raises IncdslError if it is not one of ours."""
+def load(path: str, *, verify: bool = True) -> dict:
+    """Read a checkpoint (tensors on the CPU) and check it (`validate`).
+
+    Raises IncdslError, one line, if it is unreadable, not one of ours, incomplete, or its
+    weights do not match their stored digest.
+    """
     try:
+        if os.path.getsize(path) == 0:
+            raise error(f"checkpoint {path} is empty", hint="it was not written by `incdsl train`, or was cut short")
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except IncdslError:
+        raise
     except Exception as exc:  # torch raises many kinds for a damaged or foreign file
-        raise error(f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise error(f"cannot read checkpoint {path}: {type(exc).__name__}: {first}",
                     hint="it may be truncated or not written by `incdsl train`") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise error(f"{path} is not an `incdsl train` checkpoint (format {FORMAT})")
+    if verify:
+        validate(checkpoint, path)
     return checkpoint
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _tensor_dict(value) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+
+
+def _spec_ok(spec) -> bool:
+    return (isinstance(spec, dict) and isinstance(spec.get("name"), str) and isinstance(spec.get("file"), str)
+            and isinstance(spec.get("sources"), dict) and spec.get("file") in spec["sources"]
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in spec["sources"].items())
+            and isinstance(spec.get("params"), dict) and isinstance(spec.get("input"), list)
+            and len(spec["input"]) == 3 and all(_is_int(d) and d >= 1 for d in spec["input"]))
+
+
+def _scheduler_ok(s) -> bool:
+    return (isinstance(s, dict) and _is_int(s.get("step")) and s["step"] >= 0
+            and _is_int(s.get("steps_per_epoch")) and s["steps_per_epoch"] >= 1)
+
+
+# field -> (check, what it should be); checked in this order
+FIELDS = {
+    "epoch": (lambda v: _is_int(v) and v >= 0, "a count of epochs >= 0"),
+    "model": (lambda v: _tensor_dict(v) and len(v) > 0, "a state dict of tensors"),
+    "optimizer": (lambda v: isinstance(v, dict) and "state" in v and "param_groups" in v, "an optimiser state"),
+    "scheduler": (_scheduler_ok, "{step, steps_per_epoch}"),
+    "ema": (lambda v: v is None or (isinstance(v, dict) and _tensor_dict(v.get("module")) and _is_int(v.get("updates"))),
+            "None or {module, updates}"),
+    "scaler": (lambda v: v is None or isinstance(v, dict), "None or a GradScaler state"),
+    "rng": (lambda v: isinstance(v, list) and len(v) > 0 and all(
+        isinstance(r, dict) and {"python", "numpy", "torch", "cuda"} <= set(r) for r in v), "one state per process"),
+    "spec": (_spec_ok, "{name, file, sources, params, input}"),
+    "recipe": (lambda v: isinstance(v, dict), "the recipe's values"),
+    "num_classes": (lambda v: _is_int(v) and v >= 0, "a class count"),
+    "seed": (lambda v: _is_int(v) and 0 <= v < 2**32, "a seed in [0, 2**32)"),
+    "history": (lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v), "a list of epoch records"),
+}
+OPTIONAL = {
+    "weights_sha256": (lambda v: isinstance(v, str), "a hex digest"),
+    "ema_weights_sha256": (lambda v: v is None or isinstance(v, str), "a hex digest or None"),
+    "settings": (lambda v: isinstance(v, dict), "the run's settings"),
+}
+
+
+def validate(checkpoint: dict, path: str) -> None:
+    """Raise IncdslError naming the first missing or malformed field, or damaged weights."""
+    missing = [name for name in FIELDS if name not in checkpoint]
+    if missing:
+        raise error(f"checkpoint {path} is incomplete: no {', '.join(f'`{m}`' for m in missing)}",
+                    hint="it was cut short or not written by `incdsl train`; resume from another checkpoint")
+    for name, (ok, expected) in (*FIELDS.items(), *OPTIONAL.items()):
+        if name in checkpoint and not ok(checkpoint[name]):
+            raise error(f"checkpoint {path} is damaged: `{name}` is not {expected}")
+    if len(checkpoint["history"]) != checkpoint["epoch"]:
+        raise error(f"checkpoint {path} is damaged: epoch {checkpoint['epoch']} but "
+                    f"{len(checkpoint['history'])} epoch records")
+    _verify_digest(checkpoint.get("weights_sha256"), checkpoint["model"], "weights", path)
+    if checkpoint["ema"] is not None:
+        _verify_digest(checkpoint.get("ema_weights_sha256"), checkpoint["ema"]["module"], "averaged weights", path)
+
+
+def _verify_digest(expected: str | None, state: dict, what: str, path: str) -> None:
+    if expected is not None and state_digest(state) != expected:
+        raise error(f"checkpoint {path} is damaged: its {what} do not match their stored SHA-256",
+                    hint="the file changed after it was written; resume from another copy")
 
 
 def weights_digest(module: torch.nn.Module) -> str:
     """SHA-256 of a module's state (names, dtypes, shapes and values), to compare copies."""
+    return state_digest(module.state_dict())
+
+
+def state_digest(state: dict) -> str:
+    """SHA-256 of a state dict (names, dtypes, shapes and values); `weights_digest` of its module."""
     h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         t = tensor.detach().cpu().contiguous().reshape(-1)
         h.update(f"{name}:{t.dtype}:{tuple(tensor.shape)};".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -46,6 +46,8 @@ class Data:
     classes: list
     description: str
     workers: int  # suggested loader processes: 0 for data already in memory
+    files: bool = False  # images are decoded from files (which may be unreadable)
+    notes: list = field(default_factory=list)  # said once when the run starts (e.g. colour conversion)
 
 
 def open_data(source: str, shape: tuple, *, num_classes: int | None = None, seed: int = 0,
@@ -104,8 +106,10 @@ def _digits(shape: tuple, seed: int) -> Data:
     train_idx, val_idx = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))
     train = ShiftedImages(images[train_idx], labels[train_idx], shift=max(h, w) // 8)
     val = TensorDataset(images[val_idx], labels[val_idx])
+    notes = ["the digits are grayscale: each is copied to the network's 3 input channels"] if c == 3 else []
     return Data(train, val, [str(d) for d in range(10)],
-                f"digits: {len(train)} training and {len(val)} validation images, 10 classes, {c}x{h}x{w}", 0)
+                f"digits: {len(train)} training and {len(val)} validation images, 10 classes, {c}x{h}x{w}", 0,
+                notes=notes)
 
 
 # synthetic ------------------------------------------------------------------------------
@@ -146,10 +150,71 @@ def _synthetic(shape: tuple, classes: int, size: int, seed: int) -> Data:
 
 # image folders --------------------------------------------------------------------------
 
+class UnreadableImages(Exception):
+    """Images that could not be decoded: [(path, reason), ...] (raised in the main process)."""
+
+    def __init__(self, bad: list):
+        super().__init__(f"{len(bad)} unreadable image(s), the first {bad[0][0]}: {bad[0][1]}")
+        self.bad = bad
+
+
+class Unreadable:
+    """What `ImageFiles` yields for a file PIL cannot decode: its path and why (picklable)."""
+
+    def __init__(self, path: str, reason: str):
+        self.path, self.reason = path, reason
+
+
 def _load_image(path: str, mode: str):
     from PIL import Image
     with open(path, "rb") as f:
-        return Image.open(f).convert(mode)
+        return Image.open(f).convert(mode)  # convert() decodes the whole file: truncation shows here
+
+
+def _reason(exc: Exception) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class ImageFiles(Dataset):
+    """An ImageFolder whose items are `Unreadable` for files that do not decode.
+
+    PIL raises many kinds for a damaged file (OSError for truncation, SyntaxError or
+    ValueError from some decoders, DecompressionBombError), so any exception while decoding
+    marks the file; `collate` then drops it from the batch and the main process decides
+    whether that is an error (`UnreadableImages`) or a skip. A module-level wrapper (not a
+    subclass made on demand) so worker processes can unpickle it.
+    """
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, index):
+        path, target = self.folder.samples[index]
+        try:
+            image = self.folder.loader(path)
+        except Exception as exc:  # see the docstring: the decoders' exceptions are not one kind
+            return Unreadable(path, _reason(exc)), target
+        return self.folder.transform(image), target
+
+
+def collate(batch):
+    """Like the default collate, but (images, labels, [Unreadable, ...]): unreadable files are dropped."""
+    from torch.utils.data import default_collate
+    good = [item for item in batch if not isinstance(item[0], Unreadable)]
+    bad = [item[0] for item in batch if isinstance(item[0], Unreadable)]
+    if not good:
+        return None, None, bad
+    images, labels = default_collate(good)
+    return images, labels, bad
+
+
+def split_batch(batch):
+    """(images, labels, unreadable files) of any loader's batch (only image folders have the third)."""
+    return batch if len(batch) == 3 else (batch[0], batch[1], [])
 
 
 def _is_image(path: str) -> bool:
@@ -205,8 +270,8 @@ def _image_folder(root: str, shape: tuple, workers: int | None) -> Data:
     for split, tf in (("train", train_tf), ("val", val_tf)):
         path = os.path.join(root, split)
         try:
-            splits[split] = datasets.ImageFolder(path, transform=tf, loader=loader,
-                                                 is_valid_file=_is_image)
+            splits[split] = ImageFiles(datasets.ImageFolder(path, transform=tf, loader=loader,
+                                                            is_valid_file=_is_image))
         except FileNotFoundError:  # ImageFolder found a class without images; say which
             empty = [name for name in classes if not _has_image(os.path.join(path, name))]
             raise error(f"{path} holds a class folder with no images: {', '.join(empty[:5]) or '?'}"
@@ -214,9 +279,36 @@ def _image_folder(root: str, shape: tuple, workers: int | None) -> Data:
                         notes=[f"image files end in {', '.join(IMAGE_SUFFIXES)}"]) from None
     if workers is None:
         workers = min(8, os.cpu_count() or 1)
+    notes = [note] if (note := _depth_note([path for path, _ in splits["train"].folder.samples[:8]], c)) else []
     return Data(splits["train"], splits["val"], classes,
                 f"{root}: {len(splits['train'])} training and {len(splits['val'])} validation images, "
-                f"{len(classes)} classes, {c}x{h}x{w}", workers)
+                f"{len(classes)} classes, {c}x{h}x{w}", workers, files=True, notes=notes)
+
+
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def _depth_note(paths: list, channels: int) -> str | None:
+    """A note when the images' colour depth differs from the network's input (judged by the first
+    of `paths` whose header reads: unreadable ones are reported when they are loaded)."""
+    from PIL import Image
+    for path in paths:
+        try:
+            with Image.open(path) as image:  # reads the header only
+                mode = image.mode
+            break
+        except Exception:  # noqa: BLE001  (PIL's exceptions are not one kind)
+            continue
+    else:
+        return None
+    gray = mode in GRAY_MODES
+    if channels == 1 and not gray:
+        return (f"the images are in colour ({mode}, e.g. {path}); they are converted to grayscale "
+                "for the network's 1-channel input (--input 3xHxW keeps the colour)")
+    if channels == 3 and gray:
+        return (f"the images are grayscale ({mode}, e.g. {path}); each is copied to the network's "
+                "3 input channels (--input 1xHxW takes one)")
+    return None
 
 
 # loaders --------------------------------------------------------------------------------
@@ -248,7 +340,8 @@ def make_loaders(data: Data, batch_size: int, *, rank: int = 0, world: int = 1, 
     if workers is None:  # the data's suggestion, shared among the processes of this machine
         workers = min(data.workers, max(1, (os.cpu_count() or 1) // world)) if data.workers else 0
     sampler = DistributedSampler(data.train, num_replicas=world, rank=rank, shuffle=True, seed=seed)
-    common = dict(num_workers=workers, pin_memory=pin_memory, worker_init_fn=_seed_worker if workers else None)
+    common = dict(num_workers=workers, pin_memory=pin_memory, worker_init_fn=_seed_worker if workers else None,
+                  collate_fn=collate if data.files else None)
     train = DataLoader(data.train, batch_size=batch_size, sampler=sampler, drop_last=True,
                        generator=torch.Generator(), **common)
     val = DataLoader(data.val, batch_size=batch_size, sampler=ShardSampler(len(data.val), rank, world),

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed
+from .data import UnreadableImages, split_batch
 from .optim import WeightAverage, learning_rate, set_learning_rate
 from .progress import Progress
 from .recipes import Recipe
@@ -44,6 +45,8 @@ class Run:
     seed: int
     step: int = 0
     history: list = field(default_factory=list)
+    skip_bad_images: bool = False       # drop unreadable image files instead of stopping
+    skipped: list = field(default_factory=list)  # `Unreadable` files dropped in the current epoch
 
 
 def loss_fn(output, labels, aux_weights, smoothing: float):
@@ -58,35 +61,65 @@ def loss_fn(output, labels, aux_weights, smoothing: float):
     return loss
 
 
-def train_epoch(run: Run, loader, epoch: int, *, stream, log_every: int = 10):
-    """One pass over the training shard; returns (mean loss over all processes, images, seconds)."""
+def train_epoch(run: Run, loader, epoch: int, *, stream, log_every: int = 10, later_epochs: int = 0,
+                epoch_seconds: float | None = None):
+    """One pass over the training shard; returns (mean loss over all processes, images, seconds).
+
+    `later_epochs` and `epoch_seconds` (the mean length of the epochs so far) feed the run's ETA.
+    Raises UnreadableImages for an image file that does not decode, unless the run skips them
+    (then they are added to `run.skipped`).
+    """
     ctx, recipe = run.ctx, run.recipe
     run.model.train()
     aux_weights = list(getattr(run.model, "aux_weights", []))
     params = [p for p in run.model.parameters() if p.requires_grad]
-    progress = Progress(stream, run.steps_per_epoch, f"epoch {epoch + 1}/{recipe.epochs}", enabled=ctx.main)
+    progress = Progress(stream, run.steps_per_epoch, f"epoch {epoch + 1}/{recipe.epochs}", enabled=ctx.main,
+                        later_epochs=later_epochs, epoch_seconds=epoch_seconds)
     loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
-    seen, start, lr = 0, time.perf_counter(), 0.0
-    for i, (images, labels) in enumerate(loader):
-        lr = learning_rate(recipe, run.step, run.steps_per_epoch)
-        set_learning_rate(run.optimizer, lr)
-        images = images.to(ctx.device, non_blocking=True, memory_format=run.memory_format)
-        labels = labels.to(ctx.device, non_blocking=True)
-        with run.autocast():
-            loss = loss_fn(run.forward(images), labels, aux_weights, recipe.label_smoothing)
-        run.optimizer.zero_grad(set_to_none=True)
-        backward_step(run, loss, params)
-        run.step += 1
-        loss_sum += loss.detach().double() * len(labels)
-        seen += len(labels)
-        if (i + 1) % log_every == 0 or i + 1 == run.steps_per_epoch:
-            total, count = distributed.all_reduce_sum(ctx, [loss_sum.item(), seen])
-            if not math.isfinite(total):
-                raise NonFiniteLoss(epoch + 1, i + 1)
-            progress.update(i + 1, int(count), total / count, lr)
+    seen, start, lr, running = 0, time.perf_counter(), 0.0, float("nan")
+    try:
+        for i, batch in enumerate(loader):
+            images, labels = take_readable(run, batch)
+            lr = learning_rate(recipe, run.step, run.steps_per_epoch)
+            if images is None:  # every file of the batch was skipped: keep the schedule's count
+                run.step += 1
+                continue
+            set_learning_rate(run.optimizer, lr)
+            images = images.to(ctx.device, non_blocking=True, memory_format=run.memory_format)
+            labels = labels.to(ctx.device, non_blocking=True)
+            with run.autocast():
+                loss = loss_fn(run.forward(images), labels, aux_weights, recipe.label_smoothing)
+            run.optimizer.zero_grad(set_to_none=True)
+            backward_step(run, loss, params)
+            run.step += 1
+            loss_sum += loss.detach().double() * len(labels)
+            seen += len(labels)
+            if (i + 1) % log_every == 0 or i + 1 == run.steps_per_epoch:
+                total, count = distributed.all_reduce_sum(ctx, [loss_sum.item(), seen])
+                if not math.isfinite(total):
+                    raise NonFiniteLoss(epoch + 1, i + 1)
+                running = total / max(count, 1)
+            progress.update(i + 1, seen * ctx.world, running, lr)  # every step: the bar moves, times stay fresh
+    except BaseException:
+        progress.close(ok=False)  # end the bar's line: the error message starts on its own
+        raise
     progress.close()
     total, count = distributed.all_reduce_sum(ctx, [loss_sum.item(), seen])
-    return total / count, int(count), time.perf_counter() - start
+    return total / max(count, 1), int(count), time.perf_counter() - start
+
+
+def take_readable(run: Run, batch):
+    """(images, labels) of a batch, minus unreadable files (recorded, or UnreadableImages).
+
+    A batch with none left gives (None, None); under DDP every process must step together,
+    so there it is an error even when skipping.
+    """
+    images, labels, bad = split_batch(batch)
+    if bad:
+        if not run.skip_bad_images or (images is None and run.ctx.distributed):
+            raise UnreadableImages([(u.path, u.reason) for u in bad])
+        run.skipped.extend(bad)
+    return images, labels
 
 
 def backward_step(run: Run, loss, params) -> None:
@@ -122,12 +155,16 @@ def evaluate(run: Run, loader) -> dict:
     """Loss, top-1 and top-5 accuracy (fractions) on the validation set, over all processes.
 
     Evaluates the weight average when the recipe keeps one, as the papers did; auxiliary
-    heads are not used (eval mode returns the main logits only).
+    heads are not used (eval mode returns the main logits only). Top-5 is None for five
+    classes or fewer, where it is always 100%.
     """
     module = run.ema.module if run.ema is not None else run.model
     module.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=run.ctx.device)  # loss, top-1, top-5, images
-    for images, labels in loader:
+    for batch in loader:
+        images, labels = take_readable(run, batch)
+        if images is None:
+            continue
         images = images.to(run.ctx.device, non_blocking=True, memory_format=run.memory_format)
         labels = labels.to(run.ctx.device, non_blocking=True)
         with run.autocast():
@@ -142,4 +179,9 @@ def evaluate(run: Run, loader) -> dict:
                              torch.tensor(float(len(labels)), dtype=torch.float64, device=sums.device)])
     loss, top1, top5, n = distributed.all_reduce_sum(run.ctx, sums.tolist())
     n = max(n, 1.0)
-    return {"loss": loss / n, "top1": top1 / n, "top5": top5 / n}
+    return {"loss": loss / n, "top1": top1 / n, "top5": top5 / n if has_top5(run.model.num_classes) else None}
+
+
+def has_top5(classes: int) -> bool:
+    """Top-5 accuracy means something only with more than five classes."""
+    return classes > 5

@@ -21,8 +21,8 @@ import torch
 from ..diagnostics import error
 from . import checkpoint as ckpt
 from . import distributed
-from .data import make_loaders, open_data, reseed
-from .epoch import NonFiniteLoss, Run, evaluate, sync_buffers, train_epoch
+from .data import UnreadableImages, make_loaders, open_data, reseed
+from .epoch import NonFiniteLoss, Run, evaluate, has_top5, sync_buffers, train_epoch
 from .optim import WeightAverage, build_optimizer
 from .recipes import Recipe, as_dict, from_dict, get_recipe, with_overrides
 
@@ -49,7 +49,16 @@ class TrainConfig:
     resume: str | None = None           # a checkpoint file or an --out folder
     stop_after: int | None = None       # leave after this many epochs, as if interrupted
     synthetic_size: int = 1024
-    log_every: int = 10                 # steps between loss checks and progress updates
+    log_every: int = 10                 # steps between loss checks (the progress line moves every step)
+    weights: str | None = None          # start from these weights: FILE, timm:NAME or torchvision:NAME
+    skip_bad_images: bool = False       # drop image files that do not decode (counted) instead of stopping
+
+    def settings(self) -> dict:
+        """What a checkpoint keeps so `--resume DIR` alone continues the run the same way."""
+        data = self.data if self.data in ("digits", "synthetic") else os.path.abspath(self.data)
+        return {"data": data, "synthetic_size": self.synthetic_size, "amp": self.amp,
+                "channels_last": self.channels_last, "deterministic": self.deterministic,
+                "compile": self.compile, "skip_bad_images": self.skip_bad_images, "weights": self.weights}
 
 
 def train(network, config: TrainConfig, *, log=print, stream=None) -> dict:
@@ -95,12 +104,17 @@ def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
         raise error(f"the training set ({len(data.train)} images over {ctx.world} process(es)) is smaller "
                     f"than one batch of {recipe.batch_size}", hint="pass a smaller --batch-size")
     run.steps_per_epoch = len(train_loader)
+    run.skip_bad_images = config.skip_bad_images
     start = _restore(run, resumed, network, log) if resumed else 0
     if not resumed:
         _seed_all(seed + ctx.rank)  # processes share initial weights (DDP copies rank 0's) but not dropout
     if ctx.main:
         os.makedirs(config.out, exist_ok=True)
     log(f"{network.name}: {data.description}; {ctx.world} process(es) on {ctx.device.type}")
+    for note in data.notes:
+        log(f"note: {note}")
+    if config.weights and not resumed:
+        log(_start_from_weights(run, config.weights))
     log(_describe(recipe, config))
 
     began, state = time.perf_counter(), None
@@ -108,11 +122,15 @@ def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
     for epoch in range(start, stop):
         reseed(train_loader, sampler, seed, epoch)
         t0 = time.perf_counter()
+        run.skipped = []
         try:
             loss, images, train_seconds = train_epoch(run, train_loader, epoch, stream=stream,
-                                                      log_every=config.log_every)
+                                                      log_every=config.log_every, later_epochs=stop - epoch - 1,
+                                                      epoch_seconds=_mean_epoch_seconds(run.history))
         except NonFiniteLoss as exc:
             raise _diverged(config, exc, run) from None
+        except UnreadableImages as exc:
+            raise _unreadable(exc) from None
         except RuntimeError as exc:
             if config.deterministic and "deterministic" in str(exc):
                 raise _no_deterministic_kernel(exc) from None
@@ -121,17 +139,26 @@ def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
                             hint="train without --compile") from None
             raise
         sync_buffers(run)
-        metrics = evaluate(run, val_loader)
+        try:
+            metrics = evaluate(run, val_loader)
+        except UnreadableImages as exc:
+            raise _unreadable(exc) from None
         record = {"epoch": epoch + 1, "train_loss": loss, "val_loss": metrics["loss"], "val_top1": metrics["top1"],
                   "val_top5": metrics["top5"], "lr": run.optimizer.param_groups[0]["lr"],
                   "images_per_s": images / max(train_seconds, 1e-9), "seconds": time.perf_counter() - t0}
+        if data.files:
+            record["skipped_images"] = int(distributed.all_reduce_sum(ctx, [len(run.skipped)])[0])
+            if record["skipped_images"]:
+                log(f"warning: skipped {record['skipped_images']} unreadable image(s) in epoch {epoch + 1}, "
+                    f"e.g. {run.skipped[0].path if run.skipped else 'on another process'}")
         run.history.append(record)
         state = _checkpoint(run, network, config, epoch + 1)
         if ctx.main:
             ckpt.save(os.path.join(config.out, ckpt.LAST), state)
             _write_metrics(config.out, run.history)
         log(_epoch_line(record, recipe.epochs, run.ema is not None))
-    return _finish(run, network, config, state, stop, stop > start, time.perf_counter() - began, log)
+    return _finish(run, network, config, state, stop, stop > start, time.perf_counter() - began, log,
+                   resumed=start > 0)
 
 
 # setup ----------------------------------------------------------------------------------
@@ -146,7 +173,10 @@ def _check_config(config: TrainConfig, ctx) -> None:
 def _resolve_recipe(config: TrainConfig, resumed: dict | None) -> Recipe:
     """The named recipe (or the checkpoint's, when resuming without --recipe), then overrides."""
     if config.recipe is None and resumed is not None:
-        base = from_dict(resumed["recipe"])
+        try:
+            base = from_dict(resumed["recipe"])
+        except ValueError as exc:
+            raise error(f"the checkpoint's recipe is damaged: {exc}", hint="pass --recipe NAME") from None
     else:
         try:
             base = get_recipe(config.recipe or "default")
@@ -216,7 +246,7 @@ def _build(network, config: TrainConfig, ctx, recipe: Recipe, seed: int, data) -
 
 
 def _restore(run: Run, state: dict, network, log) -> int:
-    """Load a checkpoint into the run; returns the epoch to start from."""
+    """Load a checkpoint (already validated by `ckpt.load`) into the run; returns the epoch to start from."""
     try:
         run.model.load_state_dict(state["model"])
         run.optimizer.load_state_dict(state["optimizer"])
@@ -225,24 +255,28 @@ def _restore(run: Run, state: dict, network, log) -> int:
                 run.ema = WeightAverage(run.model, run.recipe.ema_decay)
             else:
                 run.ema.load_state_dict(state["ema"])
-    except (RuntimeError, ValueError, KeyError) as exc:
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise error("the checkpoint does not fit this network",
-                    notes=[str(exc).strip().splitlines()[0]],
+                    notes=[(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]],
                     hint="resume with the spec, --set, --input and --classes the run started with") from None
-    if run.scaler is not None and state.get("scaler"):
-        run.scaler.load_state_dict(state["scaler"])
+    try:
+        if run.scaler is not None and state.get("scaler"):
+            run.scaler.load_state_dict(state["scaler"])
+        rng = state["rng"]
+        ckpt.restore_rng(rng[run.ctx.rank % len(rng)])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise error(f"the checkpoint's random or scaler state is damaged: {type(exc).__name__}: "
+                    f"{(str(exc).strip().splitlines() or [''])[0][:200]}") from None
     if state["scheduler"]["steps_per_epoch"] != run.steps_per_epoch:
         log(f"warning: {run.steps_per_epoch} steps per epoch now, {state['scheduler']['steps_per_epoch']} "
             "before: the run will not continue exactly")
-    if state["spec"]["sources"] != ckpt.plain(network.sources):
+    if sorted(state["spec"]["sources"].values()) != sorted(ckpt.plain(network.sources).values()):
         log("warning: the spec text differs from the checkpoint's")
     run.step = state["scheduler"]["step"]
     run.history = list(state["history"])
-    rng = state["rng"]
     if len(rng) != run.ctx.world:
         log(f"warning: the checkpoint has random states for {len(rng)} process(es), this run has "
             f"{run.ctx.world}: the run will not continue exactly")
-    ckpt.restore_rng(rng[run.ctx.rank % len(rng)])
     log(f"resumed after epoch {state['epoch']} (step {run.step})")
     return int(state["epoch"])
 
@@ -271,6 +305,27 @@ def _no_deterministic_kernel(exc: RuntimeError):
                  hint="drop --deterministic (or --channels-last, which selects other kernels)")
 
 
+def _unreadable(exc: UnreadableImages):
+    path, reason = exc.bad[0]
+    more = [f"{len(exc.bad) - 1} more in the same batch"] if len(exc.bad) > 1 else []
+    return error(f"cannot read image {path}: {reason}", notes=more,
+                 hint="replace or delete the file, or pass --skip-bad-images to skip unreadable files")
+
+
+def _mean_epoch_seconds(history: list) -> float | None:
+    seconds = [r["seconds"] for r in history if isinstance(r.get("seconds"), (int, float))]
+    return sum(seconds) / len(seconds) if seconds else None
+
+
+def _start_from_weights(run: Run, source: str) -> str:
+    """Load `--weights` into the model (and its average); returns the line that says what was loaded."""
+    from .pretrained import load_pretrained
+    report = load_pretrained(run.model, source)
+    if run.ema is not None:
+        run.ema.module.load_state_dict(run.model.state_dict())
+    return f"weights: {report.summary()} from {source}"
+
+
 def _diverged(config: TrainConfig, exc: NonFiniteLoss, run: Run):
     last = os.path.join(config.out, ckpt.LAST)
     kept = (f"the last good checkpoint is {last} (epoch {len(run.history)})" if run.history or config.resume
@@ -294,6 +349,9 @@ def _checkpoint(run: Run, network, config: TrainConfig, epoch: int) -> dict:
                  "params": ckpt.plain(network.params), "input": list(network.input_shape)},
         "recipe": as_dict(run.recipe), "num_classes": int(run.model.num_classes), "seed": run.seed,
         "history": list(run.history),
+        "weights_sha256": ckpt.weights_digest(run.model),
+        "ema_weights_sha256": ckpt.weights_digest(run.ema.module) if run.ema is not None else None,
+        "settings": config.settings(),
     }
 
 
@@ -304,20 +362,34 @@ def _write_metrics(out: str, history: list) -> None:
 
 def _epoch_line(r: dict, epochs: int, ema: bool) -> str:
     weights = " (EMA)" if ema else ""
-    return (f"epoch {r['epoch']}/{epochs}  loss {r['train_loss']:.4f}  val top-1{weights} {100 * r['val_top1']:.2f}%  "
-            f"top-5 {100 * r['val_top5']:.2f}%  lr {r['lr']:.4g}  {r['images_per_s']:,.0f} img/s  {r['seconds']:.1f} s")
+    top5 = f"  top-5 {100 * r['val_top5']:.2f}%" if r.get("val_top5") is not None else ""
+    return (f"epoch {r['epoch']}/{epochs}  loss {r['train_loss']:.4f}  val top-1{weights} {100 * r['val_top1']:.2f}%"
+            f"{top5}  lr {r['lr']:.4g}  {r['images_per_s']:,.0f} img/s  {r['seconds']:.1f} s")
 
 
-def _finish(run: Run, network, config: TrainConfig, state, stopped_at: int, ran: bool, seconds: float, log) -> dict:
-    """Write summary.json, and final.pt once all epochs are done; returns the summary."""
+def resume_command(out: str, world: int = 1) -> str:
+    """The command line that continues the run in `out` (its checkpoint holds everything else)."""
+    import shlex
+    launcher = f"torchrun --nproc_per_node={world} -m incdsl" if world > 1 else "incdsl"
+    return f"{launcher} train --resume {shlex.quote(out)}"
+
+
+def _finish(run: Run, network, config: TrainConfig, state, stopped_at: int, ran: bool, seconds: float, log, *,
+            resumed: bool = False) -> dict:
+    """Write summary.json, and final.pt once all epochs are done; returns the summary.
+
+    The summary covers the whole run, resumed parts included: `epochs` and `seconds` (the sum of
+    every epoch's time) come from the history; `session_seconds` is this process's share.
+    """
     ctx, done = run.ctx, stopped_at >= run.recipe.epochs
     digests = distributed.all_gather(ctx, ckpt.weights_digest(run.model))
     ema_digests = distributed.all_gather(ctx, ckpt.weights_digest(run.ema.module)) if run.ema is not None else None
     last = run.history[-1] if run.history else {}
     best = max(run.history, key=lambda r: r["val_top1"]) if run.history else {}
+    total_seconds = sum(r.get("seconds", 0.0) for r in run.history)
     summary = {"network": network.name, "epochs": len(run.history), "finished": done,
-               "seconds": seconds, "val_top1": last.get("val_top1"), "val_top5": last.get("val_top5"),
-               "best_val_top1": best.get("val_top1"), "best_epoch": best.get("epoch"),
+               "seconds": total_seconds, "session_seconds": seconds, "val_top1": last.get("val_top1"),
+               "val_top5": last.get("val_top5"), "best_val_top1": best.get("val_top1"), "best_epoch": best.get("epoch"),
                "world_size": ctx.world, "weights_sha256": digests, "ema_weights_sha256": ema_digests,
                "out": config.out}
     if ctx.main and ran and done:
@@ -326,13 +398,15 @@ def _finish(run: Run, network, config: TrainConfig, state, stopped_at: int, ran:
         from ..io import write_atomic
         write_atomic(os.path.join(config.out, "summary.json"), json.dumps(summary, indent=2) + "\n")
     distributed.barrier(ctx)
+    resumed_part = f" (this session: {seconds:.1f} s)" if resumed else ""
     if not ran:
         log(f"{network.name}: nothing to do: {len(run.history)} of {run.recipe.epochs} epochs already trained")
     elif not done:
-        log(f"{network.name}: stopped after epoch {len(run.history)} of {run.recipe.epochs} in {seconds:.1f} s; "
-            f"continue with --resume {config.out}")
+        log(f"{network.name}: stopped after epoch {len(run.history)} of {run.recipe.epochs}, {total_seconds:.1f} s "
+            f"in all{resumed_part}; continue with: {resume_command(config.out, ctx.world)}")
     else:
-        log(f"{network.name}: {len(run.history)} epochs in {seconds:.1f} s; val top-1 {100 * last['val_top1']:.2f}% "
-            f"top-5 {100 * last['val_top5']:.2f}% (best top-1 {100 * best['val_top1']:.2f}% at epoch "
+        top5 = f" top-5 {100 * last['val_top5']:.2f}%" if last.get("val_top5") is not None else ""
+        log(f"{network.name}: {len(run.history)} epochs in {total_seconds:.1f} s{resumed_part}; val top-1 "
+            f"{100 * last['val_top1']:.2f}%{top5} (best top-1 {100 * best['val_top1']:.2f}% at epoch "
             f"{best['epoch']}); checkpoints and metrics in {config.out}")
     return summary

@@ -11,9 +11,12 @@ choice, and says so.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 OPTIMIZERS = ("sgd", "rmsprop_tf", "adamw")
+MAX_EPOCHS = 1_000_000   # bounds that keep counts in machine integers (schedules, samplers)
+MAX_BATCH = 1 << 20
 SCHEDULES = ("step", "cosine", "constant")
 
 
@@ -111,12 +114,16 @@ def with_overrides(recipe: Recipe, overrides: dict) -> Recipe:
 
 def validate(recipe: Recipe) -> None:
     """Raise ValueError for a hyper-parameter out of its range."""
+    for f in fields(Recipe):
+        value = getattr(recipe, f.name)
+        if f.type == "float" and not math.isfinite(value):
+            raise ValueError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
     checks = [
         (recipe.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
         (recipe.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
         (recipe.lr > 0, "--lr must be positive"),
-        (recipe.epochs >= 1, "--epochs must be at least 1"),
-        (recipe.batch_size >= 1, "--batch-size must be at least 1"),
+        (1 <= recipe.epochs <= MAX_EPOCHS, f"--epochs must be in [1, {MAX_EPOCHS:,}]"),
+        (1 <= recipe.batch_size <= MAX_BATCH, f"--batch-size must be in [1, {MAX_BATCH:,}]"),
         (0 <= recipe.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
         (0 <= recipe.ema_decay < 1, "--ema-decay must be in [0, 1)"),
         (recipe.clip_grad >= 0, "--clip-grad must be >= 0"),
@@ -133,11 +140,31 @@ def validate(recipe: Recipe) -> None:
             raise ValueError(message)
 
 
+def check_value(name: str, value) -> None:
+    """Raise ValueError if `value` is out of range for field `name` (each field is checked alone)."""
+    validate(replace(Recipe(), **{name: value}))
+
+
 def as_dict(recipe: Recipe) -> dict:
     return asdict(recipe)
 
 
+_TYPES = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
+
+
 def from_dict(values: dict) -> Recipe:
-    """A recipe from `as_dict` output; unknown keys (from another version) are dropped."""
-    known = {f.name for f in fields(Recipe)}
-    return Recipe(**{k: v for k, v in values.items() if k in known})
+    """A recipe from `as_dict` output; unknown keys (from another version) are dropped.
+
+    Raises ValueError for a value of the wrong type or out of range (a damaged checkpoint).
+    """
+    kept = {}
+    for f in fields(Recipe):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        if not isinstance(value, _TYPES[f.type]) or (f.type != "bool" and isinstance(value, bool)):
+            raise ValueError(f"recipe value `{f.name}` is {value!r}, not a {f.type}")
+        kept[f.name] = value
+    recipe = Recipe(**kept)
+    validate(recipe)
+    return recipe

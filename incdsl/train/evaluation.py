@@ -1,0 +1,99 @@
+"""`incdsl eval`: a checkpoint's accuracy on a data set's validation split, with a confusion matrix.
+
+Evaluates the weight average when the checkpoint keeps one (the weights training reported),
+or the trained weights themselves (`raw=True`).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..diagnostics import error
+from .data import UnreadableImages, make_loaders, open_data, split_batch
+from .epoch import has_top5
+
+
+@dataclass
+class Evaluation:
+    """What `evaluate_checkpoint` measured; `confusion[true][predicted]` counts images."""
+
+    network: str
+    weights: str          # "averaged" or "trained"
+    epoch: int
+    data: str             # the data's description
+    images: int
+    classes: list
+    loss: float
+    top1: float
+    top5: float | None    # None for five classes or fewer
+    confusion: list
+    skipped_images: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_model(network, state: dict, *, num_classes: int | None, raw: bool = False):
+    """The checkpoint's network with its weights (the average unless `raw`), in eval mode."""
+    from ..backends.torch import to_torch
+    model = to_torch(network, num_classes=num_classes, seed=0)
+    use_average = state["ema"] is not None and not raw
+    weights = state["ema"]["module"] if use_average else state["model"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise error("the checkpoint does not fit this network", notes=[str(exc).strip().splitlines()[0][:300]],
+                    hint="leave out SPEC, --set and --input to evaluate the checkpoint's own network") from None
+    return model.eval(), ("averaged" if use_average else "trained")
+
+
+@torch.no_grad()
+def confusion_matrix(model, loader, classes: int, device, *, skip_bad_images: bool = False):
+    """(confusion [true, predicted] counts, summed loss, top-5 hits, skipped files) over `loader`."""
+    confusion = torch.zeros((classes, classes), dtype=torch.int64)
+    loss, top5, skipped = 0.0, 0, 0
+    for batch in loader:
+        images, labels, bad = split_batch(batch)
+        if bad and not skip_bad_images:
+            raise UnreadableImages([(u.path, u.reason) for u in bad])
+        skipped += len(bad)
+        if images is None:
+            continue
+        logits = model(images.to(device)).float().cpu()
+        loss += F.cross_entropy(logits, labels, reduction="sum").item()
+        top5 += (logits.topk(min(5, classes), dim=1).indices == labels[:, None]).any(dim=1).sum().item()
+        confusion += torch.bincount(labels * classes + logits.argmax(dim=1), minlength=classes * classes).view(
+            classes, classes)
+    return confusion, loss, top5, skipped
+
+
+def evaluate_checkpoint(network, state: dict, source: str, *, num_classes: int | None = None, batch_size: int = 64,
+                        device: str = "cpu", workers: int | None = None, raw: bool = False,
+                        skip_bad_images: bool = False) -> Evaluation:
+    """Evaluate checkpoint `state` (from `checkpoint.load`) of `network` on `source`'s validation split.
+
+    Raises IncdslError for data that does not fit the network or an unreadable image.
+    """
+    settings = state.get("settings") or {}
+    model, which = build_model(network, state, num_classes=num_classes, raw=raw)
+    data = open_data(source, network.input_shape, num_classes=model.num_classes, seed=state["seed"],
+                     synthetic_size=settings.get("synthetic_size") or 1024, workers=workers)
+    if len(data.classes) != model.num_classes:
+        raise error(f"the network gives {model.num_classes} outputs, but the data has {len(data.classes)} classes",
+                    notes=[f"data: {data.description}"])
+    _, _, val = make_loaders(data, batch_size, workers=workers)
+    model.to(device)
+    try:
+        confusion, loss, top5, skipped = confusion_matrix(model, val, len(data.classes), device,
+                                                          skip_bad_images=skip_bad_images)
+    except UnreadableImages as exc:
+        path, reason = exc.bad[0]
+        raise error(f"cannot read image {path}: {reason}",
+                    hint="replace or delete the file, or pass --skip-bad-images to skip unreadable files") from None
+    n = int(confusion.sum())
+    top1 = int(confusion.diagonal().sum())
+    return Evaluation(network.name, which, int(state["epoch"]), data.description, n, list(data.classes),
+                      loss / max(n, 1), top1 / max(n, 1), top5 / max(n, 1) if has_top5(len(data.classes)) else None,
+                      confusion.tolist(), skipped)
