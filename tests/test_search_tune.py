@@ -159,14 +159,27 @@ def test_without_the_extra_search_says_how_to_install_and_others_work(tmp_path):
         assert run.returncode == 0, (args, run.stderr)
 
 
-def test_search_usage_errors(tmp_path):
+def test_search_refuses_bad_usage_before_starting_ray(tmp_path, capsys):
+    from incdsl.commands.search import missing_extra
+    if missing_extra():
+        pytest.skip("the search extra is not installed")
     from incdsl.cli import main
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "experiment.json").write_text("{}")
-    assert main(["search", SPACE, "--data", "digits", "--trials", "2", "--budget-epochs", "1",
-                 "--out", str(tmp_path / "busy")]) == 2
+    common = ["--trials", "2", "--budget-epochs", "1"]
+    assert main(["search", SPACE, "--data", "digits", *common, "--out", str(tmp_path / "busy")]) == 2
+    assert "--resume" in capsys.readouterr().err
     assert main(["search", "--resume", str(tmp_path / "nothing")]) == 2
     assert main(["search", SPACE, "--data", "digits", "--out", str(tmp_path / "o")]) == 2  # no --trials
+    assert main(["search", SPACE, "--data", str(tmp_path / "none"), *common, "--out", str(tmp_path / "o")]) == 2
+    plain = os.path.join(ROOT, "examples", "mini_inception.inc")
+    assert main(["search", plain, "--data", "digits", *common, "--out", str(tmp_path / "o")]) == 2
+    assert "nothing to search" in capsys.readouterr().err
+    assert main(["search", SPACE, "--data", "digits", *common, "--max-macs", "1M", "--out", str(tmp_path / "o")]) == 3
+    assert "cheapest point tried" in capsys.readouterr().err
+    assert main(["search", SPACE, "--data", "digits", *common, "--recipe", "defualt", "--out", str(tmp_path / "o")]) == 2
+    assert "`default`" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing written, no Ray started
 
 
 # --- slow: a local Ray ---------------------------------------------------------------------

@@ -3,12 +3,12 @@ experiment on Ray Tune (the `search` extra), imported only when the command runs
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import os
 import sys
 
-EXIT_USAGE = 2
-EXTRA_MODULES = ("ray.tune", "optuna", "matplotlib")
+EXIT_USAGE, EXIT_BUDGET = 2, 3
+EXTRA_MODULES = ("ray", "optuna", "matplotlib")
 
 DESCRIPTION = """\
 Search a space (a spec with `choice(...)`): train each candidate for --budget-epochs epochs
@@ -81,12 +81,15 @@ def register(sub) -> None:
 
 
 def missing_extra() -> str | None:
-    """The first module of the `search` extra that cannot be imported, with the reason."""
+    """The first package of the `search` extra that is not installed (found without
+    importing it: Ray takes seconds to import, and usage errors should not wait for it)."""
     for name in EXTRA_MODULES:
         try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            return f"{name.split('.')[0]} ({exc})"
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return name
     return None
 
 
@@ -101,12 +104,22 @@ def run(args) -> int:
     if args.resume is not None:
         settings = _resumed(args, load_settings)
         print(f"resuming the experiment in {settings.out}", flush=True)
-        run_experiment(settings, resume=True)
-        return 0
-    settings = _fresh(args)
+        return _finished(run_experiment(settings, resume=True), settings.out)
+    try:
+        settings = _fresh(args)
+    except OverBudget as exc:
+        print(f"incdsl: error: {exc}", file=sys.stderr)
+        return EXIT_BUDGET
     os.makedirs(settings.out, exist_ok=True)
     save_settings(settings)
-    run_experiment(settings, resume=False)
+    return _finished(run_experiment(settings, resume=False), settings.out)
+
+
+def _finished(document: dict, out: str) -> int:
+    """0, or 130 (as for Ctrl-C) when trials are left unfinished (Tune stopped on an interrupt)."""
+    if any(t["status"] == "unfinished" for t in document["trials"]):
+        print(f"incdsl: interrupted; continue with: incdsl search --resume {out}", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -132,7 +145,7 @@ def _fresh(args):
             raise UsageError(f"--{key.replace('_', '-')}: {exc}") from None
     _check_data(args.data)
     _check_recipe(args)
-    _check_space(args)
+    _check_space(args, budget)
     data = args.data if args.data in ("digits", "synthetic") else os.path.abspath(args.data)
     return Settings(spec=os.path.abspath(args.spec), data=data, out=os.path.abspath(args.out), trials=args.trials,
                     budget_epochs=args.budget_epochs, sets=list(args.set),
@@ -188,11 +201,27 @@ def _check_recipe(args) -> None:
         raise UsageError("--lr must be positive")
 
 
-def _check_space(args) -> None:
-    """Load the space now, so spec errors are reported before Ray starts."""
+class OverBudget(Exception):
+    """No point of the space found within the budget (exit 3, as `incdsl sample`)."""
+
+
+def _check_space(args, budget: dict) -> None:
+    """Load the space and find one point within budget now, so spec errors and impossible
+    budgets are reported before Ray starts."""
+    import random
+
     from ..cli import UsageError, overrides
     from ..search import load_space
+    from ..search.sampling import Budget, draw_random
     space = load_space(args.spec, params=overrides(args), input=args.input)
     if not space.choices:
         raise UsageError(f"{args.spec} has no `choice(...)`: there is nothing to search "
                          "(train it with `incdsl train`)")
+    draw = draw_random(space, 1, random.Random(args.seed), Budget(**budget), max_tries=256)
+    if not draw.samples:
+        if draw.first_invalid is not None and draw.invalid == draw.tried:
+            raise draw.first_invalid
+        fewest = draw.fewest_macs if budget["max_macs"] is not None else draw.fewest_params
+        seen = f"; the cheapest point tried has {fewest.cost.params:,} parameters and {fewest.cost.macs:,} MACs" \
+            if fewest else ""
+        raise OverBudget(f"no point of {args.spec} within --max-macs/--max-params among {draw.tried:,} tried{seen}")

@@ -93,6 +93,8 @@ def run_experiment(settings: Settings, resume: bool, log=print) -> dict:
     experiment = {**_plain(settings), "space_name": _space_name(records)}
     document = write_results(settings.out, rows, specs, experiment, settings.objective)
     log(format_table(rows, settings.objective))
+    if len(rows) < settings.trials:
+        log(f"note: the space has only {len(rows)} distinct candidates within the budget")
     log(f"{len(rows)} trials in {time.monotonic() - began:.0f} s; results in "
         f"{os.path.join(settings.out, 'trials.csv')}, trials.json, pareto.png and pareto.svg")
     return document

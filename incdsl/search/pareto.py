@@ -31,6 +31,7 @@ def plot_front(rows: list[dict], front: list[int], cost: str, paths: list[str], 
     import matplotlib
     matplotlib.use("Agg")  # no display: files only
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
     xs = [r[cost] for r in rows]
@@ -44,6 +45,7 @@ def plot_front(rows: list[dict], front: list[int], cost: str, paths: list[str], 
         ax.annotate(rows[i]["trial"], (xs[i], ys[i]), textcoords="offset points", xytext=(4, -10), fontsize=7)
     if xs and max(xs) > 4 * max(min(xs), 1):
         ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))  # 4.8M, not 4.8 x 1e6
     ax.set_xlabel("multiply-adds" if cost == "macs" else "parameters")
     ax.set_ylabel("validation top-1 (%)")
     ax.set_title(title, fontsize=10)

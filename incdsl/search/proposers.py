@@ -92,6 +92,7 @@ class OptunaProposer:
                  population: int = 8):
         import optuna
         from ray.tune.search.optuna import OptunaSearch
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress lines say what matters
         space = {f"c{k}": optuna.distributions.CategoricalDistribution(list(range(n))) for k, n in enumerate(sizes)}
         sampler = optuna.samplers.NSGAIISampler(population_size=max(2, population), seed=seed)
         self.sizes = list(sizes)

@@ -73,8 +73,12 @@ def write_results(out: str, rows: list[dict], specs: dict[str, str], experiment:
         plot_front(done, [done.index(rows[i]) for i in front], cost,
                    [os.path.join(out, "pareto.png"), os.path.join(out, "pareto.svg")],
                    f"{experiment.get('space_name', 'search')}: {len(done)} trials, "
-                   f"{experiment.get('budget_epochs')} epoch(s) each")
+                   f"{_epochs(experiment.get('budget_epochs'))} each")
     return document
+
+
+def _epochs(n) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
 
 
 def _csv(rows: list[dict]) -> str:

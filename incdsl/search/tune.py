@@ -188,8 +188,11 @@ class Progress(tune.Callback):
         self.began = time.monotonic()
         self.stream = stream
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict:  # Tune pickles its callbacks with the experiment
         return {k: v for k, v in self.__dict__.items() if k != "stream"}
+
+    def __setstate__(self, state: dict) -> None:  # restored by --resume, in another process
+        self.__dict__.update(state, stream=None, last=None, began=time.monotonic())
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         self.report(trials)
