@@ -100,6 +100,26 @@ def test_searcher_hands_out_each_network_once_within_budget():
     assert vetter.known(keys[0])["val_top1"] == 0.7
 
 
+def test_nsga2_searcher_learns_from_finished_and_rejected_points():
+    pytest.importorskip("optuna")
+    pytest.importorskip("ray.tune")
+    from incdsl.search.proposers import make_proposer
+    from incdsl.search.tune import SpaceSearcher
+    vetter = Vetter(SPACE, budget=Budget(max_macs=7_000_000))
+    searcher = SpaceSearcher(vetter, make_proposer("nsga2", vetter.sizes(), 0, "macs", population=4))
+    keys = []
+    for i in range(12):
+        config = searcher.suggest(f"t{i}")
+        keys.append(config["key"])
+        assert config["macs"] <= 7_000_000
+        searcher.on_trial_complete(f"t{i}", {"val_top1": config["params"] / 1e5, "macs": config["macs"]})
+    assert len(set(keys)) == 12
+    study = searcher.proposer.search._ot_study
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") >= 12  # finished trials (and finished duplicates) are told
+    assert "FAIL" in states  # over-budget proposals are told as failed
+
+
 def test_results_table_front_and_plot(tmp_path):
     pytest.importorskip("matplotlib")
     rng = random.Random(0)

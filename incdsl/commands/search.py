@@ -21,7 +21,10 @@ Candidates over budget are never started and a network is trained once, however 
 algorithm proposes it. Ray starts locally inside the command; --address joins a running
 cluster (`ray start --head` on one machine, `ray start --address HEAD:6379` on the others).
 An interrupted experiment continues with `incdsl search --resume OUT`: finished trials are
-not run again, a trial cut short resumes from its last epoch."""
+not run again, a trial cut short resumes from its last epoch.
+
+Exit 0 when every trial has ended, 1 on a spec error, 2 on bad usage or without the extra,
+3 when no point of the space is within the budget, 130 when interrupted."""
 
 
 def _positive(text: str) -> int:

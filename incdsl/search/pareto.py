@@ -52,11 +52,11 @@ def plot_front(rows: list[dict], front: list[int], cost: str, paths: list[str], 
     ax.grid(True, linewidth=0.4, alpha=0.5)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    for path in paths:
-        tmp = os.path.join(os.path.dirname(os.path.abspath(path)), "." + os.path.basename(path))
-        metadata = {"Date": None} if path.endswith(".svg") else None  # stable SVGs
-        if path.endswith(".svg"):
-            plt.rcParams["svg.hashsalt"] = "incdsl"
-        fig.savefig(tmp, format=path.rsplit(".", 1)[-1], metadata=metadata)
-        os.replace(tmp, path)
+    # SVGs: text as text (small files), fixed ids and no date (the same plot, the same bytes)
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "incdsl"}):
+        for path in paths:
+            tmp = os.path.join(os.path.dirname(os.path.abspath(path)), "." + os.path.basename(path))
+            svg = path.endswith(".svg")
+            fig.savefig(tmp, format=path.rsplit(".", 1)[-1], metadata={"Date": None} if svg else None)
+            os.replace(tmp, path)  # whole files only
     plt.close(fig)
