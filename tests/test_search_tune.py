@@ -100,6 +100,15 @@ def test_searcher_hands_out_each_network_once_within_budget():
     assert vetter.known(keys[0])["val_top1"] == 0.7
 
 
+def test_a_failed_trial_is_reported_by_its_incdsl_message():
+    pytest.importorskip("ray.tune")
+    from incdsl.search.tune import TrialFailed, error_text
+    wrapped = RuntimeError("ray::ImplicitFunc.train()\n  traceback lines")
+    wrapped.__cause__ = TrialFailed("error: the network gives 10 outputs, but the data has 2 classes")
+    assert error_text(wrapped) == "error: the network gives 10 outputs, but the data has 2 classes"
+    assert error_text(ValueError("first\n\nlast line\n")) == "ValueError: last line"
+
+
 def test_nsga2_searcher_learns_from_finished_and_rejected_points():
     pytest.importorskip("optuna")
     pytest.importorskip("ray.tune")
@@ -199,7 +208,25 @@ def test_search_refuses_bad_usage_before_starting_ray(tmp_path, capsys):
     assert "cheapest point tried" in capsys.readouterr().err
     assert main(["search", SPACE, "--data", "digits", *common, "--recipe", "defualt", "--out", str(tmp_path / "o")]) == 2
     assert "`default`" in capsys.readouterr().err
+    assert main(["search", SPACE, "--data", "digits", *common, "--amp", "fp16", "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()  # nothing written, no Ray started
+
+
+@pytest.mark.slow  # imports torchvision and scikit-learn: seconds on a busy machine
+def test_search_checks_the_data_before_starting_ray(tmp_path, capsys):
+    from incdsl.cli import main
+    from incdsl.commands.search import missing_extra
+    if missing_extra():
+        pytest.skip("the search extra is not installed")
+    common = ["--trials", "2", "--budget-epochs", "1"]
+    imgs = tmp_path / "imgs"
+    for split in ("train", "val"):
+        for label in ("a", "b"):
+            (imgs / split / label).mkdir(parents=True)
+            (imgs / split / label / "0.pgm").write_bytes(b"P5 4 4 255\n" + bytes(16))
+    assert main(["search", SPACE, "--data", str(imgs), *common, "--out", str(tmp_path / "o")]) == 1
+    assert "pass --set classes=2" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 # --- slow: a local Ray ---------------------------------------------------------------------

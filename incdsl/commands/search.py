@@ -119,10 +119,15 @@ def run(args) -> int:
 
 
 def _finished(document: dict, out: str) -> int:
-    """0, or 130 (as for Ctrl-C) when trials are left unfinished (Tune stopped on an interrupt)."""
-    if any(t["status"] == "unfinished" for t in document["trials"]):
+    """0; 130 (as for Ctrl-C) when trials are left unfinished (Tune stopped on an interrupt);
+    1 when every trial failed (bad data for these networks, say)."""
+    trials = document["trials"]
+    if any(t["status"] == "unfinished" for t in trials):
         print(f"incdsl: interrupted; continue with: incdsl search --resume {out}", file=sys.stderr)
         return 130
+    if trials and all(t["status"] == "error" for t in trials):
+        print(f"incdsl: error: every trial failed; {trials[0]['trial']}: {trials[0]['error']}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -146,9 +151,14 @@ def _fresh(args):
             budget[key] = parse_amount(text) if text is not None else None
         except ValueError as exc:
             raise UsageError(f"--{key.replace('_', '-')}: {exc}") from None
-    _check_data(args.data)
+    if args.amp == "fp16" and not args.gpus_per_trial:
+        raise UsageError("--amp fp16 needs GPUs: pass --gpus-per-trial, or use --amp bf16")
     _check_recipe(args)
-    _check_space(args, budget)
+    if args.data not in ("digits", "synthetic") and not os.path.isdir(args.data):
+        raise UsageError(f"--data {args.data}: not digits, synthetic or a folder")
+    point = _check_space(args, budget)
+    _check_data(args.data)  # imports torch: after the cheap checks
+    _check_classes(point, args)
     data = args.data if args.data in ("digits", "synthetic") else os.path.abspath(args.data)
     return Settings(spec=os.path.abspath(args.spec), data=data, out=os.path.abspath(args.out), trials=args.trials,
                     budget_epochs=args.budget_epochs, sets=list(args.set),
@@ -176,7 +186,6 @@ def _resumed(args, load_settings):
 
 
 def _check_data(data: str) -> None:
-    from ..cli import UsageError
     from ..diagnostics import error
     try:
         import torch  # noqa: F401
@@ -189,8 +198,6 @@ def _check_data(data: str) -> None:
             import sklearn  # noqa: F401
         except ImportError:
             raise error("--data digits needs scikit-learn", hint="pip install scikit-learn") from None
-    elif data != "synthetic" and not os.path.isdir(data):
-        raise UsageError(f"--data {data}: not digits, synthetic or a folder")
 
 
 def _check_recipe(args) -> None:
@@ -208,9 +215,9 @@ class OverBudget(Exception):
     """No point of the space found within the budget (exit 3, as `incdsl sample`)."""
 
 
-def _check_space(args, budget: dict) -> None:
+def _check_space(args, budget: dict):
     """Load the space and find one point within budget now, so spec errors and impossible
-    budgets are reported before Ray starts."""
+    budgets are reported before Ray starts; returns that point's network."""
     import random
 
     from ..cli import UsageError, overrides
@@ -228,3 +235,20 @@ def _check_space(args, budget: dict) -> None:
         seen = f"; the cheapest point tried has {fewest.cost.params:,} parameters and {fewest.cost.macs:,} MACs" \
             if fewest else ""
         raise OverBudget(f"no point of {args.spec} within --max-macs/--max-params among {draw.tried:,} tried{seen}")
+    return space.network(draw.samples[0].indices)
+
+
+def _check_classes(network, args) -> None:
+    """The data's classes against the network's outputs (one point stands for all: the
+    classifier's width rarely varies), so a mismatch stops before Ray starts, not per trial."""
+    from ..diagnostics import error
+    from ..train.data import open_data
+    shape = network.output_shape
+    if len(shape) != 1:
+        return
+    data = open_data(args.data, network.input_shape, num_classes=shape[0], synthetic_size=args.synthetic_size)
+    if len(data.classes) != shape[0]:
+        hint = (f"pass --set classes={len(data.classes)}" if "classes" in network.params
+                else f"end the network with `linear {len(data.classes)}`")
+        raise error(f"the networks give {shape[0]} outputs, but the data has {len(data.classes)} classes",
+                    notes=[f"data: {data.description}"], hint=hint)

@@ -74,6 +74,9 @@ def run_experiment(settings: Settings, resume: bool, log=print) -> dict:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # save Tune's state often: a kill loses little
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     start_ray(settings.address)
+    # Tune logs each failed trial's traceback; the table and trials.json say what failed
+    for name in ("ray.tune", "ray.train", "ray.air"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     from ray import tune
 
     from . import tune as search_tune
@@ -95,8 +98,9 @@ def run_experiment(settings: Settings, resume: bool, log=print) -> dict:
     log(format_table(rows, settings.objective))
     if len(rows) < settings.trials:
         log(f"note: the space has only {len(rows)} distinct candidates within the budget")
+    plots = ", pareto.png and pareto.svg" if document["pareto"] else " (no finished trial to plot)"
     log(f"{len(rows)} trials in {time.monotonic() - began:.0f} s; results in "
-        f"{os.path.join(settings.out, 'trials.csv')}, trials.json, pareto.png and pareto.svg")
+        f"{os.path.join(settings.out, 'trials.csv')}, trials.json{plots}")
     return document
 
 

@@ -24,6 +24,8 @@ import time
 from ray import tune
 from ray.tune.search import Searcher
 
+from ..diagnostics import IncdslError
+
 METRIC = "val_top1"
 MAX_PROPOSALS = 2000  # proposals per suggestion before the searcher decides the space is used up
 
@@ -77,9 +79,6 @@ class SpaceSearcher(Searcher):
 def train_trial(config: dict, settings: dict) -> None:
     """Train one candidate with incdsl's training code for the budget's epochs,
     reporting after each (metrics and a checkpoint, so a retried trial resumes)."""
-    from ..network import load
-    from ..train.loop import TrainConfig, train
-
     ledger = Ledger(settings.get("ledger"), config["key"])
     finished = ledger.finished()
     if finished is not None:  # trained before the driver last saved its state: report, do not retrain
@@ -87,6 +86,22 @@ def train_trial(config: dict, settings: dict) -> None:
             tune.report(metrics)
         return
     ledger.note("start")
+    try:
+        _train_candidate(config, settings, ledger)
+    except IncdslError as exc:
+        # Ray rebuilds a worker's exception in the driver; ours does not survive that, so
+        # send its rendered text (the table and the final message show it)
+        raise TrialFailed(exc.render()) from None
+
+
+class TrialFailed(Exception):
+    """A trial stopped by an incdsl error (bad data for this network, a diverging loss)."""
+
+
+def _train_candidate(config: dict, settings: dict, ledger: "Ledger") -> None:
+    from ..network import load
+    from ..train.loop import TrainConfig, train
+
     network = load(config["spec"], file=config["trial"] + ".inc")
     work = tempfile.mkdtemp(prefix="incdsl-trial-")
     try:
@@ -227,8 +242,18 @@ def trial_records(grid) -> list[dict]:
     for result in grid:
         if not result.config or "key" not in result.config:
             continue
-        error = result.error
         records.append({"trial": result.config["trial"], "config": result.config, "metrics": result.metrics,
-                        "error": f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
-                        if error is not None else None})
+                        "error": error_text(result.error) if result.error is not None else None})
     return sorted(records, key=lambda r: r["trial"])
+
+
+def error_text(error: BaseException) -> str:
+    """What went wrong in a trial, without Ray's wrapping and tracebacks."""
+    current, seen = error, set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TrialFailed) and current.args:
+            return str(current.args[0])
+        current = getattr(current, "cause", None) or current.__cause__
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1].strip()}" if lines else type(error).__name__
