@@ -62,6 +62,37 @@ def test_vetter_starts_a_network_once_and_nothing_over_budget():
     assert tight.counts == {"duplicate": 0, "over budget": 1, "invalid": 0}
 
 
+TWO_WAYS = """network n(classes = 10):
+    input 1x8x8
+    choice(wide, plain)
+    gap -> flatten -> linear classes
+
+block wide:
+    conv 3x3 choice(8, 16) S
+
+block plain:
+    conv 3x3 4 S
+"""
+
+
+def test_points_that_build_the_same_network_are_one_candidate():
+    vetter = Vetter(TWO_WAYS)  # with `plain` chosen, `wide`'s choice changes nothing
+    assert vetter.sizes() == [2, 2]
+    keys = {p: vetter.vet(p).key for p in [(0, 0), (0, 1), (1, 0)]}
+    assert len(set(keys.values())) == 3
+    assert vetter.vet((1, 1)).kind == "duplicate" and vetter.vet((1, 1)).key == keys[(1, 0)]
+
+
+def test_searcher_finishes_when_the_space_is_used_up():
+    pytest.importorskip("ray.tune")
+    from incdsl.search.tune import SpaceSearcher
+    vetter = Vetter(TWO_WAYS)
+    searcher = SpaceSearcher(vetter, RandomProposer(vetter.sizes(), seed=0))
+    suggestions = [searcher.suggest(f"t{i}") for i in range(4)]
+    assert suggestions[3] == "FINISHED" and searcher.exhausted
+    assert len({c["key"] for c in suggestions[:3]}) == 3
+
+
 def test_evolution_mutates_the_best_of_a_sample_and_ages_out_the_oldest():
     sizes = [2, 3, 4, 5]
     evo = EvolutionProposer(sizes, seed=1, population=3, sample_size=3)
