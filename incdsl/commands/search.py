@@ -102,7 +102,7 @@ def run(args) -> int:
         print(f"incdsl: error: `incdsl search` needs Ray Tune, Optuna and matplotlib; missing: {missing}\n"
               "  install them with: pip install 'incdsl[search]'", file=sys.stderr)
         return EXIT_USAGE
-    from ..search.experiment import load_settings, run_experiment, save_settings
+    from ..search.experiment import load_settings, run_experiment, save_settings, start_ray
 
     if args.resume is not None:
         settings = _resumed(args, load_settings)
@@ -113,6 +113,7 @@ def run(args) -> int:
     except OverBudget as exc:
         print(f"incdsl: error: {exc}", file=sys.stderr)
         return EXIT_BUDGET
+    start_ray(settings.address)  # an unreachable cluster leaves no experiment folder behind
     os.makedirs(settings.out, exist_ok=True)
     save_settings(settings)
     return _finished(run_experiment(settings, resume=False), settings.out)

@@ -62,10 +62,25 @@ def start_ray(address: str | None, cpus: int | None = None) -> None:
         return
     common = dict(log_to_driver=False, logging_level=logging.ERROR)
     if address:
-        ray.init(address=address, **common)
+        try:
+            _probe(address)  # Ray itself retries an unreachable head for minutes
+            ray.init(address=address, **common)
+        except (OSError, RuntimeError, ValueError) as exc:
+            from ..diagnostics import error
+            raise error(f"cannot join the Ray cluster at `{address}`: {str(exc).strip().splitlines()[0]}",
+                        hint="start one with `ray start --head`, or leave out --address to run on this "
+                             "machine") from None
     else:
         ray.init(num_cpus=cpus or os.cpu_count() or 1, include_dashboard=False, _node_ip_address="127.0.0.1",
                  object_store_memory=256 * 2**20, **common)
+
+
+def _probe(address: str, timeout: float = 10.0) -> None:
+    """Raise OSError unless something listens at a HOST:PORT address (`auto` is Ray's to find)."""
+    import socket
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if host and port.isdigit():
+        socket.create_connection((host, int(port)), timeout=timeout).close()
 
 
 def run_experiment(settings: Settings, resume: bool, log=print) -> dict:
@@ -96,8 +111,8 @@ def run_experiment(settings: Settings, resume: bool, log=print) -> dict:
     experiment = {**_plain(settings), "space_name": _space_name(records)}
     document = write_results(settings.out, rows, specs, experiment, settings.objective)
     log(format_table(rows, settings.objective))
-    if len(rows) < settings.trials:
-        log(f"note: the space has only {len(rows)} distinct candidates within the budget")
+    if len(rows) < settings.trials and all(r["status"] != "unfinished" for r in rows):
+        log(f"note: the algorithm found only {len(rows)} distinct candidates within the budget")
     plots = ", pareto.png and pareto.svg" if document["pareto"] else " (no finished trial to plot)"
     log(f"{len(rows)} trials in {time.monotonic() - began:.0f} s; results in "
         f"{os.path.join(settings.out, 'trials.csv')}, trials.json{plots}")

@@ -1,4 +1,5 @@
-"""Search experiments on Ray Tune: the searcher, the trainable, progress, and the driver.
+"""Search experiments on Ray Tune: the searcher, the trainable and the progress lines (the
+driver is `incdsl.search.experiment`).
 
 Imports Ray at import time: only `incdsl search` imports this module, after checking that
 the `search` extra is installed.
