@@ -343,8 +343,10 @@ def test_an_interrupted_experiment_resumes_without_running_a_trial_twice(tmp_pat
     resumed = subprocess.run([sys.executable, "-m", "incdsl", "search", "--resume", str(out)], capture_output=True,
                              text=True, env=_env(), timeout=600, cwd=ROOT, start_new_session=True)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    trials = json.loads((out / "trials.json").read_text())["trials"]
+    document = json.loads((out / "trials.json").read_text())
+    trials = document["trials"]
     assert len(trials) == 4 and all(t["status"] == "done" for t in trials)
+    assert set(document["experiment"]["skipped_proposals"]) == {"duplicate", "over budget", "invalid"}
     assert len({t["key"] for t in trials}) == 4
     events = _events(out)
     for key in before:  # finished before the kill: never started again

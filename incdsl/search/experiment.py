@@ -108,11 +108,14 @@ def run_experiment(settings: Settings, resume: bool, log=print) -> dict:
     records = search_tune.trial_records(grid)
     rows = [trial_row(r, settings.budget_epochs) for r in records]
     specs = {r["trial"]: r["config"]["spec"] for r in records}
-    experiment = {**_plain(settings), "space_name": _space_name(records)}
+    skipped = records[-1]["config"].get("skipped", {}) if records else {}
+    experiment = {**_plain(settings), "space_name": _space_name(records), "skipped_proposals": skipped}
     document = write_results(settings.out, rows, specs, experiment, settings.objective)
     log(format_table(rows, settings.objective))
     if len(rows) < settings.trials and all(r["status"] != "unfinished" for r in rows):
         log(f"note: the algorithm found only {len(rows)} distinct candidates within the budget")
+    if any(skipped.values()):
+        log("proposals not trained: " + ", ".join(f"{n} {kind}" for kind, n in skipped.items() if n))
     plots = ", pareto.png and pareto.svg" if document["pareto"] else " (no finished trial to plot)"
     log(f"{len(rows)} trials in {time.monotonic() - began:.0f} s; results in "
         f"{os.path.join(settings.out, 'trials.csv')}, trials.json{plots}")

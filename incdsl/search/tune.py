@@ -52,7 +52,8 @@ class SpaceSearcher(Searcher):
                 self.count += 1
                 self.trials[trial_id] = (cand.key, cand.indices)
                 return {"trial": f"trial_{self.count:04d}", "key": cand.key, "point": list(cand.indices),
-                        "params": cand.params, "macs": cand.macs, "choices": cand.choices, "spec": cand.spec}
+                        "params": cand.params, "macs": cand.macs, "choices": cand.choices, "spec": cand.spec,
+                        "skipped": dict(self.vetter.counts)}  # so far: the driver reports the last
             self.proposer.discard(trial_id, indices, self.vetter.known(verdict.key))
         self.exhausted = True
         return Searcher.FINISHED
