@@ -2,4 +2,4 @@
 
 Modules here must not import torch at import time: `check`, `cost` and `draw` stay light.
 """
-COMMANDS = ("check", "cost", "draw", "compile", "train", "eval", "sample")
+COMMANDS = ("check", "cost", "draw", "compile", "train", "eval", "sample", "search")
