@@ -45,7 +45,7 @@ class Settings:
 
 
 def save_settings(settings: Settings) -> None:
-    from ..cli import write_atomic
+    from ..io import write_atomic
     write_atomic(os.path.join(settings.out, SETTINGS_FILE), json.dumps(asdict(settings), indent=2) + "\n")
 
 

@@ -59,7 +59,7 @@ def median(values: list[float]) -> float | None:
 def write_results(out: str, rows: list[dict], specs: dict[str, str], experiment: dict, cost: str,
                   plot: bool = True) -> dict:
     """Write the table, the specs and the plot under `out`; returns the JSON document."""
-    from ..cli import write_atomic
+    from ..io import write_atomic
     os.makedirs(os.path.join(out, "specs"), exist_ok=True)
     for trial, text in sorted(specs.items()):
         write_atomic(os.path.join(out, "specs", f"{trial}.inc"), text)

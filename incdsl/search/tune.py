@@ -189,7 +189,7 @@ class Ledger:
 
     def finish(self, reported: list) -> None:
         if self.folder:
-            from ..cli import write_atomic
+            from ..io import write_atomic
             write_atomic(os.path.join(self.folder, self.key + ".done.json"), json.dumps(reported))
             self.note("done")
 
