@@ -11,8 +11,9 @@ import itertools
 import linecache
 import types
 
-import torch  # noqa: F401  (the generated code imports it; fail here with a clear name)
+import torch  # the generated code imports it too; fail here with a clear name
 
+from .memory import build_bytes, check_size
 from .source import generate_source
 
 _counter = itertools.count()
@@ -31,7 +32,7 @@ def load_source(text: str, name: str = "incdsl_model") -> types.ModuleType:
     return module
 
 
-def to_torch(network, *, num_classes: int | None = None, seed: int | None = None):
+def to_torch(network, *, num_classes: int | None = None, seed: int | None = None, max_bytes: int | None = None):
     """Build a `torch.nn.Module` that computes `network`.
 
     Parameters:
@@ -41,6 +42,9 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
             Default: the spec's count.
         seed: initialise deterministically from this seed (see `layers.init_weights`);
             `None` draws from torch's global generator.
+        max_bytes: refuse to build a network whose estimated memory (see `memory.py`) is
+            larger; default: half the machine's memory. Not checked when the default device
+            is `meta` (nothing is allocated there).
     Returns:
         an `nn.Module` (on the CPU, float32, in training mode) with:
 
@@ -55,12 +59,17 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
         * ``node_paths``: IR node name -> module path.
     Raises:
         ValueError: `num_classes` is given but the network ends in no linear classifier.
+        IncdslError: the network would need more than `max_bytes`; checked before anything
+            is built, from the cost pass.
 
     Example:
         >>> model = to_torch(incdsl.load("specs/inception_v4.inc"), num_classes=10, seed=0)
         >>> model.eval()(torch.randn(1, 3, 299, 299)).shape
         torch.Size([1, 10])
     """
+    if torch.get_default_device().type != "meta":
+        check_size(network, build_bytes(network, num_classes), max_bytes, what="building",
+                   override="to_torch(..., max_bytes={bytes})")
     text, cls, paths = generate_source(network)
     module = load_source(text, f"incdsl_{network.name}")
     model = getattr(module, cls)(num_classes=num_classes, seed=seed)
