@@ -34,13 +34,24 @@ class Printer:
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
 
-    def docstring(self, text: str) -> None:
-        """Print `text` as a docstring at the current indentation (escaped by `literal`)."""
+    def docstring(self, text: str, quoted: tuple[str, ...] = ()) -> None:
+        """Print `text` as a docstring at the current indentation (written by `literal`).
+
+        `quoted` are the pieces of `text` that come from a spec or a user: when one spans lines
+        (or holds any other unprintable character) the docstring is one escaped line instead,
+        so that indenting the lines does not change that piece. Lone surrogates, which a
+        docstring cannot hold, are shown as `\\udcff` escapes.
+        """
+        # a class's __doc__ must encode as UTF-8: a lone surrogate (from an undecodable file name) is shown escaped
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
         pad = "    " * self.level
         first, *rest = text.split("\n")
-        if rest:
-            text = "\n".join([first] + [pad + line if line else "" for line in rest]) + "\n" + pad
-        first, *rest = literal(text, doc=True).split("\n")
+        if all(q.isprintable() for q in quoted):
+            if rest:
+                text = "\n".join([first] + [pad + line if line else "" for line in rest]) + "\n" + pad
+            first, *rest = literal(text, doc=True).split("\n")
+        else:
+            first, rest = literal(text), []
         self(first)
         self.lines.extend(rest)
 

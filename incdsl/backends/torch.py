@@ -13,6 +13,7 @@ import types
 
 import torch  # the generated code imports it too; fail here with a clear name
 
+from ..names import identifier
 from .memory import build_bytes, check_size
 from .source import generate_source
 
@@ -71,7 +72,7 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
         check_size(network, build_bytes(network, num_classes), max_bytes, what="building",
                    override="to_torch(..., max_bytes={bytes})")
     text, cls, paths = generate_source(network)
-    module = load_source(text, f"incdsl_{network.name}")
+    module = load_source(text, "incdsl_" + identifier(network.name))
     model = getattr(module, cls)(num_classes=num_classes, seed=seed)
     model.node_paths = dict(paths)
     return model
