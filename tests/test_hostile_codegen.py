@@ -61,7 +61,10 @@ block blk(n):
 @pytest.fixture(autouse=True)
 def no_marker():
     yield
-    assert not hasattr(sys, MARKER), "generated source ran injected code"
+    ran = hasattr(sys, MARKER)
+    if ran:
+        delattr(sys, MARKER)
+    assert not ran, "generated source ran injected code"
 
 
 def shown(text: str) -> str:
@@ -176,7 +179,7 @@ def rename(net, text):
     return net
 
 
-@settings(deadline=None, max_examples=30)
+@settings(deadline=None, max_examples=12)
 @given(st.data())
 def test_hostile_text_in_every_name_slot(data):
     base = incdsl.load(str(_tiny_file()))
@@ -260,8 +263,10 @@ NAME_TRAPS = ["none", "true", "false", "none_", "f", "conv_bn_act", "padded_pool
 
 @pytest.mark.parametrize("name", NAME_TRAPS)
 def test_network_and_block_names_never_shadow_python(write_spec, name):
-    spec = write_spec(f"{name}.inc", f"network {name}:\n    input 3x8x8\n    {name}_b(c = 4)\n    {name}_b(c = 6)\n"
-                      f"    gap -> flatten -> linear 2\nblock {name}_b(c):\n    conv 1x1 c as {name}\n")
+    # the strided SAME conv pads with F.pad; the strided SAME maxpool is a PaddedPool
+    spec = write_spec(f"{name}.inc", f"network {name}:\n    input 3x8x8\n    conv 3x3 4 /2 S\n    {name}_b(c = 4)\n"
+                      f"    {name}_b(c = 6)\n    maxpool 3x3 /2 S\n    gap -> flatten -> linear 2\n"
+                      f"block {name}_b(c):\n    conv 1x1 c as {name}\n")
     try:
         net = incdsl.load(str(spec))
     except incdsl.IncdslError:
@@ -362,7 +367,7 @@ block {b2}({q2}):
 """
 
 
-@settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(deadline=None, max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.filter_too_much])
 @given(names=st.lists(st.sampled_from(ADVERSARIAL), min_size=15, max_size=15, unique=True),
        use_aux=st.booleans(), reps=st.integers(1, 3))
@@ -372,12 +377,8 @@ def test_random_accepted_specs_with_adversarial_names_build_and_run(write_spec, 
         net = incdsl.load(str(path))
     except incdsl.IncdslError:
         assume(False)  # a name the language keeps for itself; only accepted specs count
-    text, cls, _ = generate_source(net)
-    module = exec_source(text)
-    model = getattr(module, cls)(seed=0).eval()
-    with torch.no_grad():
-        assert model(torch.randn(1, 3, 8, 8)).shape == (1, 3)
-    build_and_run(net)
+    compile(generate_source(net)[0], "generated", "exec")
+    build_and_run(net)  # runs the generated source
 
 
 # --- --class-name --------------------------------------------------------------------------
