@@ -258,7 +258,8 @@ def test_a_scale_of_1e400_builds(write_spec):
 
 
 NAME_TRAPS = ["none", "true", "false", "none_", "f", "conv_bn_act", "padded_pool", "scope", "int", "super",
-              "value_error", "incdsl_net", "make_act", "init_weights", "torch", "nn", "math", "self", "x", "module_list"]
+              "value_error", "incdsl_net", "make_act", "init_weights", "torch", "nn", "math", "self", "x",
+              "module_list"]
 
 
 @pytest.mark.parametrize("name", NAME_TRAPS)
@@ -333,11 +334,13 @@ def test_nesting_limit_keeps_keys_order_and_values(write_spec):
 # --- hypothesis: random accepted specs with adversarial names --------------------------------
 
 ADVERSARIAL = [
-    "self", "x", "x1", "x_", "F", "nn", "torch", "math", "Scope", "ConvBnAct", "PaddedPool", "Concat", "Add", "LinearAct",
-    "make_act", "init_weights", "IncdslNet", "conv_bn_act", "padded_pool", "scope", "f", "super", "int", "float", "range",
+    "self", "x", "x1", "x_", "F", "nn", "torch", "math", "Scope", "ConvBnAct", "PaddedPool", "Concat", "Add",
+    "LinearAct", "make_act", "init_weights", "IncdslNet", "conv_bn_act", "padded_pool", "scope", "f", "super", "int",
+    "float", "range",
     "print", "len", "object", "type", "match", "case", "_", "class", "def", "lambda", "None", "True", "none_", "true_",
     "forward", "training", "node_paths", "num_classes", "classifiers", "aux_names", "seed", "pre_logits", "logits",
-    "taps", "__init__", "__class__", "__builtins__", "_m1", "__dict__", "Blk", "Blk_2", "B", "B_2", "Net", "get_submodule",
+    "taps", "__init__", "__class__", "__builtins__", "_m1", "__dict__", "Blk", "Blk_2", "B", "B_2", "Net",
+    "get_submodule",
     "add_module", "state_dict", "T_destination", "eval", "exec", "m_private", "class_", "forward_", "x_2", "n", "b",
     "ValueError", "value_error", "module_list", "ModuleList", "incdsl_net", "cls", "globals",
 ]
@@ -384,8 +387,8 @@ def test_random_accepted_specs_with_adversarial_names_build_and_run(write_spec, 
 # --- --class-name --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["F", "torch", "nn", "math", "super", "int", "Scope", "ConvBnAct", "builtins",
-                                  "__builtins__", "None", "class", "not valid", "1x", "\ufb01", "IncdslNet", "init_weights",
-                                  "float", "range"])
+                                  "__builtins__", "None", "class", "not valid", "1x", "\ufb01", "IncdslNet",
+                                  "init_weights", "float", "range"])
 def test_class_names_that_would_break_the_module_are_usage_errors(tmp_path, capsys, name):
     out = tmp_path / "m.py"
     spec = tmp_path / "t.inc"

@@ -97,7 +97,8 @@ def _load_weights_file(model, net, path: str) -> None:
     from ..backends.weights import WeightsError, load_weights
     from ..diagnostics import error
     if not os.path.isfile(path):
-        raise error(f"cannot read weights {path}: " + ("not a regular file" if os.path.exists(path) else "no such file"))
+        why = "not a regular file" if os.path.exists(path) else "no such file"
+        raise error(f"cannot read weights {path}: {why}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a damaged or foreign file
