@@ -4,13 +4,16 @@ A spec that `check` accepts in a fraction of a second can describe billions of p
 `to_torch`, `compile --onnx` and `train` estimate the bytes from the cost pass first and refuse,
 with the figure, when it is over a limit, instead of being killed by the kernel halfway through.
 
-The estimate (an upper bound in practice, float32 on the CPU):
+The estimate (float32 on the CPU; measured peaks are below it, see the numbers):
 
 * 4 bytes per parameter (aux heads included) and per batch-norm running statistic, and the
   classifiers `num_classes` asks for on top (the old ones are alive while the new ones are made);
+* `TRUNC_NORMAL_COPIES` more copies of the largest linear weight: `nn.init.trunc_normal_`
+  makes temporaries of its size (measured: a 574 MiB weight peaks at 2.4 GiB, torch 2.14);
 * 40 bytes per output cell of an average pool, for the divisor table padded pools compute;
 * `LAYER_BYTES` per layer: the generated source, its bytecode and one `nn.Module` (measured at
-  about 20 KiB with CPython 3.11 and torch 2);
+  about 20 KiB with CPython 3.11 and torch 2), and `BASE_BYTES` once (torch's own first
+  allocations: 30-75 MiB measured for the shipped specs);
 * for ONNX export, also the activations of the example batch of 2 and a second copy of the
   weights (the serialised model).
 
@@ -28,6 +31,8 @@ from ..passes.cost import count_costs
 
 FLOAT_BYTES = 4
 LAYER_BYTES = 24 * 1024
+BASE_BYTES = 128 * 2**20
+TRUNC_NORMAL_COPIES = 4
 DIVISOR_BYTES = 40  # a Python float in a list, then a float32 tensor cell
 FALLBACK_MAX_BYTES = 8 * 2**30  # when the machine's memory cannot be read
 ONNX_MAX_BYTES = 2 * 2**30  # one protobuf: ONNX without external data cannot hold more
@@ -39,7 +44,7 @@ def build_bytes(network, num_classes: int | None = None) -> int:
     g = network.graph
     costs = count_costs(network)
     floats = costs.total_with_aux.params
-    extra = 0
+    extra = largest_linear = 0
     for name, node in g.nodes(data=True):
         op, attrs = node["op"], node.get("attrs", {})
         if op == "conv" and attrs.get("bn") is not None:
@@ -48,9 +53,13 @@ def build_bytes(network, num_classes: int | None = None) -> int:
             floats += 2 * g.nodes[next(iter(g.predecessors(name)))]["shape"][0]
         elif op == "avgpool" and len(node["shape"]) == 3:
             extra += DIVISOR_BYTES * node["shape"][1] * node["shape"][2]
-        elif op == "linear" and num_classes:
-            floats += (g.nodes[next(iter(g.predecessors(name)))]["shape"][0] + 1) * num_classes
-    return FLOAT_BYTES * floats + extra + LAYER_BYTES * g.number_of_nodes()
+        elif op == "linear":
+            n_in = g.nodes[next(iter(g.predecessors(name)))]["shape"][0]
+            largest_linear = max(largest_linear, n_in * max(attrs["units"], num_classes or 0))
+            if num_classes:
+                floats += (n_in + 1) * num_classes
+    return (FLOAT_BYTES * (floats + TRUNC_NORMAL_COPIES * largest_linear) + extra
+            + LAYER_BYTES * g.number_of_nodes() + BASE_BYTES)
 
 
 def export_bytes(network) -> int:
