@@ -184,7 +184,7 @@ def rename(net, text):
 @settings(deadline=None, max_examples=12)
 @given(st.data())
 def test_hostile_text_in_every_name_slot(data):
-    base = incdsl.load(str(_tiny_file()))
+    base = incdsl.load(TINY, file="tiny.inc")
     texts = {}
 
     def text(key):
@@ -203,20 +203,6 @@ def test_hostile_text_in_every_name_slot(data):
     for inst in net.graph.graph["instances"].values():
         assert shown(f"Block `{inst['block']}`.") in docs
     assert set(paths) == set(net.graph.nodes) - {net.input}
-
-
-_TINY_PATH = []
-
-
-def _tiny_file():
-    if not _TINY_PATH:
-        import tempfile
-        d = tempfile.mkdtemp(prefix="incdsl-hostile-")
-        p = os.path.join(d, "tiny.inc")
-        with open(p, "w") as f:
-            f.write(TINY)
-        _TINY_PATH.append(p)
-    return _TINY_PATH[0]
 
 
 @given(st.one_of(st.text(), st.sampled_from(PAYLOADS)))
@@ -238,7 +224,7 @@ def test_literal_writes_every_number(value):
 # --- item 6: valid source for every accepted spec ------------------------------------------
 
 def test_non_finite_numbers_give_valid_source():
-    net = copy.deepcopy(incdsl.load(str(_tiny_file())))
+    net = copy.deepcopy(incdsl.load(TINY, file="tiny.inc"))
     conv = next(n for n in net.graph.nodes if net.graph.nodes[n]["op"] == "conv")
     net.graph.nodes[conv]["attrs"] = dict(net.graph.nodes[conv]["attrs"], bn=math.inf)
     text, _, _ = generate_source(net)
