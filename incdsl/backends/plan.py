@@ -10,22 +10,24 @@ no deeper such instance owns. The network class owns the rest. Other scopes (bra
 repeat members, labelled composites, instances that mix trunk and aux nodes) are plain
 `Scope` containers; a repeat group (``name.0``, ``name.1``, ...) is an ``nn.ModuleList``.
 
-Names. Scope components are DSL names, already identifiers; one that is a Python keyword,
-starts with ``_``, or shadows an ``nn.Module`` attribute or the model API gets a ``_``
-suffix (``m`` prefix for a leading ``_``), then a further ``_`` until it is unique among its
-siblings. State-dict keys are these module paths, so they are stable and readable.
+Names. Scope components are DSL names, already identifiers; each goes through one
+`incdsl.names.Namespace` per container: one that is a Python keyword, or shadows an
+``nn.Module`` attribute or the model API, gets a ``_`` suffix (``m`` prefix for a leading
+``_``), and one that a sibling already has a number (``name_2``). State-dict keys are these
+module paths, so they are stable and readable.
 """
 from __future__ import annotations
 
-import keyword
 import re
 from dataclasses import dataclass, field
 
 from ..ir import inputs
+from ..names import Namespace, legal_identifier, literal
 from ..passes.shapes import window
 
-# dir(torch.nn.Module) (public names, torch 2.14), instance attributes, and the model API;
-# tests check this list still covers the installed torch.
+# dir(torch.nn.Module) (public names, torch 2.14), instance attributes, the model API, and
+# `self`, which `Scope(**children)` takes beside its children; tests check this list still
+# covers the installed torch.
 RESERVED = frozenset("""
 T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double
 dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter get_submodule
@@ -36,7 +38,7 @@ register_load_state_dict_pre_hook register_module register_parameter register_st
 register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory state_dict
 to to_empty train type xpu zero_grad training
 num_classes aux_names aux_weights aux_paths classifiers get_classifier reset_classifier forward_features
-forward_head forward_trunk forward_aux
+forward_head forward_trunk forward_aux node_paths self
 """.split())
 
 HEAD_OPS = {"gap", "flatten", "dropout", "linear", "act", "softmax", "identity"}
@@ -45,12 +47,7 @@ _COMPONENT = re.compile(r"^(?P<base>[^.]+)(?:\.(?P<index>\d+))?$")
 
 def legal_name(name: str) -> str:
     """A Python identifier for a DSL name that cannot shadow a module attribute."""
-    name = re.sub(r"\W", "_", name)
-    if not name or name[0].isdigit() or name.startswith("_"):
-        name = "m" + name
-    if keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in RESERVED:
-        name += "_"
-    return name
+    return legal_identifier(name, RESERVED)
 
 
 def class_name(name: str) -> str:
@@ -154,15 +151,14 @@ class Container:
     """A module that only holds others: a `Scope` (names) or an `nn.ModuleList` (indices)."""
     kind: str  # "scope" | "list"
     children: dict = field(default_factory=dict)  # key -> Container | ("node", name) | ("owner", scope)
-    names: dict = field(default_factory=dict)  # DSL name -> legal name (scope containers)
+    names: dict = field(default_factory=dict)  # (DSL name, is a repeat group) -> legal name
+    namespace: Namespace = field(default_factory=lambda: Namespace(avoid=RESERVED))
 
-    def key(self, raw: str) -> str:
-        if raw not in self.names:
-            name = legal_name(raw)
-            while name in self.children or name in self.names.values():
-                name += "_"
-            self.names[raw] = name
-        return self.names[raw]
+    def key(self, raw: str, group: bool = False) -> str:
+        """The attribute name of child `raw` (`group`: of the repeat group `raw.0`, `raw.1`, ...)."""
+        if (raw, group) not in self.names:
+            self.names[(raw, group)] = self.namespace.create_name(raw)
+        return self.names[(raw, group)]
 
 
 def build_tree(owner: Owner) -> tuple[Container, dict[tuple, str]]:
@@ -183,7 +179,7 @@ def build_tree(owner: Owner) -> tuple[Container, dict[tuple, str]]:
             m = _COMPONENT.match(comp)
             base, index = m["base"], m["index"]
             last = i == len(comps) - 1
-            name = cur.key(base)
+            name = cur.key(base, index is not None)
             path.append(name)
             if index is None:
                 cur = cur.children.setdefault(name, member if last else Container("scope"))
@@ -251,7 +247,7 @@ def _conv(a: dict, ins: list, out: tuple, lit: Lits) -> str:
     if a["bn"] is not None:
         args.append("bn_eps=" + lit(a["bn"]))
     if a["act"] is not None:
-        args.append(f'act="{a["act"]}"')
+        args.append("act=" + literal(a["act"], quote='"'))
     return f"ConvBnAct({', '.join(args)})"
 
 
@@ -274,7 +270,7 @@ def _pool(kind: str):
         extra_h = max(0, (out[1] - 1) * sh + kh - (h + wh.before + wh.after))
         extra_w = max(0, (out[2] - 1) * sw + kw - (w + ww.before + ww.after))
         pad = (ww.before, ww.after + extra_w, wh.before, wh.after + extra_h)
-        args = [f'"{kind}"', lit.pair(a["kernel"]), lit.pair(a["stride"]), "pad=" + lit.tuple(pad)]
+        args = [literal(kind, quote='"'), lit.pair(a["kernel"]), lit.pair(a["stride"]), "pad=" + lit.tuple(pad)]
         if kind == "avg":
             args += ["in_size=" + lit.tuple((h, w)), "counted=" + lit.tuple((ww.before, ww.after, wh.before, wh.after))]
             if not count_pad:
@@ -288,7 +284,8 @@ def _linear(a, ins, out, lit):
     if not a["bias"]:
         args.append("bias=False")
     if a["act"] is not None:
-        return f'LinearAct({", ".join(args)}, act="{a["act"]}")'
+        args.append("act=" + literal(a["act"], quote='"'))
+        return f"LinearAct({', '.join(args)})"
     return f"nn.Linear({', '.join(args)})"
 
 
@@ -297,7 +294,7 @@ def _bn(a, ins, out, lit):
 
 
 def _add(a, ins, out, lit):
-    act = f', act="{a["act"]}"' if a["act"] is not None else ""
+    act = ", act=" + literal(a["act"], quote='"') if a["act"] is not None else ""
     return f"Add({lit.tuple(a['scales'])}{act})"
 
 
@@ -335,12 +332,15 @@ def head_chain(graph, node_owner: dict[str, str]) -> list[str]:
     The chain holds network-level trunk nodes of the kinds in HEAD_OPS, each with one input and
     no consumer outside the chain.
     """
-    chain: list[str] = []
+    chain: list[str] = []  # built from the output back, reversed at the end
+    seen: set[str] = set()
     n = graph.graph["output"]
     while (n in node_owner and node_owner[n] == "" and graph.nodes[n]["op"] in HEAD_OPS
-           and graph.nodes[n]["aux"] is None and set(graph.successors(n)) <= set(chain)):
-        chain.insert(0, n)
+           and graph.nodes[n]["aux"] is None and set(graph.successors(n)) <= seen):
+        chain.append(n)
+        seen.add(n)
         n = inputs(graph, n)[0]
+    chain.reverse()
     starts = [i for i, c in enumerate(chain) if graph.nodes[c]["op"] in ("gap", "flatten")]
     return chain[starts[0]:] if starts else chain
 

@@ -13,20 +13,50 @@ its own (``InceptionA``, ``InceptionA_2``, ...).
 
 `incdsl.to_torch` executes this same source, so a written file and `to_torch` build the same
 module for the same seed.
+
+Safety. The spec and its file name come from anyone: every identifier in the file comes from
+an `incdsl.names.Namespace` (module level: the prelude's names, Python's builtins and the
+module's own dunders are taken; a class's constructor parameters avoid every module-level
+name), and every other piece of text or number is written by `incdsl.names.literal`, so no
+name, label or file name can end a string, shadow what the code uses, or run on import.
 """
 from __future__ import annotations
 
+import ast
+import functools
 import os
 import re
+import unicodedata
 
 from .. import __version__
 from ..ir import format_shape, inputs
+from ..names import BUILTINS, PYTHON_KEYWORDS, Namespace, literal
 from .codegen import Printer, build_lines, emit_method, prelude
 from .plan import (Lits, Owner, attribute_path, build_tree, class_name, classifier_node, constructor, find_owners,
-                   head_chain, legal_name)
+                   head_chain)
 
-PRELUDE_NAMES = {"math", "torch", "F", "nn", "make_act", "Scope", "ConvBnAct", "PaddedPool", "Concat", "Add",
-                 "LinearAct", "init_weights", "IncdslNet", "self", "super", "x"}
+# globals every module has; a class must not be bound over them (`__builtins__` above all)
+MODULE_DUNDERS = frozenset({"__name__", "__doc__", "__package__", "__loader__", "__spec__", "__file__",
+                            "__cached__", "__builtins__", "__annotations__", "__dict__"})
+
+
+@functools.cache
+def prelude_names() -> frozenset:
+    """The names the copied layer classes bind at module level (imports, functions, classes)."""
+    names = set()
+    for node in ast.parse(prelude()).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return frozenset(names)
+
+
+def module_namespace() -> Namespace:
+    """The generated file's module-level names: the prelude's and Python's are taken."""
+    return Namespace(taken=prelude_names() | MODULE_DUNDERS, avoid=BUILTINS)
 
 
 def _items(graph, owner: Owner, owners: dict, paths: dict, members=None) -> list[tuple]:
@@ -46,9 +76,9 @@ def _items(graph, owner: Owner, owners: dict, paths: dict, members=None) -> list
 class _Classes:
     """Assigns a class to every block-instance owner, deepest first, and prints the classes."""
 
-    def __init__(self, graph, owners: dict[str, Owner], taken: set):
+    def __init__(self, graph, owners: dict[str, Owner], names: Namespace):
         self.graph, self.owners = graph, owners
-        self.taken = set(taken)
+        self.names = names  # module level: the class names go here
         self.calls: dict[str, tuple[str, list]] = {}  # owner scope -> (class name, [(param, value)])
         self.sources: list[str] = []
         self.trees: dict[str, tuple] = {}
@@ -140,53 +170,37 @@ class _Classes:
 
     def emit(self, block: str, text: str, members: list, names: list) -> None:
         params = list(dict.fromkeys(n for n in names if n is not None))
-        legal: dict[str, str] = {}
-        for p in params:
-            name = _param_name(p)
-            while name in legal.values():
-                name += "_"
-            legal[p] = name
+        # constructor parameters must not hide what the body reads: module-level names, `self`
+        local = Namespace(avoid=self.names.taken | BUILTINS | {"self"})
+        legal = {p: local.create_name(p) for p in params}
         values = members[0][1]
 
         def fill(m):
             i = int(m.group(1))
-            return legal[names[i]] if names[i] is not None else _literal(values[i])
+            return legal[names[i]] if names[i] is not None else literal(values[i])
 
         body = re.sub(f"{Lits.MARK}(\\d+){Lits.MARK}", fill, text)
         body = body.replace("{params}", "".join(f", {legal[p]}" for p in params), 1)
         cls = self.bodies.get((block, body))
         if cls is None:
-            cls = base = class_name(block)
-            k = 1
-            while cls in self.taken:
-                k += 1
-                cls = f"{base}_{k}"
-            self.taken.add(cls)
+            cls = self.names.create_name(class_name(block))
             self.bodies[(block, body)] = cls
-            self.sources.append(f'class {cls}(nn.Module):\n    """Block `{block}`."""\n\n{body}')
+            doc = Printer()
+            doc.level = 1
+            doc.docstring(f"Block `{block}`.", (block,))
+            self.sources.append(f"class {cls}(nn.Module):\n{doc.text()}\n{body}")
         for s, vals in members:
             self.calls[s] = (cls, [(legal[p], vals[names.index(p)]) for p in params])
 
 
 def _same(a, b) -> bool:
-    return type(a) is type(b) and a == b
-
-
-def _param_name(name: str) -> str:
-    name = legal_name(name)
-    while name in PRELUDE_NAMES:
-        name += "_"
-    return name
-
-
-def _literal(v) -> str:
-    return repr(float(v)) if isinstance(v, float) else repr(v)
+    return type(a) is type(b) and (a == b or a != a and b != b)  # nan is the same nan
 
 
 # --- the network class -----------------------------------------------------------------------
 
 def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: _Classes, cls: str,
-                   doc: str) -> dict[str, str]:
+                   doc: str, quoted: tuple[str, ...]) -> dict[str, str]:
     """Print the network class; returns the module path of every node."""
     root = owners[""]
     tree, paths = build_tree(root)
@@ -212,23 +226,19 @@ def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: 
 
     pr(f"class {cls}(IncdslNet):")
     with pr.indent():
-        lines = doc.split("\n")
-        pr('"""' + lines[0])
-        for line in lines[1:]:
-            pr(line)
-        pr('"""')
+        pr.docstring(doc, quoted)
         pr()
-        pr(f"def __init__(self, num_classes: int | None = {num_classes!r}, seed: int | None = None):")
+        pr(f"def __init__(self, num_classes: int | None = {literal(num_classes)}, seed: int | None = None):")
         with pr.indent():
             pr("super().__init__()")
-            pr(f"self.num_classes = {num_classes!r}")
-            pr(f"self.aux_names = {[h['name'] for h in aux]!r}")
-            pr(f"self.aux_weights = {[float(h['weight']) for h in aux]!r}")
-            pr(f"self.aux_paths = {_aux_paths(graph, module_paths)!r}")
-            pr(f"self.classifiers = {classifiers!r}")
+            pr(f"self.num_classes = {literal(num_classes)}")
+            pr(f"self.aux_names = {literal([h['name'] for h in aux])}")
+            pr(f"self.aux_weights = {literal([float(h['weight']) for h in aux])}")
+            pr(f"self.aux_paths = {literal(_aux_paths(graph, module_paths))}")
+            pr(f"self.classifiers = {literal(classifiers)}")
             start = len(pr.lines)
             build_lines(pr, tree, lambda leaf: classes.leaf(leaf, lit))
-            pr.lines[start:] = [re.sub(f"{Lits.MARK}(\\d+){Lits.MARK}", lambda m: _literal(lit.values[int(m.group(1))]), l)
+            pr.lines[start:] = [re.sub(f"{Lits.MARK}(\\d+){Lits.MARK}", lambda m: literal(lit.values[int(m.group(1))]), l)
                                 for l in pr.lines[start:]]
             pr("if num_classes is not None and num_classes != self.num_classes:")
             with pr.indent():
@@ -241,9 +251,10 @@ def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: 
 def _network_methods(pr: Printer, graph, owners: dict, paths: dict, chain: list, main: str | None) -> None:
     root = owners[""]
     aux = graph.graph["aux"]
-    trunk_members = [m for m in root.members if m[1] not in chain and
-                     (graph.nodes[m[1]]["aux"] if m[0] == "node" else owners[m[1]].aux) is None]
-    aux_members = [m for m in root.members if m[1] not in chain and m not in trunk_members]
+    in_head = set(chain)
+    rest = [m for m in root.members if m[1] not in in_head]
+    trunk_members = [m for m in rest if (graph.nodes[m[1]]["aux"] if m[0] == "node" else owners[m[1]].aux) is None]
+    aux_members = [m for m in rest if (graph.nodes[m[1]]["aux"] if m[0] == "node" else owners[m[1]].aux) is not None]
     trunk = _items(graph, root, owners, paths, trunk_members)
     aux_items = _items(graph, root, owners, paths, aux_members)
     head = _items(graph, root, owners, paths, [("node", n) for n in chain])
@@ -325,24 +336,50 @@ def _module_paths(owners: dict, trees: dict) -> dict[str, str]:
 
 # --- the file --------------------------------------------------------------------------------
 
+def class_name_problem(name: str) -> str | None:
+    """Why `name` cannot be the network class's name, or None if it can: it must be a Python
+    identifier as written (NFKC-normal, not a keyword) that the generated module does not
+    already bind or read (`torch`, `F`, `Scope`, `ConvBnAct`, dunders, builtins such as
+    `super` or `int`)."""
+    if not name.isidentifier():
+        return f"{name!r} is not a Python identifier"
+    if unicodedata.normalize("NFKC", name) != name:
+        return f"{name!r} is not in NFKC form: Python would bind {unicodedata.normalize('NFKC', name)!r}"
+    if name in PYTHON_KEYWORDS:
+        return f"{name!r} is a Python keyword"
+    if name in BUILTINS or name in module_namespace():
+        return f"{name!r} would shadow a name the generated module uses"
+    return None
+
+
 def generate_source(network, class_name_: str | None = None) -> tuple[str, str, dict[str, str]]:
     """Standalone PyTorch source for a network.
 
     Parameters:
         network: a checked `Network`.
-        class_name_: the network class's name (default: the network's name in CamelCase).
+        class_name_: the network class's name (default: the network's name in CamelCase, made
+            unique); see `class_name_problem` for the names it may not be.
     Returns:
         (source, class name, module path of every IR node).
+    Raises:
+        ValueError: `class_name_` cannot be used.
 
     Example:
         >>> text, cls, paths = generate_source(incdsl.load("specs/inception_v4.inc"))
         >>> cls
         'InceptionV4'
     """
+    names = module_namespace()
+    if class_name_ is not None:
+        problem = class_name_problem(class_name_)
+        if problem:
+            raise ValueError(f"bad class name: {problem}")
+        cls = names.take(class_name_)
+    else:
+        cls = names.create_name(class_name(network.name))
     graph = network.graph
     owners, node_owner = find_owners(graph)
-    cls = class_name_ or class_name(network.name)
-    classes = _Classes(graph, owners, PRELUDE_NAMES | {cls})
+    classes = _Classes(graph, owners, names)
     classes.run()
     spec = os.path.basename(network.file)
     doc = (f"Network `{network.name}` from {spec}, compiled by incdsl {__version__}.\n\n"
@@ -350,10 +387,13 @@ def generate_source(network, class_name_: str | None = None) -> tuple[str, str, 
            + (f"; aux heads {', '.join(h['name'] for h in graph.graph['aux'])} (training mode only)"
               if graph.graph["aux"] else "") + ".\n"
            f"`{cls}(num_classes=..., seed=0)` builds it with a deterministic initialisation.")
+    quoted = (network.name, spec, cls, *(h["name"] for h in graph.graph["aux"]))  # from the spec or the user
     pr = Printer()
-    paths = _network_class(pr, graph, owners, node_owner, classes, cls, doc)
-    header = (f'"""{network.name}: PyTorch model generated by incdsl {__version__} from {spec}.\n\n'
-              f"Needs only torch. Build with `model = {cls}()`; state-dict keys follow the spec's scope names.\n"
-              '"""\n')
-    text = header + prelude() + "\n\n" + "\n\n".join(classes.sources) + ("\n\n" if classes.sources else "") + pr.text()
+    paths = _network_class(pr, graph, owners, node_owner, classes, cls, doc, quoted)
+    header = Printer()
+    header.docstring(f"{network.name}: PyTorch model generated by incdsl {__version__} from {spec}.\n\n"
+                     f"Needs only torch. Build with `model = {cls}()`; state-dict keys follow the spec's scope names.",
+                     quoted)
+    text = (header.text() + prelude() + "\n\n" + "\n\n".join(classes.sources) + ("\n\n" if classes.sources else "")
+            + pr.text())
     return text, cls, paths

@@ -11,8 +11,10 @@ import itertools
 import linecache
 import types
 
-import torch  # noqa: F401  (the generated code imports it; fail here with a clear name)
+import torch  # the generated code imports it too; fail here with a clear name
 
+from ..names import identifier
+from .memory import build_bytes, check_size
 from .source import generate_source
 
 _counter = itertools.count()
@@ -32,7 +34,8 @@ def load_source(text: str, name: str = "incdsl_model") -> types.ModuleType:
 
 
 def to_torch(network, *, num_classes: int | None = None, seed: int | None = None, weights=None,
-             aux: str = "strict", skip_classifier: bool = False, strict: bool = True):
+             aux: str = "strict", skip_classifier: bool = False, strict: bool = True,
+             max_bytes: int | None = None):
     """Build a `torch.nn.Module` that computes `network`, optionally with a reference's weights.
 
     Parameters:
@@ -47,6 +50,9 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
         aux, skip_classifier, strict: passed to `load_weights` with `weights`: "strict" or
             "skip" for auxiliary heads the reference lacks; keep our classifiers (another
             class count); False loads the layers that fit and keeps the rest.
+        max_bytes: refuse to build a network whose estimated memory (see `memory.py`) is
+            larger; default: half the machine's memory. Not checked when the default device
+            is `meta` (nothing is allocated there).
     Returns:
         an `nn.Module` (on the CPU, float32, in training mode) with:
 
@@ -62,14 +68,19 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
     Raises:
         ValueError: `num_classes` is given but the network ends in no linear classifier.
         WeightsError: `weights` do not fit (see `load_weights`).
+        IncdslError: the network would need more than `max_bytes`; checked before anything
+            is built, from the cost pass.
 
     Example:
         >>> model = to_torch(incdsl.load("specs/inception_v4.inc"), num_classes=10, seed=0)
         >>> model.eval()(torch.randn(1, 3, 299, 299)).shape
         torch.Size([1, 10])
     """
+    if torch.get_default_device().type != "meta":
+        check_size(network, build_bytes(network, num_classes), max_bytes, what="building",
+                   override="to_torch(..., max_bytes={bytes})")
     text, cls, paths = generate_source(network)
-    module = load_source(text, f"incdsl_{network.name}")
+    module = load_source(text, "incdsl_" + identifier(network.name))
     model = getattr(module, cls)(num_classes=num_classes, seed=seed)
     model.node_paths = dict(paths)
     if weights is not None:
