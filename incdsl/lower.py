@@ -17,10 +17,17 @@ from .diagnostics import Diagnostic, IncdslError, Span, did_you_mean, error
 from .ir import format_shape
 from .parse import parse
 from .passes.shapes import ShapeError, infer_node
-from .values import (ALIASES, LAYER_OPS, RESERVED, SIGNATURES, EvalError, InDepth, divisible, evaluate,
-                     show, t_nonneg, t_shape)
+from .values import (ALIASES, LAYER_OPS, RESERVED, SIGNATURES, EvalError, InDepth, checked, divisible,
+                     evaluate, show, t_nonneg, t_shape)
 
-MAX_NODES = 1_000_000
+# Lowering and checking take about 35 us and 2 KB per layer: 100,000 layers check in a few
+# seconds and well under 1 GB. The largest real networks have a few thousand layers
+# (Inception-v4: about 500). A repetition or block call that makes no layer counts as one,
+# so `repeat 0` inside `repeat 99999` cannot do unbounded work either.
+MAX_LAYERS = 100_000
+MAX_NODES = MAX_LAYERS  # the former name
+SIZE_CAP = 10 ** 15  # estimates stop growing here: they only need to exceed the limit
+LIMIT_HINT = "raise the limit with `--max-layers N` (`load(..., max_layers=N)`) if the network is meant to be this large"
 MAX_CALL_DEPTH = 64  # blocks within blocks: real networks nest a few deep; each level takes Python stack
 KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "branch", "shortcut", "repeat",
             "with", "aux", "from", "as", "named"}
@@ -134,10 +141,11 @@ def _err(message, span, sources, notes=(), hint=None) -> IncdslError:
 # --- lowering --------------------------------------------------------------------------------
 
 class Lowerer:
-    def __init__(self, program: Program, max_nodes: int = MAX_NODES):
+    def __init__(self, program: Program, max_layers: int = MAX_LAYERS):
         self.program = program
         self.blocks = program.blocks
-        self.max_nodes = max_nodes
+        self.max_layers = max_layers
+        self.idle = 0  # repetitions and block calls that made no layer (each counts as one)
         self.g = nx.DiGraph()
         self.counters: dict[tuple[str, str], int] = {}
         self.used: dict[str, dict[str, Span]] = {}
@@ -180,11 +188,20 @@ class Lowerer:
         self.counters[key] = k + 1
         return self.claim(scope, f"{base}_{k}", span, ctx)
 
+    # size
+    def made(self) -> int:
+        """Layers made so far (the input too), plus repetitions and calls that made none."""
+        return len(self.g) + self.idle
+
+    def too_big(self, least: int, span: Span, ctx: Ctx | None, notes=()):
+        shown = f"at least {least:,}" if least < SIZE_CAP else f"more than {SIZE_CAP:,}"
+        self.fail(f"this network would have {shown} layers; the limit is {self.max_layers:,}", span, ctx,
+                  hint=LIMIT_HINT, notes=notes)
+
     # nodes
     def add_node(self, name: str, op: str, attrs: dict, ins: list[str], span: Span, ctx: Ctx) -> str:
-        if len(self.g) >= self.max_nodes:
-            self.fail(f"the network expands past {self.max_nodes:,} layers", span, ctx,
-                      hint="a repeat count is probably far too large")
+        if self.made() >= self.max_layers:
+            self.too_big(self.made() + 1, span, ctx)
         try:
             shape, warnings = infer_node(op, attrs, [self.g.nodes[i]["shape"] for i in ins])
         except ShapeError as exc:
@@ -213,6 +230,7 @@ class Lowerer:
             self.fail(f"network `{net.name}` must start with its input", where, None,
                       hint="begin the body with a line such as `input 3x224x224`")
         first = body.pop(0)
+        self.check_size(body, env)
         try:
             shape = t_shape(self.eval(first.shape, ctx))
         except TypeError as exc:
@@ -248,6 +266,12 @@ class Lowerer:
                           notes=[f"`{d.name}` is defined at {d.name_span}"])
             if key in env:
                 self.fail(f"parameter `{key}` given twice", span, site)
+            if overrides:  # values from --set or load(params=) have not been through `evaluate`
+                try:
+                    checked(value, None)
+                except EvalError as exc:
+                    raise _err(f"network parameter `{key}`: {exc.message}", None,
+                               self.program.sources, hint=exc.hint) from None
             env[key] = value
         for p in d.params:
             if p.name in env:
@@ -365,7 +389,11 @@ class Lowerer:
             # from `in.c` (residual projections) must keep matching the input, so they are exempt.
             width = attrs.pop("width")
             if width != 1.0 and not isinstance(attrs["filters"], InDepth):
-                attrs["filters"] = divisible(attrs["filters"] * width, 8)
+                try:  # a huge width overflows to inf, or to an integer of hundreds of digits
+                    attrs["filters"] = checked(divisible(checked(attrs["filters"] * width, el.span), 8), el.span)
+                except (EvalError, OverflowError):
+                    self.fail(f"`conv` width {width:g} scales {attrs['filters']:,} filters to a number too large",
+                              el.span, ctx)
             attrs["filters"] = int(attrs["filters"])
         name = self.claim(ctx.scope, el.label, el.label_span, ctx) if el.label else self.fresh(ctx.scope, op, el.span, ctx)
         node = self.add_node(name, op, attrs, [cur], el.span, ctx)
@@ -382,10 +410,10 @@ class Lowerer:
             self.fail(f"blocks nest more than {MAX_CALL_DEPTH} deep", el.name_span, None,
                       notes=chain[:3] + [f"... {len(chain) - 6} more ..."] + chain[-3:],
                       hint="flatten the nesting: a block may hold a sequence of calls instead")
-        least = self.min_size(el.name)
-        if len(self.g) + least > self.max_nodes:
-            self.fail(f"block `{el.name}` expands to at least {least:,} layers, past the limit of {self.max_nodes:,}",
-                      el.name_span, ctx, hint="blocks that call blocks several times multiply their size")
+        least = max(1, self.min_size(el.name))
+        if self.made() + least > self.max_layers:
+            self.too_big(self.made() + least, el.name_span, ctx, notes=[f"block `{el.name}` makes at least {least:,}"])
+        before = self.made()
         args, kwargs = [], {}
         for arg in el.args:
             if arg.kind == "stride":
@@ -405,6 +433,8 @@ class Lowerer:
                 self.fresh(ctx.scope, el.name, el.span, ctx, numbered=False)
         self.instances[scope_name] = {"block": el.name, "args": env, "span": el.span}
         out = self.lower_body(d.body, cur, replace(inner, scope=scope_name, env=env))
+        if self.made() == before:
+            self.idle += 1
         if el.label and scope_name.rpartition("/")[2] == el.label:
             self.labels.setdefault(el.label, []).append((ctx.scope, out, el.label_span))
         return out
@@ -412,28 +442,51 @@ class Lowerer:
     def min_size(self, block: str) -> int:
         """A lower bound of the layers one instance of `block` makes, read off the AST.
 
-        Repeat counts written as plain numbers multiply; counts that depend on parameters
-        count as zero, so the bound stays a bound. Lets nested calls that multiply (a block
-        calling another twice, a hundred levels deep) fail at once instead of after a
-        million layers."""
+        Repeat counts that are constants multiply; counts that depend on parameters count as
+        zero, so the bound stays a bound. Lets nested calls that multiply (a block calling
+        another twice, a hundred levels deep) fail at once instead of after a million layers."""
         if block not in self.min_sizes:
             self.min_sizes[block] = 0  # a recursive call is reported elsewhere
-            self.min_sizes[block] = min(self._min_body(self.blocks[block].body), 10 * self.max_nodes)
+            self.min_sizes[block] = self._min_body(self.blocks[block].body, {})
         return self.min_sizes[block]
 
-    def _min_body(self, stmts) -> int:
-        total = 0
+    def _min_body(self, stmts, env: dict) -> int:
+        return min(sum(size for _, size in self._min_parts(stmts, env)), SIZE_CAP)
+
+    def _min_parts(self, stmts, env: dict):
+        """(span, lower bound of layers) of each statement, or of each element of a chain.
+
+        A block call or a repetition counts as at least one: it costs time even if empty."""
         for st in stmts:
             if isinstance(st, s.Chain):
-                total += sum(self.min_size(e.name) if e.name in self.blocks else 1 for e in st.elements)
+                for e in st.elements:
+                    yield e.name_span, max(1, self.min_size(e.name)) if e.name in self.blocks else 1
             elif isinstance(st, s.Composite):
-                total += self._min_body(st.body) + 1
+                yield st.span, self._min_body(st.body, env) + 1
             elif isinstance(st, s.RepeatStmt):
-                count = st.count.value if isinstance(st.count, s.Num) and isinstance(st.count.value, int) else 0
-                total += count * self._min_body(st.body)
+                count = self._constant_count(st.count, env)
+                yield st.count.span, min(count * max(1, self._min_body(st.body, env)), SIZE_CAP)
             elif isinstance(st, (s.BranchStmt, s.ShortcutStmt, s.WithStmt, s.AuxStmt)):
-                total += self._min_body(st.body)
-        return total
+                yield st.span, self._min_body(st.body, env)
+
+    @staticmethod
+    def _constant_count(expr, env: dict) -> int:
+        """A repeat count known before lowering (a constant, or read from `env`), else 0."""
+        try:
+            count = evaluate(expr, env, None)
+        except EvalError:
+            return 0
+        return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+
+    def check_size(self, body, env: dict) -> None:
+        """Refuse, before lowering, a network whose size read off the AST passes the limit.
+
+        Points at the statement (or chain element) where the running total passes it."""
+        total = 1  # the input
+        for span, size in self._min_parts(body, env):
+            total += size
+            if total > self.max_layers:
+                self.too_big(min(self._min_body(body, env) + 1, SIZE_CAP), span, None)
 
     def composite_scope(self, stmt, ctx: Ctx) -> str:
         return self.claim(ctx.scope, stmt.label, stmt.label_span, ctx) if stmt.label else ctx.scope
@@ -508,12 +561,12 @@ class Lowerer:
         outer = 1
         for n, _ in ctx.repeats:
             outer *= max(n, 1)
-        # Fail before expanding: the nodes made so far count too (`repeat 1000000: b` after
-        # the input is one node too many, and must not take a minute to say so).
-        made = ctx.repeat_base if ctx.repeats else len(self.g)
-        if made + count * outer > self.max_nodes:
-            self.fail(f"repeat would expand past {self.max_nodes:,} layers", stmt.count.span, ctx,
-                      notes=[f"inside `repeat {n}` at {sp}" for n, sp in reversed(ctx.repeats)])
+        # Fail before expanding: the layers made so far count too (`repeat 1000000: b` after
+        # the input is one layer too many, and must not take a minute to say so).
+        made = ctx.repeat_base if ctx.repeats else self.made()
+        inside = [f"inside `repeat {n}` at {sp}" for n, sp in reversed(ctx.repeats)]
+        if made + count * outer > self.max_layers:
+            self.too_big(made + count * outer, stmt.count.span, ctx, notes=inside)
         if stmt.var and stmt.var in RESERVED:
             self.fail(f"`{stmt.var}` is a reserved word", stmt.span, ctx)
         body = stmt.body
@@ -523,7 +576,7 @@ class Lowerer:
         group = self.fresh(ctx.scope, base, stmt.span, ctx, numbered=False).rpartition("/")[2]
         inner = replace(ctx, repeats=ctx.repeats + ((count, stmt.count.span),), repeat_base=made)
         for i in range(count):
-            before = len(self.g)
+            before = self.made()
             env = dict(ctx.env, **{stmt.var: i}) if stmt.var else ctx.env
             it = replace(inner, env=env)
             scope_name = self.claim(ctx.scope, f"{group}.{i}", stmt.span, ctx)
@@ -531,10 +584,12 @@ class Lowerer:
                 cur = self.lower_call(body[0].elements[0], cur, it, scope_name)
             else:
                 cur = self.lower_body(body, cur, replace(it, scope=scope_name))
-            if i == 0 and made + (len(self.g) - before) * count * outer > self.max_nodes:
-                self.fail(f"repeat would expand past {self.max_nodes:,} layers", stmt.count.span, ctx,
-                          notes=[f"each repetition adds {len(self.g) - before:,} layers"] +
-                                [f"inside `repeat {n}` at {sp}" for n, sp in reversed(ctx.repeats)])
+            if self.made() == before:
+                self.idle += 1
+            each = self.made() - before
+            if i == 0 and made + each * count * outer > self.max_layers:
+                self.too_big(made + each * count * outer, stmt.count.span, ctx,
+                             notes=[f"each repetition adds {each:,} layers"] + inside)
         return cur
 
     def lower_with(self, stmt: s.WithStmt, cur: str, ctx: Ctx) -> str:

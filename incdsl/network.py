@@ -10,7 +10,7 @@ import networkx as nx
 
 from .diagnostics import IncdslError, error
 from .ir import format_graph, format_shape, trunk_nodes
-from .lower import MAX_CALL_DEPTH, MAX_NODES, Lowerer, load_program
+from .lower import MAX_CALL_DEPTH, MAX_LAYERS, Lowerer, load_program
 
 
 @dataclass
@@ -111,7 +111,7 @@ def read_spec(spec: str | os.PathLike, file: str | None = None) -> tuple[str, st
 
 
 def load(spec: str | os.PathLike, *, params: dict | None = None, input: tuple | None = None,
-         file: str | None = None, max_nodes: int = MAX_NODES) -> Network:
+         file: str | None = None, max_layers: int = MAX_LAYERS, max_nodes: int | None = None) -> Network:
     """Parse, lower and check a spec.
 
     Parameters:
@@ -119,6 +119,9 @@ def load(spec: str | os.PathLike, *, params: dict | None = None, input: tuple | 
         params: overrides for the network's parameters, e.g. ``{"classes": 10}``.
         input: another input shape ``(c, h, w)``; every shape is inferred again.
         file: the name to report for text specs (and to resolve includes from).
+        max_layers: refuse networks of more layers (checked before lowering where the AST
+            tells, so a huge spec fails at once); bounds time and memory. `max_nodes` is
+            its former name.
     Returns:
         the checked `Network`.
     Raises:
@@ -132,19 +135,19 @@ def load(spec: str | os.PathLike, *, params: dict | None = None, input: tuple | 
     text, file = read_spec(spec, file)
     try:
         with _gc_paused():
-            return _load(text, file, params, input, max_nodes)
+            return _load(text, file, params, input, max_nodes if max_nodes is not None else max_layers)
     except RecursionError:  # blocks within blocks within ... past Python's stack
         raise error("the spec nests too deeply to lower", None,
                     hint=f"blocks may nest at most {MAX_CALL_DEPTH} deep; flatten the nesting") from None
 
 
-def _load(text: str, file: str, params, input, max_nodes: int) -> Network:
+def _load(text: str, file: str, params, input, max_layers: int) -> Network:
     program = load_program(text, file, _read)
     if program.network is None:
         raise IncdslError(error("the spec defines no network", None,
                                 hint="add `network NAME:` with `input CxHxW` as its first line").diagnostics,
                           program.sources)
-    lowerer = Lowerer(program, max_nodes=max_nodes)
+    lowerer = Lowerer(program, max_layers=max_layers)
     overrides = {k: (v, None) for k, v in (params or {}).items()}
     graph = lowerer.lower_network(program.network, overrides, input)
     return Network(graph, program.sources, file, lowerer.warnings)

@@ -36,6 +36,10 @@ from ..diagnostics import IncdslError, Span, error
 from ..values import EvalError, evaluate
 
 MAX_OPTIONS = 100_000  # options of one choice (a range), a guard against typos such as range(0, 10**9)
+# Options of all choices together, and choices: each option costs a few hundred bytes, and
+# `incdsl check` looks at every option at least once.
+MAX_TOTAL_OPTIONS = 200_000
+MAX_CHOICES = 10_000
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ class Finder:
         self.sites: list[tuple[Site, str]] = []  # (site, context name)
         self.owner: dict[int, tuple] = {}  # id(site node) -> (definition kind, name)
         self.prefix = ""  # names of choices inside a block start with `block/`
+        self.options = 0  # options of the choices found so far
 
     # --- ids and text
     def rel(self, file: str) -> str:
@@ -244,7 +249,9 @@ class Finder:
         replacements, texts, keys = [], [], []
         for a in call.args:
             if isinstance(a, s.Call) and a.func == "range":
-                for v in self.expand_range(a):
+                values = self.expand_range(a)
+                self.count_options(len(replacements) + len(values), a.span)
+                for v in values:
                     replacements.append(s.Num(v, a.span))
                     texts.append(str(v))
                     keys.append(a)
@@ -260,6 +267,14 @@ class Finder:
         self.unique(texts, keys)
         start, end = (call.span.line, call.span.col), (call.span.end_line, call.span.end_col)
         self.add(Site(call, tuple(replacements), tuple(texts), start, end), context, owner)
+
+    def count_options(self, more: int, span: Span) -> None:
+        """Refuse a space past `MAX_TOTAL_OPTIONS` options or `MAX_CHOICES` choices, before building them."""
+        if self.options + more > MAX_TOTAL_OPTIONS:
+            raise _fail(f"the choices of this space have more than {MAX_TOTAL_OPTIONS:,} options in all", span,
+                        self.sources, hint="narrow the ranges: `range(32, 129, 16)` has 7 options")
+        if len(self.sites) >= MAX_CHOICES:
+            raise _fail(f"this space has more than {MAX_CHOICES:,} choices", span, self.sources)
 
     def expand_range(self, call: s.Call) -> list[int]:
         if not 1 <= len(call.args) <= 3:
@@ -277,11 +292,12 @@ class Finder:
         if len(values) == 3 and values[2] == 0:
             raise _fail("`range` step must not be zero", call.args[2].span, self.sources)
         r = range(*values)
-        if len(r) == 0:
+        count = _range_length(r)  # len() fails past sys.maxsize: range(1, 10**30)
+        if count == 0:
             raise _fail(f"`range({', '.join(map(str, values))})` is empty", call.span, self.sources,
                         hint="the stop is left out: range(32, 129, 16) is 32, 48, ..., 128")
-        if len(r) > MAX_OPTIONS:
-            raise _fail(f"`range` gives {len(r):,} options, more than {MAX_OPTIONS:,}", call.span, self.sources)
+        if count > MAX_OPTIONS:
+            raise _fail(f"`range` gives {count:,} options, more than {MAX_OPTIONS:,}", call.span, self.sources)
         return list(r)
 
     def no_nested(self, exprs) -> None:
@@ -301,6 +317,8 @@ class Finder:
             seen[key] = node
 
     def add(self, site: Site, context: str, owner: tuple) -> None:
+        self.count_options(len(site.replacements), site.node.span)
+        self.options += len(site.replacements)
         context = self.prefix + context
         file = site.node.span.file
         starts = self.lines.setdefault(file, offsets(self.sources[file]))
@@ -308,6 +326,12 @@ class Finder:
                                      starts[site.end[0] - 1] + site.end[1] - 1))
         self.sites.append((site, context))
         self.owner[id(site.node)] = owner
+
+
+def _range_length(r: range) -> int:
+    if r.step > 0:
+        return max(0, (r.stop - r.start + r.step - 1) // r.step)
+    return max(0, (r.start - r.stop - r.step - 1) // -r.step)
 
 
 def _repeat_name(st: s.RepeatStmt) -> str:
