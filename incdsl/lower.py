@@ -153,6 +153,7 @@ class Lowerer:
         self.warnings: list[Diagnostic] = []
         self.instances: dict[str, dict] = {}
         self.min_sizes: dict[str, int] = {}
+        self._min_depth = 0  # blocks `min_size` is inside
 
     # errors
     def fail(self, message, span, ctx: Ctx | None, hint=None, notes=()):
@@ -446,28 +447,38 @@ class Lowerer:
         zero, so the bound stays a bound. Lets nested calls that multiply (a block calling
         another twice, a hundred levels deep) fail at once instead of after a million layers."""
         if block not in self.min_sizes:
+            if self._min_depth >= MAX_CALL_DEPTH:
+                return 0  # still a lower bound; lowering reports the nesting
             self.min_sizes[block] = 0  # a recursive call is reported elsewhere
-            self.min_sizes[block] = self._min_body(self.blocks[block].body, {})
+            self._min_depth += 1
+            try:
+                self.min_sizes[block] = self._min_body(self.blocks[block].body, {})
+            finally:
+                self._min_depth -= 1
         return self.min_sizes[block]
 
     def _min_body(self, stmts, env: dict) -> int:
-        return min(sum(size for _, size in self._min_parts(stmts, env)), SIZE_CAP)
+        return min(sum(size for _, size, _ in self._min_parts(stmts, env)), SIZE_CAP)
 
     def _min_parts(self, stmts, env: dict):
-        """(span, lower bound of layers) of each statement, or of each element of a chain.
+        """(span, lower bound of layers, what it is) of each statement, or of each element of a chain.
 
         A block call or a repetition counts as at least one: it costs time even if empty."""
         for st in stmts:
             if isinstance(st, s.Chain):
                 for e in st.elements:
-                    yield e.name_span, max(1, self.min_size(e.name)) if e.name in self.blocks else 1
+                    if e.name in self.blocks:
+                        size = max(1, self.min_size(e.name))
+                        yield e.name_span, size, f"block `{e.name}` makes at least {size:,}"
+                    else:
+                        yield e.name_span, 1, None
             elif isinstance(st, s.Composite):
-                yield st.span, self._min_body(st.body, env) + 1
+                yield st.span, self._min_body(st.body, env) + 1, None
             elif isinstance(st, s.RepeatStmt):
-                count = self._constant_count(st.count, env)
-                yield st.count.span, min(count * max(1, self._min_body(st.body, env)), SIZE_CAP)
+                count, each = self._constant_count(st.count, env), max(1, self._min_body(st.body, env))
+                yield st.count.span, min(count * each, SIZE_CAP), f"each of its {count:,} repetitions makes at least {each:,}"
             elif isinstance(st, (s.BranchStmt, s.ShortcutStmt, s.WithStmt, s.AuxStmt)):
-                yield st.span, self._min_body(st.body, env)
+                yield st.span, self._min_body(st.body, env), None
 
     @staticmethod
     def _constant_count(expr, env: dict) -> int:
@@ -483,10 +494,10 @@ class Lowerer:
 
         Points at the statement (or chain element) where the running total passes it."""
         total = 1  # the input
-        for span, size in self._min_parts(body, env):
+        for span, size, what in self._min_parts(body, env):
             total += size
             if total > self.max_layers:
-                self.too_big(min(self._min_body(body, env) + 1, SIZE_CAP), span, None)
+                self.too_big(min(self._min_body(body, env) + 1, SIZE_CAP), span, None, notes=[what] if what else [])
 
     def composite_scope(self, stmt, ctx: Ctx) -> str:
         return self.claim(ctx.scope, stmt.label, stmt.label_span, ctx) if stmt.label else ctx.scope

@@ -90,9 +90,16 @@ def offsets(text: str) -> list[int]:
     return out
 
 
+def line_starts(sources: dict, file: str, lines_cache: dict) -> list[int]:
+    """`offsets` of a file, computed once (each call would scan the whole file)."""
+    if file not in lines_cache:
+        lines_cache[file] = offsets(sources[file])
+    return lines_cache[file]
+
+
 def source_text(sources: dict, span: Span, lines_cache: dict) -> str:
     text = sources[span.file]
-    starts = lines_cache.setdefault(span.file, offsets(text))
+    starts = line_starts(sources, span.file, lines_cache)
     return text[starts[span.line - 1] + span.col - 1: starts[span.end_line - 1] + span.end_col - 1]
 
 
@@ -195,7 +202,7 @@ class Finder:
             raise _fail("`choice` needs at least one option", el.span, self.sources,
                         hint="list blocks to choose between: `choice(inception_a, inception_b)`")
         text = self.sources[el.name_span.file]
-        starts = self.lines.setdefault(el.name_span.file, offsets(text))
+        starts = line_starts(self.sources, el.name_span.file, self.lines)
         after = starts[el.name_span.end_line - 1] + el.name_span.end_col - 1
         if not text[after:].lstrip(" \t").startswith("("):
             raise _fail("a block choice lists its options in parentheses", el.span, self.sources,
@@ -222,7 +229,7 @@ class Finder:
         """`choice(a, b)` without the label: from the name to the closing parenthesis."""
         last = el.args[-1].span
         text = self.sources[last.file]
-        starts = self.lines.setdefault(last.file, offsets(text))
+        starts = line_starts(self.sources, last.file, self.lines)
         pos = _after_close_paren(text, starts[last.end_line - 1] + last.end_col - 1)
         line = text.count("\n", 0, pos)
         return (el.name_span.line, el.name_span.col), (line + 1, pos - starts[line] + 1)
@@ -321,7 +328,7 @@ class Finder:
         self.options += len(site.replacements)
         context = self.prefix + context
         file = site.node.span.file
-        starts = self.lines.setdefault(file, offsets(self.sources[file]))
+        starts = line_starts(self.sources, file, self.lines)
         site = replace(site, extent=(starts[site.start[0] - 1] + site.start[1] - 1,
                                      starts[site.end[0] - 1] + site.end[1] - 1))
         self.sites.append((site, context))
