@@ -27,7 +27,8 @@ from .values import (ALIASES, LAYER_OPS, RESERVED, SIGNATURES, EvalError, InDept
 MAX_LAYERS = 100_000
 MAX_NODES = MAX_LAYERS  # the former name
 SIZE_CAP = 10 ** 15  # estimates stop growing here: they only need to exceed the limit
-LIMIT_HINT = "raise the limit with `--max-layers N` (`load(..., max_layers=N)`) if the network is meant to be this large"
+LIMIT_HINT = ("raise the limit with `--max-layers N` (`load(..., max_layers=N)`) "
+              "if the network is meant to be this large")
 MAX_CALL_DEPTH = 64  # blocks within blocks: real networks nest a few deep; each level takes Python stack
 KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "branch", "shortcut", "repeat",
             "with", "aux", "from", "as", "named"}

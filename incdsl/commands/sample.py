@@ -227,7 +227,7 @@ def _render(space, draw, args) -> dict[str, str]:
     for k, cand in enumerate(draw.samples, 1):
         name = f"sample_{k:0{digits}d}.inc"
         text = space.to_spec(cand.indices)
-        total = count_costs(load(text, file=name)).total
+        total = count_costs(load(text, file=name, max_layers=args.max_layers)).total
         if (total.params, total.macs) != (cand.cost.params, cand.cost.macs):
             raise AssertionError(f"{name}: the written spec costs {total.params:,} / {total.macs:,}, "
                                  f"the space said {cand.cost.params:,} / {cand.cost.macs:,}")

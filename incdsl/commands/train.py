@@ -86,13 +86,14 @@ def _load_network(args):
     from ..diagnostics import render
     from ..network import load
     params = overrides(args)
-    net = load(args.spec, params=params, input=args.input)
+    net = load(args.spec, params=params, input=args.input, max_layers=args.max_layers)
     reset_classes = None
     if args.classes is not None:
         if "classes" in params:
             raise UsageError("give the number of classes once: --classes or --set classes=")
         if "classes" in net.params:
-            net = load(args.spec, params={**params, "classes": args.classes}, input=args.input)
+            net = load(args.spec, params={**params, "classes": args.classes}, input=args.input,
+                       max_layers=args.max_layers)
         else:
             reset_classes = args.classes
     for w in net.warnings:
