@@ -26,6 +26,8 @@ from .values import (ALIASES, LAYER_OPS, RESERVED, SIGNATURES, EvalError, InDept
 # so `repeat 0` inside `repeat 99999` cannot do unbounded work either.
 MAX_LAYERS = 100_000
 MAX_NODES = MAX_LAYERS  # the former name
+NAME_CHARS_PER_LAYER = 200  # scoped names such as `mixed_5b.branch_1.conv_2` take about 30
+VALUES_PER_LAYER = 20  # Inception blocks take up to 10 parameters and make 5 to 20 layers
 SIZE_CAP = 10 ** 15  # estimates stop growing here: they only need to exceed the limit
 LIMIT_HINT = ("raise the limit with `--max-layers N` (`load(..., max_layers=N)`) "
               "if the network is meant to be this large")
@@ -147,6 +149,8 @@ class Lowerer:
         self.blocks = program.blocks
         self.max_layers = max_layers
         self.idle = 0  # repetitions and block calls that made no layer (each counts as one)
+        self.name_chars = 0  # total length of the scoped names claimed
+        self.values = 0  # parameter values bound by calls and repetitions (`count_values`)
         self.g = nx.DiGraph()
         self.counters: dict[tuple[str, str], int] = {}
         self.used: dict[str, dict[str, Span]] = {}
@@ -177,7 +181,16 @@ class Lowerer:
             self.fail(f"name `{name}` is already used here", span, ctx, notes=[f"first used at {used[name]}"],
                       hint="labels given with `as` must be unique within their scope")
         used[name] = span
-        return f"{scope}/{name}" if scope else name
+        full = f"{scope}/{name}" if scope else name
+        # Each layer keeps its full scoped name: long block names nested deep would make every
+        # name tens of kilobytes, so the names' total length is bounded with the layer count.
+        self.name_chars += len(full)
+        if self.name_chars > NAME_CHARS_PER_LAYER * self.max_layers:
+            self.fail(f"the scoped names of this network's layers pass {NAME_CHARS_PER_LAYER * self.max_layers:,} "
+                      f"characters in all", span, ctx, notes=[f"this one has {len(full):,}"],
+                      hint=f"use shorter block names or nest blocks less deeply ({NAME_CHARS_PER_LAYER} "
+                           "characters a layer are allowed: `--max-layers N` raises this limit too)")
+        return full
 
     def fresh(self, scope: str, base: str, span: Span, ctx: Ctx, numbered: bool = True) -> str:
         used = self.used.setdefault(scope, {})
@@ -199,6 +212,17 @@ class Lowerer:
         shown = f"at least {least:,}" if least < SIZE_CAP else f"more than {SIZE_CAP:,}"
         self.fail(f"this network would have {shown} layers; the limit is {self.max_layers:,}", span, ctx,
                   hint=LIMIT_HINT, notes=notes)
+
+    def count_values(self, n: int, span: Span, ctx: Ctx) -> None:
+        """Count parameter values bound (each block call binds its parameters, each repetition with
+        a variable copies the names in force): a block of thousands of parameters in a long repeat
+        would take time and memory that the layer count does not show."""
+        self.values += n
+        if self.values > VALUES_PER_LAYER * self.max_layers:
+            self.fail(f"block calls and repetitions bind more than {VALUES_PER_LAYER * self.max_layers:,} "
+                      "parameter values in all", span, ctx,
+                      hint=f"give blocks fewer parameters ({VALUES_PER_LAYER} values a layer are allowed: "
+                           "`--max-layers N` raises this limit too)")
 
     # nodes
     def add_node(self, name: str, op: str, attrs: dict, ins: list[str], span: Span, ctx: Ctx) -> str:
@@ -429,6 +453,7 @@ class Lowerer:
                 args.append((value, arg))
         in_shape = self.shape(cur)
         inner = replace(ctx, in_shape=in_shape, calls=ctx.calls + ((el.name, el.name_span),), block=el.name)
+        self.count_values(len(d.params), el.name_span, ctx)
         env = self.bind_params(d, args, kwargs, el.span, inner)
         if scope_name is None:
             scope_name = self.claim(ctx.scope, el.label, el.label_span, ctx) if el.label else \
@@ -589,6 +614,8 @@ class Lowerer:
         inner = replace(ctx, repeats=ctx.repeats + ((count, stmt.count.span),), repeat_base=made)
         for i in range(count):
             before = self.made()
+            if stmt.var:
+                self.count_values(len(ctx.env) + 1, stmt.count.span, ctx)
             env = dict(ctx.env, **{stmt.var: i}) if stmt.var else ctx.env
             it = replace(inner, env=env)
             scope_name = self.claim(ctx.scope, f"{group}.{i}", stmt.span, ctx)

@@ -93,6 +93,31 @@ def test_parametric_counts_are_bounded_while_lowering(load_error):
     assert "the limit is 100,000" in load_error(text).diagnostics[0].message
 
 
+def test_long_names_nested_deep_are_bounded(tmp_path):
+    # 60 nested blocks of 1,000-character names: every layer name is 60 KB (once 1 GB for 5,000 layers)
+    names = [f"b{i}_" + "x" * 1000 for i in range(60)]
+    lines = ["network t:", "    input 3x8x8", "    " + names[0]]
+    for outer, inner in zip(names, names[1:]):
+        lines += [f"block {outer}:", f"    {inner}"]
+    lines += [f"block {names[-1]}:", "    repeat 20000: identity"]
+    path = tmp_path / "names.inc"
+    path.write_text("\n".join(lines) + "\n")
+    proc = run_bounded("check", path.name, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert ": error: the scoped names of this network's layers pass 20,000,000 characters in all" in \
+        proc.stderr.splitlines()[0]
+
+
+def test_blocks_with_thousands_of_parameters_in_a_long_repeat_are_bounded(tmp_path):
+    params = ", ".join(f"p{i} = 1" for i in range(5000))
+    path = tmp_path / "params.inc"
+    path.write_text(HEAD + f"    repeat 20000: b\nblock b({params}):\n    identity\n")  # once 2 GB and a minute
+    proc = run_bounded("check", path.name, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("params.inc:3:19: error: block calls and repetitions bind more than 2,000,000 "
+                                  "parameter values in all")
+
+
 def test_the_limit_is_an_argument_and_an_option(tmp_path, capsys, load_error):
     text = HEAD + "    repeat 10: conv 1x1 4\n"
     assert len(incdsl.load(text, max_layers=11).layers) == 10
