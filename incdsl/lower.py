@@ -501,7 +501,8 @@ class Lowerer:
             elif isinstance(st, s.Composite):
                 yield st.span, self._min_body(st.body, env) + 1, None
             elif isinstance(st, s.RepeatStmt):
-                count, each = self._constant_count(st.count, env), max(1, self._min_body(st.body, env))
+                inner = {k: v for k, v in env.items() if k != st.var}  # the variable hides a parameter
+                count, each = self._constant_count(st.count, env), max(1, self._min_body(st.body, inner))
                 yield st.count.span, min(count * each, SIZE_CAP), f"each of its {count:,} repetitions makes at least {each:,}"
             elif isinstance(st, (s.BranchStmt, s.ShortcutStmt, s.WithStmt, s.AuxStmt)):
                 yield st.span, self._min_body(st.body, env), None

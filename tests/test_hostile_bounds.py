@@ -118,6 +118,15 @@ def test_blocks_with_thousands_of_parameters_in_a_long_repeat_are_bounded(tmp_pa
                                   "parameter values in all")
 
 
+def test_the_estimate_reads_network_parameters_but_not_a_repeat_variable_that_hides_one(load_error):
+    text = "network t(n = 200000):\n    input 3x8x8\n    repeat n: identity\n"
+    diag = load_error(text).diagnostics[0]
+    assert diag.message.startswith("this network would have at least 200,001 layers") and diag.span.col == 12
+    assert len(incdsl.load(text, params={"n": 5}).layers) == 5
+    hidden = "network t(n = 200000):\n    input 3x8x8\n    repeat 3 as n:\n        repeat n: identity\n"
+    assert len(incdsl.load(hidden).layers) == 3  # 0 + 1 + 2
+
+
 def test_the_limit_is_an_argument_and_an_option(tmp_path, capsys, load_error):
     text = HEAD + "    repeat 10: conv 1x1 4\n"
     assert len(incdsl.load(text, max_layers=11).layers) == 10
