@@ -178,6 +178,15 @@ def test_check_plan_covers_every_option_when_the_sweep_does_not_fit(tmp_path):
     assert not short.covered and len(short.points) == 2
 
 
+def test_check_space_stops_at_its_work_limit_and_says_so(tmp_path):
+    from incdsl.search.sampling import check_space
+    path = tmp_path / "space.inc"
+    path.write_text(HEAD + "    conv 1x1 choice(4, 8, 12)\n" * 30)
+    result = check_space(load_space(path), work=40)  # one point makes 31 layers
+    assert result.checked == 1 and not result.plan.covered and result.lowered == 31
+    assert len(check_space(load_space(path)).costs) == 61 + 64  # the default limit fits the sweep
+
+
 @pytest.mark.parametrize("choice, message", [
     (f"range(1, {BIG})", "`range` gives 999,999,999,999,999,999,999,999,999,999 options, more than 100,000"),
     (f"range({BIG}, 0, -1)", "options, more than 100,000"),
@@ -295,16 +304,19 @@ def test_a_budget_of_zero_is_a_budget(tmp_path, capsys):
 SPAN = Span("<expr>", 1, 1, 1, 2)
 NUMBERS = st.one_of(
     st.integers(-10 ** 100, 10 ** 100), st.sampled_from([0, 1, -1, 10 ** 100, -10 ** 100]),
-    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([1e308, -1e308, 5e-324, 1e-300, math.inf, math.nan]))
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([1e308, -1e308, 5e-324, 1e-300, math.inf, math.nan]))
+OPS = ["+", "-", "*", "/", "//", "%"]
 FUNCS = ["min", "max", "abs", "int", "float", "round", "ceil", "floor", "divisible"]
 
 
 def expressions():
     leaves = NUMBERS.map(lambda v: s.Num(v, SPAN))
     return st.recursive(leaves, lambda inner: st.one_of(
-        st.builds(lambda op, a, b: s.BinOp(op, a, b, SPAN), st.sampled_from(["+", "-", "*", "/", "//", "%"]), inner, inner),
+        st.builds(lambda op, a, b: s.BinOp(op, a, b, SPAN), st.sampled_from(OPS), inner, inner),
         st.builds(lambda a: s.Neg(a, SPAN), inner),
-        st.builds(lambda f, args: s.Call(f, tuple(args), SPAN), st.sampled_from(FUNCS), st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda f, args: s.Call(f, tuple(args), SPAN), st.sampled_from(FUNCS),
+                  st.lists(inner, min_size=1, max_size=3)),
     ), max_leaves=12)
 
 
@@ -332,7 +344,7 @@ def text_expressions(draw, depth=0):
         return draw(TEXT_NUMBERS)
     kind = draw(st.sampled_from(["op", "neg", "call"]))
     if kind == "op":
-        op = draw(st.sampled_from(["+", "-", "*", "/", "//", "%"]))
+        op = draw(st.sampled_from(OPS))
         return f"({draw(text_expressions(depth + 1))} {op} {draw(text_expressions(depth + 1))})"
     if kind == "neg":
         return f"-{draw(text_expressions(depth + 1))}"
@@ -341,10 +353,10 @@ def text_expressions(draw, depth=0):
 
 
 @settings(deadline=1000, max_examples=150)
-@given(text_expressions(), st.sampled_from(["conv 1x1 {}", "repeat {}: identity", "with conv(width = {}):\n        conv 1x1 8",
-                                            "residual(scale = {}):\n        identity"]))
+@given(text_expressions(), st.sampled_from(["conv 1x1 {}", "repeat {}: identity", "residual(scale = {}):\n        identity",
+                                            "with conv(width = {}):\n        conv 1x1 8"]))
 def test_random_arithmetic_in_a_spec_loads_or_fails_cleanly(expr, line):
-    try:
-        incdsl.load(HEAD + "    " + line.format(expr) + "\n")
+    try:  # a small layer limit keeps every example quick
+        incdsl.load(HEAD + "    " + line.format(expr) + "\n", max_layers=1000)
     except IncdslError as exc:
         assert exc.render()
