@@ -471,7 +471,7 @@ class Lowerer:
 
         Repeat counts that are constants multiply; counts that depend on parameters count as
         zero, so the bound stays a bound. Lets nested calls that multiply (a block calling
-        another twice, a hundred levels deep) fail at once instead of after a million layers."""
+        another twice, a hundred levels deep) fail at once, not layer by layer."""
         if block not in self.min_sizes:
             if self._min_depth >= MAX_CALL_DEPTH:
                 return 0  # still a lower bound; lowering reports the nesting
