@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import os
 import sys
 
 from . import __version__
@@ -42,6 +44,14 @@ def parse_shape(text: str) -> tuple:
     return tuple(int(p) for p in parts)
 
 
+def parse_max_layers(text: str) -> int:
+    """`--max-layers N`: a whole number from 1 to 10**9."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 10 and 1 <= int(digits) <= 10**9):
+        raise argparse.ArgumentTypeError(f"expected a whole number of layers from 1 to 1000000000, got {text!r}")
+    return int(text)
+
+
 def add_spec_arguments(p: argparse.ArgumentParser, *, spec_help: str | None = None) -> None:
     """The arguments every spec-reading command shares (`spec_help`: the spec is optional)."""
     if spec_help:
@@ -54,6 +64,9 @@ def add_spec_arguments(p: argparse.ArgumentParser, *, spec_help: str | None = No
     p.add_argument("--set", metavar="NAME=VALUE", action="append", default=[],
                    help="override a network parameter, e.g. --set classes=10 (repeatable)")
     p.add_argument("--input", type=parse_shape, metavar="CxHxW", help="another input size, e.g. 3x224x224")
+    from .lower import MAX_LAYERS
+    p.add_argument("--max-layers", type=parse_max_layers, default=MAX_LAYERS, metavar="N",
+                   help=f"refuse networks of more than N layers (default {MAX_LAYERS:,}); bounds time and memory")
 
 
 def overrides(args) -> dict:
@@ -64,6 +77,8 @@ def overrides(args) -> dict:
         if not eq or not key:
             raise UsageError(f"--set expects NAME=VALUE, got {item!r}")
         params[key.strip()] = parse_value(value.strip())
+        if isinstance(params[key.strip()], float) and not math.isfinite(params[key.strip()]):
+            raise UsageError(f"--set {item}: number is not finite")
     return params
 
 
@@ -77,7 +92,8 @@ def spec_text(args):
 
 def load_spec(args):
     from .network import load
-    net = load(spec_text(args), params=overrides(args), input=args.input, include_path=args.include_path)
+    net = load(spec_text(args), params=overrides(args), input=args.input, include_path=args.include_path,
+               max_layers=args.max_layers)
     for w in net.warnings:
         print(render(w, net.sources), file=sys.stderr)
     return net

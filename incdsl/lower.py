@@ -18,10 +18,20 @@ from .ir import format_shape
 from .io import IncludeError, Includes
 from .parse import normalize, parse
 from .passes.shapes import ShapeError, infer_node
-from .values import (ALIASES, LAYER_OPS, RESERVED, SIGNATURES, EvalError, InDepth, divisible, evaluate,
-                     show, t_nonneg, t_shape)
+from .values import (ALIASES, LAYER_OPS, RESERVED, SIGNATURES, EvalError, InDepth, checked, divisible,
+                     evaluate, show, t_nonneg, t_shape)
 
-MAX_NODES = 1_000_000
+# Lowering and checking take about 35 us and 2 KB per layer: 100,000 layers check in a few
+# seconds and well under 1 GB. Real networks have hundreds of layers (the largest shipped
+# spec: 336; Inception-v4: 196). A repetition or block call that makes no layer counts as one,
+# so `repeat 0` inside `repeat 99999` cannot do unbounded work either.
+MAX_LAYERS = 100_000
+MAX_NODES = MAX_LAYERS  # the former name
+NAME_CHARS_PER_LAYER = 200  # scoped names such as `mixed_5b.branch_1.conv_2` take about 30
+VALUES_PER_LAYER = 20  # Inception blocks take up to 10 parameters and make 5 to 20 layers
+SIZE_CAP = 10 ** 15  # estimates stop growing here: they only need to exceed the limit
+LIMIT_HINT = ("raise the limit with `--max-layers N` (`load(..., max_layers=N)`) "
+              "if the network is meant to be this large")
 MAX_CALL_DEPTH = 64  # blocks within blocks: real networks nest a few deep; each level takes Python stack
 KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "branch", "shortcut", "repeat",
             "with", "aux", "from", "as", "named"}
@@ -194,10 +204,13 @@ def _err(message, span, sources, notes=(), hint=None) -> IncdslError:
 # --- lowering --------------------------------------------------------------------------------
 
 class Lowerer:
-    def __init__(self, program: Program, max_nodes: int = MAX_NODES):
+    def __init__(self, program: Program, max_layers: int = MAX_LAYERS):
         self.program = program
         self.blocks = program.blocks
-        self.max_nodes = max_nodes
+        self.max_layers = max_layers
+        self.idle = 0  # repetitions and block calls that made no layer (each counts as one)
+        self.name_chars = 0  # total length of the scoped names claimed
+        self.values = 0  # parameter values bound by calls and repetitions (`count_values`)
         self.g = nx.DiGraph()
         self.counters: dict[tuple[str, str], int] = {}
         self.used: dict[str, dict[str, Span]] = {}
@@ -205,6 +218,7 @@ class Lowerer:
         self.warnings: list[Diagnostic] = []
         self.instances: dict[str, dict] = {}
         self.min_sizes: dict[str, int] = {}
+        self._min_depth = 0  # blocks `min_size` is inside
 
     # errors
     def fail(self, message, span, ctx: Ctx | None, hint=None, notes=()):
@@ -227,7 +241,16 @@ class Lowerer:
             self.fail(f"name `{name}` is already used here", span, ctx, notes=[f"first used at {used[name]}"],
                       hint="labels given with `as` must be unique within their scope")
         used[name] = span
-        return f"{scope}/{name}" if scope else name
+        full = f"{scope}/{name}" if scope else name
+        # Each layer keeps its full scoped name: long block names nested deep would make every
+        # name tens of kilobytes, so the names' total length is bounded with the layer count.
+        self.name_chars += len(full)
+        if self.name_chars > NAME_CHARS_PER_LAYER * self.max_layers:
+            self.fail(f"the scoped names of this network's layers pass {NAME_CHARS_PER_LAYER * self.max_layers:,} "
+                      f"characters in all", span, ctx, notes=[f"this one has {len(full):,}"],
+                      hint=f"use shorter block names or nest blocks less deeply ({NAME_CHARS_PER_LAYER} "
+                           "characters a layer are allowed: `--max-layers N` raises this limit too)")
+        return full
 
     def fresh(self, scope: str, base: str, span: Span, ctx: Ctx, numbered: bool = True) -> str:
         used = self.used.setdefault(scope, {})
@@ -240,11 +263,31 @@ class Lowerer:
         self.counters[key] = k + 1
         return self.claim(scope, f"{base}_{k}", span, ctx)
 
+    # size
+    def made(self) -> int:
+        """Layers made so far (the input too), plus repetitions and calls that made none."""
+        return len(self.g) + self.idle
+
+    def too_big(self, least: int, span: Span, ctx: Ctx | None, notes=()):
+        shown = f"at least {least:,}" if least < SIZE_CAP else f"more than {SIZE_CAP:,}"
+        self.fail(f"this network would have {shown} layers; the limit is {self.max_layers:,}", span, ctx,
+                  hint=LIMIT_HINT, notes=notes)
+
+    def count_values(self, n: int, span: Span, ctx: Ctx) -> None:
+        """Count parameter values bound (each block call binds its parameters, each repetition with
+        a variable copies the names in force): a block of thousands of parameters in a long repeat
+        would take time and memory that the layer count does not show."""
+        self.values += n
+        if self.values > VALUES_PER_LAYER * self.max_layers:
+            self.fail(f"block calls and repetitions bind more than {VALUES_PER_LAYER * self.max_layers:,} "
+                      "parameter values in all", span, ctx,
+                      hint=f"give blocks fewer parameters ({VALUES_PER_LAYER} values a layer are allowed: "
+                           "`--max-layers N` raises this limit too)")
+
     # nodes
     def add_node(self, name: str, op: str, attrs: dict, ins: list[str], span: Span, ctx: Ctx) -> str:
-        if len(self.g) >= self.max_nodes:
-            self.fail(f"the network expands past {self.max_nodes:,} layers", span, ctx,
-                      hint="a repeat count is probably far too large")
+        if self.made() >= self.max_layers:
+            self.too_big(self.made() + 1, span, ctx)
         try:
             shape, warnings = infer_node(op, attrs, [self.g.nodes[i]["shape"] for i in ins])
         except ShapeError as exc:
@@ -273,6 +316,7 @@ class Lowerer:
             self.fail(f"network `{net.name}` must start with its input", where, None,
                       hint="begin the body with a line such as `input 3x224x224`")
         first = body.pop(0)
+        self.check_size(body, env)
         try:
             shape = t_shape(self.eval(first.shape, ctx))
         except TypeError as exc:
@@ -308,6 +352,12 @@ class Lowerer:
                           notes=[f"`{d.name}` is defined at {d.name_span}"])
             if key in env:
                 self.fail(f"parameter `{key}` given twice", span, site)
+            if overrides:  # values from --set or load(params=) have not been through `evaluate`
+                try:
+                    checked(value, None)
+                except EvalError as exc:
+                    raise _err(f"network parameter `{key}`: {exc.message}", None,
+                               self.program.sources, hint=exc.hint) from None
             env[key] = value
         for p in d.params:
             if p.name in env:
@@ -425,7 +475,11 @@ class Lowerer:
             # from `in.c` (residual projections) must keep matching the input, so they are exempt.
             width = attrs.pop("width")
             if width != 1.0 and not isinstance(attrs["filters"], InDepth):
-                attrs["filters"] = divisible(attrs["filters"] * width, 8)
+                try:  # a huge width overflows to inf, or to an integer of hundreds of digits
+                    attrs["filters"] = checked(divisible(checked(attrs["filters"] * width, el.span), 8), el.span)
+                except (EvalError, OverflowError):
+                    self.fail(f"`conv` width {width:g} scales {attrs['filters']:,} filters to a number too large",
+                              el.span, ctx)
             attrs["filters"] = int(attrs["filters"])
         name = self.claim(ctx.scope, el.label, el.label_span, ctx) if el.label else self.fresh(ctx.scope, op, el.span, ctx)
         node = self.add_node(name, op, attrs, [cur], el.span, ctx)
@@ -442,10 +496,10 @@ class Lowerer:
             self.fail(f"blocks nest more than {MAX_CALL_DEPTH} deep", el.name_span, None,
                       notes=chain[:3] + [f"... {len(chain) - 6} more ..."] + chain[-3:],
                       hint="flatten the nesting: a block may hold a sequence of calls instead")
-        least = self.min_size(el.name)
-        if len(self.g) + least > self.max_nodes:
-            self.fail(f"block `{el.name}` expands to at least {least:,} layers, past the limit of {self.max_nodes:,}",
-                      el.name_span, ctx, hint="blocks that call blocks several times multiply their size")
+        least = max(1, self.min_size(el.name))
+        if self.made() + least > self.max_layers:
+            self.too_big(self.made() + least, el.name_span, ctx, notes=[f"block `{el.name}` makes at least {least:,}"])
+        before = self.made()
         args, kwargs = [], {}
         for arg in el.args:
             if arg.kind == "stride":
@@ -459,12 +513,15 @@ class Lowerer:
                 args.append((value, arg))
         in_shape = self.shape(cur)
         inner = replace(ctx, in_shape=in_shape, calls=ctx.calls + ((el.name, el.name_span),), block=el.name)
+        self.count_values(len(d.params), el.name_span, ctx)
         env = self.bind_params(d, args, kwargs, el.span, inner)
         if scope_name is None:
             scope_name = self.claim(ctx.scope, el.label, el.label_span, ctx) if el.label else \
                 self.fresh(ctx.scope, el.name, el.span, ctx, numbered=False)
         self.instances[scope_name] = {"block": el.name, "args": env, "span": el.span}
         out = self.lower_body(d.body, cur, replace(inner, scope=scope_name, env=env))
+        if self.made() == before:
+            self.idle += 1
         if el.label and scope_name.rpartition("/")[2] == el.label:
             self.labels.setdefault(el.label, []).append((ctx.scope, out, el.label_span))
         return out
@@ -472,28 +529,64 @@ class Lowerer:
     def min_size(self, block: str) -> int:
         """A lower bound of the layers one instance of `block` makes, read off the AST.
 
-        Repeat counts written as plain numbers multiply; counts that depend on parameters
-        count as zero, so the bound stays a bound. Lets nested calls that multiply (a block
-        calling another twice, a hundred levels deep) fail at once instead of after a
-        million layers."""
+        Repeat counts that are constants multiply; counts that depend on parameters count as
+        zero, so the bound stays a bound. Lets nested calls that multiply (a block calling
+        another twice, a hundred levels deep) fail at once, not layer by layer."""
         if block not in self.min_sizes:
+            if self._min_depth >= MAX_CALL_DEPTH:
+                return 0  # still a lower bound; lowering reports the nesting
             self.min_sizes[block] = 0  # a recursive call is reported elsewhere
-            self.min_sizes[block] = min(self._min_body(self.blocks[block].body), 10 * self.max_nodes)
+            self._min_depth += 1
+            try:
+                self.min_sizes[block] = self._min_body(self.blocks[block].body, {})
+            finally:
+                self._min_depth -= 1
         return self.min_sizes[block]
 
-    def _min_body(self, stmts) -> int:
-        total = 0
+    def _min_body(self, stmts, env: dict) -> int:
+        return min(sum(size for _, size, _ in self._min_parts(stmts, env)), SIZE_CAP)
+
+    def _min_parts(self, stmts, env: dict):
+        """(span, lower bound of layers, what it is) of each statement, or of each element of a chain.
+
+        A block call or a repetition counts as at least one: it costs time even if empty."""
         for st in stmts:
             if isinstance(st, s.Chain):
-                total += sum(self.min_size(e.name) if e.name in self.blocks else 1 for e in st.elements)
+                for e in st.elements:
+                    if e.name in self.blocks:
+                        size = max(1, self.min_size(e.name))
+                        yield e.name_span, size, f"block `{e.name}` makes at least {size:,}"
+                    else:
+                        yield e.name_span, 1, None
             elif isinstance(st, s.Composite):
-                total += self._min_body(st.body) + 1
+                yield st.span, self._min_body(st.body, env) + 1, None
             elif isinstance(st, s.RepeatStmt):
-                count = st.count.value if isinstance(st.count, s.Num) and isinstance(st.count.value, int) else 0
-                total += count * self._min_body(st.body)
+                inner = {k: v for k, v in env.items() if k != st.var}  # the variable hides a parameter
+                count, each = self._constant_count(st.count, env), max(1, self._min_body(st.body, inner))
+                yield (st.count.span, min(count * each, SIZE_CAP),
+                       f"each of its {count:,} repetitions makes at least {each:,}")
             elif isinstance(st, (s.BranchStmt, s.ShortcutStmt, s.WithStmt, s.AuxStmt)):
-                total += self._min_body(st.body)
-        return total
+                yield st.span, self._min_body(st.body, env), None
+
+    @staticmethod
+    def _constant_count(expr, env: dict) -> int:
+        """A repeat count known before lowering (a constant, or read from `env`), else 0."""
+        try:
+            count = evaluate(expr, env, None)
+        except EvalError:
+            return 0
+        return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+
+    def check_size(self, body, env: dict) -> None:
+        """Refuse, before lowering, a network whose size read off the AST passes the limit.
+
+        Points at the statement (or chain element) where the running total passes it."""
+        total = 1  # the input
+        for span, size, what in self._min_parts(body, env):
+            total += size
+            if total > self.max_layers:
+                self.too_big(min(self._min_body(body, env) + 1, SIZE_CAP), span, None,
+                             notes=[what] if what else [])
 
     def composite_scope(self, stmt, ctx: Ctx) -> str:
         return self.claim(ctx.scope, stmt.label, stmt.label_span, ctx) if stmt.label else ctx.scope
@@ -568,12 +661,12 @@ class Lowerer:
         outer = 1
         for n, _ in ctx.repeats:
             outer *= max(n, 1)
-        # Fail before expanding: the nodes made so far count too (`repeat 1000000: b` after
-        # the input is one node too many, and must not take a minute to say so).
-        made = ctx.repeat_base if ctx.repeats else len(self.g)
-        if made + count * outer > self.max_nodes:
-            self.fail(f"repeat would expand past {self.max_nodes:,} layers", stmt.count.span, ctx,
-                      notes=[f"inside `repeat {n}` at {sp}" for n, sp in reversed(ctx.repeats)])
+        # Fail before expanding: the layers made so far count too (`repeat 1000000: b` after
+        # the input is one layer too many, and must not take a minute to say so).
+        made = ctx.repeat_base if ctx.repeats else self.made()
+        inside = [f"inside `repeat {n}` at {sp}" for n, sp in reversed(ctx.repeats)]
+        if made + count * outer > self.max_layers:
+            self.too_big(made + count * outer, stmt.count.span, ctx, notes=inside)
         if stmt.var and stmt.var in RESERVED:
             self.fail(f"`{stmt.var}` is a reserved word", stmt.span, ctx)
         body = stmt.body
@@ -583,7 +676,9 @@ class Lowerer:
         group = self.fresh(ctx.scope, base, stmt.span, ctx, numbered=False).rpartition("/")[2]
         inner = replace(ctx, repeats=ctx.repeats + ((count, stmt.count.span),), repeat_base=made)
         for i in range(count):
-            before = len(self.g)
+            before = self.made()
+            if stmt.var:
+                self.count_values(len(ctx.env) + 1, stmt.count.span, ctx)
             env = dict(ctx.env, **{stmt.var: i}) if stmt.var else ctx.env
             it = replace(inner, env=env)
             scope_name = self.claim(ctx.scope, f"{group}.{i}", stmt.span, ctx)
@@ -591,10 +686,12 @@ class Lowerer:
                 cur = self.lower_call(body[0].elements[0], cur, it, scope_name)
             else:
                 cur = self.lower_body(body, cur, replace(it, scope=scope_name))
-            if i == 0 and made + (len(self.g) - before) * count * outer > self.max_nodes:
-                self.fail(f"repeat would expand past {self.max_nodes:,} layers", stmt.count.span, ctx,
-                          notes=[f"each repetition adds {len(self.g) - before:,} layers"] +
-                                [f"inside `repeat {n}` at {sp}" for n, sp in reversed(ctx.repeats)])
+            if self.made() == before:
+                self.idle += 1
+            each = self.made() - before
+            if i == 0 and made + each * count * outer > self.max_layers:
+                self.too_big(made + each * count * outer, stmt.count.span, ctx,
+                             notes=[f"each repetition adds {each:,} layers"] + inside)
         return cur
 
     def lower_with(self, stmt: s.WithStmt, cur: str, ctx: Ctx) -> str:

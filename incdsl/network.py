@@ -12,7 +12,7 @@ from .diagnostics import IncdslError, Span, error
 from .io import STDIN, Includes, ReadError, os_reason, read_text
 from .ir import format_graph, format_shape, trunk_nodes
 from .parse import end_position
-from .lower import MAX_CALL_DEPTH, MAX_NODES, Lowerer, load_program
+from .lower import MAX_CALL_DEPTH, MAX_LAYERS, Lowerer, load_program
 
 
 @dataclass
@@ -147,7 +147,8 @@ def no_network(file: str, sources: dict) -> IncdslError:
 
 
 def load(spec: str | os.PathLike | SpecText, *, params: dict | None = None, input: tuple | None = None,
-         file: str | None = None, max_nodes: int = MAX_NODES, include_path=None) -> Network:
+         file: str | None = None, max_layers: int = MAX_LAYERS, max_nodes: int | None = None,
+         include_path=None) -> Network:
     """Parse, lower and check a spec.
 
     Parameters:
@@ -157,6 +158,9 @@ def load(spec: str | os.PathLike | SpecText, *, params: dict | None = None, inpu
         file: the name to report for text specs (and to resolve includes from).
         include_path: more directories `include` may read from (after the spec's own directory
             tree; `INCDSL_PATH` adds more), see `incdsl.io.Includes`.
+        max_layers: refuse networks of more layers (checked before lowering where the AST
+            tells, so a huge spec fails at once); bounds time and memory. `max_nodes` is
+            its former name.
     Returns:
         the checked `Network`.
     Raises:
@@ -170,17 +174,18 @@ def load(spec: str | os.PathLike | SpecText, *, params: dict | None = None, inpu
     text, file = read_spec(spec, file)
     try:
         with _gc_paused():
-            return _load(text, file, params, input, max_nodes, include_path)
+            return _load(text, file, params, input, max_nodes if max_nodes is not None else max_layers,
+                         include_path)
     except RecursionError:  # blocks within blocks within ... past Python's stack
         raise error("the spec nests too deeply to lower", None,
                     hint=f"blocks may nest at most {MAX_CALL_DEPTH} deep; flatten the nesting") from None
 
 
-def _load(text: str, file: str, params, input, max_nodes: int, include_path) -> Network:
+def _load(text: str, file: str, params, input, max_layers: int, include_path) -> Network:
     program = load_program(text, file, Includes.for_spec(file, include_path))
     if program.network is None:
         raise no_network(file, program.sources)
-    lowerer = Lowerer(program, max_nodes=max_nodes)
+    lowerer = Lowerer(program, max_layers=max_layers)
     overrides = {k: (v, None) for k, v in (params or {}).items()}
     graph = lowerer.lower_network(program.network, overrides, input)
     return Network(graph, program.sources, file, lowerer.warnings)

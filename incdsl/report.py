@@ -12,11 +12,13 @@ import io
 import json
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 from .ir import format_shape
 
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, "bf16": 2, "float64": 8, "int8": 1}
 SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+AMOUNT_LIMIT = 10**30  # budgets above this mean nothing (and a float would overflow past 1e308)
 
 
 @dataclass(frozen=True)
@@ -33,12 +35,21 @@ class Row:
 
 
 def parse_amount(text: str) -> int:
-    """`25M`, `13G`, `1.5G`, `42679816` -> int. Raises ValueError."""
+    """`25M`, `13G`, `1.5G`, `42679816`, `0` -> int, exactly (no float). Raises ValueError.
+
+    Budgets are inclusive upper limits, so 0 is a budget (a network without parameters
+    meets it); above `AMOUNT_LIMIT` is an error."""
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([KMGTkmgt]?)\s*", text)
+    shown = text if len(text) <= 40 else text[:20] + "..." + text[-10:]
     if not m:
-        raise ValueError(f"expected a number with an optional K, M, G or T suffix, got {text!r}")
-    value = float(m.group(1)) * SUFFIXES[m.group(2).upper()]
-    return int(round(value))
+        raise ValueError(f"expected a number with an optional K, M, G or T suffix, got {shown!r}")
+    digits = m.group(1).lstrip("0")
+    if len(digits.partition(".")[0]) > 31:  # checked before the arithmetic: the text may be any length
+        raise ValueError(f"{shown} is too large; budgets go up to {AMOUNT_LIMIT:.0e}")
+    value = Fraction(m.group(1)) * SUFFIXES[m.group(2).upper()]
+    if value > AMOUNT_LIMIT:
+        raise ValueError(f"{shown} is too large; budgets go up to {AMOUNT_LIMIT:.0e}")
+    return round(value)
 
 
 def human(n: int) -> str:

@@ -36,6 +36,7 @@ class EvalError(Exception):
 
 
 INT_LIMIT = 10 ** 100  # no count or size comes near; larger results are errors
+ROUND_DIGITS = 100  # `round(x, n)` with |n| up to this; round(8, -10**30) would compute 10**(10**30)
 
 _WORDS = {"yes": True, "on": True, "true": True, "no": False, "off": False, "false": False, "none": None}
 SYMBOLS = {"V", "S", "auto", *ACTIVATIONS}
@@ -58,6 +59,26 @@ def _is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def checked(value, span: Span):
+    """`value` if it is a finite number of sane size; an EvalError at `span` otherwise.
+
+    Every literal and every result goes through here, so no later step sees inf, nan or an
+    integer past `INT_LIMIT` (past 10**100 numbers only make huge messages, and past 4300
+    digits Python refuses to print them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise EvalError("number is not finite", span, "numbers must stay below about 1e308")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
+        raise EvalError("number too large", span, "integers have at most 100 digits")
+    return value
+
+
+def _check_round_digits(digits, span: Span) -> None:
+    # Checked before computing: round(8, -10**30) would build 10**(10**30) and never return.
+    if not isinstance(digits, int) or abs(digits) > ROUND_DIGITS:
+        raise EvalError(f"`round` digits must be an integer from -{ROUND_DIGITS} to {ROUND_DIGITS}, "
+                        f"found `{show(digits)}`", span)
+
+
 def divisible(v, d=8, min_value=None):
     """Round v to the nearest multiple of d, never below 90% of v (MobileNet's rule)."""
     min_value = min_value or d
@@ -74,7 +95,7 @@ _FUNCS: dict[str, Callable] = {
 def evaluate(expr: s.Expr, env: dict, in_shape: tuple | None):
     """Value of an expression. `env` maps names to values; `in_shape` backs `in.c/h/w`."""
     if isinstance(expr, s.Num):
-        return expr.value
+        return checked(expr.value, expr.span)  # 1e400 reads as inf
     if isinstance(expr, s.DimsLit):
         return Dims(expr.values)
     if isinstance(expr, s.Name):
@@ -115,11 +136,7 @@ def evaluate(expr: s.Expr, env: dict, in_shape: tuple | None):
                      "//": lambda: a // b, "%": lambda: a % b}[expr.op]()
         except OverflowError:
             raise EvalError("number too large", expr.span) from None
-        # Products of integers grow without bound; past 10**100 they only make huge messages
-        # (and past 4300 digits, Python refuses to print them).
-        if isinstance(value, int) and abs(value) > INT_LIMIT:
-            raise EvalError("number too large", expr.span)
-        return value
+        return checked(value, expr.span)
     if isinstance(expr, s.Call):
         if expr.func == "choice":
             raise EvalError("this spec is a search space: `choice` has no single value here", expr.span,
@@ -131,10 +148,13 @@ def evaluate(expr: s.Expr, env: dict, in_shape: tuple | None):
         args = [evaluate(a, env, in_shape) for a in expr.args]
         if not args or not all(_is_num(a) for a in args):
             raise EvalError(f"`{expr.func}` needs numeric arguments", expr.span)
+        if expr.func == "round" and len(args) == 2:
+            _check_round_digits(args[1], expr.args[1].span)
         try:
-            return _FUNCS[expr.func](*args)
+            value = _FUNCS[expr.func](*args)
         except (TypeError, ValueError, OverflowError, ZeroDivisionError) as exc:
             raise EvalError(f"`{expr.func}`: {exc}", expr.span) from None
+        return checked(value, expr.span)
     if isinstance(expr, s.TupleLit):
         return tuple(evaluate(e, env, in_shape) for e in expr.items)
     raise AssertionError(f"unknown expression {expr!r}")

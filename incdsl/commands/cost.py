@@ -66,7 +66,8 @@ def run(args) -> int:
     for label, limit in budgets.items():
         value = report["total"][label]
         if value > limit:
-            over.append(f"over budget: {label} {value:,} > {limit:,} (by {value - limit:,}, +{100 * (value - limit) / limit:.1f}%)")
+            share = f", +{100 * (value - limit) / limit:.1f}%" if limit else ""  # a budget of 0 has no percentage
+            over.append(f"over budget: {label} {value:,} > {limit:,} (by {value - limit:,}{share})")
     for line in over:
         print(f"incdsl: {line}", file=sys.stderr)
     return 3 if over else 0

@@ -78,11 +78,15 @@ def mentions_choice(source, include_path=()) -> bool:
 def _load(args):
     from ..cli import overrides, spec_text
     from ..search import load_space
-    return load_space(spec_text(args), params=overrides(args), input=args.input, include_path=args.include_path)
+    return load_space(spec_text(args), params=overrides(args), input=args.input, include_path=args.include_path,
+                      max_layers=args.max_layers)
 
 
 def size_text(n: int) -> str:
-    return f"{n:,} points ({n:.3g})" if n >= 10**4 else f"{n:,} point{'s' if n != 1 else ''}"
+    from ..search.space import approximate
+    if n >= 10**30:  # exact digits would fill lines (and Python prints no more than 4300)
+        return f"about {approximate(n)} points"
+    return f"{n:,} points ({approximate(n)})" if n >= 10**4 else f"{n:,} point{'s' if n != 1 else ''}"
 
 
 def check_space(args) -> int | None:
@@ -90,38 +94,43 @@ def check_space(args) -> int | None:
     from ..cli import spec_text
     if not mentions_choice(spec_text(args), args.include_path):
         return None
-    from ..diagnostics import IncdslError
-    from ..search.sampling import check_plan
+    from ..search.sampling import check_space as check_points
     space = _load(args)
     if not space.choices:
         return None
-    plan = check_plan(space)
-    costs, bad, first = [], 0, None
-    for indices in plan.points:
-        try:
-            costs.append(space.cost(indices))
-        except IncdslError as exc:
-            bad += 1
-            first = first or exc
+    result = check_points(space)
+    plan, costs = result.plan, result.costs
     lines = [f"{space.name}: a search space of {size_text(space.size)}, {len(space.choices)} choices"]
     table = [(c.name, _options(c.options), c.id) for c in space.choices]
     widths = [max(len(row[i]) for row in table) for i in range(2)]
     lines += [f"    {name:<{widths[0]}}  {options:<{widths[1]}}  {where}" for name, options, where in table]
-    if plan.exhaustive:
-        what = f"all {len(plan.points):,} points"
-    else:
-        what = (f"{len(plan.points):,} points: each option of every choice with the others at their first option "
-                f"({plan.sweep:,}), and {plan.random:,} random points (seed {plan.seed})")
-    verdict = "all valid" if not bad else f"{bad:,} invalid"
-    lines.append(f"  checked     {what}: {verdict}")
+    verdict = "all valid" if not result.invalid else f"{result.invalid:,} invalid"
+    lines.append(f"  checked     {_checked_text(result)}: {verdict}")
+    if result.checked < len(plan.points) or not plan.covered:
+        lines.append(f"  stopped     at the work limit of `incdsl check` ({result.lowered:,} layers made); "
+                     f"`incdsl sample` checks the points it draws")
     if costs:
         lines.append(f"  parameters  {min(c.params for c in costs):,} to {max(c.params for c in costs):,}")
         lines.append(f"  MACs        {min(c.macs for c in costs):,} to {max(c.macs for c in costs):,}")
     print("\n".join(lines))
-    if first is not None:
-        print(first.render(), file=sys.stderr)
+    if result.first_invalid is not None:
+        print(result.first_invalid.render(), file=sys.stderr)
         return 1
     return 0
+
+
+def _checked_text(result) -> str:
+    plan = result.plan
+    if plan.exhaustive:
+        return f"all {len(plan.points):,} points"
+    sweep = min(plan.sweep, result.checked)
+    extra = result.checked - sweep
+    if plan.kind == "sweep":
+        what = f"each option of every choice with the others at their first option ({sweep:,})"
+    else:
+        what = (f"option i of every choice at once for i = 0 to {sweep - 1:,} "
+                f"({'every option of every choice' if plan.covered and sweep == plan.sweep else 'not every option'})")
+    return f"{result.checked:,} points: {what}, and {extra:,} random points (seed {plan.seed})"
 
 
 def _options(options) -> str:
@@ -339,7 +348,7 @@ def _render(space, draw, args) -> dict[str, str]:
     for k, cand in enumerate(draw.samples, 1):
         name = f"sample_{k:0{digits}d}.inc"
         text = space.to_spec(cand.indices)
-        total = count_costs(load(text, file=name)).total
+        total = count_costs(load(text, file=name, max_layers=args.max_layers)).total
         if (total.params, total.macs) != (cand.cost.params, cand.cost.macs):
             raise AssertionError(f"{name}: the written spec costs {total.params:,} / {total.macs:,}, "
                                  f"the space said {cand.cost.params:,} / {cand.cost.macs:,}")

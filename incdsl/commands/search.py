@@ -44,14 +44,11 @@ def _amount(text: str) -> float:
 
 
 def register(sub) -> None:
-    from ..cli import parse_shape
+    from ..cli import add_spec_arguments
     from ..search.proposers import ALGORITHMS
     p = sub.add_parser("search", help="run a search experiment on Ray Tune (needs the `search` extra)",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("spec", nargs="?", help="the space: a .inc spec with choices (not needed with --resume)")
-    p.add_argument("--set", metavar="NAME=VALUE", action="append", default=[],
-                   help="override a network parameter, e.g. --set classes=10 (repeatable)")
-    p.add_argument("--input", type=parse_shape, metavar="CxHxW", help="another input size, e.g. 3x64x64")
+    add_spec_arguments(p, spec_help="the space: a .inc spec with choices (not needed with --resume)")
     p.add_argument("--data", metavar="DIR|digits|synthetic", help="training data, as `incdsl train --data`")
     p.add_argument("--trials", type=_positive, metavar="N", help="candidates to train")
     p.add_argument("--budget-epochs", type=_positive, metavar="E", help="epochs per candidate")
@@ -166,7 +163,9 @@ def _fresh(args):
                     input=list(args.input) if args.input else None, algorithm=args.algorithm,
                     objective=args.objective, asha=args.asha, seed=args.seed, population=args.population,
                     recipe=args.recipe, batch_size=args.batch_size, lr=args.lr, amp=args.amp, channels_last=args.channels_last,
-                    synthetic_size=args.synthetic_size, cpus_per_trial=args.cpus_per_trial,
+                    synthetic_size=args.synthetic_size,
+                    include_path=[os.path.abspath(d) for d in args.include_path], max_layers=args.max_layers,
+                    cpus_per_trial=args.cpus_per_trial,
                     gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, address=args.address,
                     **budget)
 
@@ -224,7 +223,8 @@ def _check_space(args, budget: dict):
     from ..cli import UsageError, overrides
     from ..search import load_space
     from ..search.sampling import Budget, draw_random
-    space = load_space(args.spec, params=overrides(args), input=args.input)
+    space = load_space(args.spec, params=overrides(args), input=args.input, include_path=args.include_path,
+                       max_layers=args.max_layers)
     if not space.choices:
         raise UsageError(f"{args.spec} has no `choice(...)`: there is nothing to search "
                          "(train it with `incdsl train`)")

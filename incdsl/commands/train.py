@@ -143,14 +143,15 @@ def _load_network(args):
     from ..cli import UsageError, overrides, spec_text
     from ..network import load
     params = overrides(args)
-    net = load(spec_text(args), params=params, input=args.input, include_path=args.include_path)
+    net = load(spec_text(args), params=params, input=args.input, include_path=args.include_path,
+               max_layers=args.max_layers)
     reset_classes = None
     if args.classes is not None:
         if "classes" in params:
             raise UsageError("give the number of classes once: --classes or --set classes=")
         if "classes" in net.params:
             net = load(spec_text(args), params={**params, "classes": args.classes}, input=args.input,
-                       include_path=args.include_path)
+                       include_path=args.include_path, max_layers=args.max_layers)
         else:
             reset_classes = args.classes
     _print_warnings(net)

@@ -47,6 +47,8 @@ class Vetter:
     params: dict = field(default_factory=dict)
     input: tuple | None = None
     budget: Budget = Budget()
+    include_path: list = field(default_factory=list)
+    max_layers: int | None = None
     started: set = field(default_factory=set)       # keys of candidates handed out
     finished: dict = field(default_factory=dict)    # key -> last metrics (None: failed)
     keys: dict = field(default_factory=dict)        # indices -> key, for points lowered before
@@ -61,7 +63,9 @@ class Vetter:
     def space(self):
         if "_space" not in self.__dict__:
             from .space import load_space
-            self.__dict__["_space"] = load_space(self.spec, params=self.params, input=self.input)
+            limits = {} if self.max_layers is None else {"max_layers": self.max_layers}
+            self.__dict__["_space"] = load_space(self.spec, params=self.params, input=self.input,
+                                                 include_path=self.include_path, **limits)
         return self.__dict__["_space"]
 
     def sizes(self) -> list[int]:

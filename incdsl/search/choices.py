@@ -36,6 +36,10 @@ from ..diagnostics import IncdslError, Span, error
 from ..values import EvalError, evaluate
 
 MAX_OPTIONS = 100_000  # options of one choice (a range), a guard against typos such as range(0, 10**9)
+# Options of all choices together, and choices: each option costs a few hundred bytes, and
+# `incdsl check` looks at every option at least once.
+MAX_TOTAL_OPTIONS = 200_000
+MAX_CHOICES = 10_000
 
 
 @dataclass(frozen=True)
@@ -86,9 +90,16 @@ def offsets(text: str) -> list[int]:
     return out
 
 
+def line_starts(sources: dict, file: str, lines_cache: dict) -> list[int]:
+    """`offsets` of a file, computed once (each call would scan the whole file)."""
+    if file not in lines_cache:
+        lines_cache[file] = offsets(sources[file])
+    return lines_cache[file]
+
+
 def source_text(sources: dict, span: Span, lines_cache: dict) -> str:
     text = sources[span.file]
-    starts = lines_cache.setdefault(span.file, offsets(text))
+    starts = line_starts(sources, span.file, lines_cache)
     return text[starts[span.line - 1] + span.col - 1: starts[span.end_line - 1] + span.end_col - 1]
 
 
@@ -118,6 +129,7 @@ class Finder:
         self.sites: list[tuple[Site, str]] = []  # (site, context name)
         self.owner: dict[int, tuple] = {}  # id(site node) -> (definition kind, name)
         self.prefix = ""  # names of choices inside a block start with `block/`
+        self.options = 0  # options of the choices found so far
 
     # --- ids and text
     def rel(self, file: str) -> str:
@@ -190,7 +202,7 @@ class Finder:
             raise _fail("`choice` needs at least one option", el.span, self.sources,
                         hint="list blocks to choose between: `choice(inception_a, inception_b)`")
         text = self.sources[el.name_span.file]
-        starts = self.lines.setdefault(el.name_span.file, offsets(text))
+        starts = line_starts(self.sources, el.name_span.file, self.lines)
         after = starts[el.name_span.end_line - 1] + el.name_span.end_col - 1
         if not text[after:].lstrip(" \t").startswith("("):
             raise _fail("a block choice lists its options in parentheses", el.span, self.sources,
@@ -217,7 +229,7 @@ class Finder:
         """`choice(a, b)` without the label: from the name to the closing parenthesis."""
         last = el.args[-1].span
         text = self.sources[last.file]
-        starts = self.lines.setdefault(last.file, offsets(text))
+        starts = line_starts(self.sources, last.file, self.lines)
         pos = _after_close_paren(text, starts[last.end_line - 1] + last.end_col - 1)
         line = text.count("\n", 0, pos)
         return (el.name_span.line, el.name_span.col), (line + 1, pos - starts[line] + 1)
@@ -244,7 +256,9 @@ class Finder:
         replacements, texts, keys = [], [], []
         for a in call.args:
             if isinstance(a, s.Call) and a.func == "range":
-                for v in self.expand_range(a):
+                values = self.expand_range(a)
+                self.count_options(len(replacements) + len(values), a.span)
+                for v in values:
                     replacements.append(s.Num(v, a.span))
                     texts.append(str(v))
                     keys.append(a)
@@ -260,6 +274,14 @@ class Finder:
         self.unique(texts, keys)
         start, end = (call.span.line, call.span.col), (call.span.end_line, call.span.end_col)
         self.add(Site(call, tuple(replacements), tuple(texts), start, end), context, owner)
+
+    def count_options(self, more: int, span: Span) -> None:
+        """Refuse a space past `MAX_TOTAL_OPTIONS` options or `MAX_CHOICES` choices, before building them."""
+        if self.options + more > MAX_TOTAL_OPTIONS:
+            raise _fail(f"the choices of this space have more than {MAX_TOTAL_OPTIONS:,} options in all", span,
+                        self.sources, hint="narrow the ranges: `range(32, 129, 16)` has 7 options")
+        if len(self.sites) >= MAX_CHOICES:
+            raise _fail(f"this space has more than {MAX_CHOICES:,} choices", span, self.sources)
 
     def expand_range(self, call: s.Call) -> list[int]:
         if not 1 <= len(call.args) <= 3:
@@ -277,11 +299,12 @@ class Finder:
         if len(values) == 3 and values[2] == 0:
             raise _fail("`range` step must not be zero", call.args[2].span, self.sources)
         r = range(*values)
-        if len(r) == 0:
+        count = _range_length(r)  # len() fails past sys.maxsize: range(1, 10**30)
+        if count == 0:
             raise _fail(f"`range({', '.join(map(str, values))})` is empty", call.span, self.sources,
                         hint="the stop is left out: range(32, 129, 16) is 32, 48, ..., 128")
-        if len(r) > MAX_OPTIONS:
-            raise _fail(f"`range` gives {len(r):,} options, more than {MAX_OPTIONS:,}", call.span, self.sources)
+        if count > MAX_OPTIONS:
+            raise _fail(f"`range` gives {count:,} options, more than {MAX_OPTIONS:,}", call.span, self.sources)
         return list(r)
 
     def no_nested(self, exprs) -> None:
@@ -301,13 +324,21 @@ class Finder:
             seen[key] = node
 
     def add(self, site: Site, context: str, owner: tuple) -> None:
+        self.count_options(len(site.replacements), site.node.span)
+        self.options += len(site.replacements)
         context = self.prefix + context
         file = site.node.span.file
-        starts = self.lines.setdefault(file, offsets(self.sources[file]))
+        starts = line_starts(self.sources, file, self.lines)
         site = replace(site, extent=(starts[site.start[0] - 1] + site.start[1] - 1,
                                      starts[site.end[0] - 1] + site.end[1] - 1))
         self.sites.append((site, context))
         self.owner[id(site.node)] = owner
+
+
+def _range_length(r: range) -> int:
+    if r.step > 0:
+        return max(0, (r.stop - r.start + r.step - 1) // r.step)
+    return max(0, (r.start - r.stop - r.step - 1) // -r.step)
 
 
 def _repeat_name(st: s.RepeatStmt) -> str:

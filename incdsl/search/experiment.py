@@ -38,6 +38,8 @@ class Settings:
     amp: str | None = None
     channels_last: bool = False
     synthetic_size: int = 1024
+    include_path: list = field(default_factory=list)  # -I DIR, absolute
+    max_layers: int | None = None  # --max-layers; None: the default
     cpus_per_trial: float = 1
     gpus_per_trial: float = 0
     max_failures: int = 2
@@ -132,7 +134,8 @@ def _new_tuner(settings: Settings, trainable):
     from .sampling import Budget
 
     vetter = Vetter(settings.spec, _params(settings.sets), tuple(settings.input) if settings.input else None,
-                    Budget(settings.max_params, settings.max_macs))
+                    Budget(settings.max_params, settings.max_macs), include_path=settings.include_path,
+                    max_layers=settings.max_layers)
     proposer = make_proposer(settings.algorithm, vetter.sizes(), settings.seed, settings.objective,
                              settings.population)
     scheduler = (ASHAScheduler(time_attr="training_iteration", metric=search_tune.METRIC, mode="max",

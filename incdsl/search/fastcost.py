@@ -15,8 +15,8 @@ changes:
   arguments again.
 
 A memoised result was computed, and checked, by the core rules the first time, so a point
-is rejected exactly when the full lowering rejects it (one exception: the guard against
-networks of over a million layers counts the layers actually made). The memo outlives one point: `Space`
+is rejected exactly when the full lowering rejects it (one exception: the limit on
+layers counts the layers actually made, a memoised block as one). The memo outlives one point: `Space`
 keeps it, and resolved definitions keep their identity across points. Blocks holding a
 label that an `aux ... from LABEL` head taps are never memoised (the tap must find the node).
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .. import syntax as s
-from ..lower import Lowerer
+from ..lower import MAX_LAYERS, Lowerer
 from ..passes.cost import node_params_macs
 
 MEMO_LIMIT = 30_000  # entries (~2 KB each); the memo is cleared when it grows past this
@@ -157,8 +157,8 @@ class CostLowerer(Lowerer):
         cache: a `CostCache` shared between runs.
     """
 
-    def __init__(self, program, cache: CostCache):
-        super().__init__(program)
+    def __init__(self, program, cache: CostCache, max_layers: int = MAX_LAYERS):
+        super().__init__(program, max_layers)
         self.cache = cache
         self.params = 0
         self.macs = 0

@@ -14,6 +14,10 @@ from .fastcost import Cost
 GRID_LIMIT = 10_000  # points `--strategy grid` will enumerate
 CHECK_ALL_LIMIT = 512  # spaces up to this size are checked point by point
 CHECK_RANDOM = 64  # random points checked beyond the one-choice-at-a-time sweep
+# Layers `incdsl check` makes on a space, over all the points it costs (about 40 us each: a
+# few seconds); and option indices it holds in its plan (points x choices).
+CHECK_WORK = 50_000
+CHECK_POINTS_ENTRIES = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -141,31 +145,93 @@ def descend(space, start: Candidate, key=lambda cost: cost.macs, rounds: int = 1
 
 @dataclass
 class CheckPlan:
-    """The points `incdsl check` costs, and how to describe them."""
+    """The points `incdsl check` costs, and how to describe them.
+
+    kind: "all" (every point), "sweep" (each option of every choice with the others at their
+    first option, then random points) or "cover" (for spaces whose sweep is too long: the
+    i-th option of every choice at once, i = 0, 1, ..., then random points)."""
     points: list[tuple[int, ...]]
     exhaustive: bool
-    sweep: int = 0  # points of the one-choice-at-a-time sweep
+    sweep: int = 0  # points of the sweep (or cover)
     random: int = 0  # further random points
     seed: int = 0
+    kind: str = "sweep"
+    covered: bool = True  # every option of every choice is in some point
 
 
-def check_plan(space, all_limit: int = CHECK_ALL_LIMIT, samples: int = CHECK_RANDOM, seed: int = 0) -> CheckPlan:
+def check_plan(space, all_limit: int = CHECK_ALL_LIMIT, samples: int = CHECK_RANDOM, seed: int = 0,
+               max_points: int | None = None) -> CheckPlan:
     """All points of a small space; otherwise every option of each choice with the others at
-    their first option, then `samples` random points (seeded: the same every run)."""
+    their first option, then `samples` random points (seeded: the same every run).
+
+    With `max_points`, at most that many: when the sweep does not fit, the cover takes its
+    place (as many points as the longest choice has options, or fewer)."""
     sizes = [len(c.options) for c in space.choices]
-    if space.size <= all_limit:
-        return CheckPlan(list(itertools.product(*map(range, sizes))), True)
-    sweep = [tuple(0 for _ in sizes)]
-    for k, m in enumerate(sizes):
-        for i in range(1, m):
-            sweep.append(tuple(i if j == k else 0 for j in range(len(sizes))))
+    limit = max_points if max_points is not None else space.size
+    if space.size <= min(all_limit, limit):
+        return CheckPlan(list(itertools.product(*map(range, sizes))), True, kind="all")
+    sweep_length = 1 + sum(m - 1 for m in sizes)
+    if sweep_length <= limit:
+        kind, covered = "sweep", True
+        sweep = [tuple(0 for _ in sizes)]
+        for k, m in enumerate(sizes):
+            for i in range(1, m):
+                sweep.append(tuple(i if j == k else 0 for j in range(len(sizes))))
+    else:
+        longest = max(sizes)
+        kind, covered = "cover", longest <= limit
+        sweep = [tuple(i % m for m in sizes) for i in range(min(longest, limit))]
     seen = set(sweep)
     rng = random.Random(seed)
     extra = []
-    samples = min(samples, space.size - len(seen))
+    samples = max(0, min(samples, space.size - len(seen), limit - len(sweep)))
     while len(extra) < samples:
         p = tuple(rng.randrange(m) for m in sizes)
         if p not in seen:
             seen.add(p)
             extra.append(p)
-    return CheckPlan(sweep + extra, False, len(sweep), len(extra), seed)
+    return CheckPlan(sweep + extra, False, len(sweep), len(extra), seed, kind, covered)
+
+
+@dataclass
+class CheckResult:
+    """What `check_space` found: costs of the valid points, the invalid ones, how far it got."""
+    plan: CheckPlan
+    costs: list[Cost] = field(default_factory=list)
+    invalid: int = 0
+    first_invalid: IncdslError | None = None
+    checked: int = 0  # points of the plan costed (all of them, unless the work limit stopped it)
+    lowered: int = 0  # layers made while checking
+
+
+def check_space(space, work: int = CHECK_WORK) -> CheckResult:
+    """Cost the points of `check_plan`, making at most about `work` layers in all.
+
+    The first point's size sets how many points fit; checking stops early if later points
+    are larger. So `incdsl check` on any space takes seconds, and says how much it checked."""
+    start = space.lowered
+    first = (0,) * len(space.choices)
+    outcome = _cost_or_error(space, first)
+    per_point = max(1, space.lowered - start)
+    max_points = max(1, min(work // per_point, CHECK_POINTS_ENTRIES // max(1, len(space.choices))))
+    plan = check_plan(space, max_points=max_points)
+    result = CheckResult(plan)
+    for indices in plan.points:
+        if result.checked and space.lowered - start >= work:
+            break
+        cost = outcome if indices == first else _cost_or_error(space, indices)
+        result.checked += 1
+        if isinstance(cost, IncdslError):
+            result.invalid += 1
+            result.first_invalid = result.first_invalid or cost
+        else:
+            result.costs.append(cost)
+    result.lowered = space.lowered - start
+    return result
+
+
+def _cost_or_error(space, indices):
+    try:
+        return space.cost(indices)
+    except IncdslError as exc:
+        return exc

@@ -19,14 +19,15 @@ Methods that take a point also accept a sequence of indices in `choices` order.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import random
 from dataclasses import replace
 from typing import Iterator, Mapping, Sequence
 
-from ..diagnostics import Diagnostic, IncdslError
+from ..diagnostics import Diagnostic, IncdslError, error
 from ..io import Includes
-from ..lower import Lowerer, Program, load_program
+from ..lower import MAX_LAYERS, Lowerer, Program, load_program
 from ..network import SpecText, no_network, read_spec
 from .choices import Choice, find_choices
 from .resolve import Resolver
@@ -36,7 +37,7 @@ RESOLVED_LIMIT = 1024  # resolved definitions kept for reuse (a network of the I
 
 
 def load_space(spec: str | os.PathLike | SpecText, *, params: dict | None = None, input: tuple | None = None,
-               file: str | None = None, include_path=None) -> "Space":
+               file: str | None = None, include_path=None, max_layers: int = MAX_LAYERS) -> "Space":
     """Parse a spec that may hold choices and find them.
 
     Parameters:
@@ -45,6 +46,7 @@ def load_space(spec: str | os.PathLike | SpecText, *, params: dict | None = None
         input: another input shape ``(c, h, w)`` for every point.
         file: the name to report for text specs (and to resolve includes from).
         include_path: more directories `include` may read from, as for `incdsl.load`.
+        max_layers: refuse points of more layers (as `load`).
     Raises:
         IncdslError: for syntax errors, a spec without a network, or a malformed choice.
     """
@@ -52,14 +54,17 @@ def load_space(spec: str | os.PathLike | SpecText, *, params: dict | None = None
     program = load_program(text, file, Includes.for_spec(file, include_path))
     if program.network is None:
         raise no_network(file, program.sources)
-    return Space(program, file, params, input)
+    return Space(program, file, params, input, max_layers)
 
 
 class Space:
     """The points of a spec with choices; see the module docstring."""
 
-    def __init__(self, program: Program, file: str, params: dict | None = None, input: tuple | None = None):
+    def __init__(self, program: Program, file: str, params: dict | None = None, input: tuple | None = None,
+                 max_layers: int = MAX_LAYERS):
         self.program = program
+        self.max_layers = max_layers
+        self.lowered = 0  # layers made by `cost` and `network` so far: what checking a space costs
         self.file = file
         self.params = dict(params or {})
         self.input_shape = tuple(input) if input is not None else None
@@ -93,7 +98,7 @@ class Space:
         return n
 
     def __repr__(self) -> str:
-        return f"<Space {self.name}: {len(self.choices)} choices, {self.size:.3e} points>"
+        return f"<Space {self.name}: {len(self.choices)} choices, {approximate(self.size)} points>"
 
     def choice(self, key: str) -> Choice:
         """A choice by id (``file:line:col``) or name."""
@@ -201,8 +206,11 @@ class Space:
         """The checked `Network` of a point. Raises IncdslError (noting the point) when invalid."""
         from ..network import Network
         program = self.resolve(point)
-        lowerer = Lowerer(program)
-        graph = self._at(point, lambda: lowerer.lower_network(program.network, self._overrides(), self.input_shape))
+        lowerer = Lowerer(program, self.max_layers)
+        try:
+            graph = self._at(point, lambda: lowerer.lower_network(program.network, self._overrides(), self.input_shape))
+        finally:
+            self.lowered += lowerer.made()
         return Network(graph, program.sources, self.file, lowerer.warnings)
 
     def cost(self, point) -> Cost:
@@ -213,8 +221,11 @@ class Space:
         """
         program = self.resolve(point)
         self._cache.trim()
-        lowerer = CostLowerer(program, self._cache)
-        self._at(point, lambda: lowerer.lower_network(program.network, self._overrides(), self.input_shape))
+        lowerer = CostLowerer(program, self._cache, self.max_layers)
+        try:
+            self._at(point, lambda: lowerer.lower_network(program.network, self._overrides(), self.input_shape))
+        finally:
+            self.lowered += lowerer.made()
         return Cost(lowerer.params, lowerer.macs)
 
     def check(self, point) -> Cost:
@@ -243,6 +254,17 @@ class Space:
             exc.diagnostics = [replace(d, notes=d.notes + (note,)) if isinstance(d, Diagnostic) else d
                                for d in exc.diagnostics[:1]] + exc.diagnostics[1:]
             raise
+
+
+def approximate(n: int) -> str:
+    """`2.26e+13` for any size of integer (a float holds none past 1e308)."""
+    if n < 10**15:
+        return f"{n:.3g}"
+    exponent = math.floor(math.log10(n))  # log10 takes integers of any size
+    mantissa = 10 ** (math.log10(n) - exponent)
+    if mantissa >= 9.995:  # rounds up to 10.0
+        mantissa, exponent = 1.0, exponent + 1
+    return f"{mantissa:.2f}e+{exponent}"
 
 
 def _same_number(option: str, value) -> bool:
