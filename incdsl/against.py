@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 
 from .diagnostics import Span, error
+from .ops.table import OPS
 from .report import SUFFIXES
 
 
@@ -103,12 +104,7 @@ def _fmt_shape_hwc(shape) -> str:
 def _weights(graph, name: str, params: int) -> int:
     """Parameters less biases and batch-norm shifts/scales: what most papers' tables count."""
     node = graph.nodes[name]
-    attrs = node["attrs"]
-    if node["op"] == "conv":
-        return params - (attrs["filters"] if attrs["bias"] else 0) - (2 * attrs["filters"] if attrs["bn"] is not None else 0)
-    if node["op"] == "linear":
-        return params - (attrs["units"] if attrs["bias"] else 0)
-    return 0 if node["op"] == "bn" else params
+    return OPS[node["op"]].weights(node["attrs"], params)
 
 
 def compare(table: Table, network, costs) -> list[dict]:

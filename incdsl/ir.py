@@ -46,10 +46,9 @@ from __future__ import annotations
 
 import networkx as nx
 
-NODE_KINDS = ("input", "conv", "maxpool", "avgpool", "gap", "lrn", "bn", "act", "dropout", "flatten",
-              "linear", "softmax", "identity", "concat", "add")
+from .ops.table import OPS
 
-ACTIVATIONS = ("relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "elu", "leaky_relu")
+NODE_KINDS = tuple(OPS)  # the closed set of kinds: the op table's
 
 
 def format_shape(shape) -> str:
@@ -89,10 +88,11 @@ def lint(graph: nx.DiGraph) -> list[str]:
         if idx != list(range(len(idx))):
             problems.append(f"{name}: input indices {idx} are not 0..n-1")
         arity = len(idx)
-        if node["op"] == "input" and arity:
-            problems.append(f"{name}: input node has inputs")
-        if node["op"] not in ("input", "concat", "add") and arity != 1:
-            problems.append(f"{name}: {node['op']} has {arity} inputs")
+        expected = OPS[node["op"]].arity
+        if expected is not None and arity != expected:
+            problems.append(f"{name}: {node['op']} has {arity} inputs, not {expected}")
+        if expected is None and arity < 1:
+            problems.append(f"{name}: {node['op']} has no inputs")
         if any(order[u] > order[name] for u in graph.predecessors(name)):
             problems.append(f"{name}: created before one of its inputs")
         if name.split("/")[:-1] != (node["scope"].split("/") if node["scope"] else []):

@@ -16,14 +16,23 @@ from . import syntax as s
 from .diagnostics import Diagnostic, IncdslError, Span, did_you_mean, error
 from .ir import format_shape
 from .parse import parse
+from .ops.base import Signature, p_num
+from .ops.joins import RESIDUAL
+from .ops.table import ALIASES, GROUPS, LAYER_OPS, OPS, SYMBOLS
 from .passes.shapes import ShapeError, infer_node
-from .values import (ALIASES, LAYER_OPS, RESERVED, SIGNATURES, EvalError, InDepth, divisible, evaluate,
-                     show, t_nonneg, t_shape)
+from .values import WORDS, EvalError, evaluate, show, t_float, t_nonneg, t_shape
 
 MAX_NODES = 1_000_000
 MAX_CALL_DEPTH = 64  # blocks within blocks: real networks nest a few deep; each level takes Python stack
 KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "branch", "shortcut", "repeat",
             "with", "aux", "from", "as", "named"}
+RESERVED = WORDS | SYMBOLS | {"in"}  # words that are values, never names
+
+# Statements that take arguments but make no node of their own kind.
+STATEMENTS: dict[str, Signature] = {
+    "residual": RESIDUAL,
+    "aux": Signature({"weight": t_float}, {"weight": 1.0}, (("weight", p_num),), False, "a loss weight"),
+}
 
 
 @dataclass(frozen=True)
@@ -309,7 +318,7 @@ class Lowerer:
 
         `partial` (for `with` defaults) returns only what was given, with no defaults added.
         """
-        sig = SIGNATURES[op]
+        sig = OPS[op].signature if op in OPS else STATEMENTS[op]
         given: dict = {}
 
         def put(key, value, span):
@@ -358,15 +367,10 @@ class Lowerer:
         op, fixed = ALIASES.get(el.name, (el.name, {}))
         attrs = self.bind_args(op, el.args, ctx, el.name_span)
         attrs.update(fixed)
-        if op == "conv":
-            if attrs["bias"] == "auto":
-                attrs["bias"] = attrs["bn"] is None
-            # `with conv(width = 0.75)` scales filter counts to a multiple of 8; depths read
-            # from `in.c` (residual projections) must keep matching the input, so they are exempt.
-            width = attrs.pop("width")
-            if width != 1.0 and not isinstance(attrs["filters"], InDepth):
-                attrs["filters"] = divisible(attrs["filters"] * width, 8)
-            attrs["filters"] = int(attrs["filters"])
+        try:
+            attrs = OPS[op].finish(attrs)
+        except TypeError as exc:
+            self.fail(f"`{op}`: {exc}", el.span, ctx)
         name = self.claim(ctx.scope, el.label, el.label_span, ctx) if el.label else self.fresh(ctx.scope, op, el.span, ctx)
         node = self.add_node(name, op, attrs, [cur], el.span, ctx)
         if el.label:
@@ -449,26 +453,26 @@ class Lowerer:
                           hint=f"wrap it: `branch: ...`")
             bscope = self.claim(scope, b.label, b.label_span, ctx) if b.label else self.fresh(scope, "branch", b.span, ctx)
             outs.append(self.lower_body(b.body, cur, replace(inner, scope=bscope)))
-        if len(outs) < 2 and stmt.kind == "add":
-            self.fail("`add` needs at least two branches", stmt.span, ctx)
-        if stmt.kind == "concat":
-            self.check_concat(stmt, outs, ctx)
-            node_attrs = {}
-        else:
-            node_attrs = {"scales": tuple(1.0 for _ in outs), "act": attrs["act"]}
+        join = OPS[stmt.kind]
+        if len(outs) < join.min_branches:
+            self.fail(f"`{stmt.kind}` needs at least {'two' if join.min_branches == 2 else join.min_branches} branches",
+                      stmt.span, ctx)
+        if join.aligned:
+            self.check_aligned(stmt, outs, ctx)
+        node_attrs = join.join(attrs, len(outs))
         name = self.fresh(scope, stmt.kind, stmt.span, ctx)
         out = self.add_node(name, stmt.kind, node_attrs, outs, stmt.span, ctx)
         if stmt.label:
             self.labels.setdefault(stmt.label, []).append((ctx.scope, out, stmt.label_span))
         return out
 
-    def check_concat(self, stmt: s.Composite, outs, ctx: Ctx):
+    def check_aligned(self, stmt: s.Composite, outs, ctx: Ctx):
         shapes = [self.shape(o) for o in outs]
         if len({len(sh) for sh in shapes}) == 1 and len(shapes[0]) == 3:
             first = shapes[0][1:]
             for b, sh in zip(stmt.body, shapes):
                 if sh[1:] != first:
-                    self.fail("concat branches disagree in spatial size", b.span, ctx,
+                    self.fail(f"{stmt.kind} branches disagree in spatial size", b.span, ctx,
                               notes=[f"this branch gives {format_shape(sh)}; the first gives {format_shape(shapes[0])}"],
                               hint="every branch must keep the same height and width: check strides and padding (V or S)")
 
@@ -540,11 +544,11 @@ class Lowerer:
     def lower_with(self, stmt: s.WithStmt, cur: str, ctx: Ctx) -> str:
         defaults = {op: dict(kw) for op, kw in ctx.defaults.items()}
         for d in stmt.defaults:
-            targets = ["maxpool", "avgpool"] if d.op == "pool" else [d.op]
+            targets = GROUPS.get(d.op, [d.op])
             for op in targets:
-                if op not in SIGNATURES or op == "aux":
+                if op not in OPS and op != "residual" or op == "input":
                     self.fail(f"`with` cannot set defaults for `{d.op}`", d.span, ctx,
-                              hint=did_you_mean(d.op, list(SIGNATURES) + ["pool"]) or "layers such as `conv(...)`, `pool(...)`, `residual(...)`")
+                              hint=did_you_mean(d.op, [*OPS, "residual", "aux", *GROUPS]) or "layers such as `conv(...)`, `pool(...)`, `residual(...)`")
                 defaults.setdefault(op, {}).update(self.bind_args(op, d.args, ctx, d.span, partial=True))
         return self.lower_body(stmt.body, cur, replace(ctx, defaults=defaults))
 

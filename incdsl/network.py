@@ -54,7 +54,7 @@ class Network:
     @property
     def layers(self) -> list[str]:
         """Layer nodes of the inference graph (no input, no aux heads)."""
-        return [n for n in trunk_nodes(self.graph) if self.graph.nodes[n]["op"] != "input"]
+        return [n for n in trunk_nodes(self.graph) if n != self.input]
 
     def format(self) -> str:
         return format_graph(self.graph)

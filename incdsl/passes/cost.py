@@ -14,11 +14,13 @@ Conventions (those of torchvision's `_ops` / timm's GMACs and of the reference n
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import networkx as nx
 
 from ..ir import inputs
+from ..ops.table import OPS
 
 
 @dataclass(frozen=True)
@@ -66,46 +68,21 @@ def _elements(shape) -> int:
     return n
 
 
-def conv_params(attrs: dict, c_in: int) -> int:
-    kh, kw = attrs["kernel"]
-    f = attrs["filters"]
-    weights = kh * kw * (c_in // attrs["groups"]) * f
-    return weights + (f if attrs["bias"] else 0) + (2 * f if attrs["bn"] is not None else 0)
-
-
-def conv_macs(attrs: dict, c_in: int, out_shape) -> int:
-    kh, kw = attrs["kernel"]
-    _, h, w = out_shape
-    return h * w * attrs["filters"] * (c_in // attrs["groups"]) * kh * kw
-
-
 def node_params_macs(op: str, attrs: dict, in_shapes: list, out_shape) -> tuple[int, int]:
-    """(parameters, MACs) of one node; the closed forms stated in the module docstring."""
-    if op == "conv":
-        c_in = in_shapes[0][0]
-        return conv_params(attrs, c_in), conv_macs(attrs, c_in, out_shape)
-    if op == "linear":
-        n_in = in_shapes[0][0]
-        u = attrs["units"]
-        return n_in * u + (u if attrs["bias"] else 0), n_in * u
-    if op == "bn":
-        return 2 * in_shapes[0][0], 0
-    return 0, 0
+    """(parameters, MACs) of one node: its op's closed forms (each cited in its `ops/` module)."""
+    return OPS[op].cost(attrs, in_shapes, out_shape)
 
 
-def _receptive(op: str, attrs: dict, ins: list[tuple]) -> tuple:
-    """(rf_h, rf_w, jump_h, jump_w) from the inputs' fields."""
-    if not ins or not ins[0]:
+def _receptive(op: str, attrs: dict, fields: list[tuple], in_shapes: list, out_shape) -> tuple:
+    """(rf_h, rf_w, jump_h, jump_w) from the inputs' fields; () for flat outputs or inputs."""
+    if len(out_shape) != 3 or not fields or not fields[0]:
         return ()
-    if op in ("concat", "add"):
-        return tuple(max(v[i] for v in ins) for i in range(4))
-    rf_h, rf_w, j_h, j_w = ins[0]
-    if op in ("conv", "maxpool", "avgpool"):
-        kh, kw = attrs["kernel"]
-        dh, dw = attrs.get("dilation", (1, 1))
-        sh, sw = attrs["stride"]
-        return (rf_h + dh * (kh - 1) * j_h, rf_w + dw * (kw - 1) * j_w, j_h * sh, j_w * sw)
-    return ins[0]
+    return OPS[op].receptive(attrs, fields, in_shapes, out_shape)
+
+
+def _report_field(field: tuple) -> tuple:
+    """The (h, w) field reported: whole pixels (fractions arise after upsampling)."""
+    return tuple(v if isinstance(v, int) else math.ceil(v) for v in field[:2])
 
 
 def count_costs(network, graph: nx.DiGraph | None = None) -> Costs:
@@ -126,18 +103,13 @@ def count_costs(network, graph: nx.DiGraph | None = None) -> Costs:
         ins = inputs(g, name)
         in_shapes = [g.nodes[i]["shape"] for i in ins]
         shape = node["shape"]
-        if node["op"] == "input":
+        op = node["op"]
+        if not ins:  # the network's input: each position sees itself
             fields[name] = (1, 1, 1, 1) if len(shape) == 3 else ()
-            params = macs = 0
         else:
-            params, macs = node_params_macs(node["op"], node["attrs"], in_shapes, shape)
-            if node["op"] == "gap":
-                fields[name] = ()
-            elif len(shape) == 3:
-                fields[name] = _receptive(node["op"], node["attrs"], [fields[i] for i in ins])
-            else:
-                fields[name] = ()
-        rows.append(NodeCost(name, node["op"], shape, params, macs, _elements(shape), fields[name][:2], node["aux"]))
+            fields[name] = _receptive(op, node["attrs"], [fields[i] for i in ins], in_shapes, shape)
+        params, macs = node_params_macs(op, node["attrs"], in_shapes, shape)
+        rows.append(NodeCost(name, op, shape, params, macs, _elements(shape), _report_field(fields[name]), node["aux"]))
     trunk = [r for r in rows if r.aux is None]
     return Costs(rows, _total(trunk), _total(rows))
 

@@ -12,14 +12,10 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..ir import inputs
-from .labels import act_label, layer_label, scale_note
+from ..ops.table import OPS
+from .labels import act_label, layer_label
 
 OUTPUT = "#output"
-
-# op -> style kind; block-level kinds ("block", "reduction", "stem", "aux", "output") come on top
-OP_KINDS = {"input": "input", "conv": "conv", "maxpool": "pool", "avgpool": "pool", "gap": "pool",
-            "lrn": "norm", "bn": "norm", "act": "act", "dropout": "dropout", "flatten": "reshape",
-            "identity": "reshape", "linear": "linear", "softmax": "linear", "concat": "concat", "add": "add"}
 
 
 class DrawError(ValueError):
@@ -69,16 +65,28 @@ def layer_nodes(graph: nx.DiGraph, name: str, cluster: str = "", note: str | Non
     node = graph.nodes[name]
     lines = (note,) if note else ()
     aux = node["aux"] is not None
-    boxes = [Node(name, OP_KINDS[node["op"]], layer_label(node["op"], node["attrs"]), lines, False, cluster, aux)]
-    if node["op"] == "add" and node["attrs"]["act"]:
-        boxes.append(Node(name + "#act", "act", act_label(node["attrs"]["act"]), (), False, cluster, aux))
+    boxes = [Node(name, layer_kind(graph, name), layer_label(node["op"], node["attrs"]), lines, False, cluster, aux)]
+    act = _post_act(node)
+    if act:
+        boxes.append(Node(name + "#act", "act", act_label(act), (), False, cluster, aux))
     return boxes
+
+
+def layer_kind(graph: nx.DiGraph, name: str) -> str:
+    """The style kind of a layer's box: its op's family. Block-level kinds ("block",
+    "reduction", "stem", "aux", "output") come on top of these."""
+    return OPS[graph.nodes[name]["op"]].family
+
+
+def _post_act(node: dict) -> str | None:
+    """The activation a node's op draws as a box of its own after it (a residual sum's)."""
+    rule = OPS[node["op"]].post_act
+    return rule(node["attrs"]) if rule else None
 
 
 def exit_id(graph: nx.DiGraph, name: str) -> str:
     """The box an IR node's outgoing arrows leave from (see `layer_nodes`)."""
-    node = graph.nodes[name]
-    return name + "#act" if node["op"] == "add" and node["attrs"]["act"] else name
+    return name + "#act" if _post_act(graph.nodes[name]) else name
 
 
 def layer_edges(graph: nx.DiGraph, name: str, box_of) -> list[Edge]:
@@ -91,7 +99,7 @@ def layer_edges(graph: nx.DiGraph, name: str, box_of) -> list[Edge]:
         tail = box_of(src)
         if tail is not None and tail != name:
             out.append(Edge(tail, name, graph.nodes[src]["shape"], input_note(graph, name, index), aux))
-    if node["op"] == "add" and node["attrs"]["act"]:
+    if _post_act(node):
         out.append(Edge(name, name + "#act", node["shape"], None, aux))
     return out
 
@@ -99,9 +107,8 @@ def layer_edges(graph: nx.DiGraph, name: str, box_of) -> list[Edge]:
 def input_note(graph: nx.DiGraph, name: str, index: int) -> str | None:
     """The note on a node's `index`-th input arrow: the scale of a residual branch."""
     node = graph.nodes[name]
-    if node["op"] == "add" and node["attrs"]["scales"][index] != 1.0:
-        return scale_note(node["attrs"]["scales"][index])
-    return None
+    rule = OPS[node["op"]].edge_note
+    return rule(node["attrs"], index) if rule else None
 
 
 def branch_heads(graph: nx.DiGraph, concat: str, members: list[str]) -> list[str]:

@@ -1,0 +1,66 @@
+"""Upsampling by a factor or to a size, nearest or bilinear: `upsample 2`,
+`upsample to 32x32 mode = bilinear`; torch's `nn.Upsample` (align_corners=False).
+
+No parameters. MACs: none, also for bilinear: interpolation counts as free, as pooling does
+(`passes/cost.py` counts convolutions and linear layers only; torch's flop counter agrees).
+
+Receptive field, in input pixels: one output pixel reads one input pixel (nearest) or two
+neighbours per axis (bilinear, when the size changes); the jump between output pixels
+shrinks by the scale, so it becomes a fraction.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+from ..values import Sym, show, t_count, t_pair
+from .base import Op, Signature, p_dims, p_int
+from .window import spatial
+
+MODES = ("nearest", "bilinear")
+
+
+def t_mode(v):
+    if isinstance(v, Sym) and v in MODES:
+        return str(v)
+    raise TypeError(f"expected {' or '.join(MODES)}, found `{show(v)}`")
+
+
+def finish(attrs: dict) -> dict:
+    if (attrs["factor"] is None) == (attrs["size"] is None):
+        raise TypeError("give a factor (`upsample 2`) or a size (`upsample to 32x32`), one of them")
+    return attrs
+
+
+def shape(attrs, ins):
+    c, h, w = spatial("upsample", ins[0])
+    if attrs["size"] is not None:
+        return (c, *attrs["size"]), []
+    return (c, h * attrs["factor"], w * attrs["factor"]), []
+
+
+def field(attrs, fields, ins, out) -> tuple:
+    rf_h, rf_w, j_h, j_w = fields[0]
+    (_, h, w), (_, oh, ow) = ins[0], out
+    two = attrs["mode"] == "bilinear"
+    return (rf_h + (j_h if two and oh != h else 0), rf_w + (j_w if two and ow != w else 0),
+            j_h * Fraction(h, oh), j_w * Fraction(w, ow))
+
+
+def label(a) -> str:
+    head = "Bilinear Upsample" if a["mode"] == "bilinear" else "Upsample"
+    return f"{head} to {a['size'][0]}x{a['size'][1]}" if a["size"] is not None else f"{head} x{a['factor']}"
+
+
+def torch(a, ins, out, lit) -> str:
+    how = f"size={lit.pair(a['size'])}" if a["size"] is not None else f"scale_factor={lit(a['factor'])}"
+    corners = ", align_corners=False" if a["mode"] == "bilinear" else ""
+    return f'nn.Upsample({how}, mode="{a["mode"]}"{corners})'
+
+
+OPS = (
+    Op("upsample", "pool", Signature({"factor": t_count, "size": t_pair, "mode": t_mode},
+                                     {"factor": None, "size": None, "mode": "nearest"},
+                                     (("factor", p_int), ("size", p_dims)), False,
+                                     "a factor such as `2` or a size such as `to 32x32`"),
+       shape, label, torch, receptive=field, finish=finish, words=MODES),
+)
