@@ -26,7 +26,7 @@ MAX_NODES = 1_000_000
 MAX_CALL_DEPTH = 64  # blocks within blocks: real networks nest a few deep; each level takes Python stack
 KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "branch", "shortcut", "repeat",
             "with", "aux", "from", "as", "named"}
-RESERVED = WORDS | SYMBOLS | {"in"}  # words that are values, never names
+RESERVED = WORDS | SYMBOLS | {"in", "to"}  # words that are values (or `to SIZE`), never names
 
 # Statements that take arguments but make no node of their own kind.
 STATEMENTS: dict[str, Signature] = {
@@ -369,8 +369,8 @@ class Lowerer:
         attrs.update(fixed)
         try:
             attrs = OPS[op].finish(attrs)
-        except TypeError as exc:
-            self.fail(f"`{op}`: {exc}", el.span, ctx)
+        except TypeError as exc:  # arguments that are each fine but do not fit together
+            self.fail(str(exc), el.span, ctx)
         name = self.claim(ctx.scope, el.label, el.label_span, ctx) if el.label else self.fresh(ctx.scope, op, el.span, ctx)
         node = self.add_node(name, op, attrs, [cur], el.span, ctx)
         if el.label:

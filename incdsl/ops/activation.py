@@ -51,5 +51,6 @@ def act_label(fn: str) -> str:
 OPS = (
     Op("act", "act", Signature({"fn": t_act}, {"fn": "relu"}, (("fn", p_act),), False, "an activation name"),
        same_shape, lambda a: act_label(a["fn"]), lambda a, ins, out, lit: ACTIVATIONS[a["fn"]].torch,
-       aliases={"relu": {"fn": "relu"}}, words=tuple(ACTIVATIONS), head=True),
+       aliases={"relu": {"fn": "relu"}}, words=tuple(ACTIVATIONS), head=True,
+       example=tuple(f"act {fn}" for fn in ACTIVATIONS)),
 )

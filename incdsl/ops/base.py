@@ -80,7 +80,8 @@ class Op:
     weights    (attrs, parameters) -> parameters less biases and norm scales/shifts (`--against`)
     receptive  (attrs, input fields, input shapes, output shape) -> field (rf_h, rf_w, jump_h,
                jump_w), in input pixels; see `passes/cost.py`. A flat output has no field
-    finish     attrs -> attrs: lowering's last normalisation of the bound arguments
+    finish     attrs -> attrs: lowering's last normalisation of the bound arguments; raises
+               TypeError (the whole message) when arguments do not fit together
     aliases    other names that spell this op with fixed arguments: `relu` -> act(fn = relu)
     words      bare words its arguments accept as values (`bilinear`)
     group      `with GROUP(...)` sets defaults for every op of the group (`pool`)
@@ -93,6 +94,8 @@ class Op:
                statement with branches (`concat:`, `add:`); None for layers
     min_branches  fewest branches the statement takes
     aligned    branches must agree in height and width (reported at the branch that differs)
+    example    the smallest statement that uses the op (lines of a network body, after
+               `input 4x15x15`): `tests/test_ops.py` checks, costs, draws and compiles it
     post_act   attrs -> activation drawn as its own box after this one, or None
     edge_note  (attrs, input index) -> note on that input's arrow, or None
     """
@@ -115,6 +118,7 @@ class Op:
     passthrough: bool = False
     classifier: bool = False
     elided: bool = False
+    example: tuple = ()
     join: Callable | None = None
     min_branches: int = 1
     aligned: bool = False

@@ -16,5 +16,5 @@ def no_field(attrs, fields, ins, out) -> tuple:
 
 OPS = (
     Op("gap", "pool", NO_ARGS, shape, lambda a: "Global Avg Pooling", lambda a, ins, out, lit: "nn.AdaptiveAvgPool2d(1)",
-       receptive=no_field, aliases={"global_avgpool": {}}, head=True, head_start=True),
+       receptive=no_field, aliases={"global_avgpool": {}}, head=True, head_start=True, example=("gap",)),
 )

@@ -50,9 +50,11 @@ RESIDUAL = Signature({"scale": t_float, "act": t_act}, {"scale": 1.0, "act": "re
 
 OPS = (
     Op("concat", "concat", NO_ARGS, concat_shape, lambda a: "Filter concat", lambda a, ins, out, lit: "Concat()",
-       arity=None, receptive=widest_field, join=lambda attrs, n: {}, aligned=True),
+       arity=None, receptive=widest_field, join=lambda attrs, n: {}, aligned=True,
+       example=("concat:", "    branch: conv 1x1 3", "    branch: conv 3x3 2 S -> conv 3x3 2 S", "    branch: maxpool 3x3 S")),
     Op("add", "add", Signature({"act": t_act}, {"act": None}, (("act", p_act),), False, "an activation"),
        add_shape, lambda a: "+", add_torch, arity=None, receptive=widest_field,
        join=lambda attrs, n: {"scales": tuple(1.0 for _ in range(n)), "act": attrs["act"]}, min_branches=2,
-       post_act=lambda a: a["act"], edge_note=scale_note),
+       post_act=lambda a: a["act"], edge_note=scale_note,
+       example=("add(relu):", "    branch: conv 3x3 4 S", "    branch: conv 1x1 4", "residual(0.2):", "    conv 3x3 4 S")),
 )

@@ -42,5 +42,5 @@ OPS = (
     Op("linear", "linear", Signature({"units": t_count, "bias": t_bool, "act": t_act}, {"bias": True, "act": None},
                                      (("units", p_int),), False, "a number of units"),
        shape, label, torch, cost=cost, weights=lambda a, params: params - (a["units"] if a["bias"] else 0),
-       head=True, classifier=True),
+       head=True, classifier=True, example=("flatten -> linear 7 act = relu",)),
 )

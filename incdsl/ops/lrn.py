@@ -18,5 +18,5 @@ OPS = (
     Op("lrn", "norm", Signature({"size": t_count, "alpha": t_posfloat, "beta": t_posfloat, "k": t_posfloat},
                                 {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 1.0}, (("size", p_int),), False,
                                 "a window size"),
-       shape, lambda a: "LocalRespNorm", torch),
+       shape, lambda a: "LocalRespNorm", torch, example=("lrn 3",)),
 )

@@ -16,5 +16,6 @@ def torch(a, ins, out, lit) -> str:
 
 OPS = (
     Op("bn", "norm", Signature({"eps": t_posfloat}, {"eps": 1e-5}, (("eps", p_num),), False, "an epsilon"),
-       same_shape, lambda a: "BatchNorm", torch, cost=cost, weights=lambda a, params: 0),
+       same_shape, lambda a: "BatchNorm", torch, cost=cost, weights=lambda a, params: 0,
+       example=("bn",)),
 )

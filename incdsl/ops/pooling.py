@@ -65,9 +65,9 @@ def _torch(kind: str):
 OPS = (
     Op("maxpool", "pool", Signature(dict(_KEYWORDS), dict(_DEFAULTS), _POSITIONAL, True, _DESCRIBE),
        _shape("maxpool"), _label("MaxPool"), _torch("max"), receptive=window_field, group="pool",
-       words=("V", "S")),
+       words=("V", "S"), example=("maxpool 3x3 /2", "maxpool 3x3 /2 S ceil = yes")),
     Op("avgpool", "pool", Signature({**_KEYWORDS, "count_pad": t_bool}, {**_DEFAULTS, "count_pad": True},
                                     _POSITIONAL, True, _DESCRIBE),
        _shape("avgpool"), _label("Avg Pooling"), _torch("avg"), receptive=window_field, group="pool",
-       words=("V", "S")),
+       words=("V", "S"), example=("avgpool 3x3 /2 S count_pad = no", "avgpool 5x5 pad = 1")),
 )

@@ -17,5 +17,6 @@ def torch(a, ins, out, lit) -> str:
 
 
 OPS = (
-    Op("prelu", "act", NO_ARGS, same_shape, lambda a: "PReLU activation", torch, cost=cost),
+    Op("prelu", "act", NO_ARGS, same_shape, lambda a: "PReLU activation", torch, cost=cost,
+       example=("prelu",)),
 )

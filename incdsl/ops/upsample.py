@@ -26,8 +26,10 @@ def t_mode(v):
 
 
 def finish(attrs: dict) -> dict:
-    if (attrs["factor"] is None) == (attrs["size"] is None):
-        raise TypeError("give a factor (`upsample 2`) or a size (`upsample to 32x32`), one of them")
+    if attrs["factor"] is None and attrs["size"] is None:
+        raise TypeError("`upsample` needs a factor (`upsample 2`) or a size (`upsample to 32x32`)")
+    if attrs["factor"] is not None and attrs["size"] is not None:
+        raise TypeError("`upsample` takes a factor or a size, not both")
     return attrs
 
 
@@ -62,5 +64,6 @@ OPS = (
                                      {"factor": None, "size": None, "mode": "nearest"},
                                      (("factor", p_int), ("size", p_dims)), False,
                                      "a factor such as `2` or a size such as `to 32x32`"),
-       shape, label, torch, receptive=field, finish=finish, words=MODES),
+       shape, label, torch, receptive=field, finish=finish, words=MODES,
+       example=("upsample 2", "upsample to 20x24 mode = bilinear")),
 )
