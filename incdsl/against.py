@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 
 from .diagnostics import Span, error
-from .ops.table import OPS
+from .ir import node
 from .report import SUFFIXES
 
 
@@ -103,8 +103,8 @@ def _fmt_shape_hwc(shape) -> str:
 
 def _weights(graph, name: str, params: int) -> int:
     """Parameters less biases and batch-norm shifts/scales: what most papers' tables count."""
-    node = graph.nodes[name]
-    return OPS[node["op"]].weights(node["attrs"], params)
+    n = node(graph, name)
+    return n.kind.weights(n.attrs, params)
 
 
 def compare(table: Table, network, costs) -> list[dict]:

@@ -63,7 +63,7 @@ def overrides(args) -> dict:
 
 def load_spec(args):
     from .network import load
-    net = load(args.spec, params=overrides(args), input=args.input)
+    net = load(args.spec, params=overrides(args), input=args.input, debug=getattr(args, "debug", False))
     for w in net.warnings:
         print(render(w, net.sources), file=sys.stderr)
     return net
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="incdsl", description="Describe, check, cost, draw, compile and train Inception-family networks.")
     parser.add_argument("--version", action="version", version=f"incdsl {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show Python tracebacks of internal errors")
+    parser.add_argument("--debug", action="store_true", help="check the IR's invariants; show Python tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from .diagnostics import IncdslError, error
-from .ir import format_graph, format_shape, trunk_nodes
+from .ir import format_graph, format_shape, lint, trunk_nodes
 from .lower import MAX_CALL_DEPTH, MAX_NODES, Lowerer, load_program
 
 
@@ -111,7 +111,7 @@ def read_spec(spec: str | os.PathLike, file: str | None = None) -> tuple[str, st
 
 
 def load(spec: str | os.PathLike, *, params: dict | None = None, input: tuple | None = None,
-         file: str | None = None, max_nodes: int = MAX_NODES) -> Network:
+         file: str | None = None, max_nodes: int = MAX_NODES, debug: bool = False) -> Network:
     """Parse, lower and check a spec.
 
     Parameters:
@@ -119,6 +119,7 @@ def load(spec: str | os.PathLike, *, params: dict | None = None, input: tuple | 
         params: overrides for the network's parameters, e.g. ``{"classes": 10}``.
         input: another input shape ``(c, h, w)``; every shape is inferred again.
         file: the name to report for text specs (and to resolve includes from).
+        debug: also check the IR's invariants (`ir.lint`), as tests and `--debug` do.
     Returns:
         the checked `Network`.
     Raises:
@@ -132,7 +133,10 @@ def load(spec: str | os.PathLike, *, params: dict | None = None, input: tuple | 
     text, file = read_spec(spec, file)
     try:
         with _gc_paused():
-            return _load(text, file, params, input, max_nodes)
+            network = _load(text, file, params, input, max_nodes)
+        if debug:
+            lint(network.graph)
+        return network
     except RecursionError:  # blocks within blocks within ... past Python's stack
         raise error("the spec nests too deeply to lower", None,
                     hint=f"blocks may nest at most {MAX_CALL_DEPTH} deep; flatten the nesting") from None

@@ -21,8 +21,7 @@ import keyword
 import re
 from dataclasses import dataclass, field
 
-from ..ir import inputs
-from ..ops.table import OPS
+from ..ir import inputs, kind, node as ir_node
 
 # dir(torch.nn.Module) (public names, torch 2.14), instance attributes, and the model API;
 # tests check this list still covers the installed torch.
@@ -221,9 +220,9 @@ class Lits:
 
 def constructor(graph, name: str, lit: Lits) -> str:
     """The Python expression that builds one node's module, numbers passed through `lit`."""
-    node = graph.nodes[name]
+    node = ir_node(graph, name)
     ins = [graph.nodes[i]["shape"] for i in inputs(graph, name)]
-    return OPS[node["op"]].torch(node["attrs"], ins, node["shape"], lit)
+    return node.kind.torch(node.attrs, ins, node.shape, lit)
 
 
 # --- the network head ------------------------------------------------------------------------
@@ -236,17 +235,17 @@ def head_chain(graph, node_owner: dict[str, str]) -> list[str]:
     """
     chain: list[str] = []
     n = graph.graph["output"]
-    while (n in node_owner and node_owner[n] == "" and OPS[graph.nodes[n]["op"]].head
+    while (n in node_owner and node_owner[n] == "" and kind(graph, n).head
            and graph.nodes[n]["aux"] is None and set(graph.successors(n)) <= set(chain)):
         chain.insert(0, n)
         n = inputs(graph, n)[0]
-    starts = [i for i, c in enumerate(chain) if OPS[graph.nodes[c]["op"]].head_start]
+    starts = [i for i, c in enumerate(chain) if kind(graph, c).head_start]
     return chain[starts[0]:] if starts else chain
 
 
 def classifier_node(graph, out: str) -> str | None:
     """The linear layer that gives `out` (through softmax, identity, dropout), if there is one."""
     n = out
-    while OPS[graph.nodes[n]["op"]].passthrough:
+    while kind(graph, n).passthrough:
         n = inputs(graph, n)[0]
-    return n if OPS[graph.nodes[n]["op"]].classifier else None
+    return n if kind(graph, n).classifier else None

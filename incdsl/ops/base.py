@@ -94,6 +94,7 @@ class Op:
                statement with branches (`concat:`, `add:`); None for layers
     min_branches  fewest branches the statement takes
     aligned    branches must agree in height and width (reported at the branch that differs)
+    attributes the IR attribute names of its nodes; None: the signature's keywords
     example    the smallest statement that uses the op (lines of a network body, after
                `input 4x15x15`): `tests/test_ops.py` checks, costs, draws and compiles it
     post_act   attrs -> activation drawn as its own box after this one, or None
@@ -118,9 +119,15 @@ class Op:
     passthrough: bool = False
     classifier: bool = False
     elided: bool = False
+    attributes: tuple | None = None
     example: tuple = ()
     join: Callable | None = None
     min_branches: int = 1
     aligned: bool = False
     post_act: Callable | None = None
     edge_note: Callable | None = None
+
+    @property
+    def attribute_names(self) -> tuple:
+        """What `attrs` holds on a node of this kind (`ir.lint` checks it)."""
+        return self.attributes if self.attributes is not None else tuple(self.signature.keywords)

@@ -108,5 +108,6 @@ def torch(a, ins, out, lit) -> str:
 OPS = (
     Op("conv", "conv", SIGNATURE, shape, label, torch, cost=cost, weights=weights_only, receptive=window_field,
        finish=finish, words=("V", "S", "auto"),
+       attributes=("filters", "kernel", "stride", "pad", "dilation", "groups", "bias", "bn", "act"),
        example=("conv 3x3 8 /2 S bn = on", "conv 3x3 8 dilation = 2 groups = 2 act = gelu")),
 )

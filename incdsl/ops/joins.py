@@ -55,6 +55,6 @@ OPS = (
     Op("add", "add", Signature({"act": t_act}, {"act": None}, (("act", p_act),), False, "an activation"),
        add_shape, lambda a: "+", add_torch, arity=None, receptive=widest_field,
        join=lambda attrs, n: {"scales": tuple(1.0 for _ in range(n)), "act": attrs["act"]}, min_branches=2,
-       post_act=lambda a: a["act"], edge_note=scale_note,
+       post_act=lambda a: a["act"], edge_note=scale_note, attributes=("scales", "act"),
        example=("add(relu):", "    branch: conv 3x3 4 S", "    branch: conv 1x1 4", "residual(0.2):", "    conv 3x3 4 S")),
 )

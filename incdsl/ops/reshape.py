@@ -18,7 +18,8 @@ def flatten_shape(attrs, ins):
 
 OPS = (
     # `input` is written as its own statement (`input 3x224x224`), not as a layer
-    Op("input", "input", Signature({}, {}), input_shape, lambda a: f"Input ({hwc(a['shape'])})", None, arity=0),
+    Op("input", "input", Signature({}, {}), input_shape, lambda a: f"Input ({hwc(a['shape'])})", None, arity=0,
+       attributes=("shape",)),
     Op("flatten", "reshape", NO_ARGS, flatten_shape, lambda a: "Flatten", lambda a, ins, out, lit: "nn.Flatten()",
        head=True, head_start=True, elided=True, example=("flatten",)),
     Op("identity", "reshape", NO_ARGS, same_shape, lambda a: "Identity", lambda a, ins, out, lit: "nn.Identity()",

@@ -10,8 +10,6 @@ shrinks by the scale, so it becomes a fraction.
 """
 from __future__ import annotations
 
-from fractions import Fraction
-
 from ..values import Sym, show, t_count, t_pair
 from .base import Op, Signature, p_dims, p_int
 from .window import spatial
@@ -41,6 +39,7 @@ def shape(attrs, ins):
 
 
 def field(attrs, fields, ins, out) -> tuple:
+    from fractions import Fraction  # only here: importing it costs `check` a few milliseconds
     rf_h, rf_w, j_h, j_w = fields[0]
     (_, h, w), (_, oh, ow) = ins[0], out
     two = attrs["mode"] == "bilinear"

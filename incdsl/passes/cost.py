@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from ..ir import inputs
+from ..ir import inputs, node as ir_node
 from ..ops.table import OPS
 
 
@@ -99,17 +99,17 @@ def count_costs(network, graph: nx.DiGraph | None = None) -> Costs:
     """
     g = graph if graph is not None else network.graph
     rows, fields = [], {}
-    for name, node in g.nodes(data=True):
+    for name in g.nodes:
+        node = ir_node(g, name)
         ins = inputs(g, name)
         in_shapes = [g.nodes[i]["shape"] for i in ins]
-        shape = node["shape"]
-        op = node["op"]
+        shape = node.shape
         if not ins:  # the network's input: each position sees itself
             fields[name] = (1, 1, 1, 1) if len(shape) == 3 else ()
         else:
-            fields[name] = _receptive(op, node["attrs"], [fields[i] for i in ins], in_shapes, shape)
-        params, macs = node_params_macs(op, node["attrs"], in_shapes, shape)
-        rows.append(NodeCost(name, op, shape, params, macs, _elements(shape), _report_field(fields[name]), node["aux"]))
+            fields[name] = _receptive(node.op, node.attrs, [fields[i] for i in ins], in_shapes, shape)
+        params, macs = node.kind.cost(node.attrs, in_shapes, shape)
+        rows.append(NodeCost(name, node.op, shape, params, macs, _elements(shape), _report_field(fields[name]), node.aux))
     trunk = [r for r in rows if r.aux is None]
     return Costs(rows, _total(trunk), _total(rows))
 

@@ -5,6 +5,7 @@ padding arithmetic the rules share is stated once, in `ops/window.py`.
 """
 from __future__ import annotations
 
+from ..ir import inputs, node as ir_node
 from ..ops.table import OPS
 from ..ops.window import ShapeError, Window, window  # noqa: F401  (re-exported: the shared arithmetic)
 
@@ -48,7 +49,6 @@ def infer_shapes(graph) -> dict[str, Shape]:
 
     shapes: dict[str, Shape] = {}
     for name in nx.topological_sort(graph):
-        node = graph.nodes[name]
-        preds = sorted(graph.in_edges(name, data="index"), key=lambda e: e[2])
-        shapes[name] = infer_node(node["op"], node["attrs"], [shapes[u] for u, _, _ in preds])[0]
+        node = ir_node(graph, name)
+        shapes[name] = infer_node(node.op, node.attrs, [shapes[u] for u in inputs(graph, name)])[0]
     return shapes

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..diagnostics import did_you_mean
-from ..ir import inputs
-from ..ops.table import OPS
+from ..ir import inputs, kind, node as ir_node
 from .labels import layer_label, pretty_name
 from .scene import (OUTPUT, DrawError, Edge, Node, Scene, aux_drop, branch_heads, exit_id, input_note,
                     layer_edges, layer_kind, layer_nodes, split_index)
@@ -24,7 +23,12 @@ from .scene import (OUTPUT, DrawError, Edge, Node, Scene, aux_drop, branch_heads
 
 def _elided(graph: nx.DiGraph, name: str) -> bool:
     """At network level a reshape is not a box: the arrow carries its shape."""
-    return OPS[graph.nodes[name]["op"]].elided
+    return kind(graph, name).elided
+
+
+def _label(graph: nx.DiGraph, name: str) -> str:
+    node = ir_node(graph, name)
+    return layer_label(node.op, node.attrs)
 
 
 @dataclass
@@ -81,10 +85,10 @@ def _trunk_units(graph: nx.DiGraph, trunk: list[str], tapped: set[str]) -> tuple
             if fold_stem and n in stem_layers:
                 if not units or units[-1].id != "#stem":
                     units.append(_Unit("#stem", "stem", "Stem", flow=True))
-                units[-1].lines.append(layer_label(node["op"], node["attrs"]))
+                units[-1].lines.append(_label(graph, n))
                 units[-1].nodes.append(n)
             else:
-                units.append(_Unit(n, layer_kind(graph, n), layer_label(node["op"], node["attrs"]), nodes=[n]))
+                units.append(_Unit(n, layer_kind(graph, n), _label(graph, n), nodes=[n]))
             unit_of[n] = units[-1].id
             continue
         top = n.split("/", 1)[0]
@@ -133,7 +137,7 @@ def _aux_unit(graph: nx.DiGraph, head: dict, scene: Scene, unit_of: dict) -> Non
     name = head["name"]
     uid = f"#aux/{name}"
     layers = [n for n in graph.nodes if graph.nodes[n]["aux"] == name]
-    lines = tuple(layer_label(graph.nodes[n]["op"], graph.nodes[n]["attrs"]) for n in layers
+    lines = tuple(_label(graph, n) for n in layers
                   if not _elided(graph, n))
     scene.nodes.append(Node(uid, "aux", f"Aux head {name} (weight {head['weight']:g})", lines, True, aux=True))
     for n in layers:
@@ -233,7 +237,7 @@ def _branch_orders(graph: nx.DiGraph, joins: list[str], members: list[str], box:
     """For each concat (and multi-branch add): its branch heads, to be laid out in input order."""
     orders = []
     for n in joins:
-        if OPS[graph.nodes[n]["op"]].arity is not None or len(inputs(graph, n)) < 2:
+        if kind(graph, n).arity is not None or len(inputs(graph, n)) < 2:
             continue
         heads = branch_heads(graph, n, members)
         if not all(h in box for h in heads):

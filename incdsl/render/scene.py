@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ..ir import inputs
-from ..ops.table import OPS
+from ..ir import inputs, kind, node as ir_node
 from .labels import act_label, layer_label
 
 OUTPUT = "#output"
@@ -62,11 +61,11 @@ def aux_drop(graph: nx.DiGraph, name: str, keep: str | None, aux: bool) -> bool:
 def layer_nodes(graph: nx.DiGraph, name: str, cluster: str = "", note: str | None = None) -> list[Node]:
     """The boxes of one IR node: usually one; a residual sum with an activation gives two
     (``+`` then ``Relu activation``, as the papers draw it)."""
-    node = graph.nodes[name]
+    node = ir_node(graph, name)
     lines = (note,) if note else ()
-    aux = node["aux"] is not None
-    boxes = [Node(name, layer_kind(graph, name), layer_label(node["op"], node["attrs"]), lines, False, cluster, aux)]
-    act = _post_act(node)
+    aux = node.aux is not None
+    boxes = [Node(name, node.kind.family, layer_label(node.op, node.attrs), lines, False, cluster, aux)]
+    act = _post_act(graph, name)
     if act:
         boxes.append(Node(name + "#act", "act", act_label(act), (), False, cluster, aux))
     return boxes
@@ -75,18 +74,18 @@ def layer_nodes(graph: nx.DiGraph, name: str, cluster: str = "", note: str | Non
 def layer_kind(graph: nx.DiGraph, name: str) -> str:
     """The style kind of a layer's box: its op's family. Block-level kinds ("block",
     "reduction", "stem", "aux", "output") come on top of these."""
-    return OPS[graph.nodes[name]["op"]].family
+    return kind(graph, name).family
 
 
-def _post_act(node: dict) -> str | None:
+def _post_act(graph: nx.DiGraph, name: str) -> str | None:
     """The activation a node's op draws as a box of its own after it (a residual sum's)."""
-    rule = OPS[node["op"]].post_act
-    return rule(node["attrs"]) if rule else None
+    node = ir_node(graph, name)
+    return node.kind.post_act(node.attrs) if node.kind.post_act else None
 
 
 def exit_id(graph: nx.DiGraph, name: str) -> str:
     """The box an IR node's outgoing arrows leave from (see `layer_nodes`)."""
-    return name + "#act" if _post_act(graph.nodes[name]) else name
+    return name + "#act" if _post_act(graph, name) else name
 
 
 def layer_edges(graph: nx.DiGraph, name: str, box_of) -> list[Edge]:
@@ -99,16 +98,15 @@ def layer_edges(graph: nx.DiGraph, name: str, box_of) -> list[Edge]:
         tail = box_of(src)
         if tail is not None and tail != name:
             out.append(Edge(tail, name, graph.nodes[src]["shape"], input_note(graph, name, index), aux))
-    if _post_act(node):
+    if _post_act(graph, name):
         out.append(Edge(name, name + "#act", node["shape"], None, aux))
     return out
 
 
 def input_note(graph: nx.DiGraph, name: str, index: int) -> str | None:
     """The note on a node's `index`-th input arrow: the scale of a residual branch."""
-    node = graph.nodes[name]
-    rule = OPS[node["op"]].edge_note
-    return rule(node["attrs"], index) if rule else None
+    node = ir_node(graph, name)
+    return node.kind.edge_note(node.attrs, index) if node.kind.edge_note else None
 
 
 def branch_heads(graph: nx.DiGraph, concat: str, members: list[str]) -> list[str]:
