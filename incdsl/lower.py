@@ -13,7 +13,7 @@ from typing import Callable
 import networkx as nx
 
 from . import syntax as s
-from .diagnostics import Diagnostic, IncdslError, Span, did_you_mean, error
+from .diagnostics import Diagnostic, IncdslError, Label, Span, did_you_mean, error
 from .ir import format_shape
 from .parse import parse
 from .ops.base import Signature, p_num
@@ -107,12 +107,13 @@ def load_program(text: str, file: str, read: Callable[[str], str]) -> Program:
                 raise _err(f"`{d.name}` is a built-in name and cannot name a block", d.name_span, sources)
             if d.name in blocks:
                 first = blocks[d.name].name_span
-                raise _err(f"block `{d.name}` is defined twice", d.name_span, sources, notes=[f"first defined at {first}"])
+                raise _err(f"block `{d.name}` is defined twice", d.name_span, sources,
+                           labels=[Label(first, "first defined here")])
             blocks[d.name] = d
             _check_params(d, sources)
     if len(networks) > 1:
         raise _err("a spec defines one network", networks[1].name_span, sources,
-                   notes=[f"`{networks[0].name}` is defined at {networks[0].name_span}"])
+                   labels=[Label(networks[0].name_span, f"`{networks[0].name}` is defined here")])
     return Program(networks[0] if networks else None, blocks, sources)
 
 
@@ -125,17 +126,18 @@ def _parse(text, file, sources) -> s.Module:
 
 
 def _check_params(d: s.Definition, sources):
-    seen = set()
+    seen = {}
     for p in d.params:
         if p.name in seen:
-            raise _err(f"parameter `{p.name}` is declared twice", p.span, sources)
+            raise _err(f"parameter `{p.name}` is declared twice", p.span, sources,
+                       labels=[Label(seen[p.name], "first declared here")])
         if p.name in RESERVED:
             raise _err(f"`{p.name}` is a reserved word and cannot name a parameter", p.span, sources)
-        seen.add(p.name)
+        seen[p.name] = p.span
 
 
-def _err(message, span, sources, notes=(), hint=None) -> IncdslError:
-    exc = error(message, span, notes=notes, hint=hint)
+def _err(message, span, sources, notes=(), hint=None, labels=()) -> IncdslError:
+    exc = error(message, span, notes=notes, hint=hint, labels=labels)
     exc.sources.update(sources)
     return exc
 
@@ -156,12 +158,12 @@ class Lowerer:
         self.min_sizes: dict[str, int] = {}
 
     # errors
-    def fail(self, message, span, ctx: Ctx | None, hint=None, notes=()):
+    def fail(self, message, span, ctx: Ctx | None, hint=None, notes=(), labels=()):
         notes = list(notes)
         if ctx is not None:
             for name, call_span in reversed(ctx.calls):
                 notes.append(f"in block `{name}` instantiated at {call_span}")
-        raise _err(message, span, self.program.sources, notes, hint)
+        raise _err(message, span, self.program.sources, notes, hint, labels)
 
     def eval(self, expr, ctx: Ctx):
         try:
@@ -173,7 +175,7 @@ class Lowerer:
     def claim(self, scope: str, name: str, span: Span, ctx: Ctx) -> str:
         used = self.used.setdefault(scope, {})
         if name in used:
-            self.fail(f"name `{name}` is already used here", span, ctx, notes=[f"first used at {used[name]}"],
+            self.fail(f"name `{name}` is already used here", span, ctx, labels=[Label(used[name], "first used here")],
                       hint="labels given with `as` must be unique within their scope")
         used[name] = span
         return f"{scope}/{name}" if scope else name
