@@ -26,8 +26,7 @@ overrides), ``instances`` (block instance scope path -> ``{"block", "args", "spa
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import networkx as nx
 
@@ -42,9 +41,9 @@ class IRError(AssertionError):
     """The IR breaks an invariant: a bug in whatever built it, never the user's fault."""
 
 
-@dataclass(frozen=True)
-class Node:
-    """One node of the IR, typed: what consumers read instead of the raw networkx dict."""
+class Node(NamedTuple):
+    """One node of the IR, typed: what consumers read instead of the raw networkx dict.
+    (A named tuple: consumers make one per node per pass, so it must be cheap.)"""
     name: str
     op: str
     attrs: Mapping[str, Any]

@@ -26,7 +26,7 @@ MAX_NODES = 1_000_000
 MAX_CALL_DEPTH = 64  # blocks within blocks: real networks nest a few deep; each level takes Python stack
 KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "branch", "shortcut", "repeat",
             "with", "aux", "from", "as", "named"}
-RESERVED = WORDS | SYMBOLS | {"in", "to"}  # words that are values (or `to SIZE`), never names
+RESERVED = WORDS | SYMBOLS | {"in"}  # words that are values, never names
 
 # Statements that take arguments but make no node of their own kind.
 STATEMENTS: dict[str, Signature] = {

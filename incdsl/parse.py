@@ -130,9 +130,6 @@ class _ToAst(Transformer):
     def kw_arg(self, meta, c):
         return s.Arg("kw", c[1], self.sp(meta), str(c[0]), _tok_span(self.file, c[0]))
 
-    def to_arg(self, meta, c):
-        return s.Arg("kw", c[1], self.sp(meta), "size", _tok_span(self.file, c[0]))
-
     def stride_arg(self, meta, c):
         return s.Arg("stride", c[0], self.sp(meta))
 

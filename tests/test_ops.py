@@ -111,6 +111,7 @@ def test_upsample_by_factor_and_to_size():
 @pytest.mark.parametrize("line, message", [
     ("upsample", "`upsample` needs a factor"),
     ("upsample 2 to 4x4", "not both"),
+    ("upsample to 2", "`upsample to` needs a size"),
     ("upsample 2 mode = cubic", "unknown name `cubic`"),
     ("flatten -> upsample 2", "needs a CxHxW input"),
 ])

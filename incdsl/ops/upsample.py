@@ -1,6 +1,9 @@
 """Upsampling by a factor or to a size, nearest or bilinear: `upsample 2`,
 `upsample to 32x32 mode = bilinear`; torch's `nn.Upsample` (align_corners=False).
 
+`to` is a bare word like `V` or `relu` (so the grammar needs no keyword, which would slow
+the lexer on every name): it fills its own slot, and only a size may follow it.
+
 No parameters. MACs: none, also for bilinear: interpolation counts as free, as pooling does
 (`passes/cost.py` counts convolutions and linear layers only; torch's flop counter agrees).
 
@@ -15,6 +18,7 @@ from .base import Op, Signature, p_dims, p_int
 from .window import spatial
 
 MODES = ("nearest", "bilinear")
+TO = "to"
 
 
 def t_mode(v):
@@ -23,7 +27,19 @@ def t_mode(v):
     raise TypeError(f"expected {' or '.join(MODES)}, found `{show(v)}`")
 
 
+def t_to(v):
+    if isinstance(v, Sym) and v == TO:
+        return True
+    raise TypeError(f"expected the word `to` before a size, found `{show(v)}`")
+
+
+def p_to(v):
+    return isinstance(v, Sym) and v == TO
+
+
 def finish(attrs: dict) -> dict:
+    if attrs.pop("to") and attrs["size"] is None:
+        raise TypeError("`upsample to` needs a size such as `32x32`")
     if attrs["factor"] is None and attrs["size"] is None:
         raise TypeError("`upsample` needs a factor (`upsample 2`) or a size (`upsample to 32x32`)")
     if attrs["factor"] is not None and attrs["size"] is not None:
@@ -59,10 +75,11 @@ def torch(a, ins, out, lit) -> str:
 
 
 OPS = (
-    Op("upsample", "pool", Signature({"factor": t_count, "size": t_pair, "mode": t_mode},
-                                     {"factor": None, "size": None, "mode": "nearest"},
-                                     (("factor", p_int), ("size", p_dims)), False,
+    Op("upsample", "pool", Signature({"factor": t_count, "size": t_pair, "mode": t_mode, "to": t_to},
+                                     {"factor": None, "size": None, "mode": "nearest", "to": False},
+                                     (("factor", p_int), ("to", p_to), ("size", p_dims)), False,
                                      "a factor such as `2` or a size such as `to 32x32`"),
-       shape, label, torch, receptive=field, finish=finish, words=MODES,
+       shape, label, torch, receptive=field, finish=finish, words=(*MODES, TO),
+       attributes=("factor", "size", "mode"),
        example=("upsample 2", "upsample to 20x24 mode = bilinear")),
 )

@@ -73,16 +73,11 @@ def node_params_macs(op: str, attrs: dict, in_shapes: list, out_shape) -> tuple[
     return OPS[op].cost(attrs, in_shapes, out_shape)
 
 
-def _receptive(op: str, attrs: dict, fields: list[tuple], in_shapes: list, out_shape) -> tuple:
-    """(rf_h, rf_w, jump_h, jump_w) from the inputs' fields; () for flat outputs or inputs."""
-    if len(out_shape) != 3 or not fields or not fields[0]:
-        return ()
-    return OPS[op].receptive(attrs, fields, in_shapes, out_shape)
-
-
-def _report_field(field: tuple) -> tuple:
-    """The (h, w) field reported: whole pixels (fractions arise after upsampling)."""
-    return tuple(v if isinstance(v, int) else math.ceil(v) for v in field[:2])
+def _whole_pixels(rf: tuple) -> tuple:
+    """The (h, w) field as reported: whole pixels (fractions arise after upsampling)."""
+    if rf and (type(rf[0]) is not int or type(rf[1]) is not int):
+        return (math.ceil(rf[0]), math.ceil(rf[1]))
+    return rf
 
 
 def count_costs(network, graph: nx.DiGraph | None = None) -> Costs:
@@ -101,15 +96,19 @@ def count_costs(network, graph: nx.DiGraph | None = None) -> Costs:
     rows, fields = [], {}
     for name in g.nodes:
         node = ir_node(g, name)
+        op = OPS[node.op]
         ins = inputs(g, name)
         in_shapes = [g.nodes[i]["shape"] for i in ins]
         shape = node.shape
         if not ins:  # the network's input: each position sees itself
-            fields[name] = (1, 1, 1, 1) if len(shape) == 3 else ()
-        else:
-            fields[name] = _receptive(node.op, node.attrs, [fields[i] for i in ins], in_shapes, shape)
-        params, macs = node.kind.cost(node.attrs, in_shapes, shape)
-        rows.append(NodeCost(name, node.op, shape, params, macs, _elements(shape), _report_field(fields[name]), node.aux))
+            field = (1, 1, 1, 1) if len(shape) == 3 else ()
+        elif len(shape) != 3 or not fields[ins[0]]:  # flat, or after a flat or global input
+            field = ()
+        else:  # (rf_h, rf_w, jump_h, jump_w) through the op
+            field = op.receptive(node.attrs, [fields[i] for i in ins], in_shapes, shape)
+        fields[name] = field
+        params, macs = op.cost(node.attrs, in_shapes, shape)
+        rows.append(NodeCost(name, node.op, shape, params, macs, _elements(shape), _whole_pixels(field[:2]), node.aux))
     trunk = [r for r in rows if r.aux is None]
     return Costs(rows, _total(trunk), _total(rows))
 
