@@ -123,3 +123,12 @@ def test_prelu_has_one_slope_per_channel():
     net = incdsl.load("network p:\n    input 3x8x8\n    conv 1x1 6 act = off -> prelu\n")
     costs = incdsl.count_costs(net).by_name()
     assert costs["prelu_0"].params == 6
+
+
+def test_compiled_layers_know_every_activation():
+    """`make_act` in the compiled layers (copied verbatim into generated files, so it keeps its
+    own list) builds the same module as the table says, for every activation."""
+    from incdsl.backends.layers import make_act
+    from incdsl.ops.activation import ACTIVATIONS
+    for name, act in ACTIVATIONS.items():
+        assert f"nn.{type(make_act(name)).__name__}()" == act.torch, name

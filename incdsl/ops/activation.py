@@ -1,7 +1,7 @@
 """Activations: the one list of activation functions, the `act` layer and its `relu` spelling.
 
 Every other op that takes an activation (`conv`, `linear`, `add`) checks it with `t_act` and
-draws and compiles it from `ACTIVATIONS`.
+draws and compiles it from `ACTIVATIONS`. The `act` layer's attribute: fn, the name.
 """
 from __future__ import annotations
 

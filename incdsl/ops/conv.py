@@ -1,5 +1,9 @@
 """Convolution: conv -> optional batch norm -> optional activation, one node.
 
+Attributes: filters, kernel (kh, kw), stride (sh, sw), pad "V" | "S" | (top, bottom, left,
+right), dilation (dh, dw), groups, bias (bool), bn (eps, or None for no batch norm), act
+(activation name, or None).
+
 Parameters: weights ``k_h * k_w * (C_in / groups) * filters``, a bias only where the layer has
 one (`bias = auto`: exactly when there is no batch norm), and batch-norm gamma and beta (2 per
 filter). MACs ``H_out * W_out * filters * (C_in / groups) * k_h * k_w`` (torchvision's `_ops`).

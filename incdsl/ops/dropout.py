@@ -1,4 +1,4 @@
-"""Dropout: identity at inference."""
+"""Dropout: identity at inference. Attribute: p, the probability of dropping."""
 from __future__ import annotations
 
 from ..values import t_prob

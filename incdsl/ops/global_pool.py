@@ -1,4 +1,4 @@
-"""Global average pooling to C x 1 x 1 (free, as all pooling)."""
+"""Global average pooling to C x 1 x 1 (free, as all pooling). No attributes."""
 from __future__ import annotations
 
 from .base import NO_ARGS, Op

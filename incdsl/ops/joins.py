@@ -1,5 +1,9 @@
 """Kinds with several inputs, written as statements with branches: `concat:` joins along
-channels in branch order; `add:` and `residual:` sum, ``act(sum(scale_i * input_i))``."""
+channels in branch order; `add:` and `residual:` sum, ``act(sum(scale_i * input_i))``.
+
+Attributes: concat none (its inputs are joined in edge-index order); add scales (one float
+per input) and act (activation name, or None).
+"""
 from __future__ import annotations
 
 from ..values import t_float

@@ -1,6 +1,7 @@
 """Fully connected layer, optionally followed by an activation.
 
 Parameters ``in * units`` plus a bias of ``units``; MACs ``in * units``.
+Attributes: units, bias (bool), act (activation name, or None).
 """
 from __future__ import annotations
 

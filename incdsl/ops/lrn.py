@@ -1,4 +1,7 @@
-"""Local response normalisation across channels (AlexNet, GoogLeNet): no parameters."""
+"""Local response normalisation across channels (AlexNet, GoogLeNet): no parameters.
+
+Attributes: size (channels in the window), alpha, beta, k (torch's `LocalResponseNorm`).
+"""
 from __future__ import annotations
 
 from ..values import t_count, t_posfloat

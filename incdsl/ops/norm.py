@@ -1,5 +1,5 @@
 """Batch normalisation on its own: gamma and beta per channel are parameters (running
-statistics are buffers); they are not weights for `--against`."""
+statistics are buffers); they are not weights for `--against`. Attribute: eps."""
 from __future__ import annotations
 
 from ..values import t_posfloat

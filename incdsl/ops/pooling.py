@@ -1,5 +1,9 @@
 """Max and average pooling over a window: no parameters, no MACs (pooling is free by the
-convention of `passes/cost.py`)."""
+convention of `passes/cost.py`).
+
+Attributes: kernel (kh, kw), stride (sh, sw), pad (as conv's), ceil (bool: round the output
+size up); avgpool also count_pad (bool: padded zeros count in the divisor).
+"""
 from __future__ import annotations
 
 from ..values import t_bool, t_pad, t_pair

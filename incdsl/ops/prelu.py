@@ -2,6 +2,7 @@
 Deep into Rectifiers"); torch's `nn.PReLU(num_parameters=C)`.
 
 Parameters: C slopes (weights for `--against`). MACs: none, as for every activation.
+No attributes: C is the input's depth.
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Kinds that move values without computing: the network's input, flatten, identity, softmax."""
+"""Kinds that move values without computing: the network's input, flatten, identity, softmax.
+
+Attributes: the input's shape (c, h, w); the others have none.
+"""
 from __future__ import annotations
 
 from .base import NO_ARGS, Op, Signature, same_shape

@@ -4,7 +4,8 @@
 `to` is a bare word like `V` or `relu` (so the grammar needs no keyword, which would slow
 the lexer on every name): it fills its own slot, and only a size may follow it.
 
-No parameters. MACs: none, also for bilinear: interpolation counts as free, as pooling does
+Attributes: factor (int, or None), size ((h, w), or None): exactly one is set; mode
+"nearest" | "bilinear". No parameters. MACs: none, also for bilinear: interpolation counts as free, as pooling does
 (`passes/cost.py` counts convolutions and linear layers only; torch's flop counter agrees).
 
 Receptive field, in input pixels: one output pixel reads one input pixel (nearest) or two
