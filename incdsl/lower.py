@@ -312,7 +312,7 @@ class Lowerer:
         if el.name in ("concat", "add", "residual"):
             self.fail(f"`{el.name}` needs a body", el.name_span, ctx, hint=f"write `{el.name}:` and indent its branches below")
         self.fail(f"unknown layer or block `{el.name}`", el.name_span, ctx,
-                  hint=did_you_mean(el.name, list(self.blocks) + LAYER_OPS) or
+                  hint=did_you_mean(el.name, list(self.blocks) + sorted(LAYER_OPS)) or
                   "define it with `block " + el.name + ":` or include the library that does")
 
     def bind_args(self, op: str, args, ctx: Ctx, where: Span, partial: bool = False) -> dict:

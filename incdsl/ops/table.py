@@ -15,7 +15,7 @@ OPS: dict[str, Op] = {op.name: op for family in FAMILIES for op in family.OPS}
 # Layer names the language accepts in a chain: kinds with one input, and their aliases.
 ALIASES: dict[str, tuple[str, dict]] = {alias: (op.name, fixed) for op in OPS.values()
                                         for alias, fixed in op.aliases.items()}
-LAYER_OPS: list[str] = sorted({name for name, op in OPS.items() if op.arity == 1} | set(ALIASES))
+LAYER_OPS: frozenset = frozenset({name for name, op in OPS.items() if op.arity == 1} | set(ALIASES))
 
 # Bare words that are values (`relu`, `V`, `bilinear`): reserved, never names.
 SYMBOLS: frozenset = frozenset(word for op in OPS.values() for word in op.words)
