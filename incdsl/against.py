@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from .diagnostics import Span, error
 from .io import ReadError, os_reason, read_text
+from .ir import node
 from .report import SUFFIXES
 
 
@@ -117,13 +118,8 @@ def _fmt_shape_hwc(shape) -> str:
 
 def _weights(graph, name: str, params: int) -> int:
     """Parameters less biases and batch-norm shifts/scales: what most papers' tables count."""
-    node = graph.nodes[name]
-    attrs = node["attrs"]
-    if node["op"] == "conv":
-        return params - (attrs["filters"] if attrs["bias"] else 0) - (2 * attrs["filters"] if attrs["bn"] is not None else 0)
-    if node["op"] == "linear":
-        return params - (attrs["units"] if attrs["bias"] else 0)
-    return 0 if node["op"] == "bn" else params
+    n = node(graph, name)
+    return n.kind.weights(n.attrs, params)
 
 
 def compare(table: Table, network, costs) -> list[dict]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
-import os
 import sys
 
 from . import __version__
@@ -93,7 +92,7 @@ def spec_text(args):
 def load_spec(args):
     from .network import load
     net = load(spec_text(args), params=overrides(args), input=args.input, include_path=args.include_path,
-               max_layers=args.max_layers)
+               max_layers=args.max_layers, debug=getattr(args, "debug", False))
     for w in net.warnings:
         print(render(w, net.sources), file=sys.stderr)
     return net
@@ -103,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="incdsl", description="Describe, check, cost, draw, compile and train Inception-family networks.")
     parser.add_argument("--version", action="version", version=f"incdsl {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show Python tracebacks of internal errors")
+    parser.add_argument("--debug", action="store_true", help="check the IR's invariants; show Python tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:

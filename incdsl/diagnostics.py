@@ -10,6 +10,9 @@ text users read (GNU first line, rustc-style body)::
        |
        = note: the other branches give 35x35
        = hint: stride 1 with padding S keeps 35x35
+
+A diagnostic may point at other places too (`Label`s: "first defined here"), each shown
+with its own source line, underlined with ``-``.
 """
 from __future__ import annotations
 
@@ -36,12 +39,21 @@ class Span:
 
 
 @dataclass(frozen=True)
+class Label:
+    """A secondary place a diagnostic points at, and what it is: ``first defined here``."""
+
+    span: Span
+    message: str
+
+
+@dataclass(frozen=True)
 class Diagnostic:
     severity: str  # "error" | "warning"
     message: str
     span: Span | None = None
     notes: tuple[str, ...] = ()
     hint: str | None = None
+    labels: tuple[Label, ...] = ()
 
 
 class IncdslError(Exception):
@@ -65,9 +77,10 @@ class IncdslError(Exception):
         return self.render()
 
 
-def error(message: str, span: Span | None = None, *, notes: Iterable[str] = (), hint: str | None = None) -> IncdslError:
+def error(message: str, span: Span | None = None, *, notes: Iterable[str] = (), hint: str | None = None,
+          labels: Iterable[Label] = ()) -> IncdslError:
     """Build an IncdslError holding one error diagnostic (raise it at the call site)."""
-    return IncdslError(Diagnostic("error", message, span, tuple(notes), hint))
+    return IncdslError(Diagnostic("error", message, span, tuple(notes), hint, tuple(labels)))
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
@@ -197,6 +210,8 @@ def render(diag: Diagnostic, sources: Mapping[str, str]) -> str:
             end = span.end_col if span.end_line == line else len(src_line) + 1
             shown, offset, width = _excerpt(src_line, col, max(end, col + 1))
             out += [f"{gutter} |", f"{line} | {shown}", f"{gutter} | {' ' * offset}{'^' * width}"]
+    for label in diag.labels:
+        out += _label_lines(label, sources, len(str(span.line)) if span else 0)
     if diag.notes or diag.hint:
         pad = " " * (len(str(span.line)) if span else 0)
         if span is not None:
@@ -205,3 +220,19 @@ def render(diag: Diagnostic, sources: Mapping[str, str]) -> str:
         if diag.hint:
             out.append(f"{pad} = hint: {terminal_safe(diag.hint)}")
     return "\n".join(out)
+
+
+def _label_lines(label: Label, sources: Mapping[str, str], width: int) -> list[str]:
+    """A secondary place: its location, its source line, and the label under a ``-`` line."""
+    span = label.span
+    src_line = _source_line(sources, span)
+    if src_line is None:
+        return [f"{' ' * width} = note: {terminal_safe(label.message)}: {terminal_safe(str(span))}"]
+    width = max(width, len(str(span.line)))
+    gutter = " " * width
+    col = _display_col(src_line, span.col)
+    end = span.end_col if span.end_line == span.line else len(src_line) + 1
+    shown, offset, underline = _excerpt(src_line, span.col, max(end, span.col + 1))
+    return [f"{gutter} |", f"{gutter}::: {terminal_safe(span.file, newlines=False)}:{span.line}:{col}", f"{gutter} |",
+            f"{str(span.line).rjust(width)} | {shown}",
+            f"{gutter} | {' ' * offset}{'-' * underline} {terminal_safe(label.message)}"]

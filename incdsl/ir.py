@@ -4,10 +4,12 @@ Node names are scope paths, unique and stable: ``inception_a.2/branch_3/conv_1``
 ``/`` separates scopes; ``.N`` is the N-th instance of a repeat. Every consumer (cost rows,
 diagrams, module names, state_dict keys) groups by these paths.
 
-Every node carries:
+Every node carries (read them through `node(graph, name)`, a typed `Node`):
 
-    op      the node kind (table below)
-    attrs   plain data, normalised (tuples, ints, floats, strings)
+    op      the node kind: a key of the op table (`incdsl/ops/`), the closed set of kinds
+    attrs   the op's attributes (`Op.attribute_names`; their meaning is documented with the
+            op's signature in its `ops/` module), plain data, normalised (tuples, ints,
+            floats, strings)
     shape   the inferred output shape, (c, h, w) or (n,)
     span    the `Span` of the source it came from
     scope   the parent scope path ("" at top level)
@@ -20,36 +22,52 @@ Graph attributes: ``name``, ``input`` and ``output`` (node names), ``aux`` (list
 ``{"name", "weight", "tap", "output"}``), ``params`` (the network's parameters after
 overrides), ``instances`` (block instance scope path -> ``{"block", "args", "span"}``).
 
-====== ======================================================================================
-op     attrs
-====== ======================================================================================
-input  shape: (c, h, w)
-conv   filters, kernel (kh, kw), stride (sh, sw), pad "V" | "S" | (top, bottom, left, right),
-       dilation (dh, dw), groups, bias (bool), bn (eps, or None for no batch norm),
-       act (activation name, or None); conv -> batch norm -> activation, one node
-maxpool kernel, stride, pad, ceil (bool)
-avgpool kernel, stride, pad, ceil, count_pad (bool: padded zeros count in the divisor)
-gap    (none) global average pool to c x 1 x 1
-lrn    size, alpha, beta, k (local response normalisation across channels)
-bn     eps (batch norm on its own)
-act    fn: relu | relu6 | gelu | silu | sigmoid | tanh | elu | leaky_relu
-dropout p
-flatten (none)
-linear units, bias (bool), act (or None)
-softmax (none)
-identity (none)
-concat (none) inputs joined along channels, in edge-index order
-add    scales (one float per input), act (or None): act(sum(scale_i * input_i))
-====== ======================================================================================
+`lint(graph)` checks the invariants and raises `IRError`; `problems(graph)` lists them.
 """
 from __future__ import annotations
 
+from typing import Any, Mapping, NamedTuple
+
 import networkx as nx
 
-NODE_KINDS = ("input", "conv", "maxpool", "avgpool", "gap", "lrn", "bn", "act", "dropout", "flatten",
-              "linear", "softmax", "identity", "concat", "add")
+from .diagnostics import Span
+from .ops.base import Op
+from .ops.table import OPS
 
-ACTIVATIONS = ("relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "elu", "leaky_relu")
+NODE_KINDS = tuple(OPS)  # the closed set of kinds: the op table's
+
+
+class IRError(AssertionError):
+    """The IR breaks an invariant: a bug in whatever built it, never the user's fault."""
+
+
+class Node(NamedTuple):
+    """One node of the IR, typed: what consumers read instead of the raw networkx dict.
+    (A named tuple: consumers make one per node per pass, so it must be cheap.)"""
+    name: str
+    op: str
+    attrs: Mapping[str, Any]
+    shape: tuple
+    span: Span | None
+    scope: str
+    block: str | None
+    aux: str | None
+
+    @property
+    def kind(self) -> Op:
+        """The op record of this node's kind."""
+        return OPS[self.op]
+
+
+def node(graph: nx.DiGraph, name: str) -> Node:
+    """The typed view of one node."""
+    d = graph.nodes[name]
+    return Node(name, d["op"], d["attrs"], d["shape"], d["span"], d["scope"], d["block"], d["aux"])
+
+
+def kind(graph: nx.DiGraph, name: str) -> Op:
+    """The op record of a node's kind."""
+    return OPS[graph.nodes[name]["op"]]
 
 
 def format_shape(shape) -> str:
@@ -72,32 +90,57 @@ def topo_order(graph: nx.DiGraph) -> list[str]:
     return list(graph.nodes)
 
 
-def lint(graph: nx.DiGraph) -> list[str]:
-    """Check the IR's invariants; returns a list of problems (empty when sound)."""
-    problems = []
+def problems(graph: nx.DiGraph) -> list[str]:
+    """The IR's broken invariants, one line each (empty when sound)."""
+    found = []
     if not nx.is_directed_acyclic_graph(graph):
-        problems.append("graph has a cycle")
+        found.append("graph has a cycle")
     order = {n: i for i, n in enumerate(graph.nodes)}
-    for name, node in graph.nodes(data=True):
-        if node.get("op") not in NODE_KINDS:
-            problems.append(f"{name}: unknown op {node.get('op')!r}")
+    heads = {h["name"] for h in graph.graph.get("aux", [])}
+    for name, data in graph.nodes(data=True):
+        missing = [k for k in ("op", "attrs", "shape", "span", "scope", "block", "aux") if k not in data]
+        if missing:
+            found.append(f"{name}: missing {', '.join(missing)}")
             continue
-        for key in ("attrs", "shape", "span", "scope", "aux"):
-            if key not in node:
-                problems.append(f"{name}: missing {key}")
-        idx = sorted(i for _, _, i in graph.in_edges(name, data="index"))
-        if idx != list(range(len(idx))):
-            problems.append(f"{name}: input indices {idx} are not 0..n-1")
-        arity = len(idx)
-        if node["op"] == "input" and arity:
-            problems.append(f"{name}: input node has inputs")
-        if node["op"] not in ("input", "concat", "add") and arity != 1:
-            problems.append(f"{name}: {node['op']} has {arity} inputs")
-        if any(order[u] > order[name] for u in graph.predecessors(name)):
-            problems.append(f"{name}: created before one of its inputs")
-        if name.split("/")[:-1] != (node["scope"].split("/") if node["scope"] else []):
-            problems.append(f"{name}: name does not start with its scope {node['scope']!r}")
-    return problems
+        if data["op"] not in OPS:
+            found.append(f"{name}: unknown op {data['op']!r}")
+            continue
+        found += [f"{name}: {p}" for p in _node_problems(graph, node(graph, name), order, heads)]
+    return found
+
+
+def _node_problems(graph: nx.DiGraph, n: Node, order: dict, heads: set) -> list[str]:
+    out = []
+    if set(n.attrs) != set(n.kind.attribute_names):
+        out.append(f"{n.op} attributes {sorted(n.attrs)}, expected {sorted(n.kind.attribute_names)}")
+    if not (isinstance(n.shape, tuple) and n.shape and all(isinstance(v, int) and v > 0 for v in n.shape)):
+        out.append(f"shape {n.shape!r} is not a tuple of positive integers")
+    idx = sorted(i for _, _, i in graph.in_edges(n.name, data="index"))
+    if idx != list(range(len(idx))):
+        out.append(f"input indices {idx} are not 0..n-1")
+    expected = n.kind.arity
+    if expected is not None and len(idx) != expected:
+        out.append(f"{n.op} has {len(idx)} inputs, not {expected}")
+    if expected is None and not idx:
+        out.append(f"{n.op} has no inputs")
+    if any(order[u] > order[n.name] for u in graph.predecessors(n.name)):
+        out.append("created before one of its inputs")
+    if n.name.split("/")[:-1] != (n.scope.split("/") if n.scope else []):
+        out.append(f"name does not start with its scope {n.scope!r}")
+    if n.aux is not None and n.aux not in heads:
+        out.append(f"belongs to an unknown auxiliary head {n.aux!r}")
+    return out
+
+
+def lint(graph: nx.DiGraph) -> None:
+    """Check the IR's invariants.
+
+    Raises:
+        IRError: listing every broken invariant.
+    """
+    found = problems(graph)
+    if found:
+        raise IRError("the IR is unsound:\n  " + "\n  ".join(found))
 
 
 def _format_attr(value) -> str:

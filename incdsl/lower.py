@@ -13,13 +13,15 @@ from dataclasses import dataclass, field, replace
 import networkx as nx
 
 from . import syntax as s
-from .diagnostics import Diagnostic, IncdslError, Span, did_you_mean, error
+from .diagnostics import Diagnostic, IncdslError, Label, Span, did_you_mean, error
 from .ir import format_shape
 from .io import IncludeError, Includes
 from .parse import normalize, parse
+from .ops.base import Signature, p_num
+from .ops.joins import RESIDUAL
+from .ops.table import ALIASES, GROUPS, LAYER_OPS, OPS, SYMBOLS
 from .passes.shapes import ShapeError, infer_node
-from .values import (ALIASES, LAYER_OPS, RESERVED, SIGNATURES, EvalError, InDepth, checked, divisible,
-                     evaluate, show, t_nonneg, t_shape)
+from .values import WORDS, EvalError, checked, evaluate, show, t_float, t_nonneg, t_shape
 
 # Lowering and checking take about 35 us and 2 KB per layer: 100,000 layers check in a few
 # seconds and well under 1 GB. Real networks have hundreds of layers (the largest shipped
@@ -35,6 +37,13 @@ LIMIT_HINT = ("raise the limit with `--max-layers N` (`load(..., max_layers=N)`)
 MAX_CALL_DEPTH = 64  # blocks within blocks: real networks nest a few deep; each level takes Python stack
 KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "branch", "shortcut", "repeat",
             "with", "aux", "from", "as", "named"}
+RESERVED = WORDS | SYMBOLS | {"in"}  # words that are values, never names
+
+# Statements that take arguments but make no node of their own kind.
+STATEMENTS: dict[str, Signature] = {
+    "residual": RESIDUAL,
+    "aux": Signature({"weight": t_float}, {"weight": 1.0}, (("weight", p_num),), False, "a loss weight"),
+}
 
 
 @dataclass(frozen=True)
@@ -117,12 +126,13 @@ def load_program(text: str, file: str, includes: Includes | None = None) -> Prog
                 raise _err(f"`{d.name}` is a built-in name and cannot name a block", d.name_span, sources)
             if d.name in blocks:
                 first = blocks[d.name].name_span
-                raise _err(f"block `{d.name}` is defined twice", d.name_span, sources, notes=[f"first defined at {first}"])
+                raise _err(f"block `{d.name}` is defined twice", d.name_span, sources,
+                           labels=[Label(first, "first defined here")])
             blocks[d.name] = d
             _check_params(d, sources)
     if len(networks) > 1:
         raise _err("a spec defines one network", networks[1].name_span, sources,
-                   notes=[f"`{networks[0].name}` is defined at {networks[0].name_span}"])
+                   labels=[Label(networks[0].name_span, f"`{networks[0].name}` is defined here")])
     return Program(networks[0] if networks else None, blocks, sources, found)
 
 
@@ -186,17 +196,18 @@ def _parse(text, file, sources) -> s.Module:
 
 
 def _check_params(d: s.Definition, sources):
-    seen = set()
+    seen = {}
     for p in d.params:
         if p.name in seen:
-            raise _err(f"parameter `{p.name}` is declared twice", p.span, sources)
+            raise _err(f"parameter `{p.name}` is declared twice", p.span, sources,
+                       labels=[Label(seen[p.name], "first declared here")])
         if p.name in RESERVED:
             raise _err(f"`{p.name}` is a reserved word and cannot name a parameter", p.span, sources)
-        seen.add(p.name)
+        seen[p.name] = p.span
 
 
-def _err(message, span, sources, notes=(), hint=None) -> IncdslError:
-    exc = error(message, span, notes=notes, hint=hint)
+def _err(message, span, sources, notes=(), hint=None, labels=()) -> IncdslError:
+    exc = error(message, span, notes=notes, hint=hint, labels=labels)
     exc.sources.update(sources)
     return exc
 
@@ -221,12 +232,12 @@ class Lowerer:
         self._min_depth = 0  # blocks `min_size` is inside
 
     # errors
-    def fail(self, message, span, ctx: Ctx | None, hint=None, notes=()):
+    def fail(self, message, span, ctx: Ctx | None, hint=None, notes=(), labels=()):
         notes = list(notes)
         if ctx is not None:
             for name, call_span in reversed(ctx.calls):
                 notes.append(f"in block `{name}` instantiated at {call_span}")
-        raise _err(message, span, self.program.sources, notes, hint)
+        raise _err(message, span, self.program.sources, notes, hint, labels)
 
     def eval(self, expr, ctx: Ctx):
         try:
@@ -238,7 +249,7 @@ class Lowerer:
     def claim(self, scope: str, name: str, span: Span, ctx: Ctx) -> str:
         used = self.used.setdefault(scope, {})
         if name in used:
-            self.fail(f"name `{name}` is already used here", span, ctx, notes=[f"first used at {used[name]}"],
+            self.fail(f"name `{name}` is already used here", span, ctx, labels=[Label(used[name], "first used here")],
                       hint="labels given with `as` must be unique within their scope")
         used[name] = span
         full = f"{scope}/{name}" if scope else name
@@ -411,7 +422,7 @@ class Lowerer:
         if el.name in ("concat", "add", "residual"):
             self.fail(f"`{el.name}` needs a body", el.name_span, ctx, hint=f"write `{el.name}:` and indent its branches below")
         self.fail(f"unknown layer or block `{el.name}`", el.name_span, ctx,
-                  hint=did_you_mean(el.name, list(self.blocks) + LAYER_OPS) or
+                  hint=did_you_mean(el.name, list(self.blocks) + sorted(LAYER_OPS)) or
                   "define it with `block " + el.name + ":` or include the library that does")
 
     def bind_args(self, op: str, args, ctx: Ctx, where: Span, partial: bool = False) -> dict:
@@ -419,7 +430,7 @@ class Lowerer:
 
         `partial` (for `with` defaults) returns only what was given, with no defaults added.
         """
-        sig = SIGNATURES[op]
+        sig = OPS[op].signature if op in OPS else STATEMENTS[op]
         given: dict = {}
 
         def put(key, value, span):
@@ -468,19 +479,10 @@ class Lowerer:
         op, fixed = ALIASES.get(el.name, (el.name, {}))
         attrs = self.bind_args(op, el.args, ctx, el.name_span)
         attrs.update(fixed)
-        if op == "conv":
-            if attrs["bias"] == "auto":
-                attrs["bias"] = attrs["bn"] is None
-            # `with conv(width = 0.75)` scales filter counts to a multiple of 8; depths read
-            # from `in.c` (residual projections) must keep matching the input, so they are exempt.
-            width = attrs.pop("width")
-            if width != 1.0 and not isinstance(attrs["filters"], InDepth):
-                try:  # a huge width overflows to inf, or to an integer of hundreds of digits
-                    attrs["filters"] = checked(divisible(checked(attrs["filters"] * width, el.span), 8), el.span)
-                except (EvalError, OverflowError):
-                    self.fail(f"`conv` width {width:g} scales {attrs['filters']:,} filters to a number too large",
-                              el.span, ctx)
-            attrs["filters"] = int(attrs["filters"])
+        try:
+            attrs = OPS[op].finish(attrs)
+        except TypeError as exc:  # arguments that are each fine but do not fit together
+            self.fail(str(exc), el.span, ctx)
         name = self.claim(ctx.scope, el.label, el.label_span, ctx) if el.label else self.fresh(ctx.scope, op, el.span, ctx)
         node = self.add_node(name, op, attrs, [cur], el.span, ctx)
         if el.label:
@@ -599,29 +601,29 @@ class Lowerer:
         for b in stmt.body:
             if not isinstance(b, s.BranchStmt):
                 self.fail(f"only `branch:` statements may appear directly in `{stmt.kind}`", b.span, ctx,
-                          hint=f"wrap it: `branch: ...`")
+                          hint="wrap it: `branch: ...`")
             bscope = self.claim(scope, b.label, b.label_span, ctx) if b.label else self.fresh(scope, "branch", b.span, ctx)
             outs.append(self.lower_body(b.body, cur, replace(inner, scope=bscope)))
-        if len(outs) < 2 and stmt.kind == "add":
-            self.fail("`add` needs at least two branches", stmt.span, ctx)
-        if stmt.kind == "concat":
-            self.check_concat(stmt, outs, ctx)
-            node_attrs = {}
-        else:
-            node_attrs = {"scales": tuple(1.0 for _ in outs), "act": attrs["act"]}
+        join = OPS[stmt.kind]
+        if len(outs) < join.min_branches:
+            self.fail(f"`{stmt.kind}` needs at least {'two' if join.min_branches == 2 else join.min_branches} branches",
+                      stmt.span, ctx)
+        if join.aligned:
+            self.check_aligned(stmt, outs, ctx)
+        node_attrs = join.join(attrs, len(outs))
         name = self.fresh(scope, stmt.kind, stmt.span, ctx)
         out = self.add_node(name, stmt.kind, node_attrs, outs, stmt.span, ctx)
         if stmt.label:
             self.labels.setdefault(stmt.label, []).append((ctx.scope, out, stmt.label_span))
         return out
 
-    def check_concat(self, stmt: s.Composite, outs, ctx: Ctx):
+    def check_aligned(self, stmt: s.Composite, outs, ctx: Ctx):
         shapes = [self.shape(o) for o in outs]
         if len({len(sh) for sh in shapes}) == 1 and len(shapes[0]) == 3:
             first = shapes[0][1:]
             for b, sh in zip(stmt.body, shapes):
                 if sh[1:] != first:
-                    self.fail("concat branches disagree in spatial size", b.span, ctx,
+                    self.fail(f"{stmt.kind} branches disagree in spatial size", b.span, ctx,
                               notes=[f"this branch gives {format_shape(sh)}; the first gives {format_shape(shapes[0])}"],
                               hint="every branch must keep the same height and width: check strides and padding (V or S)")
 
@@ -697,11 +699,11 @@ class Lowerer:
     def lower_with(self, stmt: s.WithStmt, cur: str, ctx: Ctx) -> str:
         defaults = {op: dict(kw) for op, kw in ctx.defaults.items()}
         for d in stmt.defaults:
-            targets = ["maxpool", "avgpool"] if d.op == "pool" else [d.op]
+            targets = GROUPS.get(d.op, [d.op])
             for op in targets:
-                if op not in SIGNATURES or op == "aux":
+                if op not in OPS and op != "residual" or op == "input":
                     self.fail(f"`with` cannot set defaults for `{d.op}`", d.span, ctx,
-                              hint=did_you_mean(d.op, list(SIGNATURES) + ["pool"]) or "layers such as `conv(...)`, `pool(...)`, `residual(...)`")
+                              hint=did_you_mean(d.op, [*OPS, "residual", "aux", *GROUPS]) or "layers such as `conv(...)`, `pool(...)`, `residual(...)`")
                 defaults.setdefault(op, {}).update(self.bind_args(op, d.args, ctx, d.span, partial=True))
         return self.lower_body(stmt.body, cur, replace(ctx, defaults=defaults))
 

@@ -10,7 +10,7 @@ import networkx as nx
 
 from .diagnostics import IncdslError, Span, error
 from .io import STDIN, Includes, ReadError, os_reason, read_text
-from .ir import format_graph, format_shape, trunk_nodes
+from .ir import format_graph, format_shape, lint, trunk_nodes
 from .parse import end_position
 from .lower import MAX_CALL_DEPTH, MAX_LAYERS, Lowerer, load_program
 
@@ -56,7 +56,7 @@ class Network:
     @property
     def layers(self) -> list[str]:
         """Layer nodes of the inference graph (no input, no aux heads)."""
-        return [n for n in trunk_nodes(self.graph) if self.graph.nodes[n]["op"] != "input"]
+        return [n for n in trunk_nodes(self.graph) if n != self.input]
 
     def format(self) -> str:
         return format_graph(self.graph)
@@ -148,7 +148,7 @@ def no_network(file: str, sources: dict) -> IncdslError:
 
 def load(spec: str | os.PathLike | SpecText, *, params: dict | None = None, input: tuple | None = None,
          file: str | None = None, max_layers: int = MAX_LAYERS, max_nodes: int | None = None,
-         include_path=None) -> Network:
+         include_path=None, debug: bool = False) -> Network:
     """Parse, lower and check a spec.
 
     Parameters:
@@ -161,6 +161,7 @@ def load(spec: str | os.PathLike | SpecText, *, params: dict | None = None, inpu
         max_layers: refuse networks of more layers (checked before lowering where the AST
             tells, so a huge spec fails at once); bounds time and memory. `max_nodes` is
             its former name.
+        debug: also check the IR's invariants (`ir.lint`), as tests and `--debug` do.
     Returns:
         the checked `Network`.
     Raises:
@@ -174,8 +175,11 @@ def load(spec: str | os.PathLike | SpecText, *, params: dict | None = None, inpu
     text, file = read_spec(spec, file)
     try:
         with _gc_paused():
-            return _load(text, file, params, input, max_nodes if max_nodes is not None else max_layers,
-                         include_path)
+            network = _load(text, file, params, input, max_nodes if max_nodes is not None else max_layers,
+                            include_path)
+        if debug:
+            lint(network.graph)
+        return network
     except RecursionError:  # blocks within blocks within ... past Python's stack
         raise error("the spec nests too deeply to lower", None,
                     hint=f"blocks may nest at most {MAX_CALL_DEPTH} deep; flatten the nesting") from None

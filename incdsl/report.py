@@ -70,7 +70,7 @@ def _stage_key(name: str) -> str:
 
 def rows(costs, graph, by: str = "layer", aux: bool = True) -> list[Row]:
     """Rows of a report. `by` is layer | block | stage; aux heads come last, on their own rows."""
-    nodes = [c for c in costs.nodes if c.op != "input" and (aux or c.aux is None)]
+    nodes = [c for c in costs.nodes if c.name != graph.graph["input"] and (aux or c.aux is None)]
     if by == "layer":
         return [Row(c.name, c.op, c.shape, c.params, c.macs, c.activations, c.rf, c.aux) for c in nodes]
     instances = graph.graph.get("instances", {})

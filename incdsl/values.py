@@ -1,8 +1,8 @@
 """Values of the language: evaluating expressions and checking layer arguments.
 
 Values are ints, floats, bools, `Sym` (a bare word such as `relu`, `V` or `S`), `Dims`
-(a literal `3x3`), tuples, and None. Layer arguments are checked against a signature per op
-and normalised into the plain data the IR stores.
+(a literal `3x3`), tuples, and None. Layer arguments are checked against each op's signature
+(in `ops/`) with the type checkers below, and normalised into the plain data the IR stores.
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import Callable
 
 from . import syntax as s
 from .diagnostics import Span
-from .ir import ACTIVATIONS
 
 
 class Sym(str):
@@ -39,8 +38,13 @@ INT_LIMIT = 10 ** 100  # no count or size comes near; larger results are errors
 ROUND_DIGITS = 100  # `round(x, n)` with |n| up to this; round(8, -10**30) would compute 10**(10**30)
 
 _WORDS = {"yes": True, "on": True, "true": True, "no": False, "off": False, "false": False, "none": None}
-SYMBOLS = {"V", "S", "auto", *ACTIVATIONS}
-RESERVED = set(_WORDS) | SYMBOLS | {"in"}
+WORDS = frozenset(_WORDS)
+
+
+def symbols() -> frozenset:
+    """Bare words that are values (`relu`, `V`): those the ops' arguments accept."""
+    from .ops.table import SYMBOLS  # read lazily: the ops' modules import this one
+    return SYMBOLS
 
 
 def show(value) -> str:
@@ -103,11 +107,11 @@ def evaluate(expr: s.Expr, env: dict, in_shape: tuple | None):
             return env[expr.id]
         if expr.id in _WORDS:
             return _WORDS[expr.id]
-        if expr.id in SYMBOLS:
+        if expr.id in symbols():
             return Sym(expr.id)
         from .diagnostics import did_you_mean
         raise EvalError(f"unknown name `{expr.id}`", expr.span,
-                        did_you_mean(expr.id, list(env) + sorted(SYMBOLS)) or
+                        did_you_mean(expr.id, list(env) + sorted(symbols())) or
                         "parameters are declared in the header: `block name(p = 1):`")
     if isinstance(expr, s.Attr):
         if expr.obj != "in":
@@ -214,12 +218,6 @@ def t_bool(v):
     return v
 
 
-def t_bias(v):
-    if isinstance(v, Sym) and v == "auto":
-        return "auto"
-    return t_bool(v)
-
-
 def t_bn(v):
     if v is None or v is False:
         return None
@@ -228,16 +226,6 @@ def t_bn(v):
     if _is_num(v) and v > 0:
         return float(v)
     raise TypeError(f"expected `on`, `off` or an epsilon such as 0.001, found `{show(v)}`")
-
-
-def t_act(v):
-    if v is None or v is False:
-        return None
-    if v is True:
-        return "relu"
-    if isinstance(v, Sym) and v in ACTIVATIONS:
-        return str(v)
-    raise TypeError(f"expected an activation ({', '.join(ACTIVATIONS)}) or `off`, found `{show(v)}`")
 
 
 def t_prob(v):
@@ -263,78 +251,3 @@ def t_shape(v):
     if not isinstance(v, (Dims, tuple)) or len(v) != 3:
         raise TypeError(f"expected an input size such as `3x224x224`, found `{show(v)}`")
     return tuple(t_count(x) for x in v)
-
-
-# --- positional slot predicates
-
-def _p_dims(v):
-    return isinstance(v, Dims) and len(v) == 2
-
-
-def _p_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _p_num(v):
-    return _is_num(v)
-
-
-def _p_padsym(v):
-    return isinstance(v, Sym) and v in ("V", "S")
-
-
-def _p_act(v):
-    return isinstance(v, Sym) and v in ACTIVATIONS
-
-
-@dataclass(frozen=True)
-class Signature:
-    """What one op accepts. `positional` slots are filled by the first that accepts a value's type."""
-    keywords: dict  # name -> type checker
-    defaults: dict  # name -> normalised default (absent: required)
-    positional: tuple = ()  # (name, predicate)
-    stride: bool = False
-    describe: str = ""
-
-
-_POOL_KW = {"kernel": t_pair, "stride": t_pair, "pad": t_pad, "ceil": t_bool}
-_POOL_DEFAULTS = {"stride": (1, 1), "pad": "V", "ceil": False}
-
-SIGNATURES: dict[str, Signature] = {
-    "conv": Signature(
-        {"filters": t_count, "kernel": t_pair, "stride": t_pair, "pad": t_pad, "dilation": t_pair,
-         "groups": t_count, "bias": t_bias, "bn": t_bn, "act": t_act, "width": t_posfloat},
-        {"stride": (1, 1), "pad": "V", "dilation": (1, 1), "groups": 1, "bias": "auto", "bn": None, "act": "relu",
-         "width": 1.0},
-        (("kernel", _p_dims), ("filters", _p_int), ("pad", _p_padsym)), True,
-        "a kernel such as `3x3`, a filter count, a stride such as `/2` and a padding `V` or `S`"),
-    "maxpool": Signature(dict(_POOL_KW), dict(_POOL_DEFAULTS),
-                         (("kernel", _p_dims), ("kernel", _p_int), ("pad", _p_padsym)), True,
-                         "a window such as `3x3`, a stride such as `/2` and a padding `V` or `S`"),
-    "avgpool": Signature({**_POOL_KW, "count_pad": t_bool}, {**_POOL_DEFAULTS, "count_pad": True},
-                         (("kernel", _p_dims), ("kernel", _p_int), ("pad", _p_padsym)), True,
-                         "a window such as `3x3`, a stride such as `/2` and a padding `V` or `S`"),
-    "gap": Signature({}, {}),
-    "lrn": Signature({"size": t_count, "alpha": t_posfloat, "beta": t_posfloat, "k": t_posfloat},
-                     {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 1.0}, (("size", _p_int),), False,
-                     "a window size"),
-    "bn": Signature({"eps": t_posfloat}, {"eps": 1e-5}, (("eps", _p_num),), False, "an epsilon"),
-    "act": Signature({"fn": t_act}, {"fn": "relu"}, (("fn", _p_act),), False, "an activation name"),
-    "dropout": Signature({"p": t_prob}, {}, (("p", _p_num),), False, "a drop probability"),
-    "flatten": Signature({}, {}),
-    "linear": Signature({"units": t_count, "bias": t_bool, "act": t_act}, {"bias": True, "act": None},
-                        (("units", _p_int),), False, "a number of units"),
-    "softmax": Signature({}, {}),
-    "identity": Signature({}, {}),
-    # composites take arguments too
-    "concat": Signature({}, {}),
-    "add": Signature({"act": t_act}, {"act": None}, (("act", _p_act),), False, "an activation"),
-    "residual": Signature({"scale": t_float, "act": t_act}, {"scale": 1.0, "act": "relu"},
-                          (("scale", _p_num),), False, "a scale factor"),
-    "aux": Signature({"weight": t_float}, {"weight": 1.0}, (("weight", _p_num),), False, "a loss weight"),
-}
-
-# Ops spelt with a fixed argument.
-ALIASES = {"relu": ("act", {"fn": "relu"}), "global_avgpool": ("gap", {})}
-
-LAYER_OPS = sorted(set(SIGNATURES) - {"concat", "add", "residual", "aux"} | set(ALIASES))

@@ -13,6 +13,21 @@ import incdsl
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def lint_every_load(monkeypatch):
+    """Every network a test loads has its IR checked (`ir.lint`), as `--debug` does."""
+    from incdsl import network
+
+    original = network.load
+
+    def load(*args, **kwargs):
+        kwargs.setdefault("debug", True)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(network, "load", load)
+    monkeypatch.setattr(incdsl, "load", load)
+
+
 @pytest.fixture
 def write_spec(tmp_path):
     """`write_spec(relative_name, text) -> Path`: a spec file under this test's temp dir."""

@@ -84,7 +84,7 @@ KINDS = {
                         ["looked for lib/no_such_file.inc: it does not exist"]),
     "include_defines_network": ("included file defines network `other`", "lib/has_network.inc", 3, 9, []),
     "duplicate_block": ("block `stem` is defined twice", "lib/blocks.inc", 2, 7,
-                        ["first defined at duplicate_block.inc:6:7"]),
+                        ["first defined here: duplicate_block.inc:6:7"]),
     "repeat_past_a_million": ("this network would have at least 1,000,000,001 layers; the limit is 100,000", None,
                               4, 12, ["each of its 1,000 repetitions makes at least 1,000,000"]),
     "recursion": ("block `ping` instantiates itself", None, 8, 19,
@@ -97,11 +97,11 @@ KINDS = {
     "error_in_nested_block": ("concat branches disagree in spatial size", None, 10, 9,
                               ["in block `inner` instantiated at error_in_nested_block.inc:6:19",
                                "in block `outer` instantiated at error_in_nested_block.inc:4:5"]),
-    "duplicate_label": ("name `stem` is already used here", None, 5, 22, ["first used at duplicate_label.inc:4:22"]),
+    "duplicate_label": ("name `stem` is already used here", None, 5, 22, ["first used here: duplicate_label.inc:4:22"]),
     "groups_not_dividing": ("`groups = 2` must divide both the input depth 3 and the filters 32", None, 4, 5, []),
     "aux_unknown_label": ("no statement labelled `stme` comes before this head", None, 5, 33, []),
     "with_unknown_layer": ("`with` cannot set defaults for `cnv`", None, 4, 10, []),
-    "two_networks": ("a spec defines one network", None, 4, 9, ["`a` is defined at two_networks.inc:2:9"]),
+    "two_networks": ("a spec defines one network", None, 4, 9, ["`a` is defined here: two_networks.inc:2:9"]),
     "division_by_zero": ("division by zero", None, 4, 15, []),
     "no_network": ("the spec defines no network", None, 3, 13, []),  # the end of the file
     # hostile input: includes, bytes and characters (tests/test_hostile_inputs.py has the rest)
@@ -147,6 +147,7 @@ def test_error_message_and_place(name, load_error):
     assert relative(diag.span.file) == (file or f"{name}.inc")
     assert (diag.span.line, diag.span.col) == (line, col)
     shown = [n.replace(str(ERRORS) + os.sep, "") for n in diag.notes]
+    shown += [f"{label.message}: {relative(label.span.file)}:{label.span.line}:{label.span.col}" for label in diag.labels]
     for note in notes:
         assert note in shown
     if name in HINTS:

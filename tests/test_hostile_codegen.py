@@ -25,7 +25,7 @@ from incdsl.backends.memory import export_bytes
 from incdsl.backends.source import generate_source
 from incdsl.cli import main
 from incdsl.names import Namespace, identifier, literal
-from incdsl.values import RESERVED as DSL_RESERVED
+from incdsl.lower import RESERVED as DSL_RESERVED
 
 torch = pytest.importorskip("torch")
 

@@ -21,9 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..ir import inputs
-from ..names import Namespace, legal_identifier, literal
-from ..passes.shapes import window
+from ..ir import inputs, kind, node as ir_node
+from ..names import Namespace, legal_identifier
 
 # dir(torch.nn.Module) (public names, torch 2.14), instance attributes, the model API, and
 # `self`, which `Scope(**children)` takes beside its children; tests check this list still
@@ -41,7 +40,6 @@ num_classes aux_names aux_weights aux_paths classifiers get_classifier reset_cla
 forward_head forward_trunk forward_aux node_paths self
 """.split())
 
-HEAD_OPS = {"gap", "flatten", "dropout", "linear", "act", "softmax", "identity"}
 _COMPONENT = re.compile(r"^(?P<base>[^.]+)(?:\.(?P<index>\d+))?$")
 
 
@@ -80,7 +78,7 @@ def find_owners(graph) -> tuple[dict[str, Owner], dict[str, str]]:
     instances = graph.graph.get("instances", {})
     heads: dict[str, set] = {}
     for name, data in graph.nodes(data=True):
-        if data["op"] != "input":
+        if name != graph.graph["input"]:
             for pre in _prefixes(data["scope"]):
                 if pre in instances:
                     heads.setdefault(pre, set()).add(data["aux"])
@@ -100,7 +98,7 @@ def find_owners(graph) -> tuple[dict[str, Owner], dict[str, str]]:
     node_owner = {}
     placed = set()
     for name, data in graph.nodes(data=True):
-        if data["op"] == "input":
+        if name == graph.graph["input"]:
             continue
         own = owner_of(data["scope"], data["aux"])
         node_owner[name] = own
@@ -216,112 +214,11 @@ class Lits:
         return "(" + ", ".join(self(x) for x in v) + ("," if len(v) == 1 else "") + ")"
 
 
-ACT_CLASSES = {"relu": "nn.ReLU()", "relu6": "nn.ReLU6()", "gelu": "nn.GELU()", "silu": "nn.SiLU()",
-               "sigmoid": "nn.Sigmoid()", "tanh": "nn.Tanh()", "elu": "nn.ELU()", "leaky_relu": "nn.LeakyReLU()"}
-
-
-def _windows(attrs: dict, in_shape: tuple):
-    _, h, w = in_shape
-    d = attrs.get("dilation", (1, 1))
-    ceil = attrs.get("ceil", False)
-    return (window(h, attrs["kernel"][0], attrs["stride"][0], d[0], attrs["pad"], 0, ceil),
-            window(w, attrs["kernel"][1], attrs["stride"][1], d[1], attrs["pad"], 1, ceil))
-
-
-def _conv(a: dict, ins: list, out: tuple, lit: Lits) -> str:
-    wh, ww = _windows(a, ins[0])
-    args = [lit(ins[0][0]), lit(a["filters"]), lit.pair(a["kernel"])]
-    if a["stride"] != (1, 1):
-        args.append(lit.pair(a["stride"]))
-    if wh.before == wh.after and ww.before == ww.after:
-        if wh.before or ww.before:
-            args.append("padding=" + lit.pair((wh.before, ww.before)))
-    else:  # asymmetric (TF SAME at stride 2, or explicit): pad first, as timm's Conv2dSame
-        args.append("pad=" + lit.tuple((ww.before, ww.after, wh.before, wh.after)))
-    if a["dilation"] != (1, 1):
-        args.append("dilation=" + lit.pair(a["dilation"]))
-    if a["groups"] != 1:
-        args.append("groups=" + lit(a["groups"]))
-    if a["bias"]:
-        args.append("bias=True")
-    if a["bn"] is not None:
-        args.append("bn_eps=" + lit(a["bn"]))
-    if a["act"] is not None:
-        args.append("act=" + literal(a["act"], quote='"'))
-    return f"ConvBnAct({', '.join(args)})"
-
-
-def _pool(kind: str):
-    def make(a: dict, ins: list, out: tuple, lit: Lits) -> str:
-        wh, ww = _windows(a, ins[0])
-        (kh, kw), (sh, sw) = a["kernel"], a["stride"]
-        count_pad = a.get("count_pad", True)
-        if wh.before == wh.after and ww.before == ww.after:
-            args = [lit.pair(a["kernel"]), lit.pair(a["stride"])]
-            if wh.before or ww.before:
-                args.append("padding=" + lit.pair((wh.before, ww.before)))
-            if a["ceil"]:
-                args.append("ceil_mode=True")
-            if kind == "avg" and not count_pad:
-                args.append("count_include_pad=False")
-            return f"nn.{kind.capitalize()}Pool2d({', '.join(args)})"
-        # asymmetric: pad explicitly, adding the trailing rows that ceil rounding reaches
-        _, h, w = ins[0]
-        extra_h = max(0, (out[1] - 1) * sh + kh - (h + wh.before + wh.after))
-        extra_w = max(0, (out[2] - 1) * sw + kw - (w + ww.before + ww.after))
-        pad = (ww.before, ww.after + extra_w, wh.before, wh.after + extra_h)
-        args = [literal(kind, quote='"'), lit.pair(a["kernel"]), lit.pair(a["stride"]), "pad=" + lit.tuple(pad)]
-        if kind == "avg":
-            args += ["in_size=" + lit.tuple((h, w)), "counted=" + lit.tuple((ww.before, ww.after, wh.before, wh.after))]
-            if not count_pad:
-                args.append("count_pad=False")
-        return f"PaddedPool({', '.join(args)})"
-    return make
-
-
-def _linear(a, ins, out, lit):
-    args = [lit(ins[0][0]), lit(a["units"])]
-    if not a["bias"]:
-        args.append("bias=False")
-    if a["act"] is not None:
-        args.append("act=" + literal(a["act"], quote='"'))
-        return f"LinearAct({', '.join(args)})"
-    return f"nn.Linear({', '.join(args)})"
-
-
-def _bn(a, ins, out, lit):
-    return f"nn.BatchNorm{2 if len(ins[0]) == 3 else 1}d({lit(ins[0][0])}, eps={lit(a['eps'])})"
-
-
-def _add(a, ins, out, lit):
-    act = ", act=" + literal(a["act"], quote='"') if a["act"] is not None else ""
-    return f"Add({lit.tuple(a['scales'])}{act})"
-
-
-CONSTRUCTORS = {
-    "conv": _conv,
-    "maxpool": _pool("max"),
-    "avgpool": _pool("avg"),
-    "gap": lambda a, ins, out, lit: "nn.AdaptiveAvgPool2d(1)",
-    "lrn": lambda a, ins, out, lit: (f"nn.LocalResponseNorm({lit(a['size'])}, alpha={lit(a['alpha'])}, "
-                                     f"beta={lit(a['beta'])}, k={lit(a['k'])})"),
-    "bn": _bn,
-    "act": lambda a, ins, out, lit: ACT_CLASSES[a["fn"]],
-    "dropout": lambda a, ins, out, lit: f"nn.Dropout({lit(a['p'])})",
-    "flatten": lambda a, ins, out, lit: "nn.Flatten()",
-    "linear": _linear,
-    "softmax": lambda a, ins, out, lit: "nn.Softmax(dim=1)",
-    "identity": lambda a, ins, out, lit: "nn.Identity()",
-    "concat": lambda a, ins, out, lit: "Concat()",
-    "add": _add,
-}
-
-
 def constructor(graph, name: str, lit: Lits) -> str:
     """The Python expression that builds one node's module, numbers passed through `lit`."""
-    node = graph.nodes[name]
+    node = ir_node(graph, name)
     ins = [graph.nodes[i]["shape"] for i in inputs(graph, name)]
-    return CONSTRUCTORS[node["op"]](node["attrs"], ins, node["shape"], lit)
+    return node.kind.torch(node.attrs, ins, node.shape, lit)
 
 
 # --- the network head ------------------------------------------------------------------------
@@ -329,25 +226,25 @@ def constructor(graph, name: str, lit: Lits) -> str:
 def head_chain(graph, node_owner: dict[str, str]) -> list[str]:
     """The trailing nodes `forward_head` runs: from the last `gap`/`flatten` run to the output.
 
-    The chain holds network-level trunk nodes of the kinds in HEAD_OPS, each with one input and
-    no consumer outside the chain.
+    The chain holds network-level trunk nodes of head kinds (`Op.head`), each with one input and
+    no consumer outside the chain; it starts at the first `Op.head_start` kind in it.
     """
     chain: list[str] = []  # built from the output back, reversed at the end
     seen: set[str] = set()
     n = graph.graph["output"]
-    while (n in node_owner and node_owner[n] == "" and graph.nodes[n]["op"] in HEAD_OPS
+    while (n in node_owner and node_owner[n] == "" and kind(graph, n).head
            and graph.nodes[n]["aux"] is None and set(graph.successors(n)) <= seen):
         chain.append(n)
         seen.add(n)
         n = inputs(graph, n)[0]
     chain.reverse()
-    starts = [i for i, c in enumerate(chain) if graph.nodes[c]["op"] in ("gap", "flatten")]
+    starts = [i for i, c in enumerate(chain) if kind(graph, c).head_start]
     return chain[starts[0]:] if starts else chain
 
 
 def classifier_node(graph, out: str) -> str | None:
     """The linear layer that gives `out` (through softmax, identity, dropout), if there is one."""
     n = out
-    while graph.nodes[n]["op"] in ("softmax", "identity", "dropout"):
+    while kind(graph, n).passthrough:
         n = inputs(graph, n)[0]
-    return n if graph.nodes[n]["op"] == "linear" else None
+    return n if kind(graph, n).classifier else None

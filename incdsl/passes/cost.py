@@ -14,11 +14,13 @@ Conventions (those of torchvision's `_ops` / timm's GMACs and of the reference n
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import networkx as nx
 
-from ..ir import inputs
+from ..ir import inputs, node as ir_node
+from ..ops.table import OPS
 
 
 @dataclass(frozen=True)
@@ -66,46 +68,16 @@ def _elements(shape) -> int:
     return n
 
 
-def conv_params(attrs: dict, c_in: int) -> int:
-    kh, kw = attrs["kernel"]
-    f = attrs["filters"]
-    weights = kh * kw * (c_in // attrs["groups"]) * f
-    return weights + (f if attrs["bias"] else 0) + (2 * f if attrs["bn"] is not None else 0)
-
-
-def conv_macs(attrs: dict, c_in: int, out_shape) -> int:
-    kh, kw = attrs["kernel"]
-    _, h, w = out_shape
-    return h * w * attrs["filters"] * (c_in // attrs["groups"]) * kh * kw
-
-
 def node_params_macs(op: str, attrs: dict, in_shapes: list, out_shape) -> tuple[int, int]:
-    """(parameters, MACs) of one node; the closed forms stated in the module docstring."""
-    if op == "conv":
-        c_in = in_shapes[0][0]
-        return conv_params(attrs, c_in), conv_macs(attrs, c_in, out_shape)
-    if op == "linear":
-        n_in = in_shapes[0][0]
-        u = attrs["units"]
-        return n_in * u + (u if attrs["bias"] else 0), n_in * u
-    if op == "bn":
-        return 2 * in_shapes[0][0], 0
-    return 0, 0
+    """(parameters, MACs) of one node: its op's closed forms (each cited in its `ops/` module)."""
+    return OPS[op].cost(attrs, in_shapes, out_shape)
 
 
-def _receptive(op: str, attrs: dict, ins: list[tuple]) -> tuple:
-    """(rf_h, rf_w, jump_h, jump_w) from the inputs' fields."""
-    if not ins or not ins[0]:
-        return ()
-    if op in ("concat", "add"):
-        return tuple(max(v[i] for v in ins) for i in range(4))
-    rf_h, rf_w, j_h, j_w = ins[0]
-    if op in ("conv", "maxpool", "avgpool"):
-        kh, kw = attrs["kernel"]
-        dh, dw = attrs.get("dilation", (1, 1))
-        sh, sw = attrs["stride"]
-        return (rf_h + dh * (kh - 1) * j_h, rf_w + dw * (kw - 1) * j_w, j_h * sh, j_w * sw)
-    return ins[0]
+def _whole_pixels(rf: tuple) -> tuple:
+    """The (h, w) field as reported: whole pixels (fractions arise after upsampling)."""
+    if rf and (type(rf[0]) is not int or type(rf[1]) is not int):
+        return (math.ceil(rf[0]), math.ceil(rf[1]))
+    return rf
 
 
 def count_costs(network, graph: nx.DiGraph | None = None) -> Costs:
@@ -122,22 +94,21 @@ def count_costs(network, graph: nx.DiGraph | None = None) -> Costs:
     """
     g = graph if graph is not None else network.graph
     rows, fields = [], {}
-    for name, node in g.nodes(data=True):
+    for name in g.nodes:
+        node = ir_node(g, name)
+        op = OPS[node.op]
         ins = inputs(g, name)
         in_shapes = [g.nodes[i]["shape"] for i in ins]
-        shape = node["shape"]
-        if node["op"] == "input":
-            fields[name] = (1, 1, 1, 1) if len(shape) == 3 else ()
-            params = macs = 0
-        else:
-            params, macs = node_params_macs(node["op"], node["attrs"], in_shapes, shape)
-            if node["op"] == "gap":
-                fields[name] = ()
-            elif len(shape) == 3:
-                fields[name] = _receptive(node["op"], node["attrs"], [fields[i] for i in ins])
-            else:
-                fields[name] = ()
-        rows.append(NodeCost(name, node["op"], shape, params, macs, _elements(shape), fields[name][:2], node["aux"]))
+        shape = node.shape
+        if not ins:  # the network's input: each position sees itself
+            field = (1, 1, 1, 1) if len(shape) == 3 else ()
+        elif len(shape) != 3 or not fields[ins[0]]:  # flat, or after a flat or global input
+            field = ()
+        else:  # (rf_h, rf_w, jump_h, jump_w) through the op
+            field = op.receptive(node.attrs, [fields[i] for i in ins], in_shapes, shape)
+        fields[name] = field
+        params, macs = op.cost(node.attrs, in_shapes, shape)
+        rows.append(NodeCost(name, node.op, shape, params, macs, _elements(shape), _whole_pixels(field[:2]), node.aux))
     trunk = [r for r in rows if r.aux is None]
     return Costs(rows, _total(trunk), _total(rows))
 

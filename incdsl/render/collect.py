@@ -15,12 +15,20 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..diagnostics import did_you_mean
-from ..ir import inputs
+from ..ir import inputs, kind, node as ir_node
 from .labels import layer_label, pretty_name
-from .scene import (OP_KINDS, OUTPUT, DrawError, Edge, Node, Scene, aux_drop, branch_heads, exit_id, input_note,
-                    layer_edges, layer_nodes, split_index)
+from .scene import (OUTPUT, DrawError, Edge, Node, Scene, aux_drop, branch_heads, exit_id, input_note,
+                    layer_edges, layer_kind, layer_nodes, split_index)
 
-ELIDED = ("flatten", "identity")  # at network level these only reshape: the arrow carries their shape
+
+def _elided(graph: nx.DiGraph, name: str) -> bool:
+    """At network level a reshape is not a box: the arrow carries its shape."""
+    return kind(graph, name).elided
+
+
+def _label(graph: nx.DiGraph, name: str) -> str:
+    node = ir_node(graph, name)
+    return layer_label(node.op, node.attrs)
 
 
 @dataclass
@@ -64,23 +72,23 @@ def _trunk_units(graph: nx.DiGraph, trunk: list[str], tapped: set[str]) -> tuple
     instances = graph.graph.get("instances", {})
     first_scoped = next((i for i, n in enumerate(trunk) if "/" in n), None)
     stem_layers = [n for n in trunk[:first_scoped or 0]
-                   if graph.nodes[n]["op"] not in ELIDED and n != graph.graph["input"]]
+                   if not _elided(graph, n) and n != graph.graph["input"]]
     fold_stem = first_scoped is not None and len(stem_layers) >= 2
     units: list[_Unit] = []
     unit_of: dict[str, str] = {}
     for n in trunk:
         node = graph.nodes[n]
         if "/" not in n:  # a top-level layer
-            if node["op"] in ELIDED:
+            if _elided(graph, n):
                 unit_of[n] = unit_of[inputs(graph, n)[0]]
                 continue
             if fold_stem and n in stem_layers:
                 if not units or units[-1].id != "#stem":
                     units.append(_Unit("#stem", "stem", "Stem", flow=True))
-                units[-1].lines.append(layer_label(node["op"], node["attrs"]))
+                units[-1].lines.append(_label(graph, n))
                 units[-1].nodes.append(n)
             else:
-                units.append(_Unit(n, OP_KINDS[node["op"]], layer_label(node["op"], node["attrs"]), nodes=[n]))
+                units.append(_Unit(n, layer_kind(graph, n), _label(graph, n), nodes=[n]))
             unit_of[n] = units[-1].id
             continue
         top = n.split("/", 1)[0]
@@ -129,8 +137,8 @@ def _aux_unit(graph: nx.DiGraph, head: dict, scene: Scene, unit_of: dict) -> Non
     name = head["name"]
     uid = f"#aux/{name}"
     layers = [n for n in graph.nodes if graph.nodes[n]["aux"] == name]
-    lines = tuple(layer_label(graph.nodes[n]["op"], graph.nodes[n]["attrs"]) for n in layers
-                  if graph.nodes[n]["op"] not in ELIDED)
+    lines = tuple(_label(graph, n) for n in layers
+                  if not _elided(graph, n))
     scene.nodes.append(Node(uid, "aux", f"Aux head {name} (weight {head['weight']:g})", lines, True, aux=True))
     for n in layers:
         unit_of[n] = uid
@@ -229,8 +237,7 @@ def _branch_orders(graph: nx.DiGraph, joins: list[str], members: list[str], box:
     """For each concat (and multi-branch add): its branch heads, to be laid out in input order."""
     orders = []
     for n in joins:
-        op = graph.nodes[n]["op"]
-        if op not in ("concat", "add") or len(inputs(graph, n)) < 2:
+        if kind(graph, n).arity is not None or len(inputs(graph, n)) < 2:
             continue
         heads = branch_heads(graph, n, members)
         if not all(h in box for h in heads):

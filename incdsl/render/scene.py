@@ -11,15 +11,10 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ..ir import inputs
-from .labels import act_label, layer_label, scale_note
+from ..ir import inputs, kind, node as ir_node
+from .labels import act_label, layer_label
 
 OUTPUT = "#output"
-
-# op -> style kind; block-level kinds ("block", "reduction", "stem", "aux", "output") come on top
-OP_KINDS = {"input": "input", "conv": "conv", "maxpool": "pool", "avgpool": "pool", "gap": "pool",
-            "lrn": "norm", "bn": "norm", "act": "act", "dropout": "dropout", "flatten": "reshape",
-            "identity": "reshape", "linear": "linear", "softmax": "linear", "concat": "concat", "add": "add"}
 
 
 class DrawError(ValueError):
@@ -66,19 +61,31 @@ def aux_drop(graph: nx.DiGraph, name: str, keep: str | None, aux: bool) -> bool:
 def layer_nodes(graph: nx.DiGraph, name: str, cluster: str = "", note: str | None = None) -> list[Node]:
     """The boxes of one IR node: usually one; a residual sum with an activation gives two
     (``+`` then ``Relu activation``, as the papers draw it)."""
-    node = graph.nodes[name]
+    node = ir_node(graph, name)
     lines = (note,) if note else ()
-    aux = node["aux"] is not None
-    boxes = [Node(name, OP_KINDS[node["op"]], layer_label(node["op"], node["attrs"]), lines, False, cluster, aux)]
-    if node["op"] == "add" and node["attrs"]["act"]:
-        boxes.append(Node(name + "#act", "act", act_label(node["attrs"]["act"]), (), False, cluster, aux))
+    aux = node.aux is not None
+    boxes = [Node(name, node.kind.family, layer_label(node.op, node.attrs), lines, False, cluster, aux)]
+    act = _post_act(graph, name)
+    if act:
+        boxes.append(Node(name + "#act", "act", act_label(act), (), False, cluster, aux))
     return boxes
+
+
+def layer_kind(graph: nx.DiGraph, name: str) -> str:
+    """The style kind of a layer's box: its op's family. Block-level kinds ("block",
+    "reduction", "stem", "aux", "output") come on top of these."""
+    return kind(graph, name).family
+
+
+def _post_act(graph: nx.DiGraph, name: str) -> str | None:
+    """The activation a node's op draws as a box of its own after it (a residual sum's)."""
+    node = ir_node(graph, name)
+    return node.kind.post_act(node.attrs) if node.kind.post_act else None
 
 
 def exit_id(graph: nx.DiGraph, name: str) -> str:
     """The box an IR node's outgoing arrows leave from (see `layer_nodes`)."""
-    node = graph.nodes[name]
-    return name + "#act" if node["op"] == "add" and node["attrs"]["act"] else name
+    return name + "#act" if _post_act(graph, name) else name
 
 
 def layer_edges(graph: nx.DiGraph, name: str, box_of) -> list[Edge]:
@@ -91,17 +98,15 @@ def layer_edges(graph: nx.DiGraph, name: str, box_of) -> list[Edge]:
         tail = box_of(src)
         if tail is not None and tail != name:
             out.append(Edge(tail, name, graph.nodes[src]["shape"], input_note(graph, name, index), aux))
-    if node["op"] == "add" and node["attrs"]["act"]:
+    if _post_act(graph, name):
         out.append(Edge(name, name + "#act", node["shape"], None, aux))
     return out
 
 
 def input_note(graph: nx.DiGraph, name: str, index: int) -> str | None:
     """The note on a node's `index`-th input arrow: the scale of a residual branch."""
-    node = graph.nodes[name]
-    if node["op"] == "add" and node["attrs"]["scales"][index] != 1.0:
-        return scale_note(node["attrs"]["scales"][index])
-    return None
+    node = ir_node(graph, name)
+    return node.kind.edge_note(node.attrs, index) if node.kind.edge_note else None
 
 
 def branch_heads(graph: nx.DiGraph, concat: str, members: list[str]) -> list[str]:

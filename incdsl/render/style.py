@@ -1,6 +1,6 @@
 """How each kind of box looks: one table keyed by `Node.kind`, in colour or monochrome.
 
-Kinds come from `scene.OP_KINDS` (layers) plus the network-level kinds ``block``,
+Kinds are the ops' style families (`Op.family` in `ops/`) plus the network-level kinds ``block``,
 ``reduction``, ``stem``, ``aux`` and ``output``. Colours are pale enough for black text in
 print; `--mono` drops every fill and draws in black.
 """

@@ -1,0 +1,65 @@
+"""Kinds with several inputs, written as statements with branches: `concat:` joins along
+channels in branch order; `add:` and `residual:` sum, ``act(sum(scale_i * input_i))``.
+
+Attributes: concat none (its inputs are joined in edge-index order); add scales (one float
+per input) and act (activation name, or None).
+"""
+from __future__ import annotations
+
+from ..names import literal
+from ..values import t_float
+from .activation import p_act, t_act
+from .base import NO_ARGS, Op, Signature, p_num
+from .marks import num
+from .window import ShapeError, fmt
+
+
+def concat_shape(attrs, ins):
+    ranks = {len(s) for s in ins}
+    if ranks != {len(ins[0])}:
+        raise ShapeError("concat branches mix flat vectors and feature maps")
+    if len(ins[0]) == 3:
+        sizes = {s[1:] for s in ins}
+        if len(sizes) > 1:
+            raise ShapeError("concat branches disagree in spatial size",
+                             notes=tuple(f"branch {i} gives {fmt(s)}" for i, s in enumerate(ins)))
+        return (sum(s[0] for s in ins),) + ins[0][1:], []
+    return (sum(s[0] for s in ins),), []
+
+
+def add_shape(attrs, ins):
+    if len(set(ins)) > 1:
+        raise ShapeError("the tensors summed have different shapes",
+                         notes=tuple(f"input {i} is {fmt(s)}" for i, s in enumerate(ins)))
+    return ins[0], []
+
+
+def widest_field(attrs, fields, ins, out) -> tuple:
+    return tuple(max(v[i] for v in fields) for i in range(4))
+
+
+def add_torch(a, ins, out, lit) -> str:
+    act = ", act=" + literal(a["act"], quote='"') if a["act"] is not None else ""
+    return f"Add({lit.tuple(a['scales'])}{act})"
+
+
+def scale_note(attrs, index: int) -> str | None:
+    """The mark on a summed input's arrow: the scale of a residual branch."""
+    scale = attrs["scales"][index]
+    return f"scale {num(scale)}" if scale != 1.0 else None
+
+
+# `residual(scale, act)` is a statement that makes an `add` node of (shortcut, scale * branch)
+RESIDUAL = Signature({"scale": t_float, "act": t_act}, {"scale": 1.0, "act": "relu"},
+                     (("scale", p_num),), False, "a scale factor")
+
+OPS = (
+    Op("concat", "concat", NO_ARGS, concat_shape, lambda a: "Filter concat", lambda a, ins, out, lit: "Concat()",
+       arity=None, receptive=widest_field, join=lambda attrs, n: {}, aligned=True,
+       example=("concat:", "    branch: conv 1x1 3", "    branch: conv 3x3 2 S -> conv 3x3 2 S", "    branch: maxpool 3x3 S")),
+    Op("add", "add", Signature({"act": t_act}, {"act": None}, (("act", p_act),), False, "an activation"),
+       add_shape, lambda a: "+", add_torch, arity=None, receptive=widest_field,
+       join=lambda attrs, n: {"scales": tuple(1.0 for _ in range(n)), "act": attrs["act"]}, min_branches=2,
+       post_act=lambda a: a["act"], edge_note=scale_note, attributes=("scales", "act"),
+       example=("add(relu):", "    branch: conv 3x3 4 S", "    branch: conv 1x1 4", "residual(0.2):", "    conv 3x3 4 S")),
+)
