@@ -14,7 +14,8 @@
 # Without a CUDA GPU it says so and exits 0. A failing or timed-out part is reported in the
 # table and the next part still runs. Settings (environment): GPU_SH_BUDGET (total seconds),
 # GPU_SH_BATCH (256), GPU_SH_STEPS (training steps, 200), GPU_SH_LEVELS (none,train,infer),
-# PYTHON (python3), DEVICE_PYTHON_VERSION (3.12, the GPU machine's, for --prepare).
+# PYTHON (python3), DEVICE_PYTHON_VERSION (3.12, the GPU machine's, for --prepare); to try the
+# script itself on a CPU: GPU_SH_DEVICE=cpu GPU_SH_BATCH=1 GPU_SH_STEPS=2 GPU_SH_ITERS=1 GPU_SH_WARMUP=0.
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -27,6 +28,8 @@ STEPS=${GPU_SH_STEPS:-200}
 LEVELS=${GPU_SH_LEVELS:-none,train,infer}
 DEVICE_PY=${DEVICE_PYTHON_VERSION:-3.12}
 DEVICE=${GPU_SH_DEVICE:-cuda}  # cpu: run the same parts on the CPU, to try the script itself
+ITERS=${GPU_SH_ITERS:-}        # timed iterations (default: 20 eager, 10 compiled)
+WARMUP=${GPU_SH_WARMUP:-3}
 
 # The pure-Python packages incdsl needs at run time (numpy and torch are on the GPU machine),
 # pytest and hypothesis, and their requirements on Python 3.12: one pinned version each (two
@@ -37,7 +40,7 @@ REQUIREMENTS=(
     hypothesis==6.155.2 sortedcontainers==2.4.0
 )
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 die() { echo "gpu.sh: error: $*" >&2; exit 2; }
 
 prepare=0 dry=0
@@ -49,7 +52,7 @@ for arg in "$@"; do
         *) die "unknown argument '$arg' (expected --prepare, --dry-run or --help)" ;;
     esac
 done
-case $BUDGET$BATCH$STEPS in *[!0-9]*) die "GPU_SH_BUDGET, GPU_SH_BATCH and GPU_SH_STEPS must be whole numbers" ;; esac
+case $BUDGET$BATCH$STEPS$ITERS$WARMUP in *[!0-9]*) die "GPU_SH_BUDGET, _BATCH, _STEPS, _ITERS and _WARMUP must be whole numbers" ;; esac
 
 # --- --prepare: here, with network ---------------------------------------------------------
 
@@ -86,6 +89,14 @@ if (( prepare )); then
 fi
 
 # --- the GPU run ----------------------------------------------------------------------------
+
+gpu_name() {
+    if command -v nvidia-smi >/dev/null 2>&1; then
+        nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -n 1
+    else
+        echo "$DEVICE"
+    fi
+}
 
 has_gpu() {
     if command -v nvidia-smi >/dev/null 2>&1 && ! nvidia-smi -L >/dev/null 2>&1; then
@@ -129,7 +140,7 @@ part() {
         return 0
     fi
     if (( t < 15 )); then
-        PART_STATUS="skipped (budget spent)"; TABLE+=("| $name | $PART_STATUS | 0 | $cap |")
+        PART_STATUS="skipped (budget spent)"; TABLE+=("| $name | $PART_STATUS | 0 | $cap | - |")
         return 1
     fi
     echo "=== [$name] cap ${t}s: $*" | tee -a "$LOG"
@@ -147,8 +158,8 @@ part() {
     return "$rc"
 }
 
-# note TEXT: append a result to the last table row
-note() { TABLE[-1]="${TABLE[-1]} $1 |"; }
+# note TEXT: the result column of the part that ran last (a skipped part has its "-")
+note() { [[ $PART_STATUS == skipped* ]] || TABLE[-1]="${TABLE[-1]} ${1:--} |"; }
 
 install_wheels() {  # runs under `timeout`, in a child bash (exported)
     if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
@@ -173,7 +184,7 @@ print(sum(r["ratio"] is not None for r in rows), "of", len(rows), "rows timed")'
 
 if (( ! dry )); then
     echo "gpu.sh: budget ${BUDGET}s; results in $RESULTS" | tee -a "$LOG"
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$LOG"
+    gpu_name | tee -a "$LOG"
 fi
 
 # 1. wheels -> private site (PYTHONPATH first, so the carried versions win)
@@ -188,31 +199,37 @@ part "cuda tests" 110 env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "$PY" -m pytest -q -m
 (( dry )) || note "$(grep -aE '(passed|failed|skipped|errors?|deselected|no tests ran).* in [0-9.]+s' "$PART_LOG" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')"
 
 # 3. runtime table, eager: both networks, inference and training
-runtime "runtime eager" 90 "$WORK/runtime-eager.json" --exec eager --iters 20 --warmup 3
+runtime "runtime eager" 90 "$WORK/runtime-eager.json" --exec eager --iters "${ITERS:-20}" --warmup "$WARMUP"
 
-# 4. training throughput: `incdsl train` on synthetic data, one epoch of STEPS steps
+# 4. training throughput: `incdsl train` on synthetic data, one epoch of STEPS steps; images are
+#    made on the fly, so loader processes keep the GPU fed
+WORKERS=$(nproc 2>/dev/null || echo 2); WORKERS=$(( WORKERS < 8 ? WORKERS : 8 ))
 part "incdsl train" 100 "$PY" -m incdsl train specs/inception_v4.inc --data synthetic \
     --synthetic-size $((BATCH * STEPS)) --batch-size "$BATCH" --epochs 1 --warmup-epochs 0 \
-    --amp bf16 --channels-last --device "$DEVICE" --workers 8 --out "$WORK/train"
-(( dry )) || note "$("$PY" - "$WORK/train/metrics.jsonl" "$STEPS" "$BATCH" <<'EOF' 2>/dev/null || echo "no metrics"
-import json, sys
-rec = json.loads(open(sys.argv[1]).read().splitlines()[-1])
-print(f"Inception-v4 {rec['images_per_s']:,.0f} img/s training ({sys.argv[2]} steps of {sys.argv[3]}, bf16, "
-      f"channels_last, eager, data loading included)")
+    --amp bf16 --channels-last --device "$DEVICE" --workers "$WORKERS" --out "$WORK/train"
+(( dry )) || note "$("$PY" - "$WORK/train/metrics.jsonl" "$PART_LOG" "$STEPS" "$BATCH" <<'EOF' 2>/dev/null
+import json, re, sys
+metrics, log, steps, batch = sys.argv[1:]
+try:  # metrics.jsonl, else the epoch line (a run stopped while saving its checkpoint)
+    rate = json.loads(open(metrics).read().splitlines()[-1])["images_per_s"]
+except (OSError, ValueError, IndexError, KeyError):
+    rate = float(re.findall(r"epoch \d+/\d+ .*?([\d,.]+) img/s", open(log, errors="replace").read())[-1].replace(",", ""))
+print(f"Inception-v4 {rate:,.1f} img/s training ({steps} steps of {batch}, bf16, channels_last, eager, "
+      "data loading included)")
 EOF
 )"
 
 # 5-6. runtime table under torch.compile (compiling takes most of these parts' time)
 runtime "runtime compile inception_v4" 150 "$WORK/runtime-compile-v4.json" --exec compile --networks inception_v4 \
-    --iters 10 --warmup 3
+    --iters "${ITERS:-10}" --warmup "$WARMUP"
 runtime "runtime compile googlenet" 90 "$WORK/runtime-compile-googlenet.json" --exec compile --networks googlenet \
-    --iters 10 --warmup 3
+    --iters "${ITERS:-10}" --warmup "$WARMUP"
 
 (( dry )) && exit 0
 
 # --- summary ---------------------------------------------------------------------------------
 {
-    echo "## benchmarks/gpu.sh: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1), $((SECONDS - START)) s of ${BUDGET} s"
+    echo "## benchmarks/gpu.sh on $(gpu_name): $((SECONDS - START)) s of ${BUDGET} s"
     echo
     echo "| part | status | seconds | cap | result |"
     echo "|---|---|---:|---:|---|"

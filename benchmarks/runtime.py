@@ -158,7 +158,7 @@ def prepare(name: str, levels: list, args, device):
     state = ref.state_dict()
     ours, diffs = {}, {}
     x = torch.randn(args.batch, *net.input_shape, device=device).to(memory_format=layout)
-    y = torch.randint(0, 1000, (args.batch,), device=device)
+    y = torch.randint(0, net.output_shape[0], (args.batch,), device=device)
     for level in levels:
         try:
             ours[level] = build_ours(net, state, level).to(device, memory_format=layout)
@@ -333,17 +333,18 @@ def main(argv=None) -> int:
         print(f"  ... {msg}", file=sys.stderr, flush=True)
 
     rows = []
-    for name in args.networks:
+    for i, name in enumerate(args.networks):
         rows += run_network(name, levels, args, device, clock, progress)
+        if args.json:  # after each network, so a run stopped by a time limit keeps what it measured
+            write_json(args.json, {"setup": setup, "torch": torch.__version__, "device": str(device),
+                                   "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
+                                   "levels": levels, "unavailable_levels": missing, "rows": rows,
+                                   "complete": i == len(args.networks) - 1})
     print()
     print(table(rows))
     ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
     if ratios:
         print(f"\nworst ratio {max(ratios):.3f}, best {min(ratios):.3f} (ours time / reference time)")
-    if args.json:
-        write_json(args.json, {"setup": setup, "torch": torch.__version__, "device": str(device),
-                               "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
-                               "levels": levels, "unavailable_levels": missing, "rows": rows})
     return 0
 
 
