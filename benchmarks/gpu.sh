@@ -14,6 +14,7 @@
 # Without a CUDA GPU it says so and exits 0. A failing or timed-out part is reported in the
 # table and the next part still runs. Settings (environment): GPU_SH_BUDGET (total seconds),
 # GPU_SH_BATCH (256), GPU_SH_STEPS (training steps, 200), GPU_SH_LEVELS (none,train,infer),
+# GPU_SH_NETWORKS ("inception_v4 googlenet"),
 # PYTHON (python3), DEVICE_PYTHON_VERSION (3.12, the GPU machine's, for --prepare); to try the
 # script itself on a CPU: GPU_SH_DEVICE=cpu GPU_SH_BATCH=1 GPU_SH_STEPS=2 GPU_SH_ITERS=1 GPU_SH_WARMUP=0.
 set -u
@@ -26,6 +27,7 @@ BUDGET=${GPU_SH_BUDGET:-470}
 BATCH=${GPU_SH_BATCH:-256}
 STEPS=${GPU_SH_STEPS:-200}
 LEVELS=${GPU_SH_LEVELS:-none,train,infer}
+NETWORKS=${GPU_SH_NETWORKS:-inception_v4 googlenet}
 DEVICE_PY=${DEVICE_PYTHON_VERSION:-3.12}
 DEVICE=${GPU_SH_DEVICE:-cuda}  # cpu: run the same parts on the CPU, to try the script itself
 ITERS=${GPU_SH_ITERS:-}        # timed iterations (default: 20 eager, 10 compiled)
@@ -199,7 +201,9 @@ part "cuda tests" 110 env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "$PY" -m pytest -q -m
 (( dry )) || note "$(grep -aE '(passed|failed|skipped|errors?|deselected|no tests ran).* in [0-9.]+s' "$PART_LOG" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')"
 
 # 3. runtime table, eager: both networks, inference and training
-runtime "runtime eager" 90 "$WORK/runtime-eager.json" --exec eager --iters "${ITERS:-20}" --warmup "$WARMUP"
+# shellcheck disable=SC2086  # NETWORKS is a list of words
+runtime "runtime eager" 90 "$WORK/runtime-eager.json" --exec eager --networks $NETWORKS --iters "${ITERS:-20}" \
+    --warmup "$WARMUP"
 
 # 4. training throughput: `incdsl train` on synthetic data, one epoch of STEPS steps; images are
 #    made on the fly, so loader processes keep the GPU fed
@@ -219,11 +223,13 @@ print(f"Inception-v4 {rate:,.1f} img/s training ({steps} steps of {batch}, bf16,
 EOF
 )"
 
-# 5-6. runtime table under torch.compile (compiling takes most of these parts' time)
-runtime "runtime compile inception_v4" 150 "$WORK/runtime-compile-v4.json" --exec compile --networks inception_v4 \
-    --iters "${ITERS:-10}" --warmup "$WARMUP"
-runtime "runtime compile googlenet" 90 "$WORK/runtime-compile-googlenet.json" --exec compile --networks googlenet \
-    --iters "${ITERS:-10}" --warmup "$WARMUP"
+# 5-6. runtime table under torch.compile, one part per network (compiling takes most of the time:
+#      ours and the reference, inference and training, for each level)
+for net in $NETWORKS; do
+    case $net in inception_v4) cap=150 ;; googlenet) cap=90 ;; *) cap=120 ;; esac
+    runtime "runtime compile $net" "$cap" "$WORK/runtime-compile-$net.json" --exec compile --networks "$net" \
+        --iters "${ITERS:-10}" --warmup "$WARMUP"
+done
 
 (( dry )) && exit 0
 
@@ -235,7 +241,10 @@ runtime "runtime compile googlenet" 90 "$WORK/runtime-compile-googlenet.json" --
     echo "|---|---|---:|---:|---|"
     printf '%s\n' "${TABLE[@]}"
     echo
-    mapfile -t jsons < <(ls "$WORK"/runtime-*.json 2>/dev/null)
+    jsons=()
+    for f in eager $(printf 'compile-%s ' $NETWORKS); do
+        [[ -s $WORK/runtime-$f.json ]] && jsons+=("$WORK/runtime-$f.json")
+    done
     if (( ${#jsons[@]} )); then
         echo "Runtime, ours vs timm/torchvision (ours/ref: time ratio, below 1 is faster; speedup = ref/ours):"
         echo
@@ -244,6 +253,7 @@ runtime "runtime compile googlenet" 90 "$WORK/runtime-compile-googlenet.json" --
     else
         echo "Runtime: no results."
     fi
+    echo
     grep -a '^level .*not available' "$LOG" | sort -u
 } >"$WORK/summary.md"
 cp "$WORK/train/metrics.jsonl" "$RESULTS/train-metrics.jsonl" 2>/dev/null
