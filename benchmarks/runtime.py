@@ -154,8 +154,9 @@ def prepare(name: str, levels: list, args, device):
     net = incdsl.load(str(ROOT / spec))
     torch.manual_seed(0)
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
-    ref = reference(name).to(device, memory_format=layout)
-    state = ref.state_dict()
+    ref = reference(name)
+    state = ref.state_dict()  # CPU tensors: our models load them before moving to the device
+    ref = ref.to(device, memory_format=layout)
     ours, diffs = {}, {}
     x = torch.randn(args.batch, *net.input_shape, device=device).to(memory_format=layout)
     y = torch.randint(0, net.output_shape[0], (args.batch,), device=device)
@@ -182,7 +183,7 @@ def compiled(model, args):
 
 def run_network(name: str, levels: list, args, device, clock, progress) -> list[dict]:
     ref, ours, x, y, diffs, aux_weight = prepare(name, levels, args, device)
-    rows = []
+    rows, models = [], {}
 
     def row(mode, how, level, note="", t=None):
         r = {"network": name, "mode": mode, "exec": how, "level": level, "batch": args.batch,
@@ -217,7 +218,7 @@ def run_network(name: str, levels: list, args, device, clock, progress) -> list[
                     row(mode, how, level, "inference-only level: not timed in training")
                 else:
                     row(mode, how, level, t=t)
-    del ref, ours, x, y
+    del ref, ours, x, y, models  # free the device memory before the next network
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return rows
