@@ -222,6 +222,7 @@ def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: 
         with pr.indent():
             pr("super().__init__()")
             pr(f"self.num_classes = {num_classes!r}")
+            pr(f"self.input_shape = {tuple(graph.nodes[graph.graph['input']]['shape'])!r}")
             pr(f"self.aux_names = {[h['name'] for h in aux]!r}")
             pr(f"self.aux_weights = {[float(h['weight']) for h in aux]!r}")
             pr(f"self.aux_paths = {_aux_paths(graph, module_paths)!r}")
