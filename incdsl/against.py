@@ -204,7 +204,8 @@ def compare(table: Table, network, costs) -> list[dict]:
                 checks.append(True)
                 if key == "params" and not printed.matches(params):
                     rec["problems"].append(f"params match the weights alone ({weights:,}; biases left out)")
-            elif key == "params" and any(printed.matches(v, 1024) for v in alternatives):  # not ops: 3.8G never means 3.8 x 2^30
+            # K as 1024 only for parameters: 3.8G multiply-adds never means 3.8 x 2^30
+            elif key == "params" and any(printed.matches(v, 1024) for v in alternatives):
                 checks.append(True)
                 rec["problems"].append(f"{key} match only reading K as 1024")
             else:
