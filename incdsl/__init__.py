@@ -44,7 +44,7 @@ def to_torch(network, *, num_classes=None, seed=None, weights=None, aux="strict"
                      skip_classifier=skip_classifier, strict=strict, **kwargs)
 
 
-def load_weights(module, state_dict, *, aux="strict", skip_classifier=False, strict=True):
+def load_weights(module, state_dict, *, aux="strict", skip_classifier=False, strict=True, input_size=None):
     """Copy a reference implementation's weights into a compiled module (imports torch).
 
     Layers are paired in forward order by kind and tensor shapes, whatever their names.
@@ -52,7 +52,11 @@ def load_weights(module, state_dict, *, aux="strict", skip_classifier=False, str
     Parameters:
         module: a network from `to_torch` or a class written by `incdsl compile`.
         state_dict: the reference's state dict (timm inception_v3/v4/inception_resnet_v2,
-            torchvision googlenet/inception_v3, or one of ours).
+            torchvision googlenet/inception_v3, or one of ours), paired in registration order;
+            or the reference module itself, paired by the data flow of one forward pass of
+            each (for references that register or run layers in another order: timm
+            legacy_xception, resnetv2_50).
+        input_size: (C, H, W) of those forward passes; by default `module.input_shape`.
         aux: "strict" (both have the same auxiliary heads) or "skip" (load the heads both
             have, keep ours otherwise).
         skip_classifier: keep our classifiers (another class count) and load the rest.
@@ -68,7 +72,8 @@ def load_weights(module, state_dict, *, aux="strict", skip_classifier=False, str
         <LoadReport: 896 tensors loaded>
     """
     from .backends.weights import load_weights as _load_weights
-    return _load_weights(module, state_dict, aux=aux, skip_classifier=skip_classifier, strict=strict)
+    return _load_weights(module, state_dict, aux=aux, skip_classifier=skip_classifier, strict=strict,
+                         input_size=input_size)
 
 
 def space(path, **kwargs):

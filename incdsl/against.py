@@ -3,7 +3,12 @@
 Table format (CSV, header names case-insensitive, other columns are kept as context):
 
     scope     the spec node or block scope the row describes (`inception_3a`, `conv1`);
-              several joined with `+` are summed; empty for rows that name nothing
+              several joined with `+` are summed; `*` is the whole network (its totals,
+              auxiliary heads left out); empty for rows that name nothing
+    network   (optional) the network the row is about: rows for other networks are left out,
+              so one table can hold a whole zoo (specs/tables/zoo.csv)
+    set       (optional) parameter values the row needs, `n1=2 n2=2 bn=off`: rows whose values
+              differ from the network's are left out (one spec, several configurations)
     params    the paper's parameter count as printed: `2.7K`, `159K`, `1000K`, `6797700`
     ops       (or `macs`) the paper's multiply-adds as printed: `34M`, `1.5G`
     output    (or `output size`) the printed output size, HxWxC as papers write it: `112x112x64`
@@ -94,6 +99,12 @@ def read_table(path: str) -> Table:
         if not any(c.strip() for c in cells):
             continue
         row = dict(zip(header, (c.strip() for c in cells)))
+        if row.get("set"):
+            try:
+                parse_settings(row["set"])
+            except ValueError as exc:
+                col = header.index("set") + 1
+                raise error(f"{exc}", Span(path, number, col, number, col + 1)) from None
         for key in ("params", "ops", "macs"):
             if row.get(key):
                 try:
@@ -104,6 +115,37 @@ def read_table(path: str) -> Table:
         row["_line"] = number
         rows.append(row)
     return Table(path, header, rows)
+
+
+def parse_settings(text: str) -> dict[str, str]:
+    """`n1=2 n2=2 bn=off` -> {"n1": "2", "n2": "2", "bn": "off"}."""
+    out = {}
+    for item in text.split():
+        name, eq, value = item.partition("=")
+        if not eq or not name.isidentifier() or not value:
+            raise ValueError(f"cannot read {item!r} as a parameter value such as n1=2")
+        out[name] = value
+    return out
+
+
+def _same_value(actual, printed: str) -> bool:
+    """Whether a parameter's value is the one a table cell writes (`off` for off/False/None)."""
+    if printed.lower() in ("off", "no", "false"):
+        return actual in (False, None)
+    if printed.lower() in ("on", "yes", "true"):
+        return actual is True
+    try:
+        return actual is not None and not isinstance(actual, bool) and float(actual) == float(printed)
+    except (TypeError, ValueError):
+        return str(actual) == printed
+
+
+def applies(row: dict, network) -> bool:
+    """Whether a row is about this network: its `network` and `set` cells, where given, agree."""
+    if row.get("network") and row["network"] != network.name:
+        return False
+    params = network.params
+    return all(k in params and _same_value(params[k], v) for k, v in parse_settings(row.get("set", "")).items())
 
 
 def _members(names: list[str], scope: str) -> list[str]:
@@ -127,13 +169,14 @@ def compare(table: Table, network, costs) -> list[dict]:
     by_name = costs.by_name()
     names = list(by_name)
     out = []
-    for row in table.rows:
+    trunk = set(network.layers)
+    for row in (r for r in table.rows if applies(r, network)):
         scopes = [s.strip() for s in row.get("scope", "").split("+") if s.strip()]
         rec = {"line": row["_line"], "scope": row.get("scope", ""), "context": row.get("type") or row.get("layer") or "",
                "note": row.get("note", ""), "problems": []}
         members = []
         for sc in scopes:
-            found = _members(names, sc)
+            found = [n for n in names if n in trunk] if sc == "*" else _members(names, sc)
             if not found:
                 rec["problems"].append(f"`{sc}` is not a node or scope of {network.name}")
             members += found
@@ -157,7 +200,8 @@ def compare(table: Table, network, costs) -> list[dict]:
                 checks.append(True)
                 if key == "params" and not printed.matches(params):
                     rec["problems"].append(f"params match the weights alone ({weights:,}; biases left out)")
-            elif any(printed.matches(v, 1024) for v in alternatives):
+            # K as 1024 only for parameters: 3.8G multiply-adds never means 3.8 x 2^30
+            elif key == "params" and any(printed.matches(v, 1024) for v in alternatives):
                 checks.append(True)
                 rec["problems"].append(f"{key} match only reading K as 1024")
             else:

@@ -42,6 +42,13 @@ MODELS = {
     "vgg16_bn": ("vgg.inc", dict(VGG["vgg16"], bn=1e-5), 138_365_992, 15_470_264_320),
     "vgg19_bn": ("vgg.inc", dict(VGG["vgg19"], bn=1e-5), 143_678_248, 19_632_062_464),
 }
+# timm name -> (spec, parameters, multiply-adds at the spec's input size, input for the output check).
+# Both register or run their shortcuts out of our order, so their layers are paired by data flow
+# (`load_weights` given the module).
+TIMM = {
+    "legacy_xception": ("xception.inc", 22_855_952, 8_357_403_496, 71),
+    "resnetv2_50": ("resnetv2_50.inc", 25_549_352, 4_089_184_256, 64),
+}
 # too slow for the default run at their required input size
 FIXED_INPUT = {"alexnet"} | {name for name in MODELS if name.startswith("vgg")}
 SLOW = {"resnet101", "resnet152", "wide_resnet50_2", "densenet169"} | FIXED_INPUT
@@ -63,7 +70,7 @@ def test_totals_are_exact(name):
 
 
 def test_every_zoo_spec_is_covered():
-    used = {spec for spec, *_ in MODELS.values()}
+    used = {spec for spec, *_ in MODELS.values()} | {spec for spec, *_ in TIMM.values()}
     assert used == {p.name for p in ZOO.glob("*.inc")}
 
 
@@ -90,4 +97,38 @@ def test_torchvision_module_has_the_same_costs_and_outputs(name):
     with torch.no_grad():
         got = ours(x)
     assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4), (got - expected).abs().max()
+
+
+@pytest.mark.parametrize("name", sorted(TIMM))
+def test_timm_totals_are_exact(name):
+    spec, params, macs, _ = TIMM[name]
+    costs = incdsl.count_costs(incdsl.load(str(ZOO / spec)))
+    assert (costs.total.params, costs.total.macs) == (params, macs)
+
+
+@pytest.mark.parametrize("name", sorted(TIMM))
+def test_timm_module_has_the_same_costs_and_outputs(name):
+    torch = pytest.importorskip("torch")
+    timm = pytest.importorskip("timm")
+    from torch.utils.flop_counter import FlopCounterMode
+    from test_weights import randomise_norms
+
+    spec, params, macs, size = TIMM[name]
+    torch.manual_seed(0)
+    reference = randomise_norms(timm.create_model(name)).eval()
+    assert sum(p.numel() for p in reference.parameters()) == params
+    full = incdsl.load(str(ZOO / spec)).input_shape
+    with torch.device("meta"), FlopCounterMode(display=False) as counter:  # counts shapes, computes nothing
+        reference.to("meta")(torch.empty(1, *full))
+    assert counter.get_total_flops() == 2 * macs
+
+    torch.manual_seed(0)
+    reference = randomise_norms(timm.create_model(name)).eval()
+    ours = incdsl.to_torch(incdsl.load(str(ZOO / spec), input=(3, size, size)), seed=0).eval()
+    report = incdsl.load_weights(ours, reference)
+    assert len(report) == len(reference.state_dict()) and not report.skipped
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        got, expected = ours(x), reference(x)
     assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4), (got - expected).abs().max()

@@ -197,12 +197,13 @@ def init_weights(module, seed=None):
 class IncdslNet(nn.Module):
     """What every compiled network shares: the timm-style model API.
 
-    Subclasses set `num_classes`, `aux_names`, `aux_weights`, `aux_paths` (the module that
+    Subclasses set `num_classes`, `input_shape`, `aux_names`, `aux_weights`, `aux_paths` (the module that
     holds each aux head) and `classifiers`: one (module path, in_features, bias, act) per
     classifier, the main one first, then those of the aux heads that predict the same classes.
     """
 
     num_classes = None
+    input_shape = None  # (C, H, W) the network was compiled for
     aux_names = ()
     aux_weights = ()
     aux_paths = ()

@@ -36,8 +36,8 @@ register_full_backward_hook register_full_backward_pre_hook register_load_state_
 register_load_state_dict_pre_hook register_module register_parameter register_state_dict_post_hook
 register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory state_dict
 to to_empty train type xpu zero_grad training
-num_classes aux_names aux_weights aux_paths classifiers get_classifier reset_classifier forward_features
-forward_head forward_trunk forward_aux node_paths self
+num_classes input_shape aux_names aux_weights aux_paths classifiers get_classifier reset_classifier
+forward_features forward_head forward_trunk forward_aux node_paths self
 """.split())
 
 _COMPONENT = re.compile(r"^(?P<base>[^.]+)(?:\.(?P<index>\d+))?$")

@@ -232,6 +232,7 @@ def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: 
         with pr.indent():
             pr("super().__init__()")
             pr(f"self.num_classes = {literal(num_classes)}")
+            pr(f"self.input_shape = {literal(tuple(graph.nodes[graph.graph['input']]['shape']))}")
             pr(f"self.aux_names = {literal([h['name'] for h in aux])}")
             pr(f"self.aux_weights = {literal([float(h['weight']) for h in aux])}")
             pr(f"self.aux_paths = {literal(_aux_paths(graph, module_paths))}")

@@ -8,8 +8,13 @@ into *units*, one per module that holds tensors directly:
     linear  a 2-d `weight` (and a `bias`)
     bn      `weight`, `bias`, `running_mean`, `running_var` (, `num_batches_tracked`)
 
-and the units are paired in order: ours in graph (forward) order, the reference's in
-registration order, which for timm and torchvision is forward order. Auxiliary heads are
+Given a state dict, the units are paired in order: ours in graph (forward) order, the
+reference's in registration order, which for most timm and torchvision models is forward order.
+Given the reference *module*, both run once on a dummy input (`dataflow.trace_flow`) and each
+of the reference's units, in the order they ran, pairs with the first of ours that reads from
+the counterparts of the units it reads from and fits: the order of parallel paths, and where a
+shortcut is registered or run, no longer matter (timm's `legacy_xception`, `resnetv2_50`).
+A 1x1 conv pairs with a linear layer of the same weights (timm's conv classifiers). Auxiliary heads are
 paired separately, head by head: ours from `aux_paths`, the reference's from top-level
 modules whose name contains "aux" (torchvision registers GoogLeNet's `aux1`/`aux2` after
 `inception5b`, out of forward order). Every pair must agree in kind and in every tensor shape;
@@ -155,11 +160,25 @@ def _mismatch(a: Unit, b: Unit, where: str, i: int, skip: set, classifiers: set)
     return None
 
 
+def _as_kind_of(b: Unit, a: Unit) -> Unit:
+    """`b` in `a`'s form where a 1x1 conv and a linear layer hold the same weights (timm's
+    `ClassifierHead(use_conv=True)` against our `linear`); `b` itself otherwise."""
+    w, ours = b.tensors.get("weight"), a.tensors.get("weight")
+    if w is None or ours is None:
+        return b
+    if b.kind == "conv" and a.kind == "linear" and tuple(w.shape[2:]) == (1, 1):
+        return Unit(b.prefix, "linear", dict(b.tensors, weight=w.flatten(1)))
+    if b.kind == "linear" and a.kind == "conv" and tuple(ours.shape[2:]) == (1, 1):
+        return Unit(b.prefix, "conv", dict(b.tensors, weight=w[:, :, None, None]))
+    return b
+
+
 def _pair(ours: list[Unit], theirs: list[Unit], where: str, skip: set, classifiers: set,
           strict: bool = True) -> tuple[list[tuple[Unit, Unit]], list[str]]:
     """Pairs of units that fit, and (with `strict=False`) the prefixes of ours that do not."""
     pairs, left = [], []
     for i, (a, b) in enumerate(zip(ours, theirs)):
+        b = _as_kind_of(b, a)
         problem = _mismatch(a, b, where, i, skip, classifiers)
         if problem is None:
             pairs.append((a, b))
@@ -176,15 +195,105 @@ def _pair(ours: list[Unit], theirs: list[Unit], where: str, skip: set, classifie
     return pairs, left
 
 
+def _in_flow_order(found: list[Unit], flow) -> tuple[list[Unit], list[Unit]]:
+    """(the units that ran, in the order they ran; those that did not, in their own order)."""
+    by_prefix = {u.prefix: u for u in found}
+    ran = [by_prefix[p] for p in flow.order if p in by_prefix]
+    return ran, [u for u in found if u.prefix not in flow.reads]
+
+
+def _reads(flow, prefix: str) -> str:
+    inputs = sorted(flow.reads[prefix])
+    return "the network's input" if not inputs else ", ".join(f"`{p}`" for p in inputs)
+
+
+def _pair_by_flow(ours: list[Unit], theirs: list[Unit], our_flow, their_flow, where: str, skip: set,
+                  classifiers: set, strict: bool = True) -> tuple[list[tuple[Unit, Unit]], list[str]]:
+    """Like `_pair`, but each of the reference's units, in the order it ran, pairs with the first
+    free unit of ours (in our running order) that reads from the counterparts of the units it
+    reads from and fits; where none fits, with the first that reads alike (`strict=False`:
+    ours is kept, and the flow goes on through the pair)."""
+    ours, our_idle = _in_flow_order(ours, our_flow)
+    theirs, their_idle = _in_flow_order(theirs, their_flow)
+    if strict and (our_idle or their_idle):
+        side, unit = ("ours", our_idle[0]) if our_idle else ("the reference's", their_idle[0])
+        raise WeightsError(f"{where}: {side} {unit.describe()} did not run in a forward pass; "
+                           "pass the reference's state dict to pair layers by registration order")
+    free: dict[frozenset, list[Unit]] = {}  # what a unit reads -> our free units reading it, in order
+    for a in ours:
+        free.setdefault(our_flow.reads[a.prefix], []).append(a)
+    counterpart, taken, pairs, left, unpaired = {}, set(), [], [], []
+    for i, b in enumerate(theirs):
+        wanted = frozenset(counterpart.get(p, "\0" + p) for p in their_flow.reads[b.prefix])
+        alike = [a for a in free.get(wanted, []) if id(a) not in taken]
+        fit = next((a for a in alike if _mismatch(a, _as_kind_of(b, a), where, i, skip, classifiers) is None), None)
+        if fit is not None:
+            pairs.append((fit, _as_kind_of(b, fit)))
+        elif strict:
+            raise WeightsError(_mismatch(alike[0], _as_kind_of(b, alike[0]), where, i, skip, classifiers) if alike
+                               else _no_counterpart(b, i, where, their_flow, our_flow,
+                                                    [a for a in ours if id(a) not in taken]))
+        elif alike:  # kept as ours is; the flow goes on through the pair
+            fit = alike[0]
+            left.append(fit.prefix)
+        else:
+            unpaired.append(b)
+            continue
+        counterpart[b.prefix] = fit.prefix
+        taken.add(id(fit))
+    rest = [a for a in ours if id(a) not in taken]
+    if strict and (rest or unpaired):
+        raise WeightsError(f"{where}: ours has {len(ours)} layers with weights, the reference {len(theirs)}; "
+                           f"the first unpaired is " + (f"ours {rest[0].describe()}" if rest else
+                                                        f"the reference's {unpaired[0].describe()}"))
+    return pairs, left + [a.prefix for a in rest + our_idle]
+
+
+def _no_counterpart(b: Unit, i: int, where: str, their_flow, our_flow, rest: list[Unit]) -> str:
+    text = (f"{where}, layer {i}: the reference's {b.describe()} reads from {_reads(their_flow, b.prefix)}, "
+            "and no layer of ours left reads from their counterparts")
+    if rest:
+        text += f" (the next of ours is {rest[0].describe()}, reading from {_reads(our_flow, rest[0].prefix)})"
+    return text
+
+
+def _unwrap(reference):
+    """The model inside DataParallel / DistributedDataParallel."""
+    wrappers = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+    return reference.module if isinstance(reference, wrappers) else reference
+
+
+def _flows(module, reference, ours: list[Unit], theirs: list[Unit], input_size):
+    """Both networks' flows (`dataflow.trace_flow`) at `input_size`, else the module's own."""
+    from .dataflow import trace_flow
+    shape = tuple(input_size or getattr(module, "input_shape", None) or ())
+    if len(shape) != 3:
+        raise ValueError("pairing with a reference module needs the input size: pass input_size=(C, H, W)")
+    flows = []
+    for name, model, found in (("ours", module, ours), ("the reference", reference, theirs)):
+        try:
+            flows.append(trace_flow(model, [u.prefix for u in found], shape))
+        except Exception as exc:  # noqa: BLE001  (any failure of a forward pass; named below)
+            raise WeightsError(f"a forward pass of {name} on a 1x{'x'.join(map(str, shape))} input failed: "
+                               f"{type(exc).__name__}: {str(exc).strip()[:200]}") from exc
+    return flows
+
+
 def load_weights(module, state_dict, *, aux: str = "strict", skip_classifier: bool = False,
-                 strict: bool = True) -> LoadReport:
+                 strict: bool = True, input_size=None) -> LoadReport:
     """Copy a reference's weights into a compiled network, pairing layers by order, kind and shape.
 
     Parameters:
         module: a network from `incdsl.to_torch` or a class written by `incdsl compile`.
         state_dict: the reference's state dict (timm inception_v3/v4/inception_resnet_v2,
-            torchvision googlenet/inception_v3, or one of ours); keys saved from
-            DataParallel/DDP (`module.` prefixes) are accepted.
+            torchvision googlenet/inception_v3, or one of ours), its layers paired in
+            registration order; keys saved from DataParallel/DDP (`module.` prefixes) are
+            accepted. Or the reference module itself (an `nn.Module`): its layers are paired by
+            the data flow of one forward pass of each network, which also fits references that
+            register or run their layers in another order (timm `legacy_xception`,
+            `resnetv2_50`); neither module's state or mode changes.
+        input_size: (C, H, W) of the forward passes when `state_dict` is a module; by default
+            the input size the network was compiled for (`module.input_shape`).
         aux: "strict": both sides have the same auxiliary heads; "skip": heads are loaded
             where both have them and left as they are otherwise (e.g. a reference built with
             `aux_logits=True` into a spec without heads).
@@ -211,7 +320,10 @@ def load_weights(module, state_dict, *, aux: str = "strict", skip_classifier: bo
     if aux not in ("strict", "skip"):
         raise ValueError(f"aux must be 'strict' or 'skip', got {aux!r}")
     own = module.state_dict()
-    if state_dict and all(k.startswith("module.") for k in state_dict):  # saved from DataParallel / DDP
+    reference = _unwrap(state_dict) if isinstance(state_dict, torch.nn.Module) else None
+    if reference is not None:
+        state_dict = reference.state_dict()
+    elif state_dict and all(k.startswith("module.") for k in state_dict):  # saved from DataParallel / DDP
         state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
     our_trunk, our_aux = _split_ours(module, units(own))
     ref_units = units(state_dict)
@@ -222,7 +334,11 @@ def load_weights(module, state_dict, *, aux: str = "strict", skip_classifier: bo
                            "pass aux='skip' to load the trunk alone")
     classifiers = {p for p, *_ in getattr(module, "classifiers", [])}
     skip = classifiers if skip_classifier else set()
-    pairs, left = _pair(our_trunk, ref_trunk, "trunk", skip, classifiers, strict)
+    if reference is None:
+        pairs, left = _pair(our_trunk, ref_trunk, "trunk", skip, classifiers, strict)
+    else:
+        our_flow, their_flow = _flows(module, reference, our_trunk, ref_trunk, input_size)
+        pairs, left = _pair_by_flow(our_trunk, ref_trunk, our_flow, their_flow, "trunk", skip, classifiers, strict)
     for i, (a, b) in enumerate(zip(our_aux, ref_aux)):
         head_pairs, head_left = _pair(a, b, f"aux head {i + 1}", skip, classifiers, strict)
         pairs, left = pairs + head_pairs, left + head_left

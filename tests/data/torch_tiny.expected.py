@@ -189,12 +189,13 @@ def init_weights(module, seed=None):
 class IncdslNet(nn.Module):
     """What every compiled network shares: the timm-style model API.
 
-    Subclasses set `num_classes`, `aux_names`, `aux_weights`, `aux_paths` (the module that
+    Subclasses set `num_classes`, `input_shape`, `aux_names`, `aux_weights`, `aux_paths` (the module that
     holds each aux head) and `classifiers`: one (module path, in_features, bias, act) per
     classifier, the main one first, then those of the aux heads that predict the same classes.
     """
 
     num_classes = None
+    input_shape = None  # (C, H, W) the network was compiled for
     aux_names = ()
     aux_weights = ()
     aux_paths = ()
@@ -357,6 +358,7 @@ class Tiny(IncdslNet):
     def __init__(self, num_classes: int | None = 10, seed: int | None = None):
         super().__init__()
         self.num_classes = 10
+        self.input_shape = (3, 32, 32)
         self.aux_names = ['aux1']
         self.aux_weights = [0.3]
         self.aux_paths = ['aux1']
