@@ -125,7 +125,7 @@ def render(report: dict, fmt: str) -> str:
                     "flops": t["flops"], "activations": t["activations"], "memory_bytes": t["memory_bytes"],
                     "rf": "", "aux": ""})
         return buf.getvalue()
-    header = ["name", "kind", "output", "params", "MACs", "activations", "RF"]
+    header = table_header(report["batch"])
     body = [[r["name"] + (f" [aux]" if r["aux"] else ""), r["kind"], r["output"], f"{r['params']:,}", f"{r['macs']:,}",
              f"{r['activations']:,}", r["rf"]] for r in recs]
     t = report["total"]
@@ -151,11 +151,21 @@ def render(report: dict, fmt: str) -> str:
     def line(row):
         return "  ".join(c.rjust(widths[i]) if i in numeric else c.ljust(widths[i]) for i, c in enumerate(row)).rstrip()
     rule = "-" * len(line(header))
-    out = [f"{report['network']}: input {report['input']}, batch {report['batch']}, {report['dtype']}", line(header), rule]
+    per_image = " per image" if report["batch"] > 1 else ""
+    out = [f"{report['network']}: input {report['input']}, batch {report['batch']}, {report['dtype']}"
+           + (" (params and MACs per image; activations and memory for the batch)" if report["batch"] > 1 else ""),
+           line(header), rule]
     out += [line(r) for r in body] + [rule, line(total_row)]
-    out.append(f"FLOPs {t['flops']:,} ({human(t['flops'])}); MACs {human(t['macs'])}; params {human(t['params'])}; "
+    out.append(f"FLOPs {t['flops']:,} ({human(t['flops'])}){per_image}; MACs {human(t['macs'])}; params {human(t['params'])}; "
                f"activation memory {_fmt_bytes(t['memory_bytes'])}")
     return "\n".join(out) + "\n"
+
+
+def table_header(batch: int) -> list[str]:
+    """Column titles; with a batch the table says which columns are per image and which per batch."""
+    if batch == 1:
+        return ["name", "kind", "output", "params", "MACs", "activations", "RF"]
+    return ["name", "kind", "output", "params", "MACs/image", f"activations x{batch}", "RF"]
 
 
 def _md(text: str) -> str:
@@ -176,6 +186,8 @@ def build_report(network, costs, by: str, include_aux: bool, dtype: str, batch: 
         "network": network.name,
         "input": format_shape(network.input_shape),
         "by": by, "dtype": dtype, "batch": batch, "include_aux": include_aux,
+        # --batch scales only activation counts and memory; costs stay per image (budgets compare per image)
+        "per_image": ["params", "macs", "flops"], "per_batch": ["activations", "memory_bytes"],
         "total": totals_record(total, network.output_shape, dtype, batch),
         "aux_heads": [{"name": h["name"], "weight": h["weight"]} for h in network.aux_heads],
         "rows": [row_record(r, dtype, batch) for r in rows(costs, network.graph, by, aux=True)],
