@@ -82,6 +82,18 @@ def rows(costs, graph, by: str = "layer", aux: bool = True) -> list[Row]:
     return trunk + [r for r in out if r.aux is not None]
 
 
+def row_values(costs, graph, by: str, values: dict[str, int]) -> dict[str, int]:
+    """Per-node `values` summed into the rows `rows(..., by)` makes (same names); aux rows get 0."""
+    out: dict[str, int] = {}
+    key = (lambda n: n) if by == "layer" else (_block_key if by == "block" else _stage_key)
+    for c in costs.nodes:
+        if c.op == "input":
+            continue
+        name = c.aux if (c.aux and by != "layer") else key(c.name)
+        out[name] = out.get(name, 0) + values.get(c.name, 0)
+    return out
+
+
 def memory_bytes(elements: int, dtype: str, batch: int) -> int:
     return elements * DTYPE_BYTES[dtype] * batch
 
@@ -116,14 +128,15 @@ def render(report: dict, fmt: str) -> str:
     recs = report["rows"]
     if fmt == "csv":
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(COLUMNS) + ["aux"], lineterminator="\n")
+        extra = ["convention"] if report.get("convention") else []
+        w = csv.DictWriter(buf, fieldnames=list(COLUMNS) + ["aux"] + extra, lineterminator="\n")
         w.writeheader()
         for r in recs:
             w.writerow(r)
         t = report["total"]
         w.writerow({"name": "total", "kind": "", "output": t["output"], "params": t["params"], "macs": t["macs"],
                     "flops": t["flops"], "activations": t["activations"], "memory_bytes": t["memory_bytes"],
-                    "rf": "", "aux": ""})
+                    "rf": "", "aux": "", **({"convention": report["convention"]["total"]} if extra else {})})
         return buf.getvalue()
     header = table_header(report["batch"])
     body = [[r["name"] + (f" [aux]" if r["aux"] else ""), r["kind"], r["output"], f"{r['params']:,}", f"{r['macs']:,}",
@@ -132,6 +145,13 @@ def render(report: dict, fmt: str) -> str:
     total_row = ["total" + (" (with aux)" if report["include_aux"] else ""), "", t["output"], f"{t['params']:,}",
                  f"{t['macs']:,}", f"{t['activations']:,}", ""]
     numeric = {3, 4, 5}
+    conv = report.get("convention")
+    if conv:  # one more column: the counter's number per row, after MACs
+        header.insert(5, conv["name"])
+        for row, r in zip(body, recs):
+            row.insert(5, f"{r['convention']:,}")
+        total_row.insert(5, f"{conv['total']:,}")
+        numeric = {3, 4, 5, 6}
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |",
                  "|" + "|".join("---:" if i in numeric else "---" for i in range(len(header))) + "|"]
@@ -156,6 +176,8 @@ def render(report: dict, fmt: str) -> str:
            + (" (params and MACs per image; activations and memory for the batch)" if report["batch"] > 1 else ""),
            line(header), rule]
     out += [line(r) for r in body] + [rule, line(total_row)]
+    if conv:
+        out.append(f"{conv['name']}: {conv['total']:,} {conv['unit']}, as {conv['tool']} prints; it counts {conv['counts']}")
     out.append(f"FLOPs {t['flops']:,} ({human(t['flops'])}){per_image}; MACs {human(t['macs'])}; params {human(t['params'])}; "
                f"activation memory {_fmt_bytes(t['memory_bytes'])}")
     return "\n".join(out) + "\n"
