@@ -36,7 +36,8 @@ def _load(path):
     return net, incdsl.count_costs(net)
 
 
-@pytest.mark.parametrize("which,path", [("mix", MIX), ("googlenet", os.path.join(ROOT, "specs", "googlenet.inc"))])
+@pytest.mark.parametrize("which,path", [("mix", MIX), ("googlenet", os.path.join(ROOT, "specs", "googlenet.inc"))],
+                         ids=["mix", "googlenet"])
 def test_pinned_numbers(which, path):
     net, costs = _load(path)
     assert {name: count_convention(net, costs, name) for name in CONVENTIONS} == PINNED[which]
