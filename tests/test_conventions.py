@@ -20,6 +20,9 @@ from incdsl.conventions import CONVENTIONS, count_convention, per_node
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIX = os.path.join(ROOT, "tests", "data", "conventions", "mix.inc")  # every layer kind, every activation
 SHIPPED = sorted(glob.glob(os.path.join(ROOT, "specs", "*.inc")) + glob.glob(os.path.join(ROOT, "specs", "variants", "*.inc")))
+# torchvision's families too: standalone BN and ReLU, a linear with ReLU (AlexNet), grouped convs, softmax-free heads
+ZOO = [os.path.join(ROOT, "specs", "zoo", f"{n}.inc") for n in ("alexnet", "squeezenet1_0", "densenet", "resnet18",
+                                                                   "resnext50_32x4d")]
 
 # What each tool printed for the mix spec and for GoogLeNet (batch 1).
 PINNED = {
@@ -132,7 +135,7 @@ def test_tool_agrees_on_every_layer_kind(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: os.path.relpath(p, ROOT))
+@pytest.mark.parametrize("path", SHIPPED + ZOO, ids=lambda p: os.path.relpath(p, ROOT))
 @pytest.mark.parametrize("name", sorted(TOOLS))
 def test_tool_agrees_on_shipped_spec(name, path):
     _check_tool(name, path)
