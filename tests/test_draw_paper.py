@@ -127,3 +127,11 @@ def test_left_to_right_network_wraps_into_rows():
     assert len(rows) >= 2 and all(len(r) <= 6 for r in rows)
     assert rows[0][0] == "input" and rows[1][0] in dot
     assert "rankdir=BT" in build_dot(_v4(), DrawOptions())  # the default is unchanged
+
+
+@needs_dot
+def test_left_to_right_png_is_not_one_long_row(tmp_path):
+    out = tmp_path / "lr.png"
+    assert main(["draw", V4, "--rankdir", "LR", "--dpi", "96", "-o", str(out)]) == 0
+    width, height = _png_size(out.read_bytes())
+    assert width < 1400 and height > 80  # two rows of about 1,200 pixels; one row would be about 2,260 x 40
