@@ -73,8 +73,9 @@ def test_diff_formats(specs, capsys, fmt, marker):
 
 
 def test_diff_refuses_one_spec_options(specs, capsys):
-    code, _, err = run(capsys, "cost", *specs, "--max-macs", "1G")
-    assert code == 2 and "one spec" in err
+    for flag in (["--max-macs", "1G"], ["--convention", "thop"]):
+        code, _, err = run(capsys, "cost", *specs, *flag)
+        assert code == 2 and "one spec" in err
 
 
 def test_convention_column_and_total(specs, capsys):

@@ -147,7 +147,7 @@ def run_diff(args) -> int:
     from ..cli import UsageError, load_spec
     from ..costdiff import build_diff, render_diff
     from ..passes.cost import count_costs
-    for flag in ("against", "max_params", "max_macs", "max_flops"):
+    for flag in ("against", "max_params", "max_macs", "max_flops", "convention"):
         if getattr(args, flag) is not None:
             raise UsageError(f"--{flag.replace('_', '-')} takes one spec, not two")
     net_a = load_spec(args)
