@@ -93,6 +93,18 @@ def rows(costs, graph, by: str = "layer", aux: bool = True) -> list[Row]:
     return trunk + [r for r in out if r.aux is not None]
 
 
+def row_values(costs, graph, by: str, values: dict[str, int]) -> dict[str, int]:
+    """Per-node `values` summed into the rows `rows(..., by)` makes (same names); aux rows get 0."""
+    out: dict[str, int] = {}
+    key = (lambda n: n) if by == "layer" else (_block_key if by == "block" else _stage_key)
+    for c in costs.nodes:
+        if c.op == "input":
+            continue
+        name = c.aux if (c.aux and by != "layer") else key(c.name)
+        out[name] = out.get(name, 0) + values.get(c.name, 0)
+    return out
+
+
 def memory_bytes(elements: int, dtype: str, batch: int) -> int:
     return elements * DTYPE_BYTES[dtype] * batch
 
@@ -127,22 +139,30 @@ def render(report: dict, fmt: str) -> str:
     recs = report["rows"]
     if fmt == "csv":
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(COLUMNS) + ["aux"], lineterminator="\n")
+        extra = ["convention"] if report.get("convention") else []
+        w = csv.DictWriter(buf, fieldnames=list(COLUMNS) + ["aux"] + extra, lineterminator="\n")
         w.writeheader()
         for r in recs:
             w.writerow(r)
         t = report["total"]
         w.writerow({"name": "total", "kind": "", "output": t["output"], "params": t["params"], "macs": t["macs"],
                     "flops": t["flops"], "activations": t["activations"], "memory_bytes": t["memory_bytes"],
-                    "rf": "", "aux": ""})
+                    "rf": "", "aux": "", **({"convention": report["convention"]["total"]} if extra else {})})
         return buf.getvalue()
-    header = ["name", "kind", "output", "params", "MACs", "activations", "RF"]
+    header = table_header(report["batch"])
     body = [[r["name"] + (f" [aux]" if r["aux"] else ""), r["kind"], r["output"], f"{r['params']:,}", f"{r['macs']:,}",
              f"{r['activations']:,}", r["rf"]] for r in recs]
     t = report["total"]
     total_row = ["total" + (" (with aux)" if report["include_aux"] else ""), "", t["output"], f"{t['params']:,}",
                  f"{t['macs']:,}", f"{t['activations']:,}", ""]
     numeric = {3, 4, 5}
+    conv = report.get("convention")
+    if conv:  # one more column: the counter's number per row, after MACs
+        header.insert(5, conv["name"])
+        for row, r in zip(body, recs):
+            row.insert(5, f"{r['convention']:,}")
+        total_row.insert(5, f"{conv['total']:,}")
+        numeric = {3, 4, 5, 6}
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |",
                  "|" + "|".join("---:" if i in numeric else "---" for i in range(len(header))) + "|"]
@@ -162,11 +182,23 @@ def render(report: dict, fmt: str) -> str:
     def line(row):
         return "  ".join(c.rjust(widths[i]) if i in numeric else c.ljust(widths[i]) for i, c in enumerate(row)).rstrip()
     rule = "-" * len(line(header))
-    out = [f"{report['network']}: input {report['input']}, batch {report['batch']}, {report['dtype']}", line(header), rule]
+    per_image = " per image" if report["batch"] > 1 else ""
+    out = [f"{report['network']}: input {report['input']}, batch {report['batch']}, {report['dtype']}"
+           + (" (params and MACs per image; activations and memory for the batch)" if report["batch"] > 1 else ""),
+           line(header), rule]
     out += [line(r) for r in body] + [rule, line(total_row)]
-    out.append(f"FLOPs {t['flops']:,} ({human(t['flops'])}); MACs {human(t['macs'])}; params {human(t['params'])}; "
+    if conv:
+        out.append(f"{conv['name']}: {conv['total']:,} {conv['unit']}, as {conv['tool']} prints; it counts {conv['counts']}")
+    out.append(f"FLOPs {t['flops']:,} ({human(t['flops'])}){per_image}; MACs {human(t['macs'])}; params {human(t['params'])}; "
                f"activation memory {_fmt_bytes(t['memory_bytes'])}")
     return "\n".join(out) + "\n"
+
+
+def table_header(batch: int) -> list[str]:
+    """Column titles; with a batch the table says which columns are per image and which per batch."""
+    if batch == 1:
+        return ["name", "kind", "output", "params", "MACs", "activations", "RF"]
+    return ["name", "kind", "output", "params", "MACs/image", f"activations x{batch}", "RF"]
 
 
 def _md(text: str) -> str:
@@ -187,6 +219,8 @@ def build_report(network, costs, by: str, include_aux: bool, dtype: str, batch: 
         "network": network.name,
         "input": format_shape(network.input_shape),
         "by": by, "dtype": dtype, "batch": batch, "include_aux": include_aux,
+        # --batch scales only activation counts and memory; costs stay per image (budgets compare per image)
+        "per_image": ["params", "macs", "flops"], "per_batch": ["activations", "memory_bytes"],
         "total": totals_record(total, network.output_shape, dtype, batch),
         "aux_heads": [{"name": h["name"], "weight": h["weight"]} for h in network.aux_heads],
         "rows": [row_record(r, dtype, batch) for r in rows(costs, network.graph, by, aux=True)],

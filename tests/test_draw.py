@@ -294,7 +294,7 @@ def test_any_branch_layout_keeps_concat_order(branches):
     net = incdsl.load(text)
     scene = collect(net, DrawOptions(level="block", block="b"))
     heads = [f"b/branch_{i}/{'conv' if c[0].startswith('conv') else 'avgpool'}_0" for i, c in enumerate(branches)]
-    assert scene.orders == [tuple(heads)]
+    assert scene.orders[0] == tuple(heads)  # the first row: the branch heads
     nodes, _ = parse_svg(run_dot(build_dot(net, DrawOptions(level="block", block="b")), "svg"))
     xs = [nodes[h][1][0] for h in heads]
     assert xs == sorted(xs) and len(set(xs)) == len(xs)
@@ -316,8 +316,8 @@ def test_corner_cases():
     bare = collect(net, DrawOptions(level="block", block="stage", aux=False))
     assert not any(n.aux for n in bare.nodes)
     mini = collect(net, DrawOptions(level="block", block="mini"))
-    assert mini.orders == [("stage/mini.0/branch_0/conv_0", "stage/mini.0/branch_1/identity_0",
-                            "stage/mini.0/branch_2/conv_0")]
+    assert mini.orders[0] == ("stage/mini.0/branch_0/conv_0", "stage/mini.0/branch_1/identity_0",
+                            "stage/mini.0/branch_2/conv_0")
     for aux in (True, False):
         text = build_dot(net, DrawOptions(level="layer", aux=aux))
         assert ('"stage/inner/gap_0"' in text) == aux and ("early/gap_0" in text) == aux
@@ -462,7 +462,8 @@ def test_cli_usage_errors(tmp_path, capsys):
     assert "uses no block `mini_aa`" in err and "did you mean `mini_a`" in err and "Traceback" not in err
     assert main(["draw", MINI, "--level", "block"]) == 2
     assert "blocks of this network: stem, mini_a" in capsys.readouterr().err
-    assert main(["draw", MINI, "--level", "layer", "--block", "mini_a"]) == 2
+    assert main(["draw", MINI, "--level", "network", "--block", "mini_a"]) == 2  # layer + block draws its layers
+    capsys.readouterr()
     assert main(["draw", MINI, "-o", str(tmp_path / "x.jpeg")]) == 2
     assert ".svg, .pdf, .png or .dot" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:

@@ -6,6 +6,7 @@ import sys
 
 def register(sub) -> None:
     from ..cli import add_spec_arguments
+    from ..conventions import CONVENTIONS
     from ..report import DTYPE_BYTES
     p = sub.add_parser(
         "cost", help="count parameters, MACs, FLOPs and activation memory",
@@ -14,15 +15,20 @@ def register(sub) -> None:
                     "own rows and stay out of the totals unless --aux. Exit 0 within budget, 3 over a --max-* "
                     "budget, 1 on a spec error.")
     add_spec_arguments(p)
+    p.add_argument("other", nargs="?", metavar="SPEC_B",
+                   help="a second spec: its totals and per-row deltas beside the first's (ablations, reviews)")
     p.add_argument("--by", choices=("layer", "block", "stage"), default="block", help="row granularity (default block)")
     p.add_argument("--format", choices=("text", "csv", "json", "markdown", "latex"), default="text")
     p.add_argument("--aux", action="store_true", help="include auxiliary heads in the totals")
     p.add_argument("--dtype", choices=sorted(DTYPE_BYTES), default="float32", help="for activation memory")
-    p.add_argument("--batch", type=int, default=1, help="batch size for activation memory (default 1)")
+    p.add_argument("--batch", type=int, default=1, help="batch size: scales activations and memory; params, MACs and FLOPs stay per image (default 1)")
     p.add_argument("--max-params", metavar="N", help="budget, e.g. 25M; exit 3 when exceeded")
     p.add_argument("--max-macs", metavar="N", help="budget, e.g. 6G; exit 3 when exceeded")
     p.add_argument("--max-flops", metavar="N", help="budget, e.g. 12G; exit 3 when exceeded")
     p.add_argument("--against", metavar="TABLE.csv", help="a reference table (the paper's numbers) to compare with")
+    p.add_argument("--convention", metavar="NAME",
+                   help="add the number another counter prints for the compiled network: "
+                        + ", ".join(CONVENTIONS) + "; `all` lists every one")
     p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
     p.set_defaults(func=run)
 
@@ -43,6 +49,16 @@ def run(args) -> int:
                 raise UsageError(f"--{key.replace('_', '-')}: {exc}") from None
     if args.batch < 1:
         raise UsageError("--batch must be at least 1")
+    if args.convention is not None and args.convention != "all":
+        from ..conventions import CONVENTIONS
+        if args.convention not in CONVENTIONS:
+            import difflib
+            close = difflib.get_close_matches(args.convention, CONVENTIONS, n=1)
+            raise UsageError(f"--convention: unknown counter {args.convention!r}; "
+                             + (f"did you mean {close[0]!r}? " if close else "")
+                             + "known: " + ", ".join(CONVENTIONS) + ", all")
+    if args.other is not None:
+        return run_diff(args)
     reference = None
     if args.against:
         from ..against import read_table
@@ -50,6 +66,12 @@ def run(args) -> int:
     net = load_spec(args)
     costs = count_costs(net)
     report = build_report(net, costs, args.by, args.aux, args.dtype, args.batch)
+    if args.convention == "all":
+        text = render_conventions(net, costs, args.format)
+        _emit(args, text, net)
+        return 0
+    if args.convention is not None:
+        add_convention(report, net, costs, args.convention, args.by)
     comparison = None
     if reference is not None:
         from ..against import compare, render_comparison
@@ -58,10 +80,7 @@ def run(args) -> int:
     text = render(report, args.format)
     if comparison is not None and args.format != "json":
         text += "\n" + render_comparison(comparison, args.format)
-    if args.output:
-        write_atomic(args.output, text, inputs=[*net.sources, *([args.against] if args.against else [])])
-    else:
-        sys.stdout.write(text)
+    _emit(args, text, net)
     over = []
     for label, limit in budgets.items():
         value = report["total"][label]
@@ -71,3 +90,72 @@ def run(args) -> int:
     for line in over:
         print(f"incdsl: {line}", file=sys.stderr)
     return 3 if over else 0
+
+
+def _emit(args, text: str, *nets) -> None:
+    from ..io import write_atomic
+    if args.output:
+        sources = [s for n in nets for s in n.sources]
+        write_atomic(args.output, text, inputs=[*sources, *([args.against] if args.against else [])])
+    else:
+        sys.stdout.write(text)
+
+
+def add_convention(report: dict, net, costs, name: str, by: str) -> None:
+    """Add counter `name`'s total and per-row numbers to the report (rows of aux heads get 0)."""
+    from ..conventions import CONVENTIONS, per_node
+    from ..report import row_values
+    c = CONVENTIONS[name]
+    per_row = row_values(costs, net.graph, by, per_node(net, costs, name))
+    for r in report["rows"]:
+        r["convention"] = 0 if r["aux"] else per_row.get(r["name"], 0)
+    report["convention"] = {"name": name, "tool": c.tool, "unit": c.unit, "counts": c.counts,
+                            "total": sum(per_row.get(r["name"], 0) for r in report["rows"] if not r["aux"])}
+
+
+def render_conventions(net, costs, fmt: str) -> str:
+    """Every counter's total for one network: what each tool prints and what it counts."""
+    import json
+    from ..conventions import CONVENTIONS, count_convention
+    from ..report import _md
+    recs = [{"convention": c.name, "total": count_convention(net, costs, c.name), "unit": c.unit, "tool": c.tool,
+             "counts": c.counts} for c in CONVENTIONS.values()]
+    if fmt == "json":
+        return json.dumps({"network": net.name, "conventions": recs}, indent=2) + "\n"
+    if fmt == "csv":
+        import csv
+        import io
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(recs[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(recs)
+        return buf.getvalue()
+    if fmt in ("markdown", "latex"):
+        lines = ["| counter | total | unit | counts |", "|---|---:|---|---|"]
+        lines += [f"| {r['convention']} | {r['total']:,} | {r['unit']} | {_md(r['counts'])} |" for r in recs]
+        return "\n".join(lines) + "\n"
+    width = max(len(r["convention"]) for r in recs)
+    num = max(len(f"{r['total']:,}") for r in recs)
+    lines = [f"{net.name}: input {'x'.join(map(str, net.input_shape))}, batch 1, what each counter prints"]
+    lines += [f"{r['convention']:<{width}}  {r['total']:>{num},}  {r['unit']}: {r['counts']}" for r in recs]
+    return "\n".join(lines) + "\n"
+
+
+def run_diff(args) -> int:
+    """`incdsl cost A.inc B.inc`: side-by-side totals and per-row deltas."""
+    import argparse
+    import os
+    from ..cli import UsageError, load_spec
+    from ..costdiff import build_diff, render_diff
+    from ..passes.cost import count_costs
+    for flag in ("against", "max_params", "max_macs", "max_flops", "convention"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag.replace('_', '-')} takes one spec, not two")
+    net_a = load_spec(args)
+    net_b = load_spec(argparse.Namespace(**{**vars(args), "spec": args.other, "spec_text": None}))  # not A's text
+    label_a, label_b = (os.path.splitext(os.path.basename(p))[0] for p in (args.spec, args.other))
+    if label_a == label_b:
+        label_a, label_b = "A", "B"
+    diff = build_diff(net_a, count_costs(net_a), net_b, count_costs(net_b), args.by)
+    _emit(args, render_diff(diff, args.format, label_a, label_b), net_a, net_b)
+    return 0

@@ -20,6 +20,20 @@ def _font(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _dpi(text: str) -> int:
+    import argparse
+    if not text.isdigit() or not 10 <= int(text) <= 2400:
+        raise argparse.ArgumentTypeError(f"expected a resolution from 10 to 2400 dots per inch, got {text!r}")
+    return int(text)
+
+
+def _label(text: str) -> str:
+    import argparse
+    if not text.strip() or len(text) > 60 or any(ord(c) < 32 for c in text):
+        raise argparse.ArgumentTypeError(f"expected a short one-line label, got {text!r}")
+    return text
+
+
 def _max_nodes(text: str) -> int:
     import argparse
     if not text.isdigit() or not 1 <= int(text) <= 10**7:
@@ -29,6 +43,7 @@ def _max_nodes(text: str) -> int:
 
 def register(sub) -> None:
     from ..cli import add_spec_arguments
+    from ..render.paper import BRANCH_ORDERS
     from ..render.style import FORMATS, LEVELS, RANKDIRS, DrawOptions
     max_nodes = DrawOptions.max_nodes  # `dot` lays out 2,000 boxes in about a second and 250 MB
     p = sub.add_parser(
@@ -47,8 +62,17 @@ def register(sub) -> None:
                    help="BT puts the input at the bottom as the papers do (default); TB at the top; LR at the left")
     p.add_argument("--no-aux", dest="aux", action="store_false", help="leave out the auxiliary heads")
     p.add_argument("--mono", action="store_true", help="black on white, no fill colours (for print)")
-    p.add_argument("--font", default="Helvetica", type=_font, metavar="NAME",
-                   help="font name for every label: letters, digits, spaces and - _ , . (default Helvetica)")
+    p.add_argument("--dpi", type=_dpi, default=DrawOptions.dpi, metavar="N",
+                   help=f"PNG resolution in dots per inch (default {DrawOptions.dpi}, for print)")
+    p.add_argument("--input-label", default=DrawOptions.input_label, type=_label, metavar="TEXT",
+                   help="name of a block figure's input box: 'Previous layer' (GoogLeNet's figures, the default) "
+                        "or 'Filter concat' (Inception-v4's)")
+    p.add_argument("--branch-order", choices=BRANCH_ORDERS, default="spec",
+                   help="block figures: branches left to right as in the spec (default), or the pooling branch "
+                        "first (Inception-v4's figures) or last")
+    p.add_argument("--font", default=None, type=_font, metavar="NAME",
+                   help="font name for every label: letters, digits, spaces and - _ , . (default Helvetica); "
+                        "a font fontconfig does not know gets a warning, since Graphviz substitutes another")
     p.add_argument("--max-nodes", type=_max_nodes, default=max_nodes, metavar="N",
                    help=f"refuse drawings of more than N boxes (default {max_nodes:,}; Graphviz needs "
                         "minutes and gigabytes for ten thousand)")
@@ -76,13 +100,23 @@ def _options(args, net):
     from ..render.collect import block_names
     from ..render.style import DrawOptions
     level = args.level or ("block" if args.block else "network")
-    if args.block and level != "block":
-        raise UsageError(f"--block applies to --level block, not --level {level}")
+    if args.block and level == "network":
+        raise UsageError("--block applies to --level block (the block's figure) or --level layer (its layers), "
+                         "not --level network")
     if level == "block" and not args.block:
         names = block_names(net.graph)
         raise UsageError("--level block needs --block NAME; blocks of this network: " + (", ".join(names) or "none"))
     return DrawOptions(level=level, block=args.block, rankdir=args.rankdir, aux=args.aux, mono=args.mono,
-                       font=args.font, shapes=args.shapes, max_nodes=args.max_nodes)
+                       font=args.font or DrawOptions.font, shapes=args.shapes, max_nodes=args.max_nodes,
+                       input_label=args.input_label, branch_order=args.branch_order, dpi=args.dpi)
+
+
+def warn_missing_font(font: str | None) -> None:
+    """A font the user named that fontconfig does not know: Graphviz would substitute silently."""
+    from ..render.fonts import installed_families, missing_font
+    if font is not None and missing_font(font, installed_families()):
+        print(f"incdsl: warning: font `{font}` is not installed (fc-list lists no such family); "
+              "Graphviz will substitute another. `fc-list : family` lists those installed", file=sys.stderr)
 
 
 def run(args) -> int:
@@ -94,6 +128,8 @@ def run(args) -> int:
     if fmt in ("pdf", "png") and args.output in (None, "-") and sys.stdout.isatty():
         raise UsageError(f"{fmt.upper()} is binary: give -o FILE, or redirect standard output")
     net = load_spec(args)
+    if fmt != "dot":
+        warn_missing_font(args.font)
     if args.output:
         check_output(args.output, net.sources)  # before the layout, which can take a while
     try:
@@ -107,7 +143,7 @@ def run(args) -> int:
         data: str | bytes = source
     else:
         try:
-            data = run_dot(source, fmt)
+            data = run_dot(source, fmt, dpi=args.dpi)
         except GraphvizNotFound as exc:
             print(f"incdsl: error: cannot write {fmt.upper()}: {exc}\n"
                   "(DOT output needs no Graphviz: use -o FILE.dot or --format dot)", file=sys.stderr)

@@ -17,6 +17,7 @@ import networkx as nx
 from ..diagnostics import did_you_mean
 from ..ir import inputs, kind, node as ir_node
 from .labels import layer_label, pretty_name
+from .paper import depth_rows
 from .scene import (OUTPUT, DrawError, Edge, Node, Scene, aux_drop, branch_heads, exit_id, input_note,
                     layer_edges, layer_kind, layer_nodes, split_index)
 
@@ -173,11 +174,14 @@ def first_instance(graph: nx.DiGraph, block: str) -> str:
                     + (f"; {hint}" if hint else "") + f" (its blocks: {listing})")
 
 
-def collect_block(graph: nx.DiGraph, block: str, aux: bool = True) -> Scene:
+def collect_block(graph: nx.DiGraph, block: str, aux: bool = True, input_label: str = "Previous layer",
+                  branch_order: str = "spec") -> Scene:
     """One block definition, layer by layer, from its first instance.
 
-    Blocks instantiated inside it are single boxes; the block's input is a ``Previous layer``
-    box, its output an ``Output`` label; branches of each concat are ordered left to right.
+    Blocks instantiated inside it are single boxes; the block's input is a box labelled
+    `input_label` (GoogLeNet's figure says ``Previous layer``, Inception-v4's ``Filter concat``),
+    its output an ``Output`` label; boxes sit in one row per depth, branches left to right in
+    `branch_order` (see `render/paper.py`).
     """
     scope = first_instance(graph, block)
     prefix = scope + "/"
@@ -196,7 +200,7 @@ def collect_block(graph: nx.DiGraph, block: str, aux: bool = True) -> Scene:
 
     scene = Scene(f"{graph.graph['name']}.{block}")
     outside = list(dict.fromkeys(u for n in members for u in inputs(graph, n) if tail_of(u) and u not in member_set))
-    scene.nodes += [Node("#in/" + u, "input", "Previous layer", aux=graph.nodes[u]["aux"] is not None) for u in outside]
+    scene.nodes += [Node("#in/" + u, "input", input_label, aux=graph.nodes[u]["aux"] is not None) for u in outside]
     instances = graph.graph["instances"]
     boxes_done, edges_done = set(), set()
     for n in members:
@@ -219,7 +223,7 @@ def collect_block(graph: nx.DiGraph, block: str, aux: bool = True) -> Scene:
     out = [n for n in members if graph.nodes[n]["aux"] == keep][-1]
     scene.nodes.append(Node(OUTPUT, "output", "Output"))
     scene.edges.append(Edge(tail_of(out), OUTPUT, graph.nodes[out]["shape"]))
-    scene.orders = _branch_orders(graph, [n for n in members if box[n] == n], members, box)
+    scene.orders = depth_rows(graph, scene, branch_order)
     return scene
 
 
@@ -250,16 +254,24 @@ def _branch_orders(graph: nx.DiGraph, joins: list[str], members: list[str], box:
 
 # --- layer level ---------------------------------------------------------------------------
 
-def collect_layers(graph: nx.DiGraph, aux: bool = True) -> Scene:
-    """Every layer, in nested clusters by scope path (one cluster per scope)."""
-    names = [n for n in graph.nodes if not aux_drop(graph, n, None, aux)]
+def collect_layers(graph: nx.DiGraph, aux: bool = True, block: str | None = None,
+                   input_label: str = "Previous layer") -> Scene:
+    """Every layer, in nested clusters by scope path (one cluster per scope); with `block`, only
+    the layers of that block's first instance, its inputs drawn as `input_label` boxes."""
+    within = first_instance(graph, block) + "/" if block else None
+    names = [n for n in graph.nodes if not aux_drop(graph, n, None, aux) and (within is None or n.startswith(within))]
     drawn = set(names)
     instances = graph.graph.get("instances", {})
-    scene = Scene(graph.graph["name"])
+    scene = Scene(graph.graph["name"] + (f".{block}" if block else ""))
 
     def tail_of(u: str) -> str | None:
-        return exit_id(graph, u) if u in drawn else None
+        if u in drawn:
+            return exit_id(graph, u)
+        return "#in/" + u if within is not None and not aux_drop(graph, u, None, aux) else None
 
+    if within is not None:
+        outside = dict.fromkeys(u for n in names for u in inputs(graph, n) if u not in drawn and tail_of(u))
+        scene.nodes += [Node("#in/" + u, "input", input_label) for u in outside]
     for n in names:
         scope = graph.nodes[n]["scope"]
         parts = scope.split("/") if scope else []
@@ -272,10 +284,10 @@ def collect_layers(graph: nx.DiGraph, aux: bool = True) -> Scene:
                 scene.clusters[path] = label
         scene.nodes += layer_nodes(graph, n, scope, n.rpartition("/")[2])
         scene.edges += layer_edges(graph, n, tail_of)
-    out = graph.graph["output"]
+    out = graph.graph["output"] if within is None else [n for n in names if graph.nodes[n]["aux"] is None][-1]
     scene.nodes.append(Node(OUTPUT, "output", "Output"))
     scene.edges.append(Edge(exit_id(graph, out), OUTPUT, graph.nodes[out]["shape"]))
-    for head in graph.graph["aux"] if aux else []:
+    for head in graph.graph["aux"] if aux and within is None else []:
         oid = f"#aux/{head['name']}/output"
         scene.nodes.append(Node(oid, "output", f"Output {head['name']}", aux=True))
         scene.edges.append(Edge(exit_id(graph, head["output"]), oid, graph.nodes[head["output"]]["shape"], aux=True))

@@ -25,6 +25,7 @@ import graphviz
 
 from .collect import collect_block, collect_layers, collect_network
 from .labels import hwc
+from .paper import wrapped_rows
 from .scene import DrawError, Scene
 from .style import (FORMATS, LEVELS, NOTE_COLOUR, RANKDIRS, DrawOptions, cluster_style, default_edge_style,
                     default_node_style, graph_style, node_style)
@@ -36,6 +37,7 @@ INSTALL_HINT = ("install Graphviz: `apt-get install graphviz` (Debian, Ubuntu), 
                 "or see https://graphviz.org/download/")
 
 
+WRAP = 6  # boxes per row of a left-to-right network drawing
 DOT_TIMEOUT = 300  # seconds: `dot` takes about a second for the 2,000 boxes `max_nodes` allows
 
 
@@ -67,9 +69,10 @@ def collect(network, options: DrawOptions = DrawOptions()) -> Scene:
     if options.level == "block":
         if options.block is None:
             raise DrawError("the block level needs a block name")
-        return collect_block(graph, options.block, aux=options.aux)
+        return collect_block(graph, options.block, aux=options.aux, input_label=options.input_label,
+                             branch_order=options.branch_order)
     if options.level == "layer":
-        return collect_layers(graph, aux=options.aux)
+        return collect_layers(graph, aux=options.aux, block=options.block, input_label=options.input_label)
     raise DrawError(f"unknown level `{options.level}`; levels: {', '.join(LEVELS)}")
 
 
@@ -156,7 +159,14 @@ def to_dot(scene: Scene, options: DrawOptions = DrawOptions()) -> str:
     """
     if options.rankdir not in RANKDIRS:
         raise DrawError(f"unknown rankdir `{options.rankdir}`; use one of {', '.join(RANKDIRS)}")
-    dot = graphviz.Digraph(scene.name, graph_attr=graph_style(options), node_attr=default_node_style(options),
+    graph_attr = graph_style(options)
+    orders, wraps = list(scene.orders), []
+    if options.rankdir == "LR" and options.level == "network" and sum(not n.aux for n in scene.nodes) > WRAP:
+        # wrap: rows of WRAP boxes, left to right, stacked top to bottom
+        graph_attr["rankdir"] = "TB"
+        wraps = wrapped_rows(scene, WRAP)
+        orders += wraps
+    dot = graphviz.Digraph(scene.name, graph_attr=graph_attr, node_attr=default_node_style(options),
                            edge_attr=default_edge_style(options))
     fanned = _fan_outs(scene) if options.shapes else {}
     by_cluster: dict[str, list] = {}
@@ -189,7 +199,9 @@ def to_dot(scene: Scene, options: DrawOptions = DrawOptions()) -> str:
         if label:
             attrs["label"] = label
         dot.edge(edge.tail, edge.head, **attrs)
-    for row in scene.orders:
+    for row, below in zip(wraps, wraps[1:]):  # each row starts under the one before
+        dot.edge(row[0], below[0], style="invis", weight="100")
+    for row in orders:
         with dot.subgraph() as same:
             same.attr(rank="same")
             for a, b in zip(row, row[1:]):
@@ -199,9 +211,9 @@ def to_dot(scene: Scene, options: DrawOptions = DrawOptions()) -> str:
 
 # --- running dot ---------------------------------------------------------------------------
 
-def run_dot(source: str, fmt: str, timeout: float | None = None) -> bytes:
+def run_dot(source: str, fmt: str, timeout: float | None = None, dpi: int | None = None) -> bytes:
     """Lay out DOT text with `dot` and return the output file's bytes; `dot` gets `timeout`
-    seconds (default `DOT_TIMEOUT`).
+    seconds (default `DOT_TIMEOUT`); `dpi` sets a PNG's resolution (the DOT text stays the same).
 
     Raises:
         GraphvizNotFound: `dot` is not installed (the message says how to install it).
@@ -212,7 +224,8 @@ def run_dot(source: str, fmt: str, timeout: float | None = None) -> bytes:
         raise ValueError(f"run_dot renders {', '.join(f for f in FORMATS if f != 'dot')}, not {fmt!r}")
     timeout = DOT_TIMEOUT if timeout is None else timeout
     try:
-        proc = subprocess.run(["dot", f"-T{fmt}"], input=source.encode("utf-8"), capture_output=True,
+        resolution = [f"-Gdpi={int(dpi)}"] if dpi and fmt == "png" else []
+        proc = subprocess.run(["dot", f"-T{fmt}", *resolution], input=source.encode("utf-8"), capture_output=True,
                               timeout=timeout)
     except FileNotFoundError:
         raise GraphvizNotFound(f"the Graphviz program `dot` was not found on PATH; {INSTALL_HINT}") from None
@@ -253,7 +266,7 @@ def draw(network, options: DrawOptions = DrawOptions(), fmt: str = "svg") -> byt
     source = build_dot(network, options)
     if fmt == "dot":
         return source.encode("utf-8")
-    return run_dot(source, fmt)
+    return run_dot(source, fmt, dpi=options.dpi)
 
 
 def render_svg(network, options: DrawOptions = DrawOptions()) -> str:

@@ -51,6 +51,9 @@ class DrawOptions:
     font: str = "Helvetica"
     shapes: bool = True
     max_nodes: int = 2000
+    input_label: str = "Previous layer"  # the block figure's input box: GoogLeNet's name; Inception-v4's is "Filter concat"
+    branch_order: str = "spec"  # block figures: spec | pool-first (Inception-v4's figures) | pool-last
+    dpi: int = 300  # PNG resolution
 
 
 # A font name reaches the SVG as an attribute that Graphviz does not escape: allow only the

@@ -1,0 +1,141 @@
+"""Counting conventions (`incdsl cost --convention`): each counter's number, reproduced from the IR.
+
+The fast tests pin the numbers the tools printed (fvcore 0.1.5, ptflops 0.7.5, thop 0.1.1,
+torchinfo 1.8, torch 2.x); the tool tests run each installed tool on the compiled network and
+compare to the unit (skipped without the tool; every shipped spec under `-m slow`).
+"""
+import contextlib
+import glob
+import io
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+import incdsl
+from incdsl.conventions import CONVENTIONS, count_convention, per_node
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MIX = os.path.join(ROOT, "tests", "data", "conventions", "mix.inc")  # every layer kind, every activation
+SHIPPED = sorted(glob.glob(os.path.join(ROOT, "specs", "*.inc")) + glob.glob(os.path.join(ROOT, "specs", "variants", "*.inc")))
+# torchvision's families too: standalone BN and ReLU, a linear with ReLU (AlexNet), grouped convs, softmax-free heads
+ZOO = [os.path.join(ROOT, "specs", "zoo", f"{n}.inc") for n in ("alexnet", "squeezenet1_0", "densenet", "resnet18",
+                                                                   "resnext50_32x4d")]
+
+# What each tool printed for the mix spec and for GoogLeNet (batch 1).
+PINNED = {
+    "mix": {"incdsl": 852_976, "fvcore": 863_056, "ptflops": 923_166, "ptflops-aten": 859_424, "thop": 873_965,
+            "torchinfo": 859_008, "flop_counter": 1_705_952},
+    "googlenet": {"incdsl": 1_582_671_872, "fvcore": 1_582_671_872, "ptflops": 1_601_439_480,
+                  "ptflops-aten": 1_585_899_032, "thop": 1_582_672_896, "torchinfo": 1_585_899_032,
+                  "flop_counter": 3_165_343_744},
+}
+
+
+def _load(path):
+    net = incdsl.load(path)
+    return net, incdsl.count_costs(net)
+
+
+@pytest.mark.parametrize("which,path", [("mix", MIX), ("googlenet", os.path.join(ROOT, "specs", "googlenet.inc"))],
+                         ids=["mix", "googlenet"])
+def test_pinned_numbers(which, path):
+    net, costs = _load(path)
+    assert {name: count_convention(net, costs, name) for name in CONVENTIONS} == PINNED[which]
+
+
+def test_incdsl_convention_is_the_cost_pass_and_per_node_sums_to_total():
+    net, costs = _load(MIX)
+    assert count_convention(net, costs, "incdsl") == costs.total.macs
+    for name in CONVENTIONS:
+        assert sum(per_node(net, costs, name).values()) == count_convention(net, costs, name)
+
+
+def test_every_convention_says_what_it_counts():
+    for c in CONVENTIONS.values():
+        assert c.counts and "\n" not in c.counts and c.tool and c.unit
+
+
+def test_conventions_do_not_import_torch():
+    code = ("import sys, incdsl.conventions as c, incdsl; n = incdsl.load(sys.argv[1]); "
+            "c.count_convention(n, incdsl.count_costs(n), 'thop'); assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code, MIX], check=True, cwd=ROOT)
+
+
+# ---- the tools themselves ------------------------------------------------------------------
+
+def _quiet():
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    return stack
+
+
+def _fvcore(model, x):
+    from fvcore.nn import FlopCountAnalysis
+    fa = FlopCountAnalysis(model, x)
+    fa.unsupported_ops_warnings(False)
+    fa.uncalled_modules_warnings(False)
+    return fa.total()
+
+
+def _ptflops(backend):
+    def run(model, x):
+        from ptflops import get_model_complexity_info
+        macs, _ = get_model_complexity_info(model, tuple(x.shape[1:]), as_strings=False,
+                                            print_per_layer_stat=False, backend=backend)
+        return macs
+    return run
+
+
+def _thop(model, x):
+    import thop
+    return thop.profile(model, inputs=(x,), verbose=False)[0]
+
+
+def _torchinfo(model, x):
+    import torchinfo
+    return torchinfo.summary(model, input_size=tuple(x.shape), verbose=0).total_mult_adds
+
+
+def _flop_counter(model, x):
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops()
+
+
+TOOLS = {"fvcore": ("fvcore", _fvcore), "ptflops": ("ptflops", _ptflops("pytorch")),
+         "ptflops-aten": ("ptflops", _ptflops("aten")), "thop": ("thop", _thop),
+         "torchinfo": ("torchinfo", _torchinfo), "flop_counter": ("torch", _flop_counter)}
+
+
+def _check_tool(name, path):
+    package, run = TOOLS[name]
+    pytest.importorskip(package)
+    torch = pytest.importorskip("torch")
+    net, costs = _load(path)
+    model = incdsl.to_torch(net, seed=0).eval()
+    with _quiet(), torch.no_grad():
+        printed = run(model, torch.zeros(1, *net.input_shape))
+    assert int(printed) == printed and int(printed) == count_convention(net, costs, name)
+
+
+def test_every_tool_has_a_check():
+    assert set(TOOLS) == set(CONVENTIONS) - {"incdsl"}
+
+
+@pytest.mark.parametrize("name", sorted(TOOLS))
+def test_tool_agrees_on_every_layer_kind(name):
+    _check_tool(name, MIX)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED + ZOO, ids=lambda p: os.path.relpath(p, ROOT))
+@pytest.mark.parametrize("name", sorted(TOOLS))
+def test_tool_agrees_on_shipped_spec(name, path):
+    _check_tool(name, path)
