@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     failures = 0
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="incdsl-fuzz-") as root:
-        for n, (case, outcomes) in enumerate(fuzzlib.run_cases(cases, Path(root), seeds, jobs=args.jobs,
+        for n, (case, outcomes) in enumerate(fuzzlib.run_all(cases, Path(root), seeds, jobs=args.jobs,
                                                                infer=not args.no_infer), 1):
             for o in outcomes:
                 counts.setdefault(o.command, collections.Counter())[o.klass] += 1

@@ -570,7 +570,10 @@ def _setup_fifo_beside(scratch: Path, spec: Path) -> None:
         os.mkfifo(fifo)
 
 
-SETUPS = {"poison_grammar_cache": _setup_poison_grammar_cache, "fifo_beside": _setup_fifo_beside}
+SETUPS = {"poison_grammar_cache": _setup_poison_grammar_cache, "fifo_beside": _setup_fifo_beside,
+          # for the harness's own tests: a run that never ends, one that wants 3 GB
+          "sleep": lambda scratch, spec: time.sleep(3600),
+          "allocate_3gb": lambda scratch, spec: bytearray(3 * 1024 ** 3)}
 
 
 def _vm_size() -> int:
@@ -659,7 +662,7 @@ def _child(case: Case, command: str, spec: Path, scratch: Path, stdin_fd: int, r
         detail = "code from the input ran (the marker directory was made)"
     stdout, stderr = out.getvalue(), err.getvalue()
     payload = {"rc": rc, "detail": detail, "stdout": _clip(stdout), "stderr": _clip(stderr),
-               "output_len": len(stdout) + len(stderr), "memory_error": "MemoryError" in stderr,
+               "output_len": len(stdout) + len(stderr), "memory_error": "MemoryError" in stderr + detail,
                "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     for name in case.forbid:
         if name in stdout or name in stderr:
@@ -852,3 +855,32 @@ def expected_failures(case: Case, outcome: Outcome) -> list[str]:
     if case.max_output is not None and outcome.output_len > case.max_output:
         problems.append(f"{outcome.command}: {outcome.output_len} characters of output (at most {case.max_output})")
     return problems
+
+
+def run_all(cases, root: Path, seeds: dict[str, str], *, jobs: int = 2, time_limit: float = TIME_LIMIT_S,
+            infer: bool = True):
+    """`run_cases` in two passes: first every command but `compile`, from a process without
+    torch (forking a process that holds torch costs several times more), then `compile`, with
+    torch imported once. Yields (case, [Outcome]) like `run_cases`."""
+    import dataclasses
+    cases = list(cases)
+    by_ident = {c.ident: c for c in cases}
+    light = [dataclasses.replace(c, commands=tuple(x for x in c.commands if x != "compile")) for c in cases]
+    held: dict[str, list] = {}
+    for case, outcomes in run_cases(light, root, seeds, jobs=jobs, time_limit=time_limit, infer=infer):
+        if "compile" in by_ident[case.ident].commands:
+            held[case.ident] = outcomes
+        else:
+            yield by_ident[case.ident], outcomes
+    heavy = []
+    for c in cases:
+        if "compile" not in c.commands:
+            continue
+        over = [o for o in held.get(c.ident, []) if o.command == "check" and o.klass in (TIMEOUT, MEMORY)]
+        if infer and over:
+            yield c, held.pop(c.ident) + [Outcome("compile", over[0].klass, None, 0.0, 0.0,
+                                                  "not run: check was over a limit", inferred=True)]
+        else:
+            heavy.append(dataclasses.replace(c, commands=("compile",)))
+    for case, outcomes in run_cases(heavy, root, seeds, jobs=jobs, time_limit=time_limit, infer=infer):
+        yield by_ident[case.ident], held.pop(case.ident, []) + outcomes
