@@ -75,30 +75,39 @@ def main(argv=None) -> int:
     by_kind = collections.Counter()
     failures = 0
     started = time.monotonic()
+    interrupted = False
     with tempfile.TemporaryDirectory(prefix="incdsl-fuzz-") as root:
-        for n, (case, outcomes) in enumerate(fuzzlib.run_all(cases, Path(root), seeds, jobs=args.jobs,
-                                                               infer=not args.no_infer), 1):
-            for o in outcomes:
-                counts.setdefault(o.command, collections.Counter())[o.klass] += 1
-            bad = [o for o in outcomes if o.klass in fuzzlib.BAD]
-            if args.hand_made:
-                problems = [msg for o in outcomes for msg in fuzzlib.expected_failures(case, o)]
-                bad = bad or problems
-                for msg in problems:
-                    print(f"  {case.ident}: {msg}", file=sys.stderr)
-            if bad:
-                failures += 1
-                save_failure(out, case, outcomes)
+        runs = fuzzlib.run_all(cases, Path(root), seeds, jobs=args.jobs, infer=not args.no_infer)
+        try:
+            for n, (case, outcomes) in enumerate(runs, 1):
                 for o in outcomes:
-                    if o.klass in fuzzlib.BAD:
-                        for kind in set(case.mutations) or {"hand-made"}:
-                            by_kind[(o.command, o.klass, kind)] += 1
-            if n % 500 == 0:
-                print(f"  {n} cases, {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+                    counts.setdefault(o.command, collections.Counter())[o.klass] += 1
+                bad = [o for o in outcomes if o.klass in fuzzlib.BAD]
+                if args.hand_made:
+                    problems = [msg for o in outcomes for msg in fuzzlib.expected_failures(case, o)]
+                    bad = bad or problems
+                    for msg in problems:
+                        print(f"  {case.ident}: {msg}", file=sys.stderr)
+                if bad:
+                    failures += 1
+                    save_failure(out, case, outcomes)
+                    for o in outcomes:
+                        if o.klass in fuzzlib.BAD:
+                            for kind in set(case.mutations) or {"hand-made"}:
+                                by_kind[(o.command, o.klass, kind)] += 1
+                if n % 500 == 0:
+                    print(f"  {n} cases, {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+                if n % 2000 == 0:
+                    print(table(counts, list(counts)), file=sys.stderr, flush=True)
+        except KeyboardInterrupt:  # print what was counted so far
+            interrupted = True
+            runs.close()
     wall = time.monotonic() - started
     shown = [c for c in commands if c in counts] + [c for c in counts if c not in commands]
     print(table(counts, shown))
-    print(f"\n{len(cases)} cases, seed {args.seed}, {args.jobs} jobs, {wall:.0f} s wall")
+    done = sum(counts[commands[0]].values()) if commands[0] in counts else 0
+    print(f"\n{done if interrupted else len(cases)} cases{' (interrupted)' if interrupted else ''}, seed {args.seed}, "
+          f"{args.jobs} jobs, {wall:.0f} s wall")
     if by_kind:
         print("\nfailing runs by mutation kind (a case with several kinds counts for each):")
         for (command, klass, kind), n in sorted(by_kind.items()):

@@ -584,7 +584,7 @@ def _vm_size() -> int:
     return 0
 
 
-def _check_generated(source_path: Path, spec: str, args: list[str]) -> str:
+def _check_generated(source_path: Path, spec: str, args: list[str], message: str = "") -> str:
     """'' when the generated source builds the model on the meta device and its output has the
     spec's shape; what went wrong otherwise."""
     import torch
@@ -603,11 +603,13 @@ def _check_generated(source_path: Path, spec: str, args: list[str]) -> str:
         return f"generated source fails on import: {type(exc).__name__}: {exc}"
     classes = [v for k, v in ns.items() if isinstance(v, type) and issubclass(v, torch.nn.Module)
                and v.__module__ == "fuzz_generated" and k == v.__name__]
-    opts = build_parser().parse_args(["check", spec, *args])
+    opts = build_parser().parse_args(["compile", spec, *args])
     net = load(spec, params=overrides(opts), input=opts.input)
-    model_cls = classes[-1] if classes else None
-    if model_cls is None:
-        return "generated source defines no module class"
+    # the class compile named ("wrote FILE (class NAME)"); else the last class the source defines
+    named = re.search(r"\(class (\w+)\)", message)
+    model_cls = ns.get(named.group(1)) if named else (classes[-1] if classes else None)
+    if not (isinstance(model_cls, type) and issubclass(model_cls, torch.nn.Module)):
+        return f"generated source defines no module class {named.group(1) if named else ''}"
     try:
         with torch.device("meta"):
             model = model_cls()
@@ -651,7 +653,7 @@ def _child(case: Case, command: str, spec: Path, scratch: Path, stdin_fd: int, r
             except SystemExit as exc:
                 rc = exc.code if isinstance(exc.code, int) else 2
             if rc == 0 and command == "compile":
-                detail = _check_generated(scratch / "generated.py", str(spec), list(case.args))
+                detail = _check_generated(scratch / "generated.py", str(spec), list(case.args), err.getvalue())
     except MemoryError:
         detail, rc = "MemoryError", 70
     except BaseException as exc:
