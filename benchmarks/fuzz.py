@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     commands = tuple(args.commands.split(","))
     seeds = fuzzlib.seed_specs()
     if args.hand_made:
-        cases = [c for c in fuzzlib.hand_made_cases()]
+        cases = fuzzlib.hand_made_cases()
     else:
         indexes = [int(i) for i in args.only.split(",")] if args.only else range(args.cases)
         cases = [fuzzlib.make_case(args.seed, i, seeds, args.compile_fraction, commands) for i in indexes]

@@ -128,7 +128,7 @@ VOCAB = KEYWORDS + LAYERS + VALUES + PUNCT + FUNCS
 
 SPECIALS = ("\x00", "\x01", "\x07", "\x08", "\x0b", "\x0c", "\r", "\r\n", "\x1b", "\x1b[2J", "\x1c", "\x1d",
             "\x1e", "\x1f", "\x7f", "\x85", "\xa0", "\u2028", "\u2029", "\ufeff", "\u200b", "\u202e", "\u0301",
-            "\uff18", "\uff11\uff12", "\u0668", "\u00b2", "\u2167", "\U0001d7d8", "\udcff"[:0] + "\ufffd", "\t",
+            "\uff18", "\uff11\uff12", "\u0668", "\u00b2", "\u2167", "\U0001d7d8", "\ufffd", "\t",
             "\\", "\"", "'", "\x1a")
 
 HUGE_NUMBERS = ("1000000000000000000000000000000", "-1000000000000000000000000000000", "1e400", "-1e400",
@@ -425,7 +425,18 @@ def make_case(seed: int, index: int, seeds: dict[str, str], compile_fraction: fl
 # --- hand-made cases --------------------------------------------------------------------------
 
 def _header(data: bytes) -> dict[str, str]:
-    """The `#@ key: value` lines at the top of a hand-made case (values with Python escapes)."""
+    """The `#@ key: value` lines at the top of a hand-made case (values take Python escapes)::
+
+        #@ item: 13                          the issue item the case is about
+        #@ expect: located accepted          the classes that are right (default: located)
+        #@ commands: check cost compile      (default: check)
+        #@ args: --set s=inf                 added to every command
+        #@ variants: --class-name F | --class-name nn     one case per variant, its args added
+        #@ forbid: PATH= | \x1b              text the output must not hold
+        #@ show: the-error-line              text the diagnostic must hold
+        #@ max-output: 65536                 characters of output allowed
+        #@ slow: yes                         only in the slow test run
+    """
     out: dict[str, str] = {}
     for raw in data.removeprefix(b"\xef\xbb\xbf").split(b"\n"):
         if not raw.startswith(b"#@ "):
@@ -433,6 +444,9 @@ def _header(data: bytes) -> dict[str, str]:
         key, _, value = raw[3:].decode("ascii").partition(":")
         out[key.strip()] = value.strip().encode("ascii").decode("unicode_escape")
     return out
+
+
+EXPECT_WORDS = {"accepted": ACCEPTED, "located": LOCATED}
 
 
 def _split(value: str | None) -> tuple:
@@ -452,7 +466,7 @@ def file_cases() -> list[Case]:
                 ident=ident, data=data, name=path.name, item=head.get("item", ""),
                 args=_split(head.get("args")) + tuple(extra),
                 commands=_split(head.get("commands")) or ("check",),
-                expect=tuple(ACCEPTED if e == "accepted" else LOCATED for e in _split(head.get("expect"))) or (LOCATED,),
+                expect=tuple(EXPECT_WORDS[e] for e in _split(head.get("expect"))) or (LOCATED,),
                 forbid=tuple(x for x in head.get("forbid", "").split(" | ") if x),
                 show=tuple(x for x in head.get("show", "").split(" | ") if x),
                 max_output=int(head["max-output"]) if "max-output" in head else None,
