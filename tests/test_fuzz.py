@@ -34,12 +34,14 @@ def _run(cases, tmp_path, **kwargs) -> dict[str, tuple]:
 
 
 def _report(results) -> str:
+    """One line per run in the last four classes: the case, how it was made, what happened."""
     lines = []
     for case, outcomes in results:
         for o in outcomes:
             if o.klass in BAD:
+                what = o.detail or next(iter(o.stderr.strip().splitlines()), "")
                 lines.append(f"case {case.ident} ({case.origin}; {', '.join(case.mutations)}) {o.command}: "
-                             f"{o.klass}: {(o.detail or o.stderr.strip()[:200])!s}"[:400])
+                             f"{o.klass}: {what}"[:300])
     return "\n".join(lines)
 
 
