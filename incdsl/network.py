@@ -91,6 +91,9 @@ def _gc_paused():
             gc.enable()
 
 
+STDIN_NAMES = (STDIN, "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0")
+
+
 @dataclass(frozen=True)
 class SpecText:
     """A spec already read: its text and the name its diagnostics and includes go by."""
@@ -105,9 +108,9 @@ def read_spec_file(path: str) -> SpecText:
         IncdslError: when it cannot be read: missing, not a regular file, too large, not UTF-8
         (at the line and column of the first bad byte).
     """
-    stdin = path == STDIN
+    stdin = path in STDIN_NAMES  # /dev/stdin is read as `-`: a pipe there is no regular file
     try:
-        return SpecText(read_text(path, stdin_ok=True), "<stdin>" if stdin else path)
+        return SpecText(read_text(STDIN if stdin else path, stdin_ok=True), "<stdin>" if stdin else path)
     except FileNotFoundError:
         raise error(f"no such spec file: {path}") from None
     except OSError as exc:

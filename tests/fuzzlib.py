@@ -54,10 +54,12 @@ UNLOCATED = "diagnostic without location"
 EXCEPTION = "other exception"
 TIMEOUT = "over 10 s"
 MEMORY = "over 2 GB"
-CLASSES = (ACCEPTED, LOCATED, UNLOCATED, EXCEPTION, TIMEOUT, MEMORY)
+USAGE = "usage error"  # exit 2 from a bad command-line flag: has no place in the spec to point at
+CLASSES = (ACCEPTED, LOCATED, USAGE, UNLOCATED, EXCEPTION, TIMEOUT, MEMORY)
 BAD = (UNLOCATED, EXCEPTION, TIMEOUT, MEMORY)
 
 LOCATED_RE = re.compile(r"^.*:\d+:\d+: error: ", re.MULTILINE)
+USAGE_RE = re.compile(r"^usage: incdsl ", re.MULTILINE)  # argparse's, printed with every usage error
 MARKER = "fuzz-pwned"  # what injected code creates in the case's scratch dir
 SECRET_LINES = ("FUZZ-SECRET-LINE-1", "FUZZ-SECRET-LINE-2", "FUZZ-SECRET-LINE-3")
 ROOT_TOKEN = "@FUZZROOT@"  # replaced by the run's root dir when the case is written
@@ -446,7 +448,7 @@ def _header(data: bytes) -> dict[str, str]:
     return out
 
 
-EXPECT_WORDS = {"accepted": ACCEPTED, "located": LOCATED}
+EXPECT_WORDS = {"accepted": ACCEPTED, "located": LOCATED, "usage": USAGE}
 
 
 def _split(value: str | None) -> tuple:
@@ -562,17 +564,21 @@ def remove_case(home: Path, case: Case) -> None:
 # --- the child --------------------------------------------------------------------------------
 
 def _setup_poison_grammar_cache(scratch: Path, spec: Path) -> None:
-    """A grammar cache whose pickle makes a directory when unpickled (Lark's format: a hash
-    line, then pickles); the parser cache of this process is dropped so that it is read."""
+    """The grammar cache file replaced by a pickle that makes a directory when unpickled (the
+    format of Lark's own cache: a hash line, then pickles); the parser cache of this process is
+    dropped so that the file is read."""
     from incdsl import parse
     os.environ["XDG_CACHE_HOME"] = str(scratch / "cache")
-    target = parse._cache_file()
-    if not target:
+    folder = parse.cache_dir()
+    if not folder:
         return
+    grammar = (Path(parse.__file__).parent / "grammar.lark").read_text(encoding="utf-8")
+    target = Path(folder) / f"grammar-{parse._grammar_key(grammar)[:16]}.json"  # as build_parser names it
 
     class Payload:
         def __reduce__(self):
             return (os.mkdir, (str(scratch / MARKER),))
+    target.parent.mkdir(parents=True, exist_ok=True)
     with open(target, "wb") as f:
         f.write(b"0" * 64 + b"\n" + pickle.dumps(Payload()) + pickle.dumps(Payload()))
     parse._parser.cache_clear()
@@ -618,7 +624,7 @@ def _check_generated(source_path: Path, spec: str, args: list[str], message: str
     classes = [v for k, v in ns.items() if isinstance(v, type) and issubclass(v, torch.nn.Module)
                and v.__module__ == "fuzz_generated" and k == v.__name__]
     opts = build_parser().parse_args(["compile", spec, *args])
-    net = load(spec, params=overrides(opts), input=opts.input)
+    net = load(Path(spec), params=overrides(opts), input=opts.input)  # a path, whatever its characters
     # the class compile named ("wrote FILE (class NAME)"); else the last class the source defines
     named = re.search(r"\(class (\w+)\)", message)
     model_cls = ns.get(named.group(1)) if named else (classes[-1] if classes else None)
@@ -648,6 +654,7 @@ def _child(case: Case, command: str, spec: Path, scratch: Path, stdin_fd: int, r
     """Runs in the forked child: limits, one incdsl command in-process, the result as JSON."""
     os.setpgid(0, 0)
     os.dup2(stdin_fd, 0)
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))  # pytest may have replaced it
     limit = _vm_size() + MEMORY_LIMIT
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     os.chdir(scratch)
@@ -698,7 +705,9 @@ def classify(rc, stderr: str, *, timed_out=False, memory=False, signal_name="", 
     if rc == 0:
         return ACCEPTED
     if rc in (1, 2):
-        return LOCATED if LOCATED_RE.search(stderr) else UNLOCATED
+        if LOCATED_RE.search(stderr):
+            return LOCATED
+        return USAGE if rc == 2 and USAGE_RE.search(stderr) else UNLOCATED
     return EXCEPTION
 
 

@@ -73,7 +73,10 @@ def start_ray(address: str | None, cpus: int | None = None) -> None:
                         hint="start one with `ray start --head`, or leave out --address to run on this "
                              "machine") from None
     else:
-        ray.init(num_cpus=cpus or os.cpu_count() or 1, include_dashboard=False, _node_ip_address="127.0.0.1",
+        # address="local": a Ray of our own even where one already runs here (`ray start`) or
+        # RAY_ADDRESS names one; joining a cluster is what --address is for
+        ray.init(address="local", num_cpus=cpus or os.cpu_count() or 1, include_dashboard=False,
+                 _node_ip_address="127.0.0.1",
                  object_store_memory=256 * 2**20, **common)
 
 
