@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from incdsl import cli  # noqa: E402
-from incdsl.network import load  # noqa: E402
+from incdsl.ir.network import load  # noqa: E402
 
 
 def specs() -> list[str]:

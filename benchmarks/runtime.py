@@ -55,7 +55,7 @@ def accepts_optimize() -> bool:
         return True
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return False
-    for name in ("incdsl.torch", "incdsl.backends.torch"):  # before and after the layout move
+    for name in ("incdsl.torch", "incdsl.torch.build"):  # before and after the layout move
         try:
             impl = getattr(importlib.import_module(name), "to_torch", None)
         except ImportError:

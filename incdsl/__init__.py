@@ -6,7 +6,7 @@
     42679816
 """
 from .diagnostics import Diagnostic, IncdslError, Span
-from .network import Network, load
+from .ir.network import Network, load
 
 __version__ = "0.1.0"
 
@@ -34,12 +34,12 @@ def to_torch(network, *, num_classes=None, seed=None, weights=None, aux="strict"
         aux, skip_classifier, strict: as for `load_weights`.
     Returns:
         an `nn.Module` with timm's model API (`num_classes`, `forward_features`,
-        `forward_head`, `reset_classifier`); see `incdsl.backends.torch.to_torch`.
+        `forward_head`, `reset_classifier`); see `incdsl.torch.build.to_torch`.
 
     Example:
         >>> model = incdsl.to_torch(incdsl.load("specs/inception_v4.inc"), num_classes=10, seed=0)
     """
-    from .backends.torch import to_torch as _to_torch
+    from .torch.build import to_torch as _to_torch
     return _to_torch(network, num_classes=num_classes, seed=seed, weights=weights, aux=aux,
                      skip_classifier=skip_classifier, strict=strict, **kwargs)
 
@@ -71,7 +71,7 @@ def load_weights(module, state_dict, *, aux="strict", skip_classifier=False, str
         >>> incdsl.load_weights(model, timm.create_model("inception_v4").state_dict())
         <LoadReport: 896 tensors loaded>
     """
-    from .backends.weights import load_weights as _load_weights
+    from .torch.weights import load_weights as _load_weights
     return _load_weights(module, state_dict, aux=aux, skip_classifier=skip_classifier, strict=strict,
                          input_size=input_size)
 

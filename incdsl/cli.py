@@ -25,7 +25,7 @@ class UsageError(Exception):
 
 def parse_value(text: str):
     """A `--set` value: integer, float, yes/no, or a bare word."""
-    from .values import Sym, _WORDS
+    from .lang.values import Sym, _WORDS
     for conv in (int, float):
         try:
             return conv(text)
@@ -63,7 +63,7 @@ def add_spec_arguments(p: argparse.ArgumentParser, *, spec_help: str | None = No
     p.add_argument("--set", metavar="NAME=VALUE", action="append", default=[],
                    help="override a network parameter, e.g. --set classes=10 (repeatable)")
     p.add_argument("--input", type=parse_shape, metavar="CxHxW", help="another input size, e.g. 3x224x224")
-    from .lower import MAX_LAYERS
+    from .ir.lower import MAX_LAYERS
     p.add_argument("--max-layers", type=parse_max_layers, default=MAX_LAYERS, metavar="N",
                    help=f"refuse networks of more than N layers (default {MAX_LAYERS:,}); bounds time and memory")
 
@@ -84,13 +84,13 @@ def overrides(args) -> dict:
 def spec_text(args):
     """The spec named on the command line, read once (standard input for `-`): a `SpecText`."""
     if getattr(args, "spec_text", None) is None:
-        from .network import read_spec_file
+        from .ir.network import read_spec_file
         args.spec_text = read_spec_file(args.spec)
     return args.spec_text
 
 
 def load_spec(args):
-    from .network import load
+    from .ir.network import load
     net = load(spec_text(args), params=overrides(args), input=args.input, include_path=args.include_path,
                max_layers=args.max_layers, debug=getattr(args, "debug", False))
     for w in net.warnings:

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def lint_every_load(monkeypatch):
     """Every network a test loads has its IR checked (`ir.lint`), as `--debug` does."""
-    from incdsl import network
+    from incdsl.ir import network
 
     original = network.load
 

@@ -567,7 +567,7 @@ def _setup_poison_grammar_cache(scratch: Path, spec: Path) -> None:
     """The grammar cache file replaced by a pickle that makes a directory when unpickled (the
     format of Lark's own cache: a hash line, then pickles); the parser cache of this process is
     dropped so that the file is read."""
-    from incdsl import parse
+    from incdsl.lang import parse
     os.environ["XDG_CACHE_HOME"] = str(scratch / "cache")
     folder = parse.cache_dir()
     if not folder:
@@ -610,7 +610,7 @@ def _check_generated(source_path: Path, spec: str, args: list[str], message: str
     import torch
 
     from incdsl.cli import overrides, build_parser
-    from incdsl.network import load
+    from incdsl.ir.network import load
     text = source_path.read_text(encoding="utf-8")
     try:
         code = compile(text, "generated.py", "exec")

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from incdsl.cli import main
-from incdsl.report import parse_amount
+from incdsl.report.tables import parse_amount
 
 SPEC = """network tiny(classes = 10):
     input 3x32x32

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import incdsl
-from incdsl.backends.source import generate_source
+from incdsl.torch.source import generate_source
 
 DATA = Path(__file__).resolve().parent / "data"
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -151,7 +151,7 @@ def test_onnx_export_runs_in_onnxruntime():
     pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
-    from incdsl.backends.onnx import export_onnx
+    from incdsl.torch.onnx import export_onnx
     net = incdsl.load(str(DATA / "torch_tiny.inc"))
     model = incdsl.to_torch(net, seed=5).eval()
     session = ort.InferenceSession(export_onnx(model, net.input_shape))
@@ -187,7 +187,7 @@ def test_onnx_export_of_shipped_specs(name, tmp_path):
     torch = pytest.importorskip("torch")
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from incdsl.backends.onnx import export_onnx
+    from incdsl.torch.onnx import export_onnx
     net = incdsl.load(str(SPECS / name))
     model = incdsl.to_torch(net, seed=0).eval()
     path = tmp_path / "m.onnx"

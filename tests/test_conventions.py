@@ -15,7 +15,7 @@ import warnings
 import pytest
 
 import incdsl
-from incdsl.conventions import CONVENTIONS, count_convention, per_node
+from incdsl.report.conventions import CONVENTIONS, count_convention, per_node
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIX = os.path.join(ROOT, "tests", "data", "conventions", "mix.inc")  # every layer kind, every activation
@@ -59,7 +59,7 @@ def test_every_convention_says_what_it_counts():
 
 
 def test_conventions_do_not_import_torch():
-    code = ("import sys, incdsl.conventions as c, incdsl; n = incdsl.load(sys.argv[1]); "
+    code = ("import sys, incdsl.report.conventions as c, incdsl; n = incdsl.load(sys.argv[1]); "
             "c.count_convention(n, incdsl.count_costs(n), 'thop'); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code, MIX], check=True, cwd=ROOT)
 

@@ -305,7 +305,7 @@ def test_did_you_mean():
 
 
 def test_nesting_past_the_stack_is_a_clean_error(load_error):
-    from incdsl.lower import MAX_CALL_DEPTH
+    from incdsl.ir.lower import MAX_CALL_DEPTH
     head = "network t:\n    input 3x8x8\n"
     chain = "".join(f"block b{i}:\n    b{i + 1}\n" for i in range(300)) + "block b300:\n    identity\n"
     (diag,) = load_error(head + "    b0\n" + chain).diagnostics

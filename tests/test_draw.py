@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import incdsl
 from incdsl.cli import main
-from incdsl.ir import inputs
+from incdsl.ir.graph import inputs
 from incdsl.render.collect import block_names
 from incdsl.render.graphviz import (DrawError, DrawOptions, GraphvizNotFound, build_dot, collect, dot_digest,
                                     render_svg, run_dot, source_hash)

@@ -18,15 +18,15 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import incdsl
-from incdsl import syntax as s
+from incdsl.lang import syntax as s
 from incdsl.cli import main
 from incdsl.diagnostics import IncdslError, Span
-from incdsl.lower import MAX_LAYERS
-from incdsl.report import parse_amount
+from incdsl.ir.lower import MAX_LAYERS
+from incdsl.report.tables import parse_amount
 from incdsl.search import load_space
 from incdsl.search.sampling import check_plan
 from incdsl.search.space import approximate
-from incdsl.values import INT_LIMIT, EvalError, evaluate
+from incdsl.lang.values import INT_LIMIT, EvalError, evaluate
 
 REPO = Path(__file__).resolve().parent.parent
 MEMORY_LIMIT = 2 * 1024 ** 3

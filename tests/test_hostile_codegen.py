@@ -21,15 +21,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import incdsl
-from incdsl.backends.memory import export_bytes
-from incdsl.backends.source import generate_source
+from incdsl.torch.memory import export_bytes
+from incdsl.torch.source import generate_source
 from incdsl.cli import main
-from incdsl.names import Namespace, identifier, literal
-from incdsl.lower import RESERVED as DSL_RESERVED
+from incdsl.ir.names import Namespace, identifier, literal
+from incdsl.ir.lower import RESERVED as DSL_RESERVED
 
 torch = pytest.importorskip("torch")
 
-from incdsl.backends.torch import load_source  # noqa: E402
+from incdsl.torch.build import load_source  # noqa: E402
 
 MARKER = "incdsl_pwned"
 # text that would run code or break the source if pasted between quotes unescaped
@@ -303,7 +303,7 @@ def test_ninety_nested_repeats_give_flat_code(write_spec):
 
 def test_nesting_limit_keeps_keys_order_and_values(write_spec):
     """A spec just past the nesting limit builds the same module as the nested form would."""
-    from incdsl.backends import codegen
+    from incdsl.torch import codegen
     lines = ["network n:", "    input 3x8x8"]
     for i in range(codegen.MAX_NESTING + 3):
         lines += ["    " * (i + 1) + "repeat 2:", "    " * (i + 2) + f"conv 1x1 3 as c{i}"]

@@ -209,7 +209,7 @@ def test_include_size_caps(tmp_path, monkeypatch, load_error):
 
 
 def test_includes_nest_at_most_so_deep(tmp_path, load_error):
-    from incdsl.lower import MAX_INCLUDE_DEPTH
+    from incdsl.ir.lower import MAX_INCLUDE_DEPTH
     files = {f"l{k}.inc": f'include "l{k + 1}.inc"\n' for k in range(MAX_INCLUDE_DEPTH + 1)}
     files[f"l{MAX_INCLUDE_DEPTH + 1}.inc"] = LIB
     tree(tmp_path, {**files, "main.inc": 'include "l0.inc"\n' + USES_B})
@@ -333,7 +333,7 @@ def test_a_planted_pickle_in_the_grammar_cache_is_never_run(tmp_path):
 
 
 def test_a_tampered_or_corrupt_cache_is_rebuilt(tmp_path):
-    from incdsl.parse import build_parser
+    from incdsl.lang.parse import build_parser
     build_parser(str(tmp_path))
     (path,) = tmp_path.iterdir()
     header, body = path.read_bytes().split(b"\n", 1)
@@ -349,7 +349,7 @@ def test_a_tampered_or_corrupt_cache_is_rebuilt(tmp_path):
 
 
 def test_a_cache_folder_others_may_write_is_not_used(tmp_path, monkeypatch):
-    from incdsl.parse import cache_dir
+    from incdsl.lang.parse import cache_dir
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache_dir() == str(tmp_path / "incdsl")
     os.chmod(tmp_path / "incdsl", 0o777)

@@ -5,7 +5,7 @@ import pytest
 
 import incdsl
 from incdsl.cli import main
-from incdsl.ir import IRError, NODE_KINDS, lint, node, problems
+from incdsl.ir.graph import IRError, NODE_KINDS, lint, node, problems
 from incdsl.ops.table import OPS
 
 SPEC = """network t:
@@ -52,7 +52,7 @@ def test_lint_raises_on_a_broken_invariant(graph, breakage, message):
 
 
 def test_debug_flag_lints_the_ir(write_spec, monkeypatch, capsys):
-    import incdsl.network as network
+    import incdsl.ir.network as network
     path = str(write_spec("t.inc", SPEC))
     calls = []
     monkeypatch.setattr(network, "lint", lambda g: calls.append(g))

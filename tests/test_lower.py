@@ -2,7 +2,7 @@
 import pytest
 
 import incdsl
-from incdsl.ir import inputs, lint
+from incdsl.ir.graph import inputs, lint
 
 SMALL = """\
 network small(classes = 10, width = 16):

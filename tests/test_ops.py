@@ -11,7 +11,7 @@ import pytest
 
 import incdsl
 from incdsl.cli import main
-from incdsl.ir import lint
+from incdsl.ir.graph import lint
 from incdsl.ops.table import ALIASES, LAYER_OPS, OPS
 from incdsl.render.graphviz import build_dot
 from incdsl.render.labels import layer_label
@@ -128,7 +128,7 @@ def test_prelu_has_one_slope_per_channel():
 def test_compiled_layers_know_every_activation():
     """`make_act` in the compiled layers (copied verbatim into generated files, so it keeps its
     own list) builds the same module as the table says, for every activation."""
-    from incdsl.backends.layers import make_act
+    from incdsl.torch.layers import make_act
     from incdsl.ops.activation import ACTIVATIONS
     for name, act in ACTIVATIONS.items():
         assert f"nn.{type(make_act(name)).__name__}()" == act.torch, name

@@ -2,8 +2,8 @@
 import pytest
 
 from incdsl import IncdslError
-from incdsl import syntax as s
-from incdsl.parse import parse
+from incdsl.lang import syntax as s
+from incdsl.lang.parse import parse
 
 
 def only_network(text: str) -> s.Definition:
@@ -302,7 +302,7 @@ def test_unexpected_indentation_hint_names_the_constructs_with_bodies():
 def test_parser_tables_are_cached_per_user_and_a_bad_cache_is_rebuilt(tmp_path, monkeypatch, capfd):
     import os
 
-    from incdsl.parse import build_parser, cache_dir
+    from incdsl.lang.parse import build_parser, cache_dir
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     folder = cache_dir()
     assert folder == str(tmp_path / "incdsl") and os.stat(folder).st_mode & 0o777 == 0o700

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import incdsl
-from incdsl.ir import inputs, lint
+from incdsl.ir.graph import inputs, lint
 from incdsl.passes.shapes import infer_shapes
 
 REPO = Path(__file__).resolve().parent.parent

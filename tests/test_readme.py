@@ -171,7 +171,7 @@ def test_excerpt_matches_its_file(block):
 
 def test_conventions_table_is_current():
     """The README's table of what each counter prints equals `count_convention` for every shipped spec."""
-    from incdsl.conventions import CONVENTIONS, count_convention
+    from incdsl.report.conventions import CONVENTIONS, count_convention
     text = README.read_text(encoding="utf-8")
     table = text.split("<!-- conventions-table -->", 1)[1].strip().splitlines()
     header = [c.strip() for c in table[0].strip("|").split("|")]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import incdsl
 from incdsl.cli import main
-from incdsl.report import parse_amount
+from incdsl.report.tables import parse_amount
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INCEPTION_SPACE = os.path.join(ROOT, "specs", "search", "inception_space.inc")

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import incdsl
 from incdsl import IncdslError
-from incdsl.parse import parse
+from incdsl.lang.parse import parse
 from incdsl.search import load_space
 from incdsl.search.sampling import Budget, check_plan, descend, draw_grid, draw_random
 

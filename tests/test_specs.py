@@ -16,7 +16,7 @@ import networkx as nx
 import pytest
 
 import incdsl
-from incdsl.ir import inputs, lint
+from incdsl.ir.graph import inputs, lint
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 SPEC_FILES = sorted(p.relative_to(SPECS).as_posix()

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 from hypothesis import given, strategies as st  # noqa: E402
 
 import incdsl  # noqa: E402
-from incdsl.backends.plan import RESERVED, legal_name  # noqa: E402
+from incdsl.torch.plan import RESERVED, legal_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"

@@ -52,7 +52,7 @@ def test_cuda_weights_stay_deterministic():
     net = incdsl.load(str(DATA / "torch_tiny.inc"))
     cpu = incdsl.to_torch(net, seed=4).state_dict()
     gpu = incdsl.to_torch(net, seed=4).cuda()
-    from incdsl.backends.layers import init_weights
+    from incdsl.torch.layers import init_weights
     init_weights(gpu, 4)  # drawing on the CPU and copying gives the same values on any device
     assert all(torch.equal(gpu.state_dict()[k].cpu(), cpu[k]) for k in cpu)
 

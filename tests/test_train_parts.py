@@ -75,7 +75,7 @@ def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
 
 
 def test_plain_turns_spec_values_into_builtin_types():
-    from incdsl.values import Dims, InDepth, Sym
+    from incdsl.lang.values import Dims, InDepth, Sym
     value = ckpt.plain({"act": Sym("relu"), "k": Dims((3, 3)), "c": InDepth(5), "x": [1.5, None, True]})
     assert value == {"act": "relu", "k": [3, 3], "c": 5, "x": [1.5, None, True]}
     assert type(value["act"]) is str and type(value["c"]) is int

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
 import incdsl  # noqa: E402
-from incdsl.backends.weights import LoadReport, WeightsError, load_weights  # noqa: E402
+from incdsl.torch.weights import LoadReport, WeightsError, load_weights  # noqa: E402
 from incdsl.cli import main  # noqa: E402
 from incdsl.train import checkpoint as ckpt  # noqa: E402
 from incdsl.train import pretrained  # noqa: E402

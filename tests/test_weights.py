@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import incdsl  # noqa: E402
-from incdsl.backends.weights import WeightsError, load_weights, units  # noqa: E402
+from incdsl.torch.weights import WeightsError, load_weights, units  # noqa: E402
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 DATA = Path(__file__).resolve().parent / "data"

@@ -15,8 +15,8 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 from torch import nn  # noqa: E402
 
 import incdsl  # noqa: E402
-from incdsl.backends.dataflow import trace_flow  # noqa: E402
-from incdsl.backends.weights import WeightsError, load_weights  # noqa: E402
+from incdsl.torch.dataflow import trace_flow  # noqa: E402
+from incdsl.torch.weights import WeightsError, load_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import incdsl
-from incdsl.against import applies, compare, read_table
+from incdsl.report.against import applies, compare, read_table
 from incdsl.cli import main
 from test_zoo import MODELS, TIMM
 

@@ -19,7 +19,7 @@ def run(args) -> int:
     if (code := check_space(args)) is not None:
         return code
     from ..cli import load_spec
-    from ..ir import format_shape
+    from ..ir.graph import format_shape
     from ..passes.cost import count_costs
     net = load_spec(args)
     costs = count_costs(net)

@@ -40,7 +40,7 @@ def register(sub) -> None:
 def _size(text: str) -> int:
     import argparse
 
-    from ..backends.memory import parse_size
+    from ..torch.memory import parse_size
     try:
         return parse_size(text)
     except ValueError as exc:
@@ -48,7 +48,7 @@ def _size(text: str) -> int:
 
 
 def run(args) -> int:
-    from ..backends.source import class_name_problem, generate_source
+    from ..torch.source import class_name_problem, generate_source
     from ..cli import UsageError, load_spec
     from ..io import OutputError, check_output, same_file, write_atomic
     if args.class_name is not None:
@@ -78,14 +78,14 @@ def run(args) -> int:
 
 
 def _onnx_bytes(net, args) -> bytes:
-    from ..backends.memory import check_onnx_size, check_size, export_bytes
+    from ..torch.memory import check_onnx_size, check_size, export_bytes
     from ..cli import UsageError
     # from the cost pass, before torch is imported or anything allocated
     check_onnx_size(net)
     check_size(net, export_bytes(net), args.max_memory, what="exporting", override="--max-memory {gib}G")
     try:
-        from ..backends.onnx import MissingDependency, export_onnx
-        from ..backends.torch import to_torch
+        from ..torch.onnx import MissingDependency, export_onnx
+        from ..torch.build import to_torch
     except ImportError as exc:
         raise UsageError(f"--onnx needs torch ({exc}): pip install torch onnx onnxscript") from None
     model = to_torch(net, seed=args.seed, max_bytes=args.max_memory)
@@ -101,7 +101,7 @@ def _load_weights_file(model, net, path: str) -> None:
     """Load a state-dict file into `model`; any problem with the file is an error (exit 1)."""
     import torch
 
-    from ..backends.weights import WeightsError, load_weights
+    from ..torch.weights import WeightsError, load_weights
     from ..diagnostics import error
     if not os.path.isfile(path):
         why = "not a regular file" if os.path.exists(path) else "no such file"

@@ -6,8 +6,8 @@ import sys
 
 def register(sub) -> None:
     from ..cli import add_spec_arguments
-    from ..conventions import CONVENTIONS
-    from ..report import DTYPE_BYTES
+    from ..report.conventions import CONVENTIONS
+    from ..report.tables import DTYPE_BYTES
     p = sub.add_parser(
         "cost", help="count parameters, MACs, FLOPs and activation memory",
         description="Count parameters, multiply-accumulates (MACs, the papers' multiply-adds), FLOPs (2 x MACs), "
@@ -37,7 +37,7 @@ def run(args) -> int:
     from ..cli import UsageError, load_spec
     from ..io import write_atomic
     from ..passes.cost import count_costs
-    from ..report import build_report, parse_amount, render
+    from ..report.tables import build_report, parse_amount, render
 
     budgets = {}
     for key, label in (("max_params", "params"), ("max_macs", "macs"), ("max_flops", "flops")):
@@ -50,7 +50,7 @@ def run(args) -> int:
     if args.batch < 1:
         raise UsageError("--batch must be at least 1")
     if args.convention is not None and args.convention != "all":
-        from ..conventions import CONVENTIONS
+        from ..report.conventions import CONVENTIONS
         if args.convention not in CONVENTIONS:
             import difflib
             close = difflib.get_close_matches(args.convention, CONVENTIONS, n=1)
@@ -61,7 +61,7 @@ def run(args) -> int:
         return run_diff(args)
     reference = None
     if args.against:
-        from ..against import read_table
+        from ..report.against import read_table
         reference = read_table(args.against)  # before anything is printed: a bad table is an error
     net = load_spec(args)
     costs = count_costs(net)
@@ -74,7 +74,7 @@ def run(args) -> int:
         add_convention(report, net, costs, args.convention, args.by)
     comparison = None
     if reference is not None:
-        from ..against import compare, render_comparison
+        from ..report.against import compare, render_comparison
         comparison = compare(reference, net, costs)
         report["against"] = comparison
     text = render(report, args.format)
@@ -103,8 +103,8 @@ def _emit(args, text: str, *nets) -> None:
 
 def add_convention(report: dict, net, costs, name: str, by: str) -> None:
     """Add counter `name`'s total and per-row numbers to the report (rows of aux heads get 0)."""
-    from ..conventions import CONVENTIONS, per_node
-    from ..report import row_values
+    from ..report.conventions import CONVENTIONS, per_node
+    from ..report.tables import row_values
     c = CONVENTIONS[name]
     per_row = row_values(costs, net.graph, by, per_node(net, costs, name))
     for r in report["rows"]:
@@ -116,8 +116,8 @@ def add_convention(report: dict, net, costs, name: str, by: str) -> None:
 def render_conventions(net, costs, fmt: str) -> str:
     """Every counter's total for one network: what each tool prints and what it counts."""
     import json
-    from ..conventions import CONVENTIONS, count_convention
-    from ..report import _md
+    from ..report.conventions import CONVENTIONS, count_convention
+    from ..report.tables import _md
     recs = [{"convention": c.name, "total": count_convention(net, costs, c.name), "unit": c.unit, "tool": c.tool,
              "counts": c.counts} for c in CONVENTIONS.values()]
     if fmt == "json":
@@ -146,7 +146,7 @@ def run_diff(args) -> int:
     import argparse
     import os
     from ..cli import UsageError, load_spec
-    from ..costdiff import build_diff, render_diff
+    from ..report.diff import build_diff, render_diff
     from ..passes.cost import count_costs
     for flag in ("against", "max_params", "max_macs", "max_flops", "convention"):
         if getattr(args, flag) is not None:

@@ -57,7 +57,7 @@ def mentions_choice(source, include_path=()) -> bool:
     parsing). Includes are found and read as `load` does (`incdsl.io.Includes`); one that cannot
     be is skipped here: the load that follows reports it."""
     from ..io import IncludeError, Includes
-    from ..parse import normalize
+    from ..lang.parse import normalize
     includes = Includes.for_spec(source.file, include_path)
     todo, seen = [(source.file, normalize(source.text))], set()
     while todo:
@@ -143,7 +143,7 @@ def _options(options) -> str:
 
 def run(args) -> int:
     from ..cli import UsageError
-    from ..report import parse_amount
+    from ..report.tables import parse_amount
     from ..search.sampling import Budget, draw_grid, draw_random
 
     budget = {}
@@ -341,7 +341,7 @@ def _too_few(space, draw, wanted: int, budget) -> int:
 
 def _render(space, draw, args) -> dict[str, str]:
     """Every output file's text, each spec re-checked from its text."""
-    from ..network import load
+    from ..ir.network import load
     from ..passes.cost import count_costs
     digits = max(4, len(str(len(draw.samples))))
     rows, files = [], {}
@@ -374,6 +374,6 @@ def _render(space, draw, args) -> dict[str, str]:
 
 
 def _limit(args, key):
-    from ..report import parse_amount
+    from ..report.tables import parse_amount
     value = getattr(args, key)
     return parse_amount(value) if value is not None else None

@@ -131,7 +131,7 @@ def _finished(document: dict, out: str) -> int:
 
 def _fresh(args):
     from ..cli import UsageError
-    from ..report import parse_amount
+    from ..report.tables import parse_amount
     from ..search.experiment import SETTINGS_FILE, Settings
     for flag, value in (("SPACE", args.spec), ("--data", args.data), ("--trials", args.trials),
                         ("--budget-epochs", args.budget_epochs), ("--out", args.out)):

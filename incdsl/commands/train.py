@@ -141,7 +141,7 @@ def _print_warnings(net) -> None:
 def _load_network(args):
     """The spec's network, with --set, --input and --classes applied; (network, classes to reset)."""
     from ..cli import UsageError, overrides, spec_text
-    from ..network import load
+    from ..ir.network import load
     params = overrides(args)
     net = load(spec_text(args), params=params, input=args.input, include_path=args.include_path,
                max_layers=args.max_layers)
@@ -162,7 +162,7 @@ def _resume_network(args, state: dict):
     """The network to resume: the checkpoint's spec (or SPEC), parameters, input and classes, with
     the flags given again on top; (network, classes to reset)."""
     from ..cli import UsageError, overrides, spec_text
-    from ..network import load
+    from ..ir.network import load
     from ..train.resume import classes_to_reset, load_checkpoint_spec, spec_params
     saved = state["spec"]
     params = overrides(args)
@@ -205,7 +205,7 @@ def _check_dependencies(data: str) -> None:
 def _resume_target(args) -> str:
     """The folder or file `--resume` names (alone: --out, or runs/NETWORK of the spec)."""
     from ..cli import UsageError, spec_text
-    from ..network import load
+    from ..ir.network import load
     if args.resume:
         return args.resume
     if args.out:

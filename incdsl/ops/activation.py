@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..values import Sym, show
+from ..lang.values import Sym, show
 from .base import Op, Signature, same_shape
 
 

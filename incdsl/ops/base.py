@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..values import Dims, Sym
+from ..lang.values import Dims, Sym
 
 Shape = tuple  # (c, h, w) or (n,)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 
-from ..names import literal
-from ..values import INT_LIMIT, InDepth, Sym, divisible, t_bn, t_count, t_pad, t_pair, t_posfloat, show
+from ..ir.names import literal
+from ..lang.values import INT_LIMIT, InDepth, Sym, divisible, t_bn, t_count, t_pad, t_pair, t_posfloat, show
 from .activation import ACTIVATIONS, t_act
 from .base import Op, Signature, p_dims, p_int, p_padsym
 from .marks import pair, window_marks, with_marks

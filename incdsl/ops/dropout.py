@@ -1,7 +1,7 @@
 """Dropout: identity at inference. Attribute: p, the probability of dropping."""
 from __future__ import annotations
 
-from ..values import t_prob
+from ..lang.values import t_prob
 from .base import Op, Signature, p_num, same_shape
 
 OPS = (

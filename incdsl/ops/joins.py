@@ -6,8 +6,8 @@ per input) and act (activation name, or None).
 """
 from __future__ import annotations
 
-from ..names import literal
-from ..values import t_float
+from ..ir.names import literal
+from ..lang.values import t_float
 from .activation import p_act, t_act
 from .base import NO_ARGS, Op, Signature, p_num
 from .marks import num

@@ -5,8 +5,8 @@ Attributes: units, bias (bool), act (activation name, or None).
 """
 from __future__ import annotations
 
-from ..names import literal
-from ..values import t_bool, t_count
+from ..ir.names import literal
+from ..lang.values import t_bool, t_count
 from .activation import ACTIVATIONS, t_act
 from .base import Op, Signature, p_int
 from .marks import with_marks

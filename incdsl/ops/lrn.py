@@ -4,7 +4,7 @@ Attributes: size (channels in the window), alpha, beta, k (torch's `LocalRespons
 """
 from __future__ import annotations
 
-from ..values import t_count, t_posfloat
+from ..lang.values import t_count, t_posfloat
 from .base import Op, Signature, p_int
 from .window import spatial
 

@@ -2,7 +2,7 @@
 statistics are buffers); they are not weights for `--against`. Attribute: eps."""
 from __future__ import annotations
 
-from ..values import t_posfloat
+from ..lang.values import t_posfloat
 from .base import Op, Signature, p_num, same_shape
 
 

@@ -6,8 +6,8 @@ size up); avgpool also count_pad (bool: padded zeros count in the divisor).
 """
 from __future__ import annotations
 
-from ..names import literal
-from ..values import t_bool, t_pad, t_pair
+from ..ir.names import literal
+from ..lang.values import t_bool, t_pad, t_pair
 from .base import Op, Signature, p_dims, p_int, p_padsym
 from .marks import window_marks, with_marks
 from .window import ShapeError, spatial, window_field, windowed, windows

@@ -4,8 +4,18 @@ To add a kind: write its module (one `OPS` tuple of records) and list it in `FAM
 """
 from __future__ import annotations
 
-from . import (activation, conv, dropout, global_pool, joins, linear, lrn, norm, pooling, prelu, reshape,
-               upsample)
+from . import activation
+from . import conv
+from . import dropout
+from . import global_pool
+from . import joins
+from . import linear
+from . import lrn
+from . import norm
+from . import pooling
+from . import prelu
+from . import reshape
+from . import upsample
 from .base import Op
 
 FAMILIES = (reshape, conv, pooling, global_pool, lrn, norm, activation, prelu, dropout, linear, joins, upsample)

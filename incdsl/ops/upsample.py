@@ -14,7 +14,7 @@ shrinks by the scale, so it becomes a fraction.
 """
 from __future__ import annotations
 
-from ..values import Sym, show, t_count, t_pair
+from ..lang.values import Sym, show, t_count, t_pair
 from .base import Op, Signature, p_dims, p_int
 from .window import spatial
 

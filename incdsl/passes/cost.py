@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from ..ir import inputs, node as ir_node
+from ..ir.graph import inputs, node as ir_node
 from ..ops.table import OPS
 
 

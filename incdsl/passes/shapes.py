@@ -5,7 +5,7 @@ padding arithmetic the rules share is stated once, in `ops/window.py`.
 """
 from __future__ import annotations
 
-from ..ir import inputs, node as ir_node
+from ..ir.graph import inputs, node as ir_node
 from ..ops.table import OPS
 from ..ops.window import ShapeError, Window, window  # noqa: F401  (re-exported: the shared arithmetic)
 

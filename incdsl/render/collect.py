@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..diagnostics import did_you_mean
-from ..ir import inputs, kind, node as ir_node
+from ..ir.graph import inputs, kind, node as ir_node
 from .labels import layer_label, pretty_name
 from .paper import depth_rows
 from .scene import (OUTPUT, DrawError, Edge, Node, Scene, aux_drop, branch_heads, exit_id, input_note,

@@ -12,7 +12,7 @@ import re
 
 import networkx as nx
 
-from ..ir import kind
+from ..ir.graph import kind
 from .scene import Scene
 
 BRANCH_ORDERS = ("spec", "pool-first", "pool-last")  # pool-first: Inception-v4's figures; GoogLeNet's: spec

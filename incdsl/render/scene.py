@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ..ir import inputs, kind, node as ir_node
+from ..ir.graph import inputs, kind, node as ir_node
 from .labels import act_label, layer_label
 
 OUTPUT = "#output"

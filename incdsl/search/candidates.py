@@ -34,7 +34,7 @@ class Verdict:
 
 def network_key(network) -> str:
     """A digest of the network's stable text form: equal networks, equal keys."""
-    from ..ir import format_graph
+    from ..ir.graph import format_graph
     return hashlib.sha256(format_graph(network.graph).encode("utf-8")).hexdigest()[:16]
 
 

@@ -1,7 +1,7 @@
 """Finding the choice points of a spec and substituting a decision for each.
 
 A *space* is a spec with choices; the core language does not know them, so they are found
-and resolved here, on the AST (`incdsl.syntax`), before lowering:
+and resolved here, on the AST (`incdsl.lang.syntax`), before lowering:
 
 * ``choice(64, 96, 128)`` wherever an expression goes: layer and call arguments, `with`
   defaults, parameter defaults (``width = choice(0.75, 1.0)``), repeat counts
@@ -31,9 +31,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from .. import syntax as s
+from ..lang import syntax as s
 from ..diagnostics import IncdslError, Span, error
-from ..values import EvalError, evaluate
+from ..lang.values import EvalError, evaluate
 
 MAX_OPTIONS = 100_000  # options of one choice (a range), a guard against typos such as range(0, 10**9)
 # Options of all choices together, and choices: each option costs a few hundred bytes, and

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .. import syntax as s
-from ..lower import MAX_LAYERS, Lowerer
+from ..lang import syntax as s
+from ..ir.lower import MAX_LAYERS, Lowerer
 from ..passes.cost import node_params_macs
 
 MEMO_LIMIT = 30_000  # entries (~2 KB each); the memo is cleared when it grows past this

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from .. import syntax as s
+from ..lang import syntax as s
 from ..diagnostics import Span
 from .choices import Site
 

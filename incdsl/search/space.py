@@ -27,8 +27,8 @@ from typing import Iterator, Mapping, Sequence
 
 from ..diagnostics import Diagnostic, IncdslError, error
 from ..io import Includes
-from ..lower import MAX_LAYERS, Lowerer, Program, load_program
-from ..network import SpecText, no_network, read_spec
+from ..ir.lower import MAX_LAYERS, Lowerer, Program, load_program
+from ..ir.network import SpecText, no_network, read_spec
 from .choices import Choice, find_choices
 from .resolve import Resolver
 from .fastcost import Cost, CostCache, CostLowerer, uncacheable_blocks
@@ -204,7 +204,7 @@ class Space:
 
     def network(self, point):
         """The checked `Network` of a point. Raises IncdslError (noting the point) when invalid."""
-        from ..network import Network
+        from ..ir.network import Network
         program = self.resolve(point)
         lowerer = Lowerer(program, self.max_layers)
         try:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 
-from .. import syntax as s
+from ..lang import syntax as s
 from ..diagnostics import escape_char
-from ..values import show
+from ..lang.values import show
 from .choices import offsets
 
 

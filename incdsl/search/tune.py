@@ -101,7 +101,7 @@ class TrialFailed(Exception):
 
 
 def _train_candidate(config: dict, settings: dict, ledger: "Ledger") -> None:
-    from ..network import load
+    from ..ir.network import load
     from ..train.loop import TrainConfig, train
 
     network = load(config["spec"], file=config["trial"] + ".inc")

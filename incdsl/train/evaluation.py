@@ -37,7 +37,7 @@ class Evaluation:
 
 def build_model(network, state: dict, *, num_classes: int | None, raw: bool = False):
     """The checkpoint's network with its weights (the average unless `raw`), in eval mode."""
-    from ..backends.torch import to_torch
+    from ..torch.build import to_torch
     model = to_torch(network, num_classes=num_classes, seed=0)
     use_average = state["ema"] is not None and not raw
     weights = state["ema"]["module"] if use_average else state["model"]

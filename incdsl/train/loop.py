@@ -214,7 +214,7 @@ def _output_classes(network, config: TrainConfig) -> int | None:
 
 
 def _build(network, config: TrainConfig, ctx, recipe: Recipe, seed: int, data) -> Run:
-    from ..backends.torch import to_torch
+    from ..torch.build import to_torch
     try:
         model = to_torch(network, num_classes=config.num_classes, seed=seed)
     except ValueError as exc:  # --classes for a network that ends in no classifier

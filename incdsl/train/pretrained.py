@@ -100,7 +100,7 @@ def _state_of(value, path: str) -> dict:
 
 def reference_classes(state: dict) -> int | None:
     """The class count of a state dict's main classifier: its last linear layer outside aux heads."""
-    from ..backends.weights import _split_reference, units
+    from ..torch.weights import _split_reference, units
     trunk, _ = _split_reference(units(state))
     linear = [u for u in trunk if u.kind == "linear"]
     return int(linear[-1].tensors["weight"].shape[0]) if linear else None
@@ -108,7 +108,7 @@ def reference_classes(state: dict) -> int | None:
 
 def load_pretrained(model, source: str):
     """Load `--weights SOURCE` into `model`; returns `load_weights`' report. Raises IncdslError."""
-    from ..backends.weights import WeightsError, load_weights
+    from ..torch.weights import WeightsError, load_weights
     state = read_state_dict(source)
     skip_classifier = reference_classes(state) != model.num_classes
     try:

@@ -17,7 +17,7 @@ MAX_SPEC_BYTES = 16 * 2**20  # a spec file bigger than this is not the checkpoin
 
 def spec_params(values: dict) -> dict:
     """A checkpoint's plain parameter values as `load` takes them (words, `3x3` literals)."""
-    from ..values import Dims, Sym
+    from ..lang.values import Dims, Sym
     out = {}
     for name, value in values.items():
         if isinstance(value, str):
@@ -44,7 +44,7 @@ def load_checkpoint_spec(spec: dict, *, params: dict | None = None, input: tuple
 
     Raises IncdslError when the saved spec no longer loads (e.g. the language changed).
     """
-    from ..network import load
+    from ..ir.network import load
     params = {**spec_params(spec["params"]), **(params or {})}
     input = input or tuple(spec["input"])
     sources, main = spec["sources"], spec["file"]

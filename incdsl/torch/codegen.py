@@ -5,7 +5,7 @@ import itertools
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..names import literal
+from ..ir.names import literal
 from .plan import Container, Lits
 
 # Containers nested in one expression: deeper ones are filled by later statements, so no

@@ -11,7 +11,7 @@ repeat members, labelled composites, instances that mix trunk and aux nodes) are
 `Scope` containers; a repeat group (``name.0``, ``name.1``, ...) is an ``nn.ModuleList``.
 
 Names. Scope components are DSL names, already identifiers; each goes through one
-`incdsl.names.Namespace` per container: one that is a Python keyword, or shadows an
+`incdsl.ir.names.Namespace` per container: one that is a Python keyword, or shadows an
 ``nn.Module`` attribute or the model API, gets a ``_`` suffix (``m`` prefix for a leading
 ``_``), and one that a sibling already has a number (``name_2``). State-dict keys are these
 module paths, so they are stable and readable.
@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..ir import inputs, kind, node as ir_node
-from ..names import Namespace, legal_identifier
+from ..ir.graph import inputs, kind, node as ir_node
+from ..ir.names import Namespace, legal_identifier
 
 # dir(torch.nn.Module) (public names, torch 2.14), instance attributes, the model API, and
 # `self`, which `Scope(**children)` takes beside its children; tests check this list still

@@ -12,16 +12,16 @@ from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
-from . import syntax as s
-from .diagnostics import Diagnostic, IncdslError, Label, Span, did_you_mean, error
-from .ir import format_shape
-from .io import IncludeError, Includes
-from .parse import normalize, parse
-from .ops.base import Signature, p_num
-from .ops.joins import RESIDUAL
-from .ops.table import ALIASES, GROUPS, LAYER_OPS, OPS, SYMBOLS
-from .passes.shapes import ShapeError, infer_node
-from .values import WORDS, EvalError, checked, evaluate, show, t_float, t_nonneg, t_shape
+from ..lang import syntax as s
+from ..diagnostics import Diagnostic, IncdslError, Label, Span, did_you_mean, error
+from .graph import format_shape
+from ..io import IncludeError, Includes
+from ..lang.parse import normalize, parse
+from ..ops.base import Signature, p_num
+from ..ops.joins import RESIDUAL
+from ..ops.table import ALIASES, GROUPS, LAYER_OPS, OPS, SYMBOLS
+from ..passes.shapes import ShapeError, infer_node
+from ..lang.values import WORDS, EvalError, checked, evaluate, show, t_float, t_nonneg, t_shape
 
 # Lowering and checking take about 35 us and 2 KB per layer: 100,000 layers check in a few
 # seconds and well under 1 GB. Real networks have hundreds of layers (the largest shipped

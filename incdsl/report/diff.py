@@ -11,7 +11,7 @@ import difflib
 import io
 import json
 
-from .report import _md, _tex, human, rows
+from .tables import _md, _tex, human, rows
 
 
 def _merge(names_a: list[str], names_b: list[str]) -> list[str]:

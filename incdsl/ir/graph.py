@@ -30,9 +30,9 @@ from typing import Any, Mapping, NamedTuple
 
 import networkx as nx
 
-from .diagnostics import Span
-from .ops.base import Op
-from .ops.table import OPS
+from ..diagnostics import Span
+from ..ops.base import Op
+from ..ops.table import OPS
 
 NODE_KINDS = tuple(OPS)  # the closed set of kinds: the op table's
 

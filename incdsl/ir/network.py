@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from .diagnostics import IncdslError, Span, error
-from .io import STDIN, Includes, ReadError, os_reason, read_text
-from .ir import format_graph, format_shape, lint, trunk_nodes
-from .parse import end_position
+from ..diagnostics import IncdslError, Span, error
+from ..io import STDIN, Includes, ReadError, os_reason, read_text
+from .graph import format_graph, format_shape, lint, trunk_nodes
+from ..lang.parse import end_position
 from .lower import MAX_CALL_DEPTH, MAX_LAYERS, Lowerer, load_program
 
 
@@ -64,7 +64,7 @@ class Network:
     def _repr_svg_(self) -> str | None:
         """Jupyter shows a network as its overall diagram (text repr when Graphviz is absent,
         or the diagram too large to lay out)."""
-        from .render.graphviz import DotTimeout, DrawTooLarge, GraphvizNotFound, render_svg
+        from ..render.graphviz import DotTimeout, DrawTooLarge, GraphvizNotFound, render_svg
         try:
             return render_svg(self)
         except (GraphvizNotFound, DrawTooLarge, DotTimeout):

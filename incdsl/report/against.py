@@ -25,10 +25,10 @@ import io
 import re
 from dataclasses import dataclass
 
-from .diagnostics import Span, error
-from .io import ReadError, os_reason, read_text
-from .ir import node
-from .report import SUFFIXES
+from ..diagnostics import Span, error
+from ..io import ReadError, os_reason, read_text
+from ..ir.graph import node
+from .tables import SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ def render_comparison(records: list[dict], fmt: str) -> str:
         lines += ["| " + " | ".join(row) + " |" for row in body]
         return "\n".join(lines + [""] + [f"- {p}" for p in problems] + ["", summary]) + "\n"
     if fmt == "latex":
-        from .report import _tex
+        from .tables import _tex
         lines = ["\\begin{tabular}{llrrrrl}", "\\toprule", " & ".join(header) + r" \\", "\\midrule"]
         lines += [" & ".join(_tex(c) for c in row) + r" \\" for row in body]
         return "\n".join(lines + ["\\bottomrule", "\\end{tabular}"]) + "\n"

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .ir import inputs
-from .passes.shapes import window
+from ..ir.graph import inputs
+from ..passes.shapes import window
 
 
 @dataclass(frozen=True)

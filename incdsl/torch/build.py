@@ -13,7 +13,7 @@ import types
 
 import torch  # the generated code imports it too; fail here with a clear name
 
-from ..names import identifier
+from ..ir.names import identifier
 from .memory import build_bytes, check_size
 from .source import generate_source
 

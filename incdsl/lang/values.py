@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import syntax as s
-from .diagnostics import Span
+from ..diagnostics import Span
 
 
 class Sym(str):
@@ -43,7 +43,7 @@ WORDS = frozenset(_WORDS)
 
 def symbols() -> frozenset:
     """Bare words that are values (`relu`, `V`): those the ops' arguments accept."""
-    from .ops.table import SYMBOLS  # read lazily: the ops' modules import this one
+    from ..ops.table import SYMBOLS  # read lazily: the ops' modules import this one
     return SYMBOLS
 
 
@@ -109,7 +109,7 @@ def evaluate(expr: s.Expr, env: dict, in_shape: tuple | None):
             return _WORDS[expr.id]
         if expr.id in symbols():
             return Sym(expr.id)
-        from .diagnostics import did_you_mean
+        from ..diagnostics import did_you_mean
         raise EvalError(f"unknown name `{expr.id}`", expr.span,
                         did_you_mean(expr.id, list(env) + sorted(symbols())) or
                         "parameters are declared in the header: `block name(p = 1):`")
@@ -146,7 +146,7 @@ def evaluate(expr: s.Expr, env: dict, in_shape: tuple | None):
             raise EvalError("this spec is a search space: `choice` has no single value here", expr.span,
                             "`incdsl check` describes the space; `incdsl sample` writes concrete specs from it")
         if expr.func not in _FUNCS:
-            from .diagnostics import did_you_mean
+            from ..diagnostics import did_you_mean
             raise EvalError(f"unknown function `{expr.func}`", expr.span,
                             did_you_mean(expr.func, _FUNCS) or "functions: " + ", ".join(sorted(_FUNCS)))
         args = [evaluate(a, env, in_shape) for a in expr.args]

@@ -20,7 +20,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.indenter import DedentError, Indenter
 
 from . import syntax as s
-from .diagnostics import IncdslError, Span, error, normalize_newlines
+from ..diagnostics import IncdslError, Span, error, normalize_newlines
 
 
 MAX_DIGITS = 100
@@ -110,7 +110,7 @@ def build_parser(folder: str | None) -> Lark:
     Building the tables takes a few tens of ms, most of a short `incdsl check`; loading them
     about half that. A missing, stale, corrupt or tampered cache file is rebuilt, never run.
     """
-    grammar = resources.files("incdsl").joinpath("grammar.lark").read_text(encoding="utf-8")
+    grammar = resources.files("incdsl.lang").joinpath("grammar.lark").read_text(encoding="utf-8")
     key = _grammar_key(grammar)
     path = os.path.join(folder, f"grammar-{key[:16]}.json") if folder else None
     if path:

@@ -15,9 +15,9 @@ its own (``InceptionA``, ``InceptionA_2``, ...).
 module for the same seed.
 
 Safety. The spec and its file name come from anyone: every identifier in the file comes from
-an `incdsl.names.Namespace` (module level: the prelude's names, Python's builtins and the
+an `incdsl.ir.names.Namespace` (module level: the prelude's names, Python's builtins and the
 module's own dunders are taken; a class's constructor parameters avoid every module-level
-name), and every other piece of text or number is written by `incdsl.names.literal`, so no
+name), and every other piece of text or number is written by `incdsl.ir.names.literal`, so no
 name, label or file name can end a string, shadow what the code uses, or run on import.
 """
 from __future__ import annotations
@@ -29,8 +29,8 @@ import re
 import unicodedata
 
 from .. import __version__
-from ..ir import format_shape, inputs
-from ..names import BUILTINS, PYTHON_KEYWORDS, Namespace, literal
+from ..ir.graph import format_shape, inputs
+from ..ir.names import BUILTINS, PYTHON_KEYWORDS, Namespace, literal
 from .codegen import Printer, build_lines, emit_method, prelude
 from .plan import (Lits, Owner, attribute_path, build_tree, class_name, classifier_node, constructor, find_owners,
                    head_chain)

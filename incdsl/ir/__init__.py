@@ -1,0 +1,1 @@
+"""The IR: the graph and its invariants, lowering from the AST, the loaded network, names."""

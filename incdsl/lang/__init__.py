@@ -1,0 +1,1 @@
+"""The language: grammar, AST with spans, parser, expression values."""

@@ -1,0 +1,1 @@
+"""Reports over costs: tables, paper tables (--against), counting conventions, diffs."""
