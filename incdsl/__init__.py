@@ -8,7 +8,7 @@
 from .diagnostics import Diagnostic, IncdslError, Span
 from .ir.network import Network, load
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["Diagnostic", "IncdslError", "Network", "Span", "load", "__version__", "count_costs", "to_torch",
            "load_weights", "space"]

@@ -11,7 +11,8 @@ import importlib
 import math
 import sys
 
-from . import __version__
+from .lang.values import parse_value
+from .version import __version__
 from .commands import COMMANDS
 from .diagnostics import IncdslError, render, terminal_safe
 from .io import OutputError
@@ -21,19 +22,6 @@ EXIT_SPEC, EXIT_USAGE = 1, 2
 
 class UsageError(Exception):
     """Bad command-line usage found after argparse (exit 2)."""
-
-
-def parse_value(text: str):
-    """A `--set` value: integer, float, yes/no, or a bare word."""
-    from .lang.values import Sym, _WORDS
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    if text in _WORDS:
-        return _WORDS[text]
-    return Sym(text)
 
 
 def parse_shape(text: str) -> tuple:

@@ -360,3 +360,17 @@ def test_random_arithmetic_in_a_spec_loads_or_fails_cleanly(expr, line):
         incdsl.load(HEAD + "    " + line.format(expr) + "\n", max_layers=1000)
     except IncdslError as exc:
         assert exc.render()
+
+
+def test_a_space_failing_outside_its_choices_stops_after_a_few_points(tmp_path, capsys):
+    # 500 choices and an error no choice reaches: every point fails the same way, so checking
+    # 501+ points would only repeat it (the fuzz harness found this taking over 10 s)
+    body = "".join("    conv 1x1 choice(8, 16)\n" for _ in range(500))
+    spec = tmp_path / "space.inc"
+    spec.write_text("network n(classes = 10):\n    input 3x8x8\n    with conv(self = 1):\n        conv 1x1 8\n"
+                    + body + "    gap\n")
+    code = main(["check", str(spec)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "the first 8 points fail at the same place" in out
+    assert f"{spec}:3:15: error: `conv` has no argument `self`" in err

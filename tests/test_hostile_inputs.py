@@ -466,3 +466,12 @@ def test_wide_and_escaped_characters_keep_the_caret_under_its_character():
 def test_a_huge_name_gives_a_short_message(load_error):
     err = load_error("network t:\n    input 3x8x8\n    conv 1x1 " + "q" * 1_000_000 + "\n")
     assert len(err.render()) < 2000
+
+
+def test_a_spec_over_the_size_limit_is_located_where_it_passes_it(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "big.inc"
+    path.write_text(PLAIN + "# " + "x" * (1 << 20) + "\n")
+    proc = cli(capsys, "check", path)
+    clean_failure(proc, f"{path}:{PLAIN.count(chr(10)) + 1}:", "the spec is too large")
+    proc = cli(capsys, "check", "-", stdin=path.read_text(), monkeypatch=monkeypatch)
+    clean_failure(proc, "<stdin>:", "standard input holds more than 1 MiB")

@@ -117,7 +117,7 @@ def render_conventions(net, costs, fmt: str) -> str:
     """Every counter's total for one network: what each tool prints and what it counts."""
     import json
     from ..report.conventions import CONVENTIONS, count_convention
-    from ..report.tables import _md
+    from ..report.tables import markdown_cell
     recs = [{"convention": c.name, "total": count_convention(net, costs, c.name), "unit": c.unit, "tool": c.tool,
              "counts": c.counts} for c in CONVENTIONS.values()]
     if fmt == "json":
@@ -132,7 +132,7 @@ def render_conventions(net, costs, fmt: str) -> str:
         return buf.getvalue()
     if fmt in ("markdown", "latex"):
         lines = ["| counter | total | unit | counts |", "|---|---:|---|---|"]
-        lines += [f"| {r['convention']} | {r['total']:,} | {r['unit']} | {_md(r['counts'])} |" for r in recs]
+        lines += [f"| {r['convention']} | {r['total']:,} | {r['unit']} | {markdown_cell(r['counts'])} |" for r in recs]
         return "\n".join(lines) + "\n"
     width = max(len(r["convention"]) for r in recs)
     num = max(len(f"{r['total']:,}") for r in recs)

@@ -18,18 +18,18 @@ MAX_MATRIX_CLASSES = 20  # wider matrices are listed as their largest confusions
 
 def register(sub) -> None:
     from ..cli import add_spec_arguments
-    from .train import _bounded
+    from .train import bounded_int
     p = sub.add_parser("eval", help="accuracy and confusion matrix of a trained checkpoint",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_spec_arguments(p, spec_help="the .inc spec file (default: the checkpoint's own copy)")
     p.add_argument("--checkpoint", required=True, metavar="PATH",
                    help="a checkpoint file, or a run folder (its final.pt, else last.pt)")
     p.add_argument("--data", metavar="DIR|digits|synthetic", help="the data (default: the run's)")
-    p.add_argument("--batch-size", type=_bounded(1, 1 << 20, "a batch size"), default=64, metavar="N")
+    p.add_argument("--batch-size", type=bounded_int(1, 1 << 20, "a batch size"), default=64, metavar="N")
     p.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when there is one")
-    p.add_argument("--workers", type=_bounded(0, 1024, "a process count"), metavar="N",
+    p.add_argument("--workers", type=bounded_int(0, 1024, "a process count"), metavar="N",
                    help="data loading processes (0: load in this process)")
-    p.add_argument("--threads", type=_bounded(1, 1024, "a thread count"), metavar="N", help="CPU threads")
+    p.add_argument("--threads", type=bounded_int(1, 1024, "a thread count"), metavar="N", help="CPU threads")
     p.add_argument("--raw", action="store_true", help="evaluate the trained weights, not their average")
     p.add_argument("--skip-bad-images", action="store_true", help="skip image files that cannot be decoded")
     p.add_argument("--format", choices=("text", "json"), default="text")
@@ -45,8 +45,8 @@ def _checkpoint_file(path: str) -> str:
 
 
 def run(args) -> int:
-    from .train import _check_dependencies, _resume_network
-    _check_dependencies(args.data or "")
+    from .train import check_dependencies, resume_network
+    check_dependencies(args.data or "")
     import torch
     from ..diagnostics import error
     from ..train import checkpoint as ckpt
@@ -57,9 +57,9 @@ def run(args) -> int:
     path = _checkpoint_file(args.checkpoint)
     state = ckpt.load(path)
     args.classes = None  # the checkpoint's class count
-    network, reset_classes = _resume_network(args, state)
+    network, reset_classes = resume_network(args, state)
     source = data_source(state.get("settings"), args.data)
-    _check_dependencies(source)
+    check_dependencies(source)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise error("--device cuda was asked for, but PyTorch finds no CUDA device", hint="use --device cpu")

@@ -106,7 +106,9 @@ def check_space(args) -> int | None:
     lines += [f"    {name:<{widths[0]}}  {options:<{widths[1]}}  {where}" for name, options, where in table]
     verdict = "all valid" if not result.invalid else f"{result.invalid:,} invalid"
     lines.append(f"  checked     {_checked_text(result)}: {verdict}")
-    if result.checked < len(plan.points) or not plan.covered:
+    if result.same_failure:
+        lines.append(f"  stopped     the first {result.checked} points fail at the same place, whatever the choices")
+    elif result.checked < len(plan.points) or not plan.covered:
         lines.append(f"  stopped     at the work limit of `incdsl check` ({result.lowered:,} layers made); "
                      f"`incdsl sample` checks the points it draws")
     if costs:

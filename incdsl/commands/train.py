@@ -36,7 +36,7 @@ def _bool(text: str) -> bool:
     return words[text.lower()]
 
 
-def _bounded(low: int, high: int, what: str):
+def bounded_int(low: int, high: int, what: str):
     """An argparse type: an integer in [low, high] (bad values are usage errors, exit 2)."""
     def convert(text: str) -> int:
         stripped = text.strip()
@@ -48,7 +48,7 @@ def _bounded(low: int, high: int, what: str):
     return convert
 
 
-_positive = _bounded(1, 2**31 - 1, "an integer")
+_positive = bounded_int(1, 2**31 - 1, "an integer")
 
 
 def _recipe_type(name: str, kind):
@@ -96,7 +96,7 @@ def register(sub) -> None:
     p.add_argument("--data", metavar="DIR|digits|synthetic", help="the training data (with --resume: the run's)")
     p.add_argument("--out", metavar="DIR", help="where checkpoints and metrics go (default: runs/NETWORK, "
                    "or the --resume folder)")
-    p.add_argument("--classes", type=_bounded(1, MAX_CLASSES, "a class count"), metavar="N",
+    p.add_argument("--classes", type=bounded_int(1, MAX_CLASSES, "a class count"), metavar="N",
                    help="train for N classes: sets the spec's `classes` parameter, or replaces its classifier")
     p.add_argument("--recipe", metavar="NAME", help=f"hyper-parameters: {', '.join(RECIPES)} (default: default)")
     p.add_argument("--resume", nargs="?", const="", metavar="PATH",
@@ -112,15 +112,15 @@ def register(sub) -> None:
     p.add_argument("--compile", action="store_true", help="compile the model with torch.compile")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic algorithms only, so a resumed run equals an uninterrupted one")
-    p.add_argument("--seed", type=_bounded(0, 2**32 - 1, "a seed"),
+    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1, "a seed"),
                    help="random seed (default 0; on --resume, the run's)")
-    p.add_argument("--workers", type=_bounded(0, MAX_WORKERS, "a process count"), metavar="N",
+    p.add_argument("--workers", type=bounded_int(0, MAX_WORKERS, "a process count"), metavar="N",
                    help="data loading processes per training process (0: load in the training process)")
-    p.add_argument("--threads", type=_bounded(1, MAX_THREADS, "a thread count"), metavar="N",
+    p.add_argument("--threads", type=bounded_int(1, MAX_THREADS, "a thread count"), metavar="N",
                    help="CPU threads per process (default: torch's; 1 is faster on a busy machine)")
     p.add_argument("--stop-after", type=_positive, metavar="EPOCHS",
                    help="stop after this many epochs, as if interrupted (continue with --resume)")
-    p.add_argument("--synthetic-size", type=_bounded(1, MAX_SYNTHETIC, "an image count"), metavar="N",
+    p.add_argument("--synthetic-size", type=bounded_int(1, MAX_SYNTHETIC, "an image count"), metavar="N",
                    help="training images of --data synthetic (validation: N/4; default 1024)")
     g = p.add_argument_group("recipe overrides", "each replaces one value of the chosen recipe")
     for f in recipe_fields():
@@ -158,7 +158,7 @@ def _load_network(args):
     return net, reset_classes
 
 
-def _resume_network(args, state: dict):
+def resume_network(args, state: dict):
     """The network to resume: the checkpoint's spec (or SPEC), parameters, input and classes, with
     the flags given again on top; (network, classes to reset)."""
     from ..cli import UsageError, overrides, spec_text
@@ -187,7 +187,7 @@ def _resume_network(args, state: dict):
     return net, classes_to_reset(net, classes)
 
 
-def _check_dependencies(data: str) -> None:
+def check_dependencies(data: str) -> None:
     from ..diagnostics import error
     try:
         import torch  # noqa: F401  (only to word the error when it is missing)
@@ -223,7 +223,7 @@ def run(args) -> int:
         raise UsageError("give a spec and --data (or --resume DIR to continue a run)")
     if args.resume is not None and args.weights:
         raise UsageError("--weights starts a new run; --resume continues one with its own weights")
-    _check_dependencies(args.data or "")
+    check_dependencies(args.data or "")
     from ..io import prepare_output_dir
     from ..train import checkpoint as ckpt
     from ..train.loop import TrainConfig, resume_command, train
@@ -237,10 +237,10 @@ def run(args) -> int:
         resume = ckpt.find(_resume_target(args))
         state = ckpt.load(resume)
         settings = state.get("settings") or {}
-        net, reset_classes = _resume_network(args, state)
+        net, reset_classes = resume_network(args, state)
         out = args.out or os.path.dirname(resume) or "."
         args.data = data_source(settings, args.data)
-        _check_dependencies(args.data)
+        check_dependencies(args.data)
         del state  # `train` reads the checkpoint again; do not hold two copies
     prepare_output_dir(out)  # a bad --out is a one-line error now, not after the first epoch
     overrides = {f.name: getattr(args, "recipe_" + f.name) for f in recipe_fields()}

@@ -48,7 +48,8 @@ def _read_bytes(path: str, limit: int, follow: bool = True) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise ReadError(f"it is {_kind(info.st_mode)}, not a regular file")
         if info.st_size > limit:
-            raise ReadError(f"it is larger than {_size(limit)} ({info.st_size:,} bytes)", too_large=True)
+            line, col = _position(os.read(fd, limit))  # where the limit is passed, for the message
+            raise ReadError(f"it is larger than {_size(limit)} ({info.st_size:,} bytes)", line, col, too_large=True)
         return _read_at_most(fd, limit)
     finally:
         os.close(fd)
@@ -81,10 +82,14 @@ def decode(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        before = data[: exc.start].decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
-        line = before.count("\n") + 1
-        col = len(before) - (before.rfind("\n") + 1) + 1
+        line, col = _position(data[: exc.start])
         raise ReadError(f"invalid UTF-8 (byte 0x{data[exc.start]:02x})", line, col) from None
+
+
+def _position(before: bytes) -> tuple[int, int]:
+    """(line, column) just after `before`, the start of a file, counted as the parser counts."""
+    text = before.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    return text.count("\n") + 1, len(text) - (text.rfind("\n") + 1) + 1
 
 
 def read_text(path: str, *, limit: int | None = None, stdin_ok: bool = False) -> str:
@@ -99,7 +104,8 @@ def read_text(path: str, *, limit: int | None = None, stdin_ok: bool = False) ->
     if stdin_ok and path == STDIN:
         data = sys.stdin.buffer.read(limit + 1)
         if len(data) > limit:
-            raise ReadError(f"standard input holds more than {_size(limit)}", too_large=True)
+            raise ReadError(f"standard input holds more than {_size(limit)}", *_position(data[:limit]),
+                            too_large=True)
         return decode(data)
     return decode(_read_bytes(path, limit))
 

@@ -120,7 +120,11 @@ def read_spec_file(path: str) -> SpecText:
             hint = "give `-` to read a spec from standard input" if "pipe" in exc.reason or "device" in exc.reason else None
             raise error(f"cannot read {'standard input' if stdin else path}: {exc.reason}", hint=hint) from None
         name = "<stdin>" if stdin else path
-        raise error(exc.reason, Span(name, exc.line, exc.col, exc.line, exc.col + 1), hint="save the spec as UTF-8") from None
+        where = Span(name, exc.line, exc.col, exc.line, exc.col + 1)
+        if exc.too_large:
+            raise error(f"the spec is too large: {exc.reason.removeprefix('it is ')}; the limit is passed here",
+                        where, hint="a spec is a few kilobytes; keep generated specs under the limit") from None
+        raise error(exc.reason, where, hint="save the spec as UTF-8") from None
 
 
 def read_spec(spec: str | os.PathLike | SpecText, file: str | None = None) -> tuple[str, str]:

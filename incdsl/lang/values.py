@@ -7,7 +7,6 @@ Values are ints, floats, bools, `Sym` (a bare word such as `relu`, `V` or `S`), 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 from . import syntax as s
@@ -251,3 +250,15 @@ def t_shape(v):
     if not isinstance(v, (Dims, tuple)) or len(v) != 3:
         raise TypeError(f"expected an input size such as `3x224x224`, found `{show(v)}`")
     return tuple(t_count(x) for x in v)
+
+
+def parse_value(text: str):
+    """A value given on the command line (`--set NAME=VALUE`): integer, float, yes/no, or a bare word."""
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    if text in _WORDS:
+        return _WORDS[text]
+    return Sym(text)

@@ -241,9 +241,9 @@ def render_comparison(records: list[dict], fmt: str) -> str:
         lines += ["| " + " | ".join(row) + " |" for row in body]
         return "\n".join(lines + [""] + [f"- {p}" for p in problems] + ["", summary]) + "\n"
     if fmt == "latex":
-        from .tables import _tex
+        from .tables import latex_cell
         lines = ["\\begin{tabular}{llrrrrl}", "\\toprule", " & ".join(header) + r" \\", "\\midrule"]
-        lines += [" & ".join(_tex(c) for c in row) + r" \\" for row in body]
+        lines += [" & ".join(latex_cell(c) for c in row) + r" \\" for row in body]
         return "\n".join(lines + ["\\bottomrule", "\\end{tabular}"]) + "\n"
     widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
     fmt_line = lambda row: "  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip()

@@ -11,7 +11,7 @@ import difflib
 import io
 import json
 
-from .tables import _md, _tex, human, rows
+from .tables import markdown_cell, latex_cell, human, rows
 
 
 def _merge(names_a: list[str], names_b: list[str]) -> list[str]:
@@ -79,17 +79,17 @@ def render_diff(diff: dict, fmt: str, label_a: str, label_b: str) -> str:
              _num(t["macs_a"]), _num(t["macs_b"]), f"{_delta(t['macs_delta'])} ({_pct(t['macs_delta'], t['macs_a'])})"]
     numeric = set(range(2, 8))
     if fmt == "markdown":
-        lines = ["| " + " | ".join(_md(h) for h in header) + " |",
+        lines = ["| " + " | ".join(markdown_cell(h) for h in header) + " |",
                  "|" + "|".join("---:" if i in numeric else "---" for i in range(len(header))) + "|"]
-        lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in body]
-        lines.append("| " + " | ".join(f"**{_md(c)}**" if c else "" for c in total) + " |")
+        lines += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in body]
+        lines.append("| " + " | ".join(f"**{markdown_cell(c)}**" if c else "" for c in total) + " |")
         return "\n".join(lines) + "\n"
     if fmt == "latex":
         header = [h.replace("Δ", "$\\Delta$") for h in header]
         lines = ["\\begin{tabular}{" + "".join("r" if i in numeric else "l" for i in range(len(header))) + "}",
-                 "\\toprule", " & ".join(h if "$" in h else _tex(h) for h in header) + r" \\", "\\midrule"]
-        lines += [" & ".join(_tex(c) for c in row) + r" \\" for row in body]
-        lines += ["\\midrule", " & ".join(_tex(c) for c in total) + r" \\", "\\bottomrule", "\\end{tabular}"]
+                 "\\toprule", " & ".join(h if "$" in h else latex_cell(h) for h in header) + r" \\", "\\midrule"]
+        lines += [" & ".join(latex_cell(c) for c in row) + r" \\" for row in body]
+        lines += ["\\midrule", " & ".join(latex_cell(c) for c in total) + r" \\", "\\bottomrule", "\\end{tabular}"]
         return "\n".join(lines) + "\n"
     table = [header] + body + [total]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]

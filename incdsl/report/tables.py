@@ -166,15 +166,15 @@ def render(report: dict, fmt: str) -> str:
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |",
                  "|" + "|".join("---:" if i in numeric else "---" for i in range(len(header))) + "|"]
-        lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in body]
-        lines.append("| " + " | ".join(f"**{_md(c)}**" if c else "" for c in total_row) + " |")
+        lines += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in body]
+        lines.append("| " + " | ".join(f"**{markdown_cell(c)}**" if c else "" for c in total_row) + " |")
         return "\n".join(lines) + "\n"
     if fmt == "latex":
         spec = "".join("r" if i in numeric else "l" for i in range(len(header)))
         lines = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
-                 " & ".join(_tex(h) for h in header) + r" \\", "\\midrule"]
-        lines += [" & ".join(_tex(c) for c in row) + r" \\" for row in body]
-        lines += ["\\midrule", " & ".join(_tex(c) for c in total_row) + r" \\", "\\bottomrule", "\\end{tabular}"]
+                 " & ".join(latex_cell(h) for h in header) + r" \\", "\\midrule"]
+        lines += [" & ".join(latex_cell(c) for c in row) + r" \\" for row in body]
+        lines += ["\\midrule", " & ".join(latex_cell(c) for c in total_row) + r" \\", "\\bottomrule", "\\end{tabular}"]
         return "\n".join(lines) + "\n"
     # aligned text
     table = [header] + body + [total_row]
@@ -201,11 +201,11 @@ def table_header(batch: int) -> list[str]:
     return ["name", "kind", "output", "params", "MACs/image", f"activations x{batch}", "RF"]
 
 
-def _md(text: str) -> str:
+def markdown_cell(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
-def _tex(text: str) -> str:
+def latex_cell(text: str) -> str:
     out = str(text)
     for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"), ("$", r"\$")):
         out = out.replace(a, b)

@@ -187,7 +187,7 @@ def budget_overrides(settings: Settings) -> dict:
 
 
 def _params(sets: list) -> dict:
-    from ..cli import parse_value
+    from ..lang.values import parse_value
     return {k.strip(): parse_value(v.strip()) for k, _, v in (s.partition("=") for s in sets)}
 
 

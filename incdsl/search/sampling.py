@@ -14,9 +14,11 @@ from .fastcost import Cost
 GRID_LIMIT = 10_000  # points `--strategy grid` will enumerate
 CHECK_ALL_LIMIT = 512  # spaces up to this size are checked point by point
 CHECK_RANDOM = 64  # random points checked beyond the one-choice-at-a-time sweep
-# Layers `incdsl check` makes on a space, over all the points it costs (about 40 us each: a
-# few seconds); and option indices it holds in its plan (points x choices).
-CHECK_WORK = 50_000
+
+# Layers `incdsl check` makes on a space, over all the points it costs (about 70 us each with
+# resolving the choices: about a second, under the fuzz harness's 10 s on a busy machine);
+# and option indices it holds in its plan (points x choices).
+CHECK_WORK = 20_000
 CHECK_POINTS_ENTRIES = 2_000_000
 
 
@@ -202,6 +204,7 @@ class CheckResult:
     first_invalid: IncdslError | None = None
     checked: int = 0  # points of the plan costed (all of them, unless the work limit stopped it)
     lowered: int = 0  # layers made while checking
+    same_failure: bool = False  # stopped: the first points all failed at the same place, whatever the choices
 
 
 def check_space(space, work: int = CHECK_WORK) -> CheckResult:
@@ -224,10 +227,20 @@ def check_space(space, work: int = CHECK_WORK) -> CheckResult:
         if isinstance(cost, IncdslError):
             result.invalid += 1
             result.first_invalid = result.first_invalid or cost
+            if result.invalid == result.checked == SAME_FAILURES and _same(cost, result.first_invalid):
+                result.same_failure = True  # an error no choice reaches: more points say nothing new
+                break
         else:
             result.costs.append(cost)
     result.lowered = space.lowered - start
     return result
+
+
+SAME_FAILURES = 8  # this many first points failing alike stop the check
+
+
+def _same(a: IncdslError, b: IncdslError) -> bool:
+    return (a.diagnostics[0].message, a.span) == (b.diagnostics[0].message, b.span)
 
 
 def _cost_or_error(space, indices):

@@ -25,7 +25,7 @@ import random
 from dataclasses import replace
 from typing import Iterator, Mapping, Sequence
 
-from ..diagnostics import Diagnostic, IncdslError, error
+from ..diagnostics import Diagnostic, IncdslError
 from ..io import Includes
 from ..ir.lower import MAX_LAYERS, Lowerer, Program, load_program
 from ..ir.network import SpecText, no_network, read_spec

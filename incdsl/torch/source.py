@@ -28,7 +28,7 @@ import os
 import re
 import unicodedata
 
-from .. import __version__
+from ..version import __version__
 from ..ir.graph import format_shape, inputs
 from ..ir.names import BUILTINS, PYTHON_KEYWORDS, Namespace, literal
 from .codegen import Printer, build_lines, emit_method, prelude

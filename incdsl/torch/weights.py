@@ -81,7 +81,7 @@ def _split_ours(module, found: list[Unit]) -> tuple[list[Unit], list[list[Unit]]
     return [u for u in found if id(u) not in taken], aux
 
 
-def _split_reference(found: list[Unit], aux_paths=()) -> tuple[list[Unit], list[list[Unit]]]:
+def split_reference(found: list[Unit], aux_paths=()) -> tuple[list[Unit], list[list[Unit]]]:
     """(trunk, heads): heads are top-level modules named like "aux", or, for a state dict of
     ours, the modules at our `aux_paths` (our heads take the names the spec gives them)."""
     trunk, aux = [], {}
@@ -328,7 +328,7 @@ def load_weights(module, state_dict, *, aux: str = "strict", skip_classifier: bo
     our_trunk, our_aux = _split_ours(module, units(own))
     ref_units = units(state_dict)
     ours_present = [p for p in getattr(module, "aux_paths", []) if any(_under(u.prefix, p) for u in ref_units)]
-    ref_trunk, ref_aux = _split_reference(ref_units, ours_present)
+    ref_trunk, ref_aux = split_reference(ref_units, ours_present)
     if aux == "strict" and len(our_aux) != len(ref_aux):
         raise WeightsError(f"ours has {len(our_aux)} auxiliary head(s), the reference {len(ref_aux)}; "
                            "pass aux='skip' to load the trunk alone")

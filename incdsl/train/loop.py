@@ -22,7 +22,7 @@ from ..diagnostics import error
 from . import checkpoint as ckpt
 from . import distributed
 from .data import UnreadableImages, make_loaders, open_data, reseed
-from .epoch import NonFiniteLoss, Run, evaluate, has_top5, sync_buffers, train_epoch
+from .epoch import NonFiniteLoss, Run, evaluate, sync_buffers, train_epoch
 from .optim import WeightAverage, build_optimizer
 from .recipes import Recipe, as_dict, from_dict, get_recipe, with_overrides
 

@@ -100,8 +100,8 @@ def _state_of(value, path: str) -> dict:
 
 def reference_classes(state: dict) -> int | None:
     """The class count of a state dict's main classifier: its last linear layer outside aux heads."""
-    from ..torch.weights import _split_reference, units
-    trunk, _ = _split_reference(units(state))
+    from ..torch.weights import split_reference, units
+    trunk, _ = split_reference(units(state))
     linear = [u for u in trunk if u.kind == "linear"]
     return int(linear[-1].tensors["weight"].shape[0]) if linear else None
 
