@@ -36,7 +36,7 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _read_bytes(path: str, limit: int, follow: bool = True) -> bytes:
+def _read_bytes(path: str, limit: int, follow: bool = True, locate: bool = False) -> bytes:
     """At most `limit` bytes of a regular file; never blocks on a FIFO, never reads a device.
     `follow=False` refuses a symbolic link as the last part of `path` (one resolved already)."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -48,7 +48,8 @@ def _read_bytes(path: str, limit: int, follow: bool = True) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise ReadError(f"it is {_kind(info.st_mode)}, not a regular file")
         if info.st_size > limit:
-            line, col = _position(os.read(fd, limit))  # where the limit is passed, for the message
+            # `locate`: say where the limit is passed (a spec's message points there)
+            line, col = _position(os.read(fd, limit)) if locate else (None, None)
             raise ReadError(f"it is larger than {_size(limit)} ({info.st_size:,} bytes)", line, col, too_large=True)
         return _read_at_most(fd, limit)
     finally:
@@ -107,7 +108,7 @@ def read_text(path: str, *, limit: int | None = None, stdin_ok: bool = False) ->
             raise ReadError(f"standard input holds more than {_size(limit)}", *_position(data[:limit]),
                             too_large=True)
         return decode(data)
-    return decode(_read_bytes(path, limit))
+    return decode(_read_bytes(path, limit, locate=True))
 
 
 def os_reason(exc: OSError) -> str:
