@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import networkx as nx
 
@@ -21,6 +22,7 @@ from ..ops.base import Signature, p_num
 from ..ops.joins import RESIDUAL
 from ..ops.table import ALIASES, GROUPS, LAYER_OPS, OPS, SYMBOLS
 from ..passes.shapes import ShapeError, infer_node
+from ..lang.walk import fold_statements
 from ..lang.values import WORDS, EvalError, checked, evaluate, show, t_float, t_nonneg, t_shape
 
 # Lowering and checking take about 35 us and 2 KB per layer: 100,000 layers check in a few
@@ -546,29 +548,35 @@ class Lowerer:
         return self.min_sizes[block]
 
     def _min_body(self, stmts, env: dict) -> int:
-        return min(sum(size for _, size, _ in self._min_parts(stmts, env)), SIZE_CAP)
+        return min(sum(self._min_sizes(stmts, env)), SIZE_CAP)
 
-    def _min_parts(self, stmts, env: dict):
-        """(span, lower bound of layers, what it is) of each statement, or of each element of a chain.
+    def _min_sizes(self, stmts, env: dict) -> list[int]:
+        """A lower bound of the layers of each statement of `stmts`."""
+        return fold_statements(stmts, partial(self._min_stmt, env=env))
 
-        A block call or a repetition counts as at least one: it costs time even if empty."""
-        for st in stmts:
-            if isinstance(st, s.Chain):
-                for e in st.elements:
-                    if e.name in self.blocks:
-                        size = max(1, self.min_size(e.name))
-                        yield e.name_span, size, f"block `{e.name}` makes at least {size:,}"
-                    else:
-                        yield e.name_span, 1, None
-            elif isinstance(st, s.Composite):
-                yield st.span, self._min_body(st.body, env) + 1, None
-            elif isinstance(st, s.RepeatStmt):
-                inner = {k: v for k, v in env.items() if k != st.var}  # the variable hides a parameter
-                count, each = self._constant_count(st.count, env), max(1, self._min_body(st.body, inner))
-                yield (st.count.span, min(count * each, SIZE_CAP),
-                       f"each of its {count:,} repetitions makes at least {each:,}")
-            elif isinstance(st, (s.BranchStmt, s.ShortcutStmt, s.WithStmt, s.AuxStmt)):
-                yield st.span, self._min_body(st.body, env), None
+    def _min_element(self, e: s.Element) -> int:
+        """A block call counts as at least one: it costs time even if empty."""
+        return max(1, self.min_size(e.name)) if e.name in self.blocks else 1
+
+    def _min_stmt(self, st, inner: list[int], path: tuple, *, env: dict) -> int:
+        """The bound of one statement, given those of the statements of its body (`inner`)."""
+        if isinstance(st, s.Chain):
+            size = 0
+            for e in st.elements:  # `_min_element`, inlined: every point of a search is checked
+                size += max(1, self.min_size(e.name)) if e.name in self.blocks else 1
+            return size
+        body = min(sum(inner), SIZE_CAP)
+        if isinstance(st, s.Composite):
+            return body + 1
+        if isinstance(st, s.RepeatStmt):  # a repetition counts as at least one, like a block call
+            return min(self._repeat_count(st, env, path) * max(1, body), SIZE_CAP)
+        if isinstance(st, (s.BranchStmt, s.ShortcutStmt, s.WithStmt, s.AuxStmt)):
+            return body
+        return 0
+
+    def _repeat_count(self, st: s.RepeatStmt, env: dict, path: tuple) -> int:
+        hidden = [p.var for p in path if isinstance(p, s.RepeatStmt) and p.var in env]  # a loop variable hides a parameter
+        return self._constant_count(st.count, {k: v for k, v in env.items() if k not in hidden} if hidden else env)
 
     @staticmethod
     def _constant_count(expr, env: dict) -> int:
@@ -583,12 +591,25 @@ class Lowerer:
         """Refuse, before lowering, a network whose size read off the AST passes the limit.
 
         Points at the statement (or chain element) where the running total passes it."""
+        sizes = self._min_sizes(body, env)
         total = 1  # the input
-        for span, size, what in self._min_parts(body, env):
-            total += size
-            if total > self.max_layers:
-                self.too_big(min(self._min_body(body, env) + 1, SIZE_CAP), span, None,
-                             notes=[what] if what else [])
+        for st, size in zip(body, sizes):
+            if total + size <= self.max_layers:
+                total += size
+                continue
+            estimate = min(min(sum(sizes), SIZE_CAP) + 1, SIZE_CAP)
+            if isinstance(st, s.Chain):
+                for e in st.elements:
+                    total += self._min_element(e)
+                    if total > self.max_layers:
+                        notes = [f"block `{e.name}` makes at least {self._min_element(e):,}"] if e.name in self.blocks else []
+                        self.too_big(estimate, e.name_span, None, notes=notes)
+            if isinstance(st, s.RepeatStmt):
+                count = self._repeat_count(st, env, ())
+                each = max(1, self._min_body(st.body, {k: v for k, v in env.items() if k != st.var}))
+                self.too_big(estimate, st.count.span, None,
+                             notes=[f"each of its {count:,} repetitions makes at least {each:,}"])
+            self.too_big(estimate, st.span, None)
 
     def composite_scope(self, stmt, ctx: Ctx) -> str:
         return self.claim(ctx.scope, stmt.label, stmt.label_span, ctx) if stmt.label else ctx.scope

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..lang import syntax as s
+from ..lang.walk import iter_statements
 from ..ir.lower import MAX_LAYERS, Lowerer
 from ..passes.cost import node_params_macs
 
@@ -53,20 +54,8 @@ def freeze(value):
 
 def tapped_labels(program) -> set[str]:
     """Labels named by `aux ... from LABEL` anywhere in the program."""
-    taps: set[str] = set()
-
-    def walk(stmts):
-        for st in stmts:
-            if isinstance(st, s.AuxStmt) and st.tap:
-                taps.add(st.tap)
-            body = getattr(st, "body", None)
-            if body:
-                walk(body)
-
-    for d in [program.network, *program.blocks.values()]:
-        if d is not None:
-            walk(d.body)
-    return taps
+    return {st.tap for d in [program.network, *program.blocks.values()] if d is not None
+            for st in iter_statements(d.body) if isinstance(st, s.AuxStmt) and st.tap}
 
 
 def uncacheable_blocks(program) -> set[str]:
@@ -92,7 +81,7 @@ def uncacheable_blocks(program) -> set[str]:
 
 
 def _labels_and_calls(stmts, labels: list, names: set) -> None:
-    for st in stmts:
+    for st in iter_statements(stmts):
         label = getattr(st, "label", None)
         if label:
             labels.append(label)
@@ -101,9 +90,6 @@ def _labels_and_calls(stmts, labels: list, names: set) -> None:
                 names.add(el.name)
                 if el.label:
                     labels.append(el.label)
-        body = getattr(st, "body", None)
-        if body:
-            _labels_and_calls(body, labels, names)
 
 
 class CostCache:
