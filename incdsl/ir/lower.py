@@ -138,6 +138,39 @@ def load_program(text: str, file: str, includes: Includes | None = None) -> Prog
     return Program(networks[0] if networks else None, blocks, sources, found)
 
 
+def node_data(op: str, attrs: dict, shape: tuple, span: Span, scope: str, block, aux) -> dict:
+    """The attributes of one IR node (STYLE.md, "IR")."""
+    return {"op": op, "attrs": attrs, "shape": shape, "span": span, "scope": scope, "block": block, "aux": aux}
+
+
+class GraphSink:
+    """Where lowering puts the layers it makes, by default: the IR graph, edges and all.
+
+    A sink has `add(name, data, ins, cost=None)` (a node, its attributes from `node_data`, the
+    nodes it reads in order; `cost`, where known, is for sinks that count), `node(name)` (the
+    attributes), `len()` (nodes so far), `graph` (graph-level attributes) and `result()` (what
+    `lower_network` returns). `search/fastcost.py` has one that only adds up the cost.
+    """
+
+    def __init__(self):
+        self.g = nx.DiGraph()
+        self.graph = self.g.graph
+
+    def add(self, name: str, data: dict, ins, cost=None) -> None:
+        self.g.add_node(name, **data)
+        for i, src in enumerate(ins):
+            self.g.add_edge(src, name, index=i)
+
+    def node(self, name: str) -> dict:
+        return self.g.nodes[name]
+
+    def __len__(self) -> int:
+        return len(self.g)
+
+    def result(self) -> nx.DiGraph:
+        return self.g
+
+
 def _realpath(file: str) -> str:
     try:
         return os.path.realpath(file)
@@ -217,14 +250,14 @@ def _err(message, span, sources, notes=(), hint=None, labels=()) -> IncdslError:
 # --- lowering --------------------------------------------------------------------------------
 
 class Lowerer:
-    def __init__(self, program: Program, max_layers: int = MAX_LAYERS):
+    def __init__(self, program: Program, max_layers: int = MAX_LAYERS, sink=None):
         self.program = program
+        self.sink = sink if sink is not None else GraphSink()  # where the layers made go
         self.blocks = program.blocks
         self.max_layers = max_layers
         self.idle = 0  # repetitions and block calls that made no layer (each counts as one)
         self.name_chars = 0  # total length of the scoped names claimed
         self.values = 0  # parameter values bound by calls and repetitions (`count_values`)
-        self.g = nx.DiGraph()
         self.counters: dict[tuple[str, str], int] = {}
         self.used: dict[str, dict[str, Span]] = {}
         self.labels: dict[str, list[tuple[str, str, Span]]] = {}
@@ -279,7 +312,7 @@ class Lowerer:
     # size
     def made(self) -> int:
         """Layers made so far (the input too), plus repetitions and calls that made none."""
-        return len(self.g) + self.idle
+        return len(self.sink) + self.idle
 
     def too_big(self, least: int, span: Span, ctx: Ctx | None, notes=()):
         shown = f"at least {least:,}" if least < SIZE_CAP else f"more than {SIZE_CAP:,}"
@@ -302,7 +335,7 @@ class Lowerer:
         if self.made() >= self.max_layers:
             self.too_big(self.made() + 1, span, ctx)
         try:
-            shape, warnings = infer_node(op, attrs, [self.g.nodes[i]["shape"] for i in ins])
+            shape, warnings = infer_node(op, attrs, [self.sink.node(i)["shape"] for i in ins])
         except ShapeError as exc:
             self.fail(exc.message, span, ctx, exc.hint, exc.notes)
         for w in warnings:
@@ -310,16 +343,15 @@ class Lowerer:
                 f"in block `{n}` instantiated at {sp}" for n, sp in reversed(ctx.calls)),
                 "pad with S, or choose a size the stride divides"))
         scope = name.rpartition("/")[0]
-        self.g.add_node(name, op=op, attrs=attrs, shape=shape, span=span, scope=scope, block=ctx.block, aux=ctx.aux)
-        for i, src in enumerate(ins):
-            self.g.add_edge(src, name, index=i)
+        self.sink.add(name, node_data(op, attrs, shape, span, scope, ctx.block, ctx.aux), ins)
         return name
 
     def shape(self, node: str) -> tuple:
-        return self.g.nodes[node]["shape"]
+        return self.sink.node(node)["shape"]
 
     # network
-    def lower_network(self, net: s.Definition, overrides: dict, input_shape: tuple | None) -> nx.DiGraph:
+    def lower_network(self, net: s.Definition, overrides: dict, input_shape: tuple | None):
+        """The sink's result: the IR graph (`GraphSink`, the default)."""
         ctx = Ctx("", {}, None, {})
         env = self.bind_params(net, [], dict(overrides), net.name_span, ctx, overrides=True)
         ctx = replace(ctx, env=env)
@@ -337,12 +369,11 @@ class Lowerer:
         if input_shape is not None:
             shape = tuple(input_shape)
         self.claim("", "input", first.span, ctx)
-        self.g.add_node("input", op="input", attrs={"shape": shape}, shape=shape, span=first.span, scope="",
-                        block=None, aux=None)
-        self.g.graph.update(name=net.name, input="input", aux=[], params=env)
+        self.sink.add("input", node_data("input", {"shape": shape}, shape, first.span, "", None, None), [])
+        self.sink.graph.update(name=net.name, input="input", aux=[], params=env)
         out = self.lower_body(body, "input", replace(ctx, in_shape=shape))  # `in` is the network's input here
-        self.g.graph.update(output=out, instances=self.instances)
-        return self.g
+        self.sink.graph.update(output=out, instances=self.instances)
+        return self.sink.result()
 
     def bind_params(self, d: s.Definition, args, kwargs: dict, call_span: Span, ctx: Ctx, overrides=False) -> dict:
         """Parameters of a block or network: positional args, keyword args, then defaults."""
@@ -747,4 +778,4 @@ class Lowerer:
                           hint=did_you_mean(stmt.tap, self.labels) or "label the tapped statement with `as NAME`")
         scope = self.claim(ctx.scope, stmt.name, stmt.span, ctx)
         out = self.lower_body(stmt.body, tap, replace(ctx, scope=scope, aux=stmt.name))
-        self.g.graph["aux"].append({"name": stmt.name, "weight": attrs["weight"], "tap": tap, "output": out})
+        self.sink.graph["aux"].append({"name": stmt.name, "weight": attrs["weight"], "tap": tap, "output": out})
