@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import networkx as nx
 
@@ -21,6 +22,7 @@ from ..ops.base import Signature, p_num
 from ..ops.joins import RESIDUAL
 from ..ops.table import ALIASES, GROUPS, LAYER_OPS, OPS, SYMBOLS
 from ..passes.shapes import ShapeError, infer_node
+from ..lang.walk import fold_statements
 from ..lang.values import WORDS, EvalError, checked, evaluate, show, t_float, t_nonneg, t_shape
 
 # Lowering and checking take about 35 us and 2 KB per layer: 100,000 layers check in a few
@@ -136,6 +138,39 @@ def load_program(text: str, file: str, includes: Includes | None = None) -> Prog
     return Program(networks[0] if networks else None, blocks, sources, found)
 
 
+def node_data(op: str, attrs: dict, shape: tuple, span: Span, scope: str, block, aux) -> dict:
+    """The attributes of one IR node (STYLE.md, "IR")."""
+    return {"op": op, "attrs": attrs, "shape": shape, "span": span, "scope": scope, "block": block, "aux": aux}
+
+
+class GraphSink:
+    """Where lowering puts the layers it makes, by default: the IR graph, edges and all.
+
+    A sink has `add(name, data, ins, cost=None)` (a node, its attributes from `node_data`, the
+    nodes it reads in order; `cost`, where known, is for sinks that count), `node(name)` (the
+    attributes), `len()` (nodes so far), `graph` (graph-level attributes) and `result()` (what
+    `lower_network` returns). `search/fastcost.py` has one that only adds up the cost.
+    """
+
+    def __init__(self):
+        self.g = nx.DiGraph()
+        self.graph = self.g.graph
+
+    def add(self, name: str, data: dict, ins, cost=None) -> None:
+        self.g.add_node(name, **data)
+        for i, src in enumerate(ins):
+            self.g.add_edge(src, name, index=i)
+
+    def node(self, name: str) -> dict:
+        return self.g.nodes[name]
+
+    def __len__(self) -> int:
+        return len(self.g)
+
+    def result(self) -> nx.DiGraph:
+        return self.g
+
+
 def _realpath(file: str) -> str:
     try:
         return os.path.realpath(file)
@@ -215,14 +250,14 @@ def _err(message, span, sources, notes=(), hint=None, labels=()) -> IncdslError:
 # --- lowering --------------------------------------------------------------------------------
 
 class Lowerer:
-    def __init__(self, program: Program, max_layers: int = MAX_LAYERS):
+    def __init__(self, program: Program, max_layers: int = MAX_LAYERS, sink=None):
         self.program = program
+        self.sink = sink if sink is not None else GraphSink()  # where the layers made go
         self.blocks = program.blocks
         self.max_layers = max_layers
         self.idle = 0  # repetitions and block calls that made no layer (each counts as one)
         self.name_chars = 0  # total length of the scoped names claimed
         self.values = 0  # parameter values bound by calls and repetitions (`count_values`)
-        self.g = nx.DiGraph()
         self.counters: dict[tuple[str, str], int] = {}
         self.used: dict[str, dict[str, Span]] = {}
         self.labels: dict[str, list[tuple[str, str, Span]]] = {}
@@ -277,7 +312,7 @@ class Lowerer:
     # size
     def made(self) -> int:
         """Layers made so far (the input too), plus repetitions and calls that made none."""
-        return len(self.g) + self.idle
+        return len(self.sink) + self.idle
 
     def too_big(self, least: int, span: Span, ctx: Ctx | None, notes=()):
         shown = f"at least {least:,}" if least < SIZE_CAP else f"more than {SIZE_CAP:,}"
@@ -300,7 +335,7 @@ class Lowerer:
         if self.made() >= self.max_layers:
             self.too_big(self.made() + 1, span, ctx)
         try:
-            shape, warnings = infer_node(op, attrs, [self.g.nodes[i]["shape"] for i in ins])
+            shape, warnings = infer_node(op, attrs, [self.sink.node(i)["shape"] for i in ins])
         except ShapeError as exc:
             self.fail(exc.message, span, ctx, exc.hint, exc.notes)
         for w in warnings:
@@ -308,16 +343,15 @@ class Lowerer:
                 f"in block `{n}` instantiated at {sp}" for n, sp in reversed(ctx.calls)),
                 "pad with S, or choose a size the stride divides"))
         scope = name.rpartition("/")[0]
-        self.g.add_node(name, op=op, attrs=attrs, shape=shape, span=span, scope=scope, block=ctx.block, aux=ctx.aux)
-        for i, src in enumerate(ins):
-            self.g.add_edge(src, name, index=i)
+        self.sink.add(name, node_data(op, attrs, shape, span, scope, ctx.block, ctx.aux), ins)
         return name
 
     def shape(self, node: str) -> tuple:
-        return self.g.nodes[node]["shape"]
+        return self.sink.node(node)["shape"]
 
     # network
-    def lower_network(self, net: s.Definition, overrides: dict, input_shape: tuple | None) -> nx.DiGraph:
+    def lower_network(self, net: s.Definition, overrides: dict, input_shape: tuple | None):
+        """The sink's result: the IR graph (`GraphSink`, the default)."""
         ctx = Ctx("", {}, None, {})
         env = self.bind_params(net, [], dict(overrides), net.name_span, ctx, overrides=True)
         ctx = replace(ctx, env=env)
@@ -335,12 +369,11 @@ class Lowerer:
         if input_shape is not None:
             shape = tuple(input_shape)
         self.claim("", "input", first.span, ctx)
-        self.g.add_node("input", op="input", attrs={"shape": shape}, shape=shape, span=first.span, scope="",
-                        block=None, aux=None)
-        self.g.graph.update(name=net.name, input="input", aux=[], params=env)
+        self.sink.add("input", node_data("input", {"shape": shape}, shape, first.span, "", None, None), [])
+        self.sink.graph.update(name=net.name, input="input", aux=[], params=env)
         out = self.lower_body(body, "input", replace(ctx, in_shape=shape))  # `in` is the network's input here
-        self.g.graph.update(output=out, instances=self.instances)
-        return self.g
+        self.sink.graph.update(output=out, instances=self.instances)
+        return self.sink.result()
 
     def bind_params(self, d: s.Definition, args, kwargs: dict, call_span: Span, ctx: Ctx, overrides=False) -> dict:
         """Parameters of a block or network: positional args, keyword args, then defaults."""
@@ -546,29 +579,35 @@ class Lowerer:
         return self.min_sizes[block]
 
     def _min_body(self, stmts, env: dict) -> int:
-        return min(sum(size for _, size, _ in self._min_parts(stmts, env)), SIZE_CAP)
+        return min(sum(self._min_sizes(stmts, env)), SIZE_CAP)
 
-    def _min_parts(self, stmts, env: dict):
-        """(span, lower bound of layers, what it is) of each statement, or of each element of a chain.
+    def _min_sizes(self, stmts, env: dict) -> list[int]:
+        """A lower bound of the layers of each statement of `stmts`."""
+        return fold_statements(stmts, partial(self._min_stmt, env=env))
 
-        A block call or a repetition counts as at least one: it costs time even if empty."""
-        for st in stmts:
-            if isinstance(st, s.Chain):
-                for e in st.elements:
-                    if e.name in self.blocks:
-                        size = max(1, self.min_size(e.name))
-                        yield e.name_span, size, f"block `{e.name}` makes at least {size:,}"
-                    else:
-                        yield e.name_span, 1, None
-            elif isinstance(st, s.Composite):
-                yield st.span, self._min_body(st.body, env) + 1, None
-            elif isinstance(st, s.RepeatStmt):
-                inner = {k: v for k, v in env.items() if k != st.var}  # the variable hides a parameter
-                count, each = self._constant_count(st.count, env), max(1, self._min_body(st.body, inner))
-                yield (st.count.span, min(count * each, SIZE_CAP),
-                       f"each of its {count:,} repetitions makes at least {each:,}")
-            elif isinstance(st, (s.BranchStmt, s.ShortcutStmt, s.WithStmt, s.AuxStmt)):
-                yield st.span, self._min_body(st.body, env), None
+    def _min_element(self, e: s.Element) -> int:
+        """A block call counts as at least one: it costs time even if empty."""
+        return max(1, self.min_size(e.name)) if e.name in self.blocks else 1
+
+    def _min_stmt(self, st, inner: list[int], path: tuple, *, env: dict) -> int:
+        """The bound of one statement, given those of the statements of its body (`inner`)."""
+        if isinstance(st, s.Chain):
+            size = 0
+            for e in st.elements:  # `_min_element`, inlined: every point of a search is checked
+                size += max(1, self.min_size(e.name)) if e.name in self.blocks else 1
+            return size
+        body = min(sum(inner), SIZE_CAP)
+        if isinstance(st, s.Composite):
+            return body + 1
+        if isinstance(st, s.RepeatStmt):  # a repetition counts as at least one, like a block call
+            return min(self._repeat_count(st, env, path) * max(1, body), SIZE_CAP)
+        if isinstance(st, (s.BranchStmt, s.ShortcutStmt, s.WithStmt, s.AuxStmt)):
+            return body
+        return 0
+
+    def _repeat_count(self, st: s.RepeatStmt, env: dict, path: tuple) -> int:
+        hidden = [p.var for p in path if isinstance(p, s.RepeatStmt) and p.var in env]  # a loop variable hides a parameter
+        return self._constant_count(st.count, {k: v for k, v in env.items() if k not in hidden} if hidden else env)
 
     @staticmethod
     def _constant_count(expr, env: dict) -> int:
@@ -583,12 +622,25 @@ class Lowerer:
         """Refuse, before lowering, a network whose size read off the AST passes the limit.
 
         Points at the statement (or chain element) where the running total passes it."""
+        sizes = self._min_sizes(body, env)
         total = 1  # the input
-        for span, size, what in self._min_parts(body, env):
-            total += size
-            if total > self.max_layers:
-                self.too_big(min(self._min_body(body, env) + 1, SIZE_CAP), span, None,
-                             notes=[what] if what else [])
+        for st, size in zip(body, sizes):
+            if total + size <= self.max_layers:
+                total += size
+                continue
+            estimate = min(min(sum(sizes), SIZE_CAP) + 1, SIZE_CAP)
+            if isinstance(st, s.Chain):
+                for e in st.elements:
+                    total += self._min_element(e)
+                    if total > self.max_layers:
+                        notes = [f"block `{e.name}` makes at least {self._min_element(e):,}"] if e.name in self.blocks else []
+                        self.too_big(estimate, e.name_span, None, notes=notes)
+            if isinstance(st, s.RepeatStmt):
+                count = self._repeat_count(st, env, ())
+                each = max(1, self._min_body(st.body, {k: v for k, v in env.items() if k != st.var}))
+                self.too_big(estimate, st.count.span, None,
+                             notes=[f"each of its {count:,} repetitions makes at least {each:,}"])
+            self.too_big(estimate, st.span, None)
 
     def composite_scope(self, stmt, ctx: Ctx) -> str:
         return self.claim(ctx.scope, stmt.label, stmt.label_span, ctx) if stmt.label else ctx.scope
@@ -726,4 +778,4 @@ class Lowerer:
                           hint=did_you_mean(stmt.tap, self.labels) or "label the tapped statement with `as NAME`")
         scope = self.claim(ctx.scope, stmt.name, stmt.span, ctx)
         out = self.lower_body(stmt.body, tap, replace(ctx, scope=scope, aux=stmt.name))
-        self.g.graph["aux"].append({"name": stmt.name, "weight": attrs["weight"], "tap": tap, "output": out})
+        self.sink.graph["aux"].append({"name": stmt.name, "weight": attrs["weight"], "tap": tap, "output": out})

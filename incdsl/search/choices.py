@@ -32,6 +32,7 @@ import os
 from dataclasses import dataclass, replace
 
 from ..lang import syntax as s
+from ..lang.walk import iter_elements, iter_statements
 from ..diagnostics import IncdslError, Span, error
 from ..lang.values import EvalError, evaluate
 
@@ -165,10 +166,11 @@ class Finder:
             self.body(d.body, owner)
 
     def body(self, stmts, owner: tuple) -> None:
-        for st in stmts:
+        for st in iter_statements(stmts):
             self.stmt(st, owner)
 
     def stmt(self, st, owner: tuple) -> None:
+        """The expressions of one statement itself; `body` visits the statements nested in it."""
         if isinstance(st, s.Chain):
             for el in st.elements:
                 self.element(el, owner)
@@ -176,19 +178,13 @@ class Finder:
             self.expr(st.shape, "input", owner)
         elif isinstance(st, s.Composite):
             self.args(st.args, st.label or st.kind, owner)
-            self.body(st.body, owner)
-        elif isinstance(st, (s.BranchStmt, s.ShortcutStmt)):
-            self.body(st.body, owner)
         elif isinstance(st, s.RepeatStmt):
             self.expr(st.count, _repeat_name(st), owner)
-            self.body(st.body, owner)
         elif isinstance(st, s.WithStmt):
             for d in st.defaults:
                 self.args(d.args, f"with.{d.op}", owner)
-            self.body(st.body, owner)
         elif isinstance(st, s.AuxStmt):
             self.args(st.args, st.name, owner)
-            self.body(st.body, owner)
 
     def args(self, args, context: str, owner: tuple) -> None:
         for i, a in enumerate(args):
@@ -355,19 +351,14 @@ def _repeat_name(st: s.RepeatStmt) -> str:
 def _called_names(stmts) -> set[str]:
     """Names of every element in a body (block calls among them), block-choice options included."""
     names = set()
-    for st in stmts:
-        if isinstance(st, s.Chain):
-            for el in st.elements:
-                names.add(el.name)
-                if el.name == "choice":
-                    for a in el.args:
-                        if isinstance(a.value, s.Name):
-                            names.add(a.value.id)
-                        elif isinstance(a.value, s.Call):
-                            names.add(a.value.func)
-        body = getattr(st, "body", None)
-        if body:
-            names |= _called_names(body)
+    for el in iter_elements(stmts):
+        names.add(el.name)
+        if el.name == "choice":
+            for a in el.args:
+                if isinstance(a.value, s.Name):
+                    names.add(a.value.id)
+                elif isinstance(a.value, s.Call):
+                    names.add(a.value.func)
     return names
 
 

@@ -3,7 +3,9 @@
 `CostLowerer` is the core `Lowerer` (so every check and every rule is the same) with three
 changes:
 
-* it adds up each node's cost as the node is made (the closed forms of `passes/cost.py`);
+* it lowers into a `CostSink` instead of the IR graph: the sink keeps each node's attributes
+  (lowering reads shapes back) and adds up its cost as it comes (the closed forms of
+  `passes/cost.py`), with no networkx graph and no edges;
 * it memoises block bodies. A block instance's cost and output shape depend only on the
   block's (resolved) definition, its arguments, its input shape, the scoped defaults in
   force and whether it sits in an auxiliary head, so an instance seen before (the second to
@@ -25,7 +27,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..lang import syntax as s
-from ..ir.lower import MAX_LAYERS, Lowerer
+from ..lang.walk import iter_statements
+from ..ir.lower import MAX_LAYERS, Lowerer, node_data
 from ..passes.cost import node_params_macs
 
 MEMO_LIMIT = 30_000  # entries (~2 KB each); the memo is cleared when it grows past this
@@ -53,20 +56,8 @@ def freeze(value):
 
 def tapped_labels(program) -> set[str]:
     """Labels named by `aux ... from LABEL` anywhere in the program."""
-    taps: set[str] = set()
-
-    def walk(stmts):
-        for st in stmts:
-            if isinstance(st, s.AuxStmt) and st.tap:
-                taps.add(st.tap)
-            body = getattr(st, "body", None)
-            if body:
-                walk(body)
-
-    for d in [program.network, *program.blocks.values()]:
-        if d is not None:
-            walk(d.body)
-    return taps
+    return {st.tap for d in [program.network, *program.blocks.values()] if d is not None
+            for st in iter_statements(d.body) if isinstance(st, s.AuxStmt) and st.tap}
 
 
 def uncacheable_blocks(program) -> set[str]:
@@ -92,7 +83,7 @@ def uncacheable_blocks(program) -> set[str]:
 
 
 def _labels_and_calls(stmts, labels: list, names: set) -> None:
-    for st in stmts:
+    for st in iter_statements(stmts):
         label = getattr(st, "label", None)
         if label:
             labels.append(label)
@@ -101,9 +92,6 @@ def _labels_and_calls(stmts, labels: list, names: set) -> None:
                 names.add(el.name)
                 if el.label:
                     labels.append(el.label)
-        body = getattr(st, "body", None)
-        if body:
-            _labels_and_calls(body, labels, names)
 
 
 class CostCache:
@@ -149,6 +137,37 @@ def _names_read(el: s.Element) -> tuple[tuple[str, ...], bool]:
     return tuple(sorted(names)), uses_in
 
 
+class CostSink:
+    """A lowering sink (see `ir.lower.GraphSink`) that keeps each node's attributes, not a graph,
+    and adds up the trunk's cost as nodes come (the closed forms of `passes/cost.py`)."""
+
+    def __init__(self):
+        self.nodes: dict[str, dict] = {}
+        self.graph: dict = {}
+        self.params = 0
+        self.macs = 0
+
+    def add(self, name: str, data: dict, ins, cost=None) -> None:
+        """`cost`: (params, macs) already known (a memoised layer or block), counted as given."""
+        nodes = self.nodes
+        nodes[name] = data
+        if cost is None:
+            if data["aux"] is not None:
+                return
+            cost = node_params_macs(data["op"], data["attrs"], [nodes[i]["shape"] for i in ins], data["shape"])
+        self.params += cost[0]
+        self.macs += cost[1]
+
+    def node(self, name: str) -> dict:
+        return self.nodes[name]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def result(self) -> "CostSink":
+        return self
+
+
 class CostLowerer(Lowerer):
     """Lowers a program while counting its cost; see the module docstring.
 
@@ -158,20 +177,17 @@ class CostLowerer(Lowerer):
     """
 
     def __init__(self, program, cache: CostCache, max_layers: int = MAX_LAYERS):
-        super().__init__(program, max_layers)
+        super().__init__(program, max_layers, sink=CostSink())
         self.cache = cache
-        self.params = 0
-        self.macs = 0
         self._frozen: dict = {}  # id(defaults dict) -> (dict, frozen form), for this run
 
-    def add_node(self, name, op, attrs, ins, span, ctx):
-        node = super().add_node(name, op, attrs, ins, span, ctx)
-        if ctx.aux is None:
-            g = self.g
-            params, macs = node_params_macs(op, attrs, [g.nodes[i]["shape"] for i in ins], g.nodes[node]["shape"])
-            self.params += params
-            self.macs += macs
-        return node
+    @property
+    def params(self) -> int:
+        return self.sink.params
+
+    @property
+    def macs(self) -> int:
+        return self.sink.macs
 
     def frozen_defaults(self, defaults: dict):
         hit = self._frozen.get(id(defaults))
@@ -193,7 +209,7 @@ class CostLowerer(Lowerer):
         if hit is None or hit[0] is not el:
             params, macs = self.params, self.macs
             node = super().lower_layer(el, cur, ctx)
-            data = self.g.nodes[node]
+            data = self.sink.node(node)
             self.cache.layers[key] = (el, data["op"], data["attrs"], data["shape"], self.params - params,
                                       self.macs - macs)
             return node
@@ -203,13 +219,10 @@ class CostLowerer(Lowerer):
             name = self.claim(ctx.scope, el.label, el.label_span, ctx)
         else:
             name = self.fresh(ctx.scope, op, el.span, ctx)
-        self.g.add_node(name, op=op, attrs=attrs, shape=shape, span=el.span, scope=ctx.scope, block=ctx.block,
-                        aux=ctx.aux)
-        self.g.add_edge(cur, name, index=0)
+        self.sink.add(name, node_data(op, attrs, shape, el.span, ctx.scope, ctx.block, ctx.aux), [cur],
+                      cost=(params, macs))
         if el.label:
             self.labels.setdefault(el.label, []).append((ctx.scope, name, el.label_span))
-        self.params += params
-        self.macs += macs
         return name
 
     def lower_body(self, stmts, cur, ctx):
@@ -223,11 +236,8 @@ class CostLowerer(Lowerer):
         if hit is not None and hit[0] is d:
             _, shape, params, macs = hit
             name = f"{ctx.scope}/memo"
-            self.g.add_node(name, op="identity", attrs={}, shape=shape, span=d.span, scope=ctx.scope, block=block,
-                            aux=ctx.aux)
-            self.g.add_edge(cur, name, index=0)
-            self.params += params
-            self.macs += macs
+            self.sink.add(name, node_data("identity", {}, shape, d.span, ctx.scope, block, ctx.aux), [cur],
+                          cost=(params, macs))
             return name
         params, macs = self.params, self.macs
         out = super().lower_body(stmts, cur, ctx)
