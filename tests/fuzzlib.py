@@ -597,9 +597,14 @@ SETUPS = {"poison_grammar_cache": _setup_poison_grammar_cache, "fifo_beside": _s
 
 
 def _vm_size() -> int:
+    return _status_bytes("VmSize:")
+
+
+def _status_bytes(field: str) -> int:
+    """A size from /proc/self/status (VmSize: address space, VmRSS: resident), in bytes."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmSize:"):
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     return 0
 
@@ -730,6 +735,7 @@ class _Running:
     command: str
     start: float
     result: Path
+    rss_at_fork: int = 0  # bytes the child shares with this process from the start: not its own use
 
 
 def warm_up(commands) -> None:
@@ -762,7 +768,9 @@ def _outcome(run: _Running, status: int, usage, timed_out: bool, time_limit: flo
         payload = json.loads(run.result.read_text())
     sig = signal.Signals(os.WTERMSIG(status)).name if os.WIFSIGNALED(status) and not timed_out else ""
     maxrss_mb = usage.ru_maxrss / 1024
-    memory = payload.get("memory_error", False) or maxrss_mb * 1024 ** 2 > MEMORY_LIMIT or sig == "SIGKILL"
+    # the child's peak counts what it shares with a large parent too: only growth is its own
+    grown = maxrss_mb * 1024 ** 2 - run.rss_at_fork
+    memory = payload.get("memory_error", False) or grown > MEMORY_LIMIT or sig == "SIGKILL"
     detail = payload.get("detail", "")
     if not payload and not timed_out and not sig:
         detail = f"the worker died without a result (status {status})"
@@ -810,7 +818,7 @@ def run_cases(cases, root: Path, seeds: dict[str, str], *, jobs: int = 2, time_l
                 os._exit(0)
         if stdin_r != never_r:
             os.close(stdin_r)
-        running[os.pidfd_open(pid)] = _Running(pid, slot, command, time.monotonic(), result)
+        running[os.pidfd_open(pid)] = _Running(pid, slot, command, time.monotonic(), result, _status_bytes("VmRSS:"))
 
     def take(slot: _Slot) -> bool:
         if not pending:

@@ -326,14 +326,16 @@ def test_a_killed_worker_is_retried_and_the_experiment_completes(tmp_path):
 @pytest.mark.slow
 def test_an_interrupted_experiment_resumes_without_running_a_trial_twice(tmp_path):
     out = tmp_path / "exp"
-    proc = subprocess.Popen(_search(out, "--trials", "4", "--budget-epochs", "1", "--algorithm", "evolution",
+    # enough trials that the experiment cannot end in the moments between the first trial's end
+    # and the kill, on a fast machine too
+    proc = subprocess.Popen(_search(out, "--trials", "8", "--budget-epochs", "1", "--algorithm", "evolution",
                                     "--population", "2"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
                             start_new_session=True, cwd=ROOT)
     try:
         finished = _wait(lambda: len(glob.glob(str(out / "attempts" / "*.done.json"))) >= 1, proc)
         assert finished, proc.stdout.read() if proc.poll() is not None else "timed out"
-        time.sleep(3)  # let Tune record it (and, likely, start others)
+        time.sleep(1)  # let Tune record it (and, likely, start others)
     finally:
         _stop(proc)  # the driver and the local Ray it started, at once
     assert proc.returncode != 0 and not (out / "trials.json").exists()
@@ -345,9 +347,9 @@ def test_an_interrupted_experiment_resumes_without_running_a_trial_twice(tmp_pat
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     document = json.loads((out / "trials.json").read_text())
     trials = document["trials"]
-    assert len(trials) == 4 and all(t["status"] == "done" for t in trials)
+    assert len(trials) == 8 and all(t["status"] == "done" for t in trials)
     assert set(document["experiment"]["skipped_proposals"]) == {"duplicate", "over budget", "invalid"}
-    assert len({t["key"] for t in trials}) == 4
+    assert len({t["key"] for t in trials}) == 8
     events = _events(out)
     for key in before:  # finished before the kill: never started again
         assert [e["event"] for e in events[key]] == ["start", "epoch", "done"]
