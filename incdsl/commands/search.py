@@ -155,7 +155,8 @@ def _fresh(args):
     if args.data not in ("digits", "synthetic") and not os.path.isdir(args.data):
         raise UsageError(f"--data {args.data}: not digits, synthetic or a folder")
     point = _check_space(args, budget)
-    _check_data(args.data)  # imports torch: after the cheap checks
+    from .train import check_dependencies
+    check_dependencies(args.data, "search")  # imports torch: after the cheap checks
     _check_classes(point, args)
     data = args.data if args.data in ("digits", "synthetic") else os.path.abspath(args.data)
     return Settings(spec=os.path.abspath(args.spec), data=data, out=os.path.abspath(args.out), trials=args.trials,
@@ -183,21 +184,6 @@ def _resumed(args, load_settings):
     settings = load_settings(out)
     # the cluster may have moved; everything else is the experiment's own
     return replace(settings, out=os.path.abspath(out), address=args.address or settings.address)
-
-
-def _check_data(data: str) -> None:
-    from ..diagnostics import error
-    try:
-        import torch  # noqa: F401
-        import torchvision  # noqa: F401
-    except ImportError as exc:
-        raise error(f"`incdsl search` trains with PyTorch and torchvision: {exc}",
-                    hint="pip install 'incdsl[train]'") from None
-    if data == "digits":
-        try:
-            import sklearn  # noqa: F401
-        except ImportError:
-            raise error("--data digits needs scikit-learn", hint="pip install scikit-learn") from None
 
 
 def _check_recipe(args) -> None:

@@ -187,13 +187,14 @@ def resume_network(args, state: dict):
     return net, classes_to_reset(net, classes)
 
 
-def check_dependencies(data: str) -> None:
+def check_dependencies(data: str, command: str = "train") -> None:
+    """PyTorch and torchvision importable (and scikit-learn for `--data digits`), or a clean error."""
     from ..diagnostics import error
     try:
         import torch  # noqa: F401  (only to word the error when it is missing)
         import torchvision  # noqa: F401
     except ImportError as exc:
-        raise error(f"`incdsl train` needs PyTorch and torchvision: {exc}",
+        raise error(f"`incdsl {command}` needs PyTorch and torchvision: {exc}",
                     hint="pip install 'incdsl[train]'") from None
     if data == "digits":
         try:

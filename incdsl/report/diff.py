@@ -11,7 +11,7 @@ import difflib
 import io
 import json
 
-from .tables import markdown_cell, latex_cell, human, rows
+from .tables import aligned_lines, human, latex_table, markdown_table, rows
 
 
 def _merge(names_a: list[str], names_b: list[str]) -> list[str]:
@@ -79,26 +79,10 @@ def render_diff(diff: dict, fmt: str, label_a: str, label_b: str) -> str:
              _num(t["macs_a"]), _num(t["macs_b"]), f"{_delta(t['macs_delta'])} ({_pct(t['macs_delta'], t['macs_a'])})"]
     numeric = set(range(2, 8))
     if fmt == "markdown":
-        lines = ["| " + " | ".join(markdown_cell(h) for h in header) + " |",
-                 "|" + "|".join("---:" if i in numeric else "---" for i in range(len(header))) + "|"]
-        lines += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in body]
-        lines.append("| " + " | ".join(f"**{markdown_cell(c)}**" if c else "" for c in total) + " |")
-        return "\n".join(lines) + "\n"
+        return markdown_table(header, body, total, numeric)
     if fmt == "latex":
-        header = [h.replace("Δ", "$\\Delta$") for h in header]
-        lines = ["\\begin{tabular}{" + "".join("r" if i in numeric else "l" for i in range(len(header))) + "}",
-                 "\\toprule", " & ".join(h if "$" in h else latex_cell(h) for h in header) + r" \\", "\\midrule"]
-        lines += [" & ".join(latex_cell(c) for c in row) + r" \\" for row in body]
-        lines += ["\\midrule", " & ".join(latex_cell(c) for c in total) + r" \\", "\\bottomrule", "\\end{tabular}"]
-        return "\n".join(lines) + "\n"
-    table = [header] + body + [total]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-
-    def line(row):
-        return "  ".join(c.rjust(widths[i]) if i in numeric else c.ljust(widths[i]) for i, c in enumerate(row)).rstrip()
-    rule = "-" * len(line(header))
+        return latex_table([h.replace("Δ", "$\\Delta$") for h in header], body, total, numeric)
     title = " vs ".join(lab if lab == net else f"{lab} ({net})" for lab, net in ((label_a, diff["a"]), (label_b, diff["b"])))
-    return "\n".join([f"{title}, by {diff['by']}", line(header), rule,
-                      *[line(r) for r in body], rule, line(total),
+    return "\n".join([f"{title}, by {diff['by']}", *aligned_lines(header, body, total, numeric),
                       f"params {human(t['params_a'])} -> {human(t['params_b'])}; "
                       f"MACs {human(t['macs_a'])} -> {human(t['macs_b'])}"]) + "\n"

@@ -164,34 +164,48 @@ def render(report: dict, fmt: str) -> str:
         total_row.insert(5, f"{conv['total']:,}")
         numeric = {3, 4, 5, 6}
     if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |",
-                 "|" + "|".join("---:" if i in numeric else "---" for i in range(len(header))) + "|"]
-        lines += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in body]
-        lines.append("| " + " | ".join(f"**{markdown_cell(c)}**" if c else "" for c in total_row) + " |")
-        return "\n".join(lines) + "\n"
+        return markdown_table(header, body, total_row, numeric)
     if fmt == "latex":
-        spec = "".join("r" if i in numeric else "l" for i in range(len(header)))
-        lines = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
-                 " & ".join(latex_cell(h) for h in header) + r" \\", "\\midrule"]
-        lines += [" & ".join(latex_cell(c) for c in row) + r" \\" for row in body]
-        lines += ["\\midrule", " & ".join(latex_cell(c) for c in total_row) + r" \\", "\\bottomrule", "\\end{tabular}"]
-        return "\n".join(lines) + "\n"
-    # aligned text
-    table = [header] + body + [total_row]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    def line(row):
-        return "  ".join(c.rjust(widths[i]) if i in numeric else c.ljust(widths[i]) for i, c in enumerate(row)).rstrip()
-    rule = "-" * len(line(header))
+        return latex_table(header, body, total_row, numeric)
     per_image = " per image" if report["batch"] > 1 else ""
     out = [f"{report['network']}: input {report['input']}, batch {report['batch']}, {report['dtype']}"
            + (" (params and MACs per image; activations and memory for the batch)" if report["batch"] > 1 else ""),
-           line(header), rule]
-    out += [line(r) for r in body] + [rule, line(total_row)]
+           *aligned_lines(header, body, total_row, numeric)]
     if conv:
         out.append(f"{conv['name']}: {conv['total']:,} {conv['unit']}, as {conv['tool']} prints; it counts {conv['counts']}")
     out.append(f"FLOPs {t['flops']:,} ({human(t['flops'])}){per_image}; MACs {human(t['macs'])}; params {human(t['params'])}; "
                f"activation memory {_fmt_bytes(t['memory_bytes'])}")
     return "\n".join(out) + "\n"
+
+
+def markdown_table(header: list[str], body: list[list[str]], total: list[str], numeric: set[int]) -> str:
+    """A GitHub table, numeric columns right-aligned, the total row in bold."""
+    lines = ["| " + " | ".join(markdown_cell(h) for h in header) + " |",
+             "|" + "|".join("---:" if i in numeric else "---" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in body]
+    lines.append("| " + " | ".join(f"**{markdown_cell(c)}**" if c else "" for c in total) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def latex_table(header: list[str], body: list[list[str]], total: list[str], numeric: set[int]) -> str:
+    """A booktabs tabular; header cells holding `$` are already LaTeX."""
+    spec = "".join("r" if i in numeric else "l" for i in range(len(header)))
+    lines = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
+             " & ".join(h if "$" in h else latex_cell(h) for h in header) + r" \\", "\\midrule"]
+    lines += [" & ".join(latex_cell(c) for c in row) + r" \\" for row in body]
+    lines += ["\\midrule", " & ".join(latex_cell(c) for c in total) + r" \\", "\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def aligned_lines(header: list[str], body: list[list[str]], total: list[str], numeric: set[int]) -> list[str]:
+    """Header, rule, rows, rule, total: columns padded, numeric ones right-aligned."""
+    table = [header] + body + [total]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+
+    def line(row):
+        return "  ".join(c.rjust(widths[i]) if i in numeric else c.ljust(widths[i]) for i, c in enumerate(row)).rstrip()
+    rule = "-" * len(line(header))
+    return [line(header), rule, *[line(r) for r in body], rule, line(total)]
 
 
 def table_header(batch: int) -> list[str]:
