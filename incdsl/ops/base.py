@@ -99,6 +99,10 @@ class Op:
                `input 4x15x15`): `tests/test_ops.py` checks, costs, draws and compiles it
     post_act   attrs -> activation drawn as its own box after this one, or None
     edge_note  (attrs, input index) -> note on that input's arrow, or None
+    fuse_key   attrs -> a hashable key, or None: nodes of this kind that read the same tensor
+               and share a key run as one module whose output channels are theirs, in order
+               (horizontal fusion, `torch/rewrite.py`; the layer class must merge: see
+               `FusedConvBnAct`); None: never fused
     """
     name: str
     family: str
@@ -126,6 +130,7 @@ class Op:
     aligned: bool = False
     post_act: Callable | None = None
     edge_note: Callable | None = None
+    fuse_key: Callable | None = None
 
     @property
     def attribute_names(self) -> tuple:

@@ -116,9 +116,17 @@ def torch(a, ins, out, lit) -> str:
     return f"ConvBnAct({', '.join(args)})"
 
 
+def fuse_key(a: dict):
+    """Convolutions that differ only in filter count fuse along output channels; grouped
+    ones would mix their groups, so they do not."""
+    if a["groups"] != 1:
+        return None
+    return tuple((k, v) for k, v in sorted(a.items()) if k != "filters")
+
+
 OPS = (
     Op("conv", "conv", SIGNATURE, shape, label, torch, cost=cost, weights=weights_only, receptive=window_field,
-       finish=finish, words=("V", "S", "auto"),
+       finish=finish, words=("V", "S", "auto"), fuse_key=fuse_key,
        attributes=("filters", "kernel", "stride", "pad", "dilation", "groups", "bias", "bn", "act"),
        example=("conv 3x3 8 /2 S bn = on", "conv 3x3 8 dilation = 2 groups = 2 act = gelu")),
 )
