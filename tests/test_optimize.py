@@ -110,10 +110,11 @@ def test_fusion_groups_take_siblings_and_leave_the_rest(fusion_net):
     fast = incdsl.to_torch(fusion_net, seed=0, optimize="train")
     fused = {path: members for path, members, _ in fast.fusion_plan}
     groups = sorted(fused.values())
-    # network level, both instances of `mixed`, `biased` (bias, no bn), the aux head, a repeat member
-    assert ("branch_0.conv_0", "branch_1.conv_0") in groups
-    assert ("mixed.0.branch_0.conv_0", "mixed.0.branch_1.conv_0") in groups
-    assert ("mixed.1.branch_0.conv_0", "mixed.1.branch_1.conv_0") in groups
+    # network level, both instances of `mixed`, `biased` (bias, no bn), the aux head, a repeat
+    # member; a 1x1 conv behind an average pool joins its siblings (the pool moves after it)
+    assert ("branch_0.conv_0", "branch_1.conv_0", "branch_3.conv_0") in groups
+    assert ("mixed.0.branch_0.conv_0", "mixed.0.branch_1.conv_0", "mixed.0.branch_3.conv_0") in groups
+    assert ("mixed.1.branch_0.conv_0", "mixed.1.branch_1.conv_0", "mixed.1.branch_3.conv_0") in groups
     assert ("biased.branch_0.conv_0", "biased.branch_1.conv_0") in groups
     assert ("side.branch_0.conv_0", "side.branch_1.conv_0") in groups
     assert ("branch_4.repeat.0.conv_0", "branch_5.conv_0") in groups
@@ -122,9 +123,11 @@ def test_fusion_groups_take_siblings_and_leave_the_rest(fusion_net):
     assert not members & {"branch_2.conv_0", "mixed.0.branch_2.conv_0", "biased.branch_2.conv_0",
                           "biased.branch_3.conv_0"}
     assert sum(type(m).__name__ == "FusedConvBnAct" for m in fast.modules()) == len(groups)
-    for m in members:  # the members' own modules are gone (the fused one holds their weights)
+    for m in members | {"branch_3.avgpool_0", "mixed.0.branch_3.avgpool_0"}:  # moved into the fused modules
         with pytest.raises(AttributeError):
             fast.get_submodule(m)
+    assert [len(fast.get_submodule(path).pools) for path, members, _ in fast.fusion_plan
+            if members[0].startswith("mixed.0.")] == [1]
 
 
 def test_level_none_source_has_no_rewrites(fusion_net):

@@ -103,6 +103,11 @@ class Op:
                and share a key run as one module whose output channels are theirs, in order
                (horizontal fusion, `torch/rewrite.py`; the layer class must merge: see
                `FusedConvBnAct`); None: never fused
+    channel_linear  attrs -> whether the node maps each channel linearly, zeros to zeros
+               (average pooling): a `pointwise_linear` node after it may run before it
+    pointwise_linear  attrs -> whether the node starts with a bias-free 1x1 linear map over
+               channels (a 1x1 convolution before its norm and activation): it commutes with
+               a `channel_linear` node before it, so it can fuse with that node's siblings
     """
     name: str
     family: str
@@ -131,6 +136,8 @@ class Op:
     post_act: Callable | None = None
     edge_note: Callable | None = None
     fuse_key: Callable | None = None
+    channel_linear: Callable | None = None
+    pointwise_linear: Callable | None = None
 
     @property
     def attribute_names(self) -> tuple:

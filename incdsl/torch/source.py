@@ -63,17 +63,17 @@ def module_namespace() -> Namespace:
 def _items(graph, owner: Owner, owners: dict, paths: dict, members=None, fused: dict | None = None) -> list[tuple]:
     """The (callee, inputs, outputs) calls that run an owner's members (or the given ones).
 
-    `fused` maps the first node of each fusion group to (the fused module's name, the group):
-    the group runs there as one call that gives every member's output."""
+    `fused` maps every node of each fusion group to (the fused module's name, the group): the
+    group runs where its first node ran, as one call that gives every member's output."""
     out = []
     fused = fused or {}
-    skip = {m for _, group in fused.values() for m in group.members}
+    done = set()
     for kind, key in (members if members is not None else owner.members):
-        if key in fused:
+        if kind == "node" and key in fused:
             name, group = fused[key]
-            out.append((name, [group.input], list(group.members)))
-        elif kind == "node" and key in skip:
-            continue
+            if name not in done:
+                done.add(name)
+                out.append((name, [group.input], list(group.members)))
         elif kind == "node":
             out.append((attribute_path(paths[(kind, key)]), inputs(graph, key), [key]))
         else:
@@ -83,15 +83,18 @@ def _items(graph, owner: Owner, owners: dict, paths: dict, members=None, fused: 
 
 def _fusions(pr: Printer, tree, paths: dict, groups: list) -> dict:
     """Name each fusion group of an owner in its module tree and print the class's `fusions`
-    attribute ((name, member module paths), ...) that `fuse_siblings` reads; returns the
+    attribute ((name, member module paths, pool module paths), ...) that `fuse_siblings` reads; returns the
     `fused` argument of `_items`."""
     if not groups:
         return {}
     fused, entries = {}, []
     for group in groups:
         name = tree.namespace.create_name("fused")
-        fused[group.members[0]] = (name, group)
-        entries.append((name, tuple(paths[("node", m)] for m in group.members)))
+        for n in (*group.members, *group.pools):
+            if n is not None:
+                fused[n] = (name, group)
+        entries.append((name, tuple(paths[("node", m)] for m in group.members),
+                        tuple(paths[("node", p)] if p else None for p in group.pools)))
     pr(f"fusions = {literal(tuple(entries))}")
     pr()
     return fused
