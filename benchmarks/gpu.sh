@@ -13,7 +13,9 @@
 #
 # Without a CUDA GPU it says so and exits 0. A failing or timed-out part is reported in the
 # table and the next part still runs. Settings (environment): GPU_SH_BUDGET (total seconds),
-# GPU_SH_BATCH (256), GPU_SH_STEPS (training steps, 200), GPU_SH_LEVELS (none,train,infer),
+# GPU_SH_BATCH (256), GPU_SH_STEPS (training steps, 200), GPU_SH_LEVELS (eager: none,train,infer),
+# GPU_SH_COMPILE_LEVELS (train,infer: under torch.compile level none times like the reference),
+# GPU_SH_SKIP (parts to leave out, e.g. "train" or "tests train"),
 # GPU_SH_NETWORKS ("inception_v4 googlenet"),
 # PYTHON (python3), DEVICE_PYTHON_VERSION (3.12, the GPU machine's, for --prepare); to try the
 # script itself on a CPU: GPU_SH_DEVICE=cpu GPU_SH_BATCH=1 GPU_SH_STEPS=2 GPU_SH_ITERS=1 GPU_SH_WARMUP=0.
@@ -27,6 +29,9 @@ BUDGET=${GPU_SH_BUDGET:-470}
 BATCH=${GPU_SH_BATCH:-256}
 STEPS=${GPU_SH_STEPS:-200}
 LEVELS=${GPU_SH_LEVELS:-none,train,infer}
+COMPILE_LEVELS=${GPU_SH_COMPILE_LEVELS:-train,infer}
+SKIP=" ${GPU_SH_SKIP:-} "
+skipped() { [[ $SKIP == *" $1 "* ]]; }
 NETWORKS=${GPU_SH_NETWORKS:-inception_v4 googlenet}
 DEVICE_PY=${DEVICE_PYTHON_VERSION:-3.12}
 DEVICE=${GPU_SH_DEVICE:-cuda}  # cpu: run the same parts on the CPU, to try the script itself
@@ -176,10 +181,10 @@ install_wheels() {  # runs under `timeout`, in a child bash (exported)
 export -f install_wheels
 export PY WHEELS SITE
 
-runtime() {  # runtime NAME CAP JSON ARGS...: one runtime.py part, its rows kept as JSON
-    local name=$1 cap=$2 json=$3; shift 3
+runtime() {  # runtime NAME CAP JSON LEVELS ARGS...: one runtime.py part, its rows kept as JSON
+    local name=$1 cap=$2 json=$3 levels=$4; shift 4
     part "$name" "$cap" "$PY" benchmarks/runtime.py --device "$DEVICE" --batch "$BATCH" --amp bf16 --channels-last \
-        --levels "$LEVELS" --json "$json" "$@"
+        --levels "$levels" --json "$json" "$@"
     (( dry )) || note "$("$PY" -c 'import json, sys; rows = json.load(open(sys.argv[1]))["rows"]
 print(sum(r["ratio"] is not None for r in rows), "of", len(rows), "rows timed")' "$json" 2>/dev/null || echo "no rows")"
 }
@@ -196,22 +201,22 @@ part install 40 bash -c install_wheels
 
 # 2. the CUDA tests: every test marked `cuda`, the slow ones included (-m replaces addopts' -m)
 mapfile -t cuda_files < <(grep -l "mark\.cuda" tests/test_*.py)
-part "cuda tests" 110 env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "$PY" -m pytest -q -m cuda -p no:cacheprovider \
+skipped tests || part "cuda tests" 110 env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "$PY" -m pytest -q -m cuda -p no:cacheprovider \
     "${cuda_files[@]}"
-(( dry )) || note "$(grep -aE '(passed|failed|skipped|errors?|deselected|no tests ran).* in [0-9.]+s' "$PART_LOG" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')"
+skipped tests || (( dry )) || note "$(grep -aE '(passed|failed|skipped|errors?|deselected|no tests ran).* in [0-9.]+s' "$PART_LOG" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')"
 
 # 3. runtime table, eager: both networks, inference and training
 # shellcheck disable=SC2086  # NETWORKS is a list of words
-runtime "runtime eager" 90 "$WORK/runtime-eager.json" --exec eager --networks $NETWORKS --iters "${ITERS:-20}" \
-    --warmup "$WARMUP"
+skipped eager || runtime "runtime eager" 120 "$WORK/runtime-eager.json" "$LEVELS" --exec eager --networks $NETWORKS \
+    --iters "${ITERS:-20}" --warmup "$WARMUP"
 
 # 4. training throughput: `incdsl train` on synthetic data, one epoch of STEPS steps; images are
 #    made on the fly, so loader processes keep the GPU fed
 WORKERS=$(nproc 2>/dev/null || echo 2); WORKERS=$(( WORKERS < 8 ? WORKERS : 8 ))
-part "incdsl train" 100 "$PY" -m incdsl train specs/inception_v4.inc --data synthetic \
+skipped train || part "incdsl train" 100 "$PY" -m incdsl train specs/inception_v4.inc --data synthetic \
     --synthetic-size $((BATCH * STEPS)) --batch-size "$BATCH" --epochs 1 --warmup-epochs 0 \
-    --amp bf16 --channels-last --device "$DEVICE" --workers "$WORKERS" --out "$WORK/train"
-(( dry )) || note "$("$PY" - "$WORK/train/metrics.jsonl" "$PART_LOG" "$STEPS" "$BATCH" <<'EOF' 2>/dev/null
+    --amp bf16 --channels-last --optimize train --device "$DEVICE" --workers "$WORKERS" --out "$WORK/train"
+skipped train || (( dry )) || note "$("$PY" - "$WORK/train/metrics.jsonl" "$PART_LOG" "$STEPS" "$BATCH" <<'EOF' 2>/dev/null
 import json, re, sys
 metrics, log, steps, batch = sys.argv[1:]
 try:  # metrics.jsonl, else the epoch line (a run stopped while saving its checkpoint)
@@ -226,9 +231,10 @@ EOF
 # 5-6. runtime table under torch.compile, one part per network (compiling takes most of the time:
 #      ours and the reference, inference and training, for each level)
 for net in $NETWORKS; do
-    case $net in inception_v4) cap=150 ;; googlenet) cap=90 ;; *) cap=120 ;; esac
-    runtime "runtime compile $net" "$cap" "$WORK/runtime-compile-$net.json" --exec compile --networks "$net" \
-        --iters "${ITERS:-10}" --warmup "$WARMUP"
+    skipped compile && break
+    case $net in inception_v4) cap=200 ;; googlenet) cap=120 ;; *) cap=150 ;; esac
+    runtime "runtime compile $net" "$cap" "$WORK/runtime-compile-$net.json" "$COMPILE_LEVELS" --exec compile \
+        --networks "$net" --iters "${ITERS:-10}" --warmup "$WARMUP"
 done
 
 (( dry )) && exit 0

@@ -181,7 +181,9 @@ def compiled(model, args):
 
 # --- one network -------------------------------------------------------------------------
 
-def run_network(name: str, levels: list, args, device, clock, progress) -> list[dict]:
+def run_network(name: str, levels: list, args, device, clock, progress, save=lambda rows: None) -> list[dict]:
+    """Rows of one network; `save(rows)` after each timed group, so a run stopped by a time
+    limit keeps what it measured."""
     ref, ours, x, y, diffs, aux_weight = prepare(name, levels, args, device)
     rows, models = [], {}
 
@@ -218,6 +220,7 @@ def run_network(name: str, levels: list, args, device, clock, progress) -> list[
                     row(mode, how, level, "inference-only level: not timed in training")
                 else:
                     row(mode, how, level, t=t)
+            save(rows)
     del ref, ours, x, y, models  # free the device memory before the next network
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -334,13 +337,17 @@ def main(argv=None) -> int:
         print(f"  ... {msg}", file=sys.stderr, flush=True)
 
     rows = []
-    for i, name in enumerate(args.networks):
-        rows += run_network(name, levels, args, device, clock, progress)
-        if args.json:  # after each network, so a run stopped by a time limit keeps what it measured
+
+    def save(partial, complete=False):
+        if args.json:
             write_json(args.json, {"setup": setup, "torch": torch.__version__, "device": str(device),
                                    "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
-                                   "levels": levels, "unavailable_levels": missing, "rows": rows,
-                                   "complete": i == len(args.networks) - 1})
+                                   "levels": levels, "unavailable_levels": missing, "rows": rows + partial,
+                                   "complete": complete})
+
+    for i, name in enumerate(args.networks):
+        rows += run_network(name, levels, args, device, clock, progress, save)
+        save([], complete=i == len(args.networks) - 1)
     print()
     print(table(rows))
     ratios = [r["ratio"] for r in rows if r["ratio"] is not None]

@@ -302,3 +302,33 @@ def test_every_shipped_spec_at_every_level(path):
     assert_eval_equal(plain, fast, x)
     plain, fast = pair(net, "train", torch.float64)
     assert_train_equal(plain, fast, x.double())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: os.path.relpath(p, ROOT))
+def test_every_shipped_spec_traces_as_one_graph(path):
+    """torch.compile(fullgraph=True) at every level, eval and training: dynamo finds no graph
+    break (the `eager` backend: tracing without code generation)."""
+    torch._dynamo.reset()
+    net = incdsl.load(path)
+    x = torch.randn(2, *net.input_shape)
+    for level in ("none", "train", "infer"):
+        model = incdsl.to_torch(net, seed=0, optimize=level)
+        with torch.no_grad():
+            torch.compile(model.eval(), backend="eager", fullgraph=True)(x)
+        torch.compile(model.train(), backend="eager", fullgraph=True)(x)
+
+
+def test_train_command_at_a_level_follows_level_none(tmp_path):
+    """`incdsl train --optimize train` trains the same network: the same losses, epoch by epoch."""
+    losses = {}
+    for level in ("none", "train"):
+        out = tmp_path / level
+        subprocess.run([sys.executable, "-m", "incdsl", "train", FUSION, "--data", "synthetic", "--synthetic-size", "32",
+                        "--batch-size", "16", "--epochs", "2", "--device", "cpu", "--optimize", level, "--out", str(out)],
+                       check=True, capture_output=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        import json
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        losses[level] = [(r["train_loss"], r["val_loss"]) for r in rows]
+    assert len(losses["none"]) == 2
+    assert losses["train"] == pytest.approx(losses["none"], rel=1e-5)

@@ -110,6 +110,9 @@ def register(sub) -> None:
     p.add_argument("--amp", choices=("bf16", "fp16"), help="mixed precision (fp16 needs CUDA)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster convolutions on GPUs)")
     p.add_argument("--compile", action="store_true", help="compile the model with torch.compile")
+    p.add_argument("--optimize", choices=("none", "train", "infer"),
+                   help="graph rewrites for speed, each exact (see `incdsl compile --help`): train fuses sibling "
+                        "convolutions; infer also folds batch norm for validation (default: none, or the checkpoint's)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic algorithms only, so a resumed run equals an uninterrupted one")
     p.add_argument("--seed", type=bounded_int(0, 2**32 - 1, "a seed"),
@@ -250,6 +253,7 @@ def run(args) -> int:
         device=args.device, amp=args.amp or settings.get("amp"),
         channels_last=args.channels_last or bool(settings.get("channels_last")),
         compile=args.compile or bool(settings.get("compile")),
+        optimize=args.optimize or settings.get("optimize") or "none",
         deterministic=args.deterministic or bool(settings.get("deterministic")), seed=args.seed,
         workers=args.workers, threads=args.threads, num_classes=reset_classes, resume=resume,
         stop_after=args.stop_after, synthetic_size=args.synthetic_size or settings.get("synthetic_size") or 1024,

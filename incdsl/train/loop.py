@@ -41,6 +41,7 @@ class TrainConfig:
     amp: str | None = None              # "bf16" | "fp16" | None
     channels_last: bool = False
     compile: bool = False
+    optimize: str = "none"              # to_torch's graph rewrites: "none" | "train" | "infer" (all exact)
     deterministic: bool = False
     seed: int | None = None             # None: 0, or the checkpoint's on resume
     workers: int | None = None          # loader processes; None: the data's suggestion
@@ -58,7 +59,8 @@ class TrainConfig:
         data = self.data if self.data in ("digits", "synthetic") else os.path.abspath(self.data)
         return {"data": data, "synthetic_size": self.synthetic_size, "amp": self.amp,
                 "channels_last": self.channels_last, "deterministic": self.deterministic,
-                "compile": self.compile, "skip_bad_images": self.skip_bad_images, "weights": self.weights}
+                "compile": self.compile, "optimize": self.optimize, "skip_bad_images": self.skip_bad_images,
+                "weights": self.weights}
 
 
 def train(network, config: TrainConfig, *, log=print, stream=None) -> dict:
@@ -216,7 +218,7 @@ def _output_classes(network, config: TrainConfig) -> int | None:
 def _build(network, config: TrainConfig, ctx, recipe: Recipe, seed: int, data) -> Run:
     from ..torch.build import to_torch
     try:
-        model = to_torch(network, num_classes=config.num_classes, seed=seed)
+        model = to_torch(network, num_classes=config.num_classes, seed=seed, optimize=config.optimize)
     except ValueError as exc:  # --classes for a network that ends in no classifier
         raise error(f"cannot replace the classifier: {exc}") from None
     classes = len(data.classes)
@@ -293,7 +295,8 @@ def _describe(recipe: Recipe, config: TrainConfig) -> str:
     if recipe.ema_decay:
         parts.append(f"EMA {recipe.ema_decay:g}")
     flags = [name for name, on in (("amp " + str(config.amp), config.amp), ("channels-last", config.channels_last),
-                                   ("compiled", config.compile), ("deterministic", config.deterministic)) if on]
+                                   ("compiled", config.compile), ("deterministic", config.deterministic),
+                                   ("optimize " + config.optimize, config.optimize != "none")) if on]
     return "recipe: " + ", ".join(parts + flags)
 
 
