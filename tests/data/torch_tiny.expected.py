@@ -221,11 +221,11 @@ class StochasticDepth(nn.Module):
     def forward(self, x):
         if not self.training:
             return x * self.survive
-        groups = 2 if 0 < self.split < x.shape[1] else 1
-        keep = (torch.rand(groups, device=x.device) < self.survive).to(x.dtype)
-        if groups == 1:
+        # decided by the attribute alone, not the input's shape, so torch.fx traces it
+        keep = (torch.rand(2 if self.split else 1, device=x.device) < self.survive).to(x.dtype)
+        if not self.split:
             return x * keep
-        return torch.cat([x[:, :self.split] * keep[0], x[:, self.split:] * keep[1]], 1)
+        return torch.cat([x[:, :self.split] * keep[0], x[:, self.split:] * keep[-1]], 1)
 
 
 class DropPath(nn.Module):
@@ -267,6 +267,20 @@ class LearnedScale(nn.Module):
 
     def forward(self, x):
         return x * self.weight
+
+
+class AdaptiveMaxPool(nn.AdaptiveMaxPool2d):
+    """`nn.AdaptiveMaxPool2d`, which ONNX lacks: exported as the maximum over each of torch's
+    windows (rows ``floor(i * h / oh)`` to ``ceil((i + 1) * h / oh)``, columns alike)."""
+
+    def forward(self, x):
+        if not torch.onnx.is_in_onnx_export():
+            return super().forward(x)
+        size = self.output_size
+        oh, ow = (size, size) if isinstance(size, int) else size
+        h, w = x.shape[-2:]
+        x = torch.cat([x[..., (i * h) // oh:-(-((i + 1) * h) // oh), :].amax(-2, keepdim=True) for i in range(oh)], -2)
+        return torch.cat([x[..., (j * w) // ow:-(-((j + 1) * w) // ow)].amax(-1, keepdim=True) for j in range(ow)], -1)
 
 
 class LinearAct(nn.Linear):
