@@ -95,9 +95,14 @@ class FusedConvBnAct(ConvBnAct):
     """Sibling `ConvBnAct`s that read the same tensor and differ only in filter count, run as
     one (horizontal fusion, optimize="train"): their weights, biases and batch-norm state
     concatenated along output channels. Exact in training too, as batch norm is per channel.
-    `forward` returns each member's output, a view of its channels."""
+    `forward` returns each member's output, a view of its channels.
 
-    def __init__(self, members):
+    `pools[i]`, when given, is an average pool that member i read its input through: it runs
+    after the member's (1x1, bias-free) convolution instead, on the member's channels, before
+    batch norm; average pooling and such a convolution commute, and the pool sees fewer
+    channels. Pooled members come last."""
+
+    def __init__(self, members, pools=None):
         first = members[0]
         c = first.conv
         super().__init__(c.in_channels, sum(m.conv.out_channels for m in members), c.kernel_size, c.stride,
@@ -112,9 +117,32 @@ class FusedConvBnAct(ConvBnAct):
                     value.copy_(parts[0] if value.dim() == 0 else torch.cat(parts))
             if self.bn is not None:
                 self.bn.momentum = first.bn.momentum
+        pools = list(pools or [None] * len(members))
+        self.pooled = sum(p is not None for p in pools)
+        self.pools = nn.ModuleList([p for p in pools if p is not None])
+        self.unpooled = sum(self.splits[:len(self.splits) - self.pooled])
 
     def forward(self, x):
-        return torch.split(super().forward(x), self.splits, 1)
+        if not self.pooled:
+            return torch.split(super().forward(x), self.splits, 1)
+        if self.pad is not None:
+            x = F.pad(x, self.pad)
+        folded = self.folded_weight is not None and not self.training and not torch.is_grad_enabled()
+        y = F.conv2d(x, self.folded_weight, None, self.conv.stride, self.conv.padding, self.conv.dilation,
+                     self.conv.groups) if folded else self.conv(x)
+        parts = [y[:, :self.unpooled]] if self.unpooled else []
+        start = self.unpooled
+        for pool, width in zip(self.pools, self.splits[len(self.splits) - self.pooled:]):
+            parts.append(pool(y[:, start:start + width]))
+            start += width
+        y = torch.cat(parts, 1)
+        if folded:  # the folded shift comes after the pool: a counted zero pad would scale it
+            y = y + self.folded_bias.reshape(1, -1, 1, 1)
+        elif self.bn is not None:
+            y = self.bn(y)
+        if self.act is not None:
+            y = self.act(y)
+        return torch.split(y, self.splits, 1)
 
 
 def fuse_siblings(net):
@@ -124,10 +152,10 @@ def fuse_siblings(net):
     plain_keys = list(net.state_dict())
     plan = []  # (fused path, member paths, state leaves)
     for path, module in list(net.named_modules()):
-        for name, members in getattr(type(module), "fusions", ()):
+        for name, members, pools in getattr(type(module), "fusions", ()):
             parts = [module.get_submodule(m) for m in members]
-            fused = FusedConvBnAct(parts)
-            for m in members:
+            fused = FusedConvBnAct(parts, [module.get_submodule(p) if p else None for p in pools])
+            for m in (*members, *(p for p in pools if p)):
                 parent, _, leaf = m.rpartition(".")
                 holder = module.get_submodule(parent) if parent else module
                 if isinstance(holder, nn.ModuleList):
