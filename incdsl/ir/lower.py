@@ -19,7 +19,7 @@ from .graph import format_shape
 from ..io import IncludeError, Includes
 from ..lang.parse import normalize, parse
 from ..ops.base import Signature, p_num
-from ..ops.joins import RESIDUAL
+from ..ops.residual import RESIDUAL, residual_parts
 from ..ops.table import ALIASES, GROUPS, LAYER_OPS, OPS, SYMBOLS
 from ..passes.shapes import ShapeError, infer_node
 from ..lang.walk import fold_statements
@@ -37,7 +37,7 @@ SIZE_CAP = 10 ** 15  # estimates stop growing here: they only need to exceed the
 LIMIT_HINT = ("raise the limit with `--max-layers N` (`load(..., max_layers=N)`) "
               "if the network is meant to be this large")
 MAX_CALL_DEPTH = 64  # blocks within blocks: real networks nest a few deep; each level takes Python stack
-KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "branch", "shortcut", "repeat",
+KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "mean", "max", "multiply", "gate", "branch", "shortcut", "repeat",
             "with", "aux", "from", "as", "named"}
 RESERVED = WORDS | SYMBOLS | {"in"}  # words that are values, never names
 
@@ -452,7 +452,7 @@ class Lowerer:
         if el.name == "choice":
             self.fail("this spec is a search space: `choice` has no single block here", el.name_span, ctx,
                       hint="`incdsl check` describes the space; `incdsl sample` writes concrete specs from it")
-        if el.name in ("concat", "add", "residual"):
+        if el.name == "residual" or el.name in OPS and OPS[el.name].join:  # concat, add, mean, ...
             self.fail(f"`{el.name}` needs a body", el.name_span, ctx, hint=f"write `{el.name}:` and indent its branches below")
         self.fail(f"unknown layer or block `{el.name}`", el.name_span, ctx,
                   hint=did_you_mean(el.name, list(self.blocks) + sorted(LAYER_OPS)) or
@@ -681,6 +681,10 @@ class Lowerer:
 
     def lower_residual(self, stmt: s.Composite, cur: str, ctx: Ctx) -> str:
         attrs = self.bind_args("residual", stmt.args, ctx, stmt.span)
+        try:
+            parts = residual_parts(attrs, self.shape(cur)[0])
+        except TypeError as exc:  # arguments that are each fine but do not go together
+            self.fail(str(exc), stmt.span, ctx)
         shortcuts = [b for b in stmt.body if isinstance(b, s.ShortcutStmt)]
         if len(shortcuts) > 1:
             self.fail("a residual has at most one `shortcut:`", shortcuts[1].span, ctx)
@@ -694,6 +698,10 @@ class Lowerer:
         if shortcuts:
             sscope = self.fresh(scope, "shortcut", shortcuts[0].span, ctx, numbered=False)
             short = self.lower_body(shortcuts[0].body, cur, replace(inner, scope=sscope))
+        for op, op_attrs in parts.shortcut:  # stochastic layers at the paths' ends (`ops/residual.py`)
+            short = self.add_node(self.fresh(scope, op, stmt.span, ctx), op, op_attrs, [short], stmt.span, ctx)
+        for op, op_attrs in parts.branch:
+            branch = self.add_node(self.fresh(scope, op, stmt.span, ctx), op, op_attrs, [branch], stmt.span, ctx)
         a, b = self.shape(short), self.shape(branch)
         if a != b:
             hint = ("project the branch back with `conv 1x1 in.c act = off`" if a[1:] == b[1:]
@@ -701,7 +709,7 @@ class Lowerer:
             self.fail("residual sum with mismatched shapes", stmt.span, ctx,
                       notes=[f"the shortcut gives {format_shape(a)}, the branch gives {format_shape(b)}"], hint=hint)
         name = self.fresh(scope, "add", stmt.span, ctx)
-        out = self.add_node(name, "add", {"scales": (1.0, attrs["scale"]), "act": attrs["act"]}, [short, branch],
+        out = self.add_node(name, "add", {"scales": (1.0, parts.scale), "act": attrs["act"]}, [short, branch],
                             stmt.span, ctx)
         if stmt.label:
             self.labels.setdefault(stmt.label, []).append((ctx.scope, out, stmt.label_span))
