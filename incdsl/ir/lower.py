@@ -18,10 +18,11 @@ from ..ops.joins import RESIDUAL
 from ..ops.table import ALIASES, GROUPS, LAYER_OPS, OPS
 from ..passes.shapes import ShapeError, infer_node
 from ..lang.values import EvalError, checked, evaluate, show, t_float, t_nonneg, t_shape
+from .control import ControlFlow
 from .estimate import SizeEstimate
 from .limits import (LIMIT_HINT, MAX_CALL_DEPTH, MAX_LAYERS, MAX_NODES, NAME_CHARS_PER_LAYER, SIZE_CAP,  # noqa: F401
                      VALUES_PER_LAYER)
-from .program import (KEYWORDS, MAX_INCLUDE_DEPTH, RESERVED, Program, first_token, load_program,  # noqa: F401
+from .program import (CONTROL_WORDS, KEYWORDS, MAX_INCLUDE_DEPTH, RESERVED, Program, first_token, load_program,  # noqa: F401
                       spec_error)
 from .sink import GraphSink, node_data  # noqa: F401  (`GraphSink`, `node_data`: their former home)
 
@@ -49,7 +50,7 @@ class Ctx:
 
 # --- lowering --------------------------------------------------------------------------------
 
-class Lowerer:
+class Lowerer(ControlFlow):
     """Lowers one program into a sink (`sink.py`; the IR graph by default).
 
     Parameters:
@@ -228,7 +229,10 @@ class Lowerer:
     # statements
     def lower_body(self, stmts, cur: str, ctx: Ctx) -> str:
         for stmt in stmts:
-            cur = self.lower_stmt(stmt, cur, ctx)
+            if isinstance(stmt, s.LetStmt):  # binds for the statements after it
+                ctx = self.bind_let(stmt, ctx)
+            else:
+                cur = self.lower_stmt(stmt, cur, ctx)
         return cur
 
     def lower_stmt(self, stmt, cur: str, ctx: Ctx) -> str:
@@ -245,6 +249,8 @@ class Lowerer:
         if isinstance(stmt, s.AuxStmt):
             self.lower_aux(stmt, cur, ctx)
             return cur
+        if isinstance(stmt, s.IfStmt):
+            return self.lower_if(stmt, cur, ctx)
         if isinstance(stmt, s.InputStmt):
             self.fail("`input` may only appear once, as the first line of the network", stmt.span, ctx)
         if isinstance(stmt, s.BranchStmt):
@@ -430,29 +436,30 @@ class Lowerer:
         attrs = self.bind_args(stmt.kind, stmt.args, ctx, stmt.span)
         scope = self.composite_scope(stmt, ctx)
         inner = replace(ctx, scope=scope)
-        outs = []
-        for b in stmt.body:
-            if not isinstance(b, s.BranchStmt):
-                self.fail(f"only `branch:` statements may appear directly in `{stmt.kind}`", b.span, ctx,
-                          hint="wrap it: `branch: ...`")
+        outs, branches = [], []
+        for b, bctx in self.join_branches(stmt.body, stmt.kind, inner):
+            before = self.made()
             bscope = self.claim(scope, b.label, b.label_span, ctx) if b.label else self.fresh(scope, "branch", b.span, ctx)
-            outs.append(self.lower_body(b.body, cur, replace(inner, scope=bscope)))
+            outs.append(self.lower_body(b.body, cur, replace(bctx, scope=bscope)))
+            branches.append(b)
+            if self.made() == before:  # a branch that makes nothing (only `let`s) still counts
+                self.idle += 1
         join = OPS[stmt.kind]
         if len(outs) < join.min_branches:
             self.fail(f"`{stmt.kind}` needs at least {'two' if join.min_branches == 2 else join.min_branches} branches",
                       stmt.span, ctx)
         if join.aligned:
-            self.check_aligned(stmt, outs, ctx)
+            self.check_aligned(stmt, branches, outs, ctx)
         node_attrs = join.join(attrs, len(outs))
         name = self.fresh(scope, stmt.kind, stmt.span, ctx)
         out = self.add_node(name, stmt.kind, node_attrs, outs, stmt.span, ctx)
         return self.note_label(stmt.label, stmt.label_span, ctx, out)
 
-    def check_aligned(self, stmt: s.Composite, outs, ctx: Ctx):
+    def check_aligned(self, stmt: s.Composite, branches, outs, ctx: Ctx):
         shapes = [self.shape(o) for o in outs]
         if len({len(sh) for sh in shapes}) == 1 and len(shapes[0]) == 3:
             first = shapes[0][1:]
-            for b, sh in zip(stmt.body, shapes):
+            for b, sh in zip(branches, shapes):
                 if sh[1:] != first:
                     self.fail(f"{stmt.kind} branches disagree in spatial size", b.span, ctx,
                               notes=[f"this branch gives {format_shape(sh)}; the first gives {format_shape(shapes[0])}"],
@@ -498,7 +505,7 @@ class Lowerer:
         inside = [f"inside `repeat {n}` at {sp}" for n, sp in reversed(ctx.repeats)]
         if made + count * outer > self.max_layers:
             self.too_big(made + count * outer, stmt.count.span, ctx, notes=inside)
-        if stmt.var and stmt.var in RESERVED:
+        if stmt.var and (stmt.var in RESERVED or stmt.var in CONTROL_WORDS):
             self.fail(f"`{stmt.var}` is a reserved word", stmt.span, ctx)
         body = stmt.body
         single_call = (len(body) == 1 and isinstance(body[0], s.Chain) and len(body[0].elements) == 1

@@ -17,8 +17,9 @@ from ..lang.parse import normalize, parse
 from ..lang.values import WORDS
 from ..ops.table import LAYER_OPS, SYMBOLS
 
+CONTROL_WORDS = {"let", "if", "elif", "else", "and", "or", "not"}  # words of `let`, `if` and conditions
 KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "branch", "shortcut", "repeat",
-            "with", "aux", "from", "as", "named"}
+            "with", "aux", "from", "as", "named"} | CONTROL_WORDS
 RESERVED = WORDS | SYMBOLS | {"in"}  # words that are values, never names
 
 
@@ -164,7 +165,7 @@ def _check_params(d: s.Definition, sources):
         if p.name in seen:
             raise spec_error(f"parameter `{p.name}` is declared twice", p.span, sources,
                        labels=[Label(seen[p.name], "first declared here")])
-        if p.name in RESERVED:
+        if p.name in RESERVED or p.name in CONTROL_WORDS:
             raise spec_error(f"`{p.name}` is a reserved word and cannot name a parameter", p.span, sources)
         seen[p.name] = p.span
 

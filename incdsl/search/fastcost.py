@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..lang import syntax as s
-from ..lang.walk import iter_statements
+from ..lang.walk import iter_exprs, iter_statements
 from ..ir.lower import MAX_LAYERS, Lowerer
 from ..ir.sink import Memo
 from ..passes.cost import node_params_macs
@@ -120,21 +120,12 @@ _MISSING = object()
 def _names_read(el: s.Element) -> tuple[tuple[str, ...], bool]:
     """(names, reads `in`) of a layer's argument expressions."""
     names, uses_in = set(), False
-    todo = [a.value for a in el.args]
-    while todo:
-        e = todo.pop()
-        if isinstance(e, s.Name):
-            names.add(e.id)
-        elif isinstance(e, s.Attr):
-            uses_in = True
-        elif isinstance(e, s.Call):
-            todo.extend(e.args)
-        elif isinstance(e, s.BinOp):
-            todo += [e.left, e.right]
-        elif isinstance(e, s.Neg):
-            todo.append(e.operand)
-        elif isinstance(e, s.TupleLit):
-            todo.extend(e.items)
+    for a in el.args:
+        for e in iter_exprs(a.value):
+            if isinstance(e, s.Name):
+                names.add(e.id)
+            elif isinstance(e, s.Attr):
+                uses_in = True
     return tuple(sorted(names)), uses_in
 
 
