@@ -203,3 +203,67 @@ def test_branches_that_make_nothing_still_count_toward_the_limit():
 def test_other_statements_in_a_join_are_still_refused():
     err = failure("network t:\n    input 3x8x8\n    concat:\n        repeat 2:\n            conv 1x1 4\n")
     assert "only `branch:` statements may appear directly in `concat`" in str(err)
+
+
+# --- recursive blocks ----------------------------------------------------------------------
+
+FRACTAL = """\
+block fractal(c, f):
+    if c == 1: conv 3x3 f pad = 1
+    else:
+        add:
+            branch: conv 3x3 f pad = 1
+            branch: fractal(c - 1, f) -> fractal(c - 1, f)
+network fractalnet(c = 3):
+    input 3x16x16
+    conv 3x3 8 pad = 1
+    fractal(c, 8)
+"""
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 4, 5])
+def test_fractal_rule_written_once_expands_as_the_paper_draws_it(c):
+    net = load(FRACTAL, params={"c": c})
+    convs = [n for n in net.layers if net.graph.nodes[n]["op"] == "conv"]
+    adds = [n for n in net.layers if net.graph.nodes[n]["op"] == "add"]
+    assert len(convs) == 1 + 2 ** c - 1  # the stem, and f_C = 2^C - 1 convolutions on the longest path's tree
+    assert len(adds) == 2 ** (c - 1) - 1
+    assert net.output_shape == (8, 16, 16)
+
+
+def test_recursive_instances_are_scoped_by_depth():
+    net = load(FRACTAL, params={"c": 2})
+    assert "fractal/branch_1/fractal/conv_0" in net.layers and "fractal/branch_1/fractal_1/conv_0" in net.layers
+
+
+def test_mutual_recursion_with_an_end():
+    text = ("block even(n):\n    if n == 0: conv 1x1 4\n    else: conv 1x1 (n + 4) -> odd(n - 1)\n"
+            "block odd(n):\n    if n == 0: conv 1x1 5\n    else: conv 1x1 (n + 4) -> even(n - 1)\n"
+            "network t:\n    input 3x8x8\n    even(3)\n")
+    assert widths(load(text)) == [7, 6, 5, 5]
+
+
+def test_recursion_without_an_if_is_refused_at_once():
+    err = failure("network t:\n    input 3x8x8\n    b(1)\nblock b(n): conv 1x1 4 -> b(n + 1)\n")
+    d = err.diagnostics[0]
+    assert d.message == "block `b` instantiates itself" and (d.span.line, d.span.col) == (4, 27)
+    assert "`if`" in d.hint
+
+
+def test_recursion_that_never_ends_stops_at_the_depth_guard():
+    err = failure("network t:\n    input 3x8x8\n    b(1)\nblock b(n):\n    if n == 0: conv 1x1 4\n"
+                  "    else: conv 1x1 4 -> b(n + 1)\n")
+    d = err.diagnostics[0]
+    assert d.message.startswith("block `b` recurses too deeply (64 calls")
+    assert (d.span.line, d.span.col) == (6, 25)
+    assert [(lab.span.line, lab.message) for lab in d.labels] == [(3, "the recursion starts here")]
+    assert "`if n == 1: ...`" in d.hint
+
+
+def test_recursion_through_deep_bodies_stops_before_the_python_stack_does():
+    text = ("block r(c):\n    if c == 0: conv 1x1 4\n    else:\n        add:\n            branch: conv 1x1 4\n"
+            "            branch:\n                concat:\n                    branch:\n                        residual:\n"
+            "                            r(c - 1)\n                            conv 1x1 in.c\n"
+            "network t(c = 60):\n    input 3x8x8\n    conv 1x1 4\n    r(c)\n")
+    assert "recurses too deeply" in failure(text).diagnostics[0].message
+    assert load(text, params={"c": 10}).output_shape == (4, 8, 8)
