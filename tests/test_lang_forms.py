@@ -267,3 +267,33 @@ def test_recursion_through_deep_bodies_stops_before_the_python_stack_does():
             "network t(c = 60):\n    input 3x8x8\n    conv 1x1 4\n    r(c)\n")
     assert "recurses too deeply" in failure(text).diagnostics[0].message
     assert load(text, params={"c": 10}).output_shape == (4, 8, 8)
+
+
+# --- parse errors that name the statement and show its form --------------------------------
+
+@pytest.mark.parametrize("line, message, hint", [
+    ("concat:\n        repeat 3 branch: conv 1x1 4", "unexpected `branch` in `repeat`", "`repeat 3:` or `repeat n as i:`"),
+    ("residual scale=0.2:\n        conv 1x1 3", "unexpected `scale` in `residual`", "`residual(scale = 0.17, act = relu):`"),
+    ("if n > 1\n        conv 1x1 4", "unexpected end of line in `if`", "`if n > 1:`"),
+    ("concat x:\n        branch: conv 1x1 4", "unexpected `x` in `concat`", "`concat:` or `concat as name:`"),
+    ("add(act = relu)\n", "unexpected end of line in `add`", "`add:` or `add(act = relu):`"),
+    ("let d 3", "unexpected `3` in `let`", "`let d = 16 + alpha * (i + 1) // n`"),
+    ("conv 1x1 4\n    else: conv 1x1 8", "`else` without an `if` before it", "right after an `if` or `elif`"),
+    ("conv 1x1 4\n    elif n > 1: conv 1x1 8", "`elif` without an `if` before it", "right after an `if` clause"),
+])
+def test_parse_errors_name_the_statement_and_show_its_form(line, message, hint):
+    err = failure(f"network t(n = 2):\n    input 3x8x8\n    {line}\n")
+    d = err.diagnostics[0]
+    assert d.message == message
+    assert hint in d.hint
+
+
+def test_else_after_an_if_is_fine_and_a_stray_one_points_at_its_word():
+    assert widths(load("network t(n = 2):\n    input 3x8x8\n    if n > 1: conv 1x1 4\n    else: conv 1x1 8\n")) == [4]
+    d = failure("network t:\n    input 3x8x8\n    conv 1x1 4\n    else: conv 1x1 8\n").diagnostics[0]
+    assert (d.span.line, d.span.col, d.span.end_col) == (4, 5, 9) and not d.notes
+
+
+def test_errors_past_a_statement_header_keep_the_generic_message():
+    d = failure("network t:\n    input 3x8x8\n    repeat 2: conv 1x1 4 ->\n").diagnostics[0]
+    assert d.message == "unexpected end of line"
