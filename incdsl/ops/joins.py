@@ -7,7 +7,7 @@ per input) and act (activation name, or None).
 from __future__ import annotations
 
 from ..ir.names import literal
-from ..lang.values import t_float
+from ..lang.values import t_bool, t_float
 from .activation import p_act, t_act
 from .base import NO_ARGS, Op, Signature, p_num
 from .marks import num
@@ -54,7 +54,9 @@ RESIDUAL = Signature({"scale": t_float, "act": t_act}, {"scale": 1.0, "act": "re
                      (("scale", p_num),), False, "a scale factor")
 
 OPS = (
-    Op("concat", "concat", NO_ARGS, concat_shape, lambda a: "Filter concat", lambda a, ins, out, lit: "Concat()",
+    # `concat(pad = yes)`: lowering zero-pads smaller branches to the largest (`ops/slicing.py`)
+    Op("concat", "concat", Signature({"pad": t_bool}, {"pad": False}, (), False, "`pad = yes`"), concat_shape,
+       lambda a: "Filter concat", lambda a, ins, out, lit: "Concat()", attributes=(),
        arity=None, receptive=widest_field, join=lambda attrs, n: {}, aligned=True,
        example=("concat:", "    branch: conv 1x1 3", "    branch: conv 3x3 2 S -> conv 3x3 2 S", "    branch: maxpool 3x3 S")),
     Op("add", "add", Signature({"act": t_act}, {"act": None}, (("act", p_act),), False, "an activation"),

@@ -15,10 +15,12 @@ from . import norm
 from . import pooling
 from . import prelu
 from . import reshape
+from . import slicing
 from . import upsample
 from .base import Op
 
-FAMILIES = (reshape, conv, pooling, global_pool, lrn, norm, activation, prelu, dropout, linear, joins, upsample)
+FAMILIES = (reshape, conv, pooling, global_pool, lrn, norm, activation, prelu, dropout, linear, joins, upsample,
+            slicing)
 
 OPS: dict[str, Op] = {op.name: op for family in FAMILIES for op in family.OPS}
 
