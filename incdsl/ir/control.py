@@ -7,8 +7,6 @@ All of them are decided while lowering, from values known then (parameters, loop
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..diagnostics import Label
 from ..lang import syntax as s
 from ..lang.values import EvalError, t_nonneg, truth
@@ -27,7 +25,7 @@ class ControlFlow:
                            "or compute the value where it is first bound")
         value = self.eval(stmt.value, ctx)
         self.count_values(len(ctx.env) + 1, stmt.span, ctx)
-        return replace(ctx, env={**ctx.env, stmt.name: value})
+        return ctx.but(env={**ctx.env, stmt.name: value})
 
     def _binding_labels(self, name: str, ctx) -> list:
         """Where `name` is declared, when it is a parameter of the definition being lowered."""
@@ -88,5 +86,5 @@ class ControlFlow:
             inner = ctx
             if st.var:
                 self.count_values(len(ctx.env) + 1, st.count.span, ctx)
-                inner = replace(ctx, env={**ctx.env, st.var: i})
+                inner = ctx.but(env={**ctx.env, st.var: i})
             yield from self.join_branches(st.body, kind, inner)
