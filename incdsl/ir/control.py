@@ -49,6 +49,21 @@ class ControlFlow:
         except EvalError as exc:
             self.fail(exc.message, exc.span, ctx, exc.hint)
 
+    def residual_statements(self, stmts, ctx) -> tuple:
+        """A residual's statements with each `if` that holds a `shortcut:` in a clause replaced by
+        its chosen clause's statements: `if stride == 2: shortcut: ...` chooses the shortcut
+        (its condition is read before the body's `let`s)."""
+        if not any(isinstance(st, s.IfStmt) and _holds_shortcut(st) for st in stmts):
+            return stmts
+        out = []
+        for st in stmts:
+            if isinstance(st, s.IfStmt) and _holds_shortcut(st):
+                clause = self.chosen_clause(st, ctx)
+                out.extend(self.residual_statements(clause.body, ctx) if clause is not None else ())
+            else:
+                out.append(st)
+        return tuple(out)
+
     def lower_if(self, stmt: s.IfStmt, cur: str, ctx) -> str:
         clause = self.chosen_clause(stmt, ctx)
         return self.lower_body(clause.body, cur, ctx) if clause is not None else cur
@@ -88,3 +103,8 @@ class ControlFlow:
                 self.count_values(len(ctx.env) + 1, st.count.span, ctx)
                 inner = ctx.but(env={**ctx.env, st.var: i})
             yield from self.join_branches(st.body, kind, inner)
+
+
+def _holds_shortcut(st: s.IfStmt) -> bool:
+    return any(isinstance(inner, s.ShortcutStmt) or isinstance(inner, s.IfStmt) and _holds_shortcut(inner)
+               for clause in st.body for inner in clause.body)

@@ -534,10 +534,11 @@ class Lowerer(ControlFlow, NamedTensors):
 
     def lower_residual(self, stmt: s.Composite, cur: str, ctx: Ctx) -> str:
         attrs = self.bind_args("residual", stmt.args, ctx, stmt.span)
-        shortcuts = [b for b in stmt.body if isinstance(b, s.ShortcutStmt)]
+        stmts = self.residual_statements(stmt.body, ctx.but(in_shape=self.shape(cur), in_node=cur))  # `in` is its input
+        shortcuts = [b for b in stmts if isinstance(b, s.ShortcutStmt)]
         if len(shortcuts) > 1:
             self.fail("a residual has at most one `shortcut:`", shortcuts[1].span, ctx)
-        body = [b for b in stmt.body if not isinstance(b, s.ShortcutStmt)]
+        body = [b for b in stmts if not isinstance(b, s.ShortcutStmt)]
         if not body:
             self.fail("a residual needs a branch besides its shortcut", stmt.span, ctx)
         scope = self.composite_scope(stmt, ctx)
