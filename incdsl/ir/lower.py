@@ -85,6 +85,7 @@ class Lowerer(ControlFlow, NamedTensors):
         self.counters: dict[tuple[str, str], int] = {}
         self.used: dict[str, dict[str, Span]] = {}
         self.labels: dict[str, list[tuple[str, str, Span]]] = {}
+        self.scoped_labels: dict[tuple[str, str], str] = {}  # (scope, label) -> the latest node it names
         self.warnings: list[Diagnostic] = []
         self.instances: dict[str, dict] = {}
         self.rewired = False  # a `take` or `branch from` read an earlier tensor: some may be left unused
@@ -382,6 +383,7 @@ class Lowerer(ControlFlow, NamedTensors):
         """Remember the node a label (`as NAME`) gives, for `aux ... from NAME`; returns the node."""
         if label:
             self.labels.setdefault(label, []).append((ctx.scope, node, span))
+            self.scoped_labels[(ctx.scope, label)] = node  # what `take` and `branch from` read
         return node
 
     def lower_call(self, el: s.Element, cur: str, ctx: Ctx, scope_name: str | None) -> str:
