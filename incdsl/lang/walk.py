@@ -1,11 +1,13 @@
 """The one walker over the statement trees of the AST (`syntax.py`).
 
 Statements with a body (`concat`, `add`, `residual`, `branch`, `shortcut`, `repeat`, `with`,
-`aux`) nest other statements; chains hold elements. Every pass that needs the whole tree
+`aux`, `if` (whose body is its clauses) and each clause) nest other statements; chains hold
+elements; expressions nest expressions (`expr_children`). Every pass that needs the whole tree
 (the choices of a search space, the labels an `aux` head taps, the block calls a body makes,
-the size estimate of lowering) goes through these functions instead of recursing by hand,
-so a new statement kind is taught to one place. Lowering itself dispatches on the kind
-(each kind means something different there) and is not a walk.
+the names a layer reads) goes through these functions instead of recursing by hand, so a new
+statement or expression kind is taught to one place. Lowering and the size estimate dispatch
+on the kind (each kind means something different there, and a `let` binds for the statements
+after it) and are not walks.
 """
 from __future__ import annotations
 
@@ -48,6 +50,30 @@ def iter_elements(body) -> Iterator[s.Element]:
     for st, _ in walk_statements(body):
         if isinstance(st, s.Chain):
             yield from st.elements
+
+
+def expr_children(e) -> tuple:
+    """The expressions nested directly in expression `e` (operands, call arguments, tuple items)."""
+    if isinstance(e, s.BinOp):
+        return (e.left, e.right)
+    if isinstance(e, (s.Neg, s.Not)):
+        return (e.operand,)
+    if isinstance(e, s.Call):
+        return e.args
+    if isinstance(e, s.TupleLit):
+        return e.items
+    if isinstance(e, s.RangeLit):
+        return (e.start, e.stop)
+    return ()
+
+
+def iter_exprs(e) -> Iterator:
+    """`e` and every expression nested in it, outermost first, in source order."""
+    todo = [e]
+    while todo:
+        e = todo.pop()
+        yield e
+        todo.extend(reversed(expr_children(e)))
 
 
 def fold_statements(body, combine: Callable[[s.Stmt, list, tuple], T], path: tuple = ()) -> list[T]:
