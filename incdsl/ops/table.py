@@ -7,18 +7,20 @@ from __future__ import annotations
 from . import activation
 from . import conv
 from . import dropout
+from . import elementwise
 from . import global_pool
 from . import joins
 from . import linear
 from . import lrn
 from . import norm
+from . import pad
 from . import pooling
 from . import prelu
 from . import reshape
 from . import upsample
 from .base import Op
 
-FAMILIES = (reshape, conv, pooling, global_pool, lrn, norm, activation, prelu, dropout, linear, joins, upsample)
+FAMILIES = (reshape, conv, pooling, global_pool, lrn, norm, activation, prelu, dropout, linear, joins, elementwise, upsample, pad)
 
 OPS: dict[str, Op] = {op.name: op for family in FAMILIES for op in family.OPS}
 

@@ -1,0 +1,155 @@
+"""The forms the 2016 zoo needs (issue 12): channel zero-padding, mean/max/weighted joins,
+multiply and gate joins, adaptive pooling, stochastic residuals and learned scales.
+
+`tests/test_ops.py` already checks, costs, draws and compiles every op's example; these tests
+check what each form computes, against plain PyTorch written here, and its diagnostics.
+"""
+from __future__ import annotations
+
+import pytest
+
+import incdsl
+
+torch = pytest.importorskip("torch")
+
+
+def net(body: str, input: str = "4x8x8"):
+    lines = "\n".join("    " + line for line in body.strip("\n").splitlines())
+    return incdsl.load(f"network t:\n    input {input}\n{lines}\n")
+
+
+def model_of(network, seed: int = 0):
+    return incdsl.to_torch(network, seed=seed)
+
+
+def shapes(network) -> list:
+    return [network.graph.nodes[n]["shape"] for n in network.layers]
+
+
+# --- 1. pad_channels ---------------------------------------------------------------------
+
+def test_pad_channels_appends_zeros_after():
+    n = net("pad_channels 7")
+    assert n.output_shape == (7, 8, 8)
+    assert incdsl.count_costs(n).total.params == 0
+    x = torch.randn(2, 4, 8, 8)
+    y = model_of(n).eval()(x)
+    assert torch.equal(y[:, :4], x) and not y[:, 4:].any()
+
+
+def test_pad_channels_both_puts_the_odd_channel_after():
+    x = torch.randn(2, 4, 8, 8)
+    y = model_of(net("pad_channels 9 place = both")).eval()(x)
+    assert not y[:, :2].any() and torch.equal(y[:, 2:6], x) and not y[:, 6:].any()
+
+
+def test_option_a_shortcut_matches_the_cifar_reference():
+    """ResNet option A as the common CIFAR code writes it: x[:, :, ::2, ::2] padded by
+    planes // 4 channels on both sides."""
+    n = net("""
+residual(act = off):
+    conv 3x3 8 /2 pad = 1 bias = no act = off
+    shortcut: maxpool 1x1 /2 -> pad_channels 8 place = both
+""")
+    assert not n.warnings  # a 1x1 window at stride 2 skips rows by design
+    model = model_of(n).eval()
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    x = torch.randn(2, 4, 8, 8)
+    want = conv(x) + torch.nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2))
+    assert torch.allclose(model(x), want, atol=1e-6)
+    assert incdsl.count_costs(n).total.params == conv.weight.numel()
+
+
+def test_pad_channels_cannot_shrink(load_error):
+    err = load_error("network t:\n    input 4x8x8\n    pad_channels 3\n").render()
+    assert "cannot shrink the 4x8x8 input to 3 channels" in err and "at least 4" in err
+
+
+def test_pad_channels_place_is_checked(load_error):
+    assert "expected `after` or `both`" in load_error("network t:\n    input 4x8x8\n    pad_channels 6 place = S\n").render()
+
+
+# --- 7. mean, max, weighted add ----------------------------------------------------------
+
+THREE = """
+{head}:
+    branch: conv 3x3 4 S act = off
+    branch: conv 1x1 4 act = off
+    branch: identity
+"""
+
+
+def branch_outputs(model, x):
+    """The three branch tensors of THREE: the two convs (in module order) and the input."""
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    return [convs[0](x), convs[1](x), x]
+
+
+@pytest.mark.parametrize("head, combine", [
+    ("mean", lambda a, b, c: (a + b + c) / 3),
+    ("max", lambda a, b, c: torch.maximum(torch.maximum(a, b), c)),
+    ("add(weights = (0.5, 0.25, -1))", lambda a, b, c: 0.5 * a + 0.25 * b - c),
+])
+def test_elementwise_joins_compute_their_formula(head, combine):
+    n = net(THREE.format(head=head))
+    model = model_of(n).eval()
+    x = torch.randn(2, 4, 8, 8)
+    assert torch.allclose(model(x), combine(*branch_outputs(model, x)), atol=1e-5)
+    assert n.output_shape == (4, 8, 8)
+
+
+def test_weights_are_drawn_on_the_arrows():
+    from incdsl.render.graphviz import build_dot
+    from incdsl.render.style import DrawOptions
+    dot = build_dot(net(THREE.format(head="add(weights = (0.5, 0.25, 2))")), DrawOptions(level="layer"))
+    assert "scale 0.5" in dot and "scale 0.25" in dot and "scale 2" in dot
+
+
+@pytest.mark.parametrize("head, message", [
+    ("add(weights = (0.5, 0.5))", "`add` has 3 branches but 2 weights"),
+    ("add(weights = (0.5, yes, 1))", "expected one number per branch"),
+    ("mean(drop_path = 1)", "expected a probability in [0, 1)"),
+    ("max(0.5)", "`max` takes no positional arguments"),
+])
+def test_join_argument_errors(load_error, head, message):
+    assert message in load_error("network t:\n    input 4x8x8" + THREE.format(head=head).replace("\n", "\n    ")).render()
+
+
+@pytest.mark.parametrize("kind", ["mean", "max"])
+def test_elementwise_joins_need_equal_shapes(load_error, kind):
+    err = load_error(f"network t:\n    input 4x8x8\n    {kind}:\n        branch: conv 1x1 4\n        branch: conv 1x1 5\n")
+    assert f"the branches of `{kind}` have different shapes" in err.render()
+
+
+def test_join_word_without_body_is_explained(load_error):
+    err = load_error("network t:\n    input 4x8x8\n    conv 1x1 4 -> mean\n").render()
+    assert "`mean` needs a body" in err
+
+
+def test_elementwise_joins_cost_nothing():
+    for head in ("mean(drop_path = 0.2)", "max", "add(weights = (1, 2, 3))"):
+        costs = incdsl.count_costs(net(THREE.format(head=head)))
+        assert (costs.total.params, costs.total.macs) == (16 * 9 + 16 + 8, (16 * 9 + 16) * 64)  # 8 biases
+
+
+def test_mean_drop_path_keeps_each_input_at_its_rate():
+    """FractalNet's local drop-path: each of n inputs dropped with probability p for the whole
+    batch, at least one kept. An input is kept with probability (1 - p) + p**n / n; the output
+    is the mean of the kept inputs. Inputs 1, 10, 100 tell the kept set from the output."""
+    from incdsl.torch.layers import Mean
+    torch.manual_seed(0)
+    p, n, trials = 0.5, 3, 3000
+    mean = Mean(p).train()
+    xs = [torch.full((2, 1), v) for v in (1.0, 10.0, 100.0)]
+    kept = torch.zeros(n)
+    for _ in range(trials):
+        y = mean(*xs)
+        assert torch.equal(y[0], y[1])  # one draw for the whole batch
+        subsets = {(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1) if a + b + c}
+        match = [s for s in subsets if abs(float(y[0, 0]) - sum(v * k for v, k in zip((1, 10, 100), s)) / sum(s)) < 1e-4]
+        assert len(match) == 1, float(y[0, 0])
+        kept += torch.tensor(match[0], dtype=torch.float)
+    rate = (1 - p) + p ** n / n
+    std = (rate * (1 - rate) / trials) ** 0.5
+    assert ((kept / trials - rate).abs() < 4 * std).all(), kept / trials
+    assert torch.equal(mean.eval()(*xs), torch.full((2, 1), 37.0))
