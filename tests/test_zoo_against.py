@@ -15,6 +15,7 @@ import incdsl
 from incdsl.report.against import applies, compare, read_table
 from incdsl.cli import main
 from test_zoo import MODELS, TIMM
+from test_zoo_cifar_a import CONFIGS as CIFAR_A
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "specs" / "tables" / "zoo.csv"
@@ -28,7 +29,8 @@ EXPLAINED = {("AlexNet", "60M"): "alexnet.inc", ("ResNet-50", "3.8G"): "resnet50
 def configurations():
     """Every zoo configuration: (name, spec, --set values)."""
     return ([(name, spec, params) for name, (spec, params, *_) in MODELS.items()]
-            + [(name, spec, {}) for name, (spec, *_) in TIMM.items()])
+            + [(name, spec, {}) for name, (spec, *_) in TIMM.items()]
+            + [(name, f"cifar/{spec}", params) for name, (spec, params, *_) in CIFAR_A.items()])
 
 
 @pytest.fixture(scope="module")
