@@ -153,3 +153,60 @@ def test_mean_drop_path_keeps_each_input_at_its_rate():
     std = (rate * (1 - rate) / trials) ** 0.5
     assert ((kept / trials - rate).abs() < 4 * std).all(), kept / trials
     assert torch.equal(mean.eval()(*xs), torch.full((2, 1), 37.0))
+
+
+# --- 6. multiply and gate ----------------------------------------------------------------
+
+SE = """
+conv 3x3 8 S
+multiply:
+    branch: identity
+    branch: gap -> conv 1x1 2 -> conv 1x1 8 act = sigmoid
+"""
+
+
+def test_squeeze_and_excitation_matches_a_hand_written_one():
+    n = net(SE)
+    model = model_of(n).eval()
+    stem, reduce, expand = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    x = torch.randn(2, 4, 8, 8)
+    u = torch.relu(stem(x))
+    s = torch.sigmoid(expand(torch.relu(reduce(u.mean((2, 3), keepdim=True)))))
+    assert torch.allclose(model(x), u * s, atol=1e-6)
+    assert n.output_shape == (8, 8, 8)
+    costs = incdsl.count_costs(n)
+    convs = (stem, reduce, expand)
+    assert costs.total.params == sum(p.numel() for c in convs for p in c.parameters())
+    # the product is free: only the convs' multiply-adds count
+    assert costs.total.macs == 8 * 4 * 9 * 64 + 8 * 2 + 2 * 8
+
+
+def test_multiply_of_equal_shapes_keeps_the_receptive_field():
+    n = net("multiply:\n    branch: conv 3x3 4 S\n    branch: conv 5x5 4 S")
+    assert incdsl.count_costs(n).by_name()[n.output].rf == (5, 5)
+
+
+def test_highway_gate():
+    n = net("""
+gate:
+    branch: conv 3x3 4 S act = sigmoid
+    branch: conv 3x3 4 S
+    branch: identity
+""")
+    model = model_of(n).eval()
+    t_conv, h_conv = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    x = torch.randn(2, 4, 8, 8)
+    t, h = torch.sigmoid(t_conv(x)), torch.relu(h_conv(x))
+    assert torch.allclose(model(x), t * h + (1 - t) * x, atol=1e-6)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("multiply:\n    branch: identity\n    branch: gap -> conv 1x1 3", "shapes that do not broadcast"),
+    ("multiply:\n    branch: identity\n    branch: maxpool 2x2 /2", "shapes that do not broadcast"),
+    ("gate:\n    branch: identity\n    branch: identity", "`gate` needs at least 3 branches"),
+    ("gate:\n" + "    branch: identity\n" * 4, "`gate` takes three branches (T, H, X), found 4"),
+    ("gate:\n    branch: identity\n    branch: identity\n    branch: conv 1x1 5", "the branches of `gate` have different shapes"),
+])
+def test_multiply_and_gate_errors(load_error, body, message):
+    spec = "network t:\n    input 4x8x8\n" + "\n".join("    " + line for line in body.splitlines()) + "\n"
+    assert message in load_error(spec).render()

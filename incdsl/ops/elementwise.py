@@ -81,4 +81,12 @@ OPS = (
     Op("max", "concat", NO_ARGS, same_shapes("max"), lambda a: "Max", lambda a, ins, out, lit: "Max()",
        arity=None, receptive=joined_field, join=lambda attrs, n: {}, min_branches=2,
        example=("max:", *TWO)),
+    Op("multiply", "concat", NO_ARGS, broadcast_shape, lambda a: "Multiply", lambda a, ins, out, lit: "Multiply()",
+       arity=None, receptive=joined_field, join=lambda attrs, n: {}, min_branches=2,
+       example=("multiply:", *TWO, "multiply:", "    branch: identity",
+                "    branch: gap -> conv 1x1 2 -> conv 1x1 4 act = sigmoid")),
+    Op("gate", "concat", NO_ARGS, gate_shape, lambda a: "Gate: T * H + (1 - T) * X",
+       lambda a, ins, out, lit: "Gate()", arity=None, receptive=joined_field, join=lambda attrs, n: {},
+       min_branches=3,
+       example=("gate:", "    branch: conv 3x3 4 S act = sigmoid", "    branch: conv 1x1 4", "    branch: identity")),
 )

@@ -197,6 +197,23 @@ class Max(nn.Module):
         return y
 
 
+class Multiply(nn.Module):
+    """The element-wise product of the inputs (a Cx1x1 input broadcasts over the others)."""
+
+    def forward(self, *xs):
+        y = xs[0]
+        for x in xs[1:]:
+            y = y * x
+        return y
+
+
+class Gate(nn.Module):
+    """The highway layer's join: `t * h + (1 - t) * x`."""
+
+    def forward(self, t, h, x):
+        return t * h + (1 - t) * x
+
+
 class LinearAct(nn.Linear):
     """A linear layer followed by an activation; same state-dict keys as `nn.Linear`."""
 
