@@ -49,12 +49,13 @@ CONFIGS = {
     "inception_v4_c100": ("inception_v4.inc", {"classes": 100}, 41_296_516, 7_503_132_032),
     "squeezenet_bn": ("squeezenet_bn.inc", {}, 734_986, 52_543_488),
     "squeezenet_bn_c100": ("squeezenet_bn.inc", {"classes": 100}, 781_156, 53_280_768),
+    "highway": ("highway.inc", {}, 2_274_186, 351_831_296),
     "preact_resnet164": ("preact_resnet164.inc", {}, 1_703_258, 244_500_992),
     "preact_resnet1001": ("preact_resnet164.inc", {"depth": 1001}, 10_327_706, 1_487_849_984),
 }
 # one configuration per spec for drawing, compiling and training; the block drawn
 SPECS = {"nin.inc": "mlpconv", "vgg_a.inc": "vgg_stage", "googlenet.inc": "inception_bn_max",
-         "inception_bn.inc": "reduction_bn", "inception_v3.inc": "inception_e", "prelu_net_a.inc": "prelu_stage",
+         "inception_bn.inc": "reduction_bn", "inception_v3.inc": "inception_e", "prelu_net_a.inc": "prelu_stage", "highway.inc": "highway_layer",
          "resnet110.inc": "basic_a_down", "inception_v4.inc": "cifar_stem", "squeezenet_bn.inc": "fire",
          "preact_resnet164.inc": "preact_stage"}
 # too slow for the default run: built, compiled or trained only under -m slow
@@ -107,14 +108,14 @@ def test_every_stated_count_is_reproduced():
             assert rec["verdict"] == "matches", (name, rec)
             seen.add(rec["line"])
     rows = our_rows()
-    assert len(rows) == 13 and all(r["source"] for r in rows)
+    assert len(rows) == 14 and all(r["source"] for r in rows)
     assert len(seen) == len(rows)  # every row applies to one of the configurations
 
 
 def test_each_spec_with_a_row_says_so():
     specs = {spec for spec in SPECS if network_name(spec) in {r["network"] for r in our_rows()}}
     assert specs == {"vgg_a.inc", "googlenet.inc", "inception_v3.inc", "inception_v4.inc", "squeezenet_bn.inc",
-                     "resnet110.inc", "preact_resnet164.inc"}
+                     "resnet110.inc", "preact_resnet164.inc", "highway.inc"}
     for spec in specs:
         assert "zoo.csv" in (CIFAR / spec).read_text(encoding="utf-8")
 
