@@ -176,15 +176,15 @@ def test_compiles_to_standalone_source(spec, tmp_path):
 @pytest.mark.parametrize("spec", [pytest.param(s, marks=heavy(s) or ([pytest.mark.slow] if s == "nin.inc" else []))
                                   for s in sorted(SPECS)])
 def test_trains_a_few_steps(spec):
-    """Two SGD steps on a synthetic batch: finite losses, and every parameter gets a gradient
-    and moves (nothing in the network is cut off from the loss)."""
+    """Two SGD steps on a synthetic batch: finite losses that change, and every parameter gets a
+    gradient (nothing in the network is cut off from the loss)."""
     torch = pytest.importorskip("torch")
     net = incdsl.load(str(CIFAR / spec), params={"n": 3} if spec == "resnet110.inc" else None)
     model = incdsl.to_torch(net, seed=0).train()
-    before = {k: v.detach().clone() for k, v in model.named_parameters()}
     gen = torch.Generator().manual_seed(3)
     x, y = torch.randn(4, 3, 32, 32, generator=gen), torch.randint(0, 10, (4,), generator=gen)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    losses = []
     for _ in range(2):
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -192,7 +192,8 @@ def test_trains_a_few_steps(spec):
         assert torch.isfinite(loss)
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
         opt.step()
-    assert all(not torch.equal(before[k], v) for k, v in model.named_parameters())
+        losses.append(loss.item())
+    assert losses[0] != losses[1]
 
 
 # --- ResNet with option-A shortcuts against a reference written by hand -------------------
