@@ -15,7 +15,7 @@ import incdsl
 from incdsl.report.against import applies, compare, read_table
 from incdsl.cli import main
 from test_zoo import MODELS, TIMM
-from test_zoo_cifar_a import CONFIGS as CIFAR_A
+from test_zoo_cifar_a import CONFIGS as CIFAR_A, EXPLAINED as EXPLAINED_CIFAR_A
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "specs" / "tables" / "zoo.csv"
@@ -23,7 +23,8 @@ ZOO = ROOT / "specs" / "zoo"
 
 # the rows (by model cell and printed value) that the specs do not reproduce, and the spec that says why
 EXPLAINED = {("AlexNet", "60M"): "alexnet.inc", ("ResNet-50", "3.8G"): "resnet50.inc",
-             ("ResNet-101", "7.6G"): "resnet101.inc", ("ResNet-152", "11.3G"): "resnet152.inc"}
+             ("ResNet-101", "7.6G"): "resnet101.inc", ("ResNet-152", "11.3G"): "resnet152.inc",
+             **{key: f"cifar/{spec}" for key, spec in EXPLAINED_CIFAR_A.items()}}
 
 
 def configurations():

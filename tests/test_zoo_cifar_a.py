@@ -50,17 +50,22 @@ CONFIGS = {
     "squeezenet_bn": ("squeezenet_bn.inc", {}, 734_986, 52_543_488),
     "squeezenet_bn_c100": ("squeezenet_bn.inc", {"classes": 100}, 781_156, 53_280_768),
     "highway": ("highway.inc", {}, 2_274_186, 351_831_296),
+    "rir": ("rir.inc", {}, 9_524_362, 1_281_396_480),
     "preact_resnet164": ("preact_resnet164.inc", {}, 1_703_258, 244_500_992),
     "preact_resnet1001": ("preact_resnet164.inc", {"depth": 1001}, 10_327_706, 1_487_849_984),
 }
 # one configuration per spec for drawing, compiling and training; the block drawn
 SPECS = {"nin.inc": "mlpconv", "vgg_a.inc": "vgg_stage", "googlenet.inc": "inception_bn_max",
          "inception_bn.inc": "reduction_bn", "inception_v3.inc": "inception_e", "prelu_net_a.inc": "prelu_stage", "highway.inc": "highway_layer",
+         "rir.inc": "generalized",
          "resnet110.inc": "basic_a_down", "inception_v4.inc": "cifar_stem", "squeezenet_bn.inc": "fire",
          "preact_resnet164.inc": "preact_stage"}
 # too slow for the default run: built, compiled or trained only under -m slow
 HEAVY = {"vgg_a.inc", "googlenet.inc", "inception_bn.inc", "inception_v3.inc", "inception_v4.inc",
-         "prelu_net_a.inc", "preact_resnet164.inc"}
+         "prelu_net_a.inc", "preact_resnet164.inc", "rir.inc"}
+# the rows of specs/tables/zoo.csv the specs do not reproduce (model cell, printed value), and
+# the spec that says why
+EXPLAINED = {("RiR 18-layer + wide", "10.3M"): "rir.inc"}
 
 
 def load(name: str, **kwargs):
@@ -100,22 +105,26 @@ def our_rows() -> list[dict]:
         return [r for r in csv.DictReader(f) if r["network"] in networks]
 
 
-def test_every_stated_count_is_reproduced():
+def test_every_stated_count_is_reproduced_but_the_explained_ones():
     table, seen = read_table(str(TABLE)), set()
+    rows = {r["_line"]: r for r in table.rows}
     for name in CONFIGS:
         net = load(name)
         for rec in compare(table, net, incdsl.count_costs(net)):
-            assert rec["verdict"] == "matches", (name, rec)
+            key = (rows[rec["line"]]["model"], rows[rec["line"]]["params"])
+            assert rec["verdict"] == ("INCONSISTENT" if key in EXPLAINED else "matches"), (name, rec)
             seen.add(rec["line"])
-    rows = our_rows()
-    assert len(rows) == 14 and all(r["source"] for r in rows)
-    assert len(seen) == len(rows)  # every row applies to one of the configurations
+    ours = our_rows()
+    assert len(ours) == 15 and all(r["source"] for r in ours)
+    assert len(seen) == len(ours)  # every row applies to one of the configurations
+    for spec in EXPLAINED.values():
+        assert "zoo.csv" in (CIFAR / spec).read_text(encoding="utf-8")
 
 
 def test_each_spec_with_a_row_says_so():
     specs = {spec for spec in SPECS if network_name(spec) in {r["network"] for r in our_rows()}}
     assert specs == {"vgg_a.inc", "googlenet.inc", "inception_v3.inc", "inception_v4.inc", "squeezenet_bn.inc",
-                     "resnet110.inc", "preact_resnet164.inc", "highway.inc"}
+                     "resnet110.inc", "preact_resnet164.inc", "highway.inc", "rir.inc"}
     for spec in specs:
         assert "zoo.csv" in (CIFAR / spec).read_text(encoding="utf-8")
 
@@ -142,7 +151,7 @@ def test_draws_at_network_and_block_level(spec):
     whole = build_dot(net, DrawOptions(level="network"))
     block = build_dot(net, DrawOptions(level="block", block=SPECS[spec]))
     assert whole.startswith(f"digraph {net.name} {{") and '"#output"' in whole
-    assert block.startswith(f'digraph "{net.name}.{SPECS[spec]}" {{') and "conv" in block
+    assert block.startswith(f'digraph "{net.name}.{SPECS[spec]}" {{') and "Previous layer" in block
 
 
 def import_file(path: Path, name: str):
@@ -248,6 +257,79 @@ def test_option_a_resnet_matches_a_reference_written_by_hand(n):
     torch.manual_seed(0)
     reference = randomise_norms(reference_cifar_resnet(n)).eval()
     net = incdsl.load(str(CIFAR / "resnet110.inc"), params={"n": n})
+    assert sum(p.numel() for p in reference.parameters()) == incdsl.count_costs(net).total.params
+    ours = incdsl.to_torch(net, seed=1).eval()
+    incdsl.load_weights(ours, reference.state_dict())
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        got, expected = ours(x), reference(x)
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5), (got - expected).abs().max()
+
+
+# --- ResNet in ResNet against a reference written by hand ---------------------------------
+
+def reference_rir(width: int, classes: int = 10):
+    """RiR as rir.inc reads the paper, written with two explicit streams: each generalized
+    block sums same-stream and cross-stream 3x3 convs (and, on the residual stream, the
+    shortcut) before batch norm and ReLU; each RiR block adds its input's residual stream to
+    the residual stream after two generalized blocks."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    def projection(w, c, stride):
+        return nn.Conv2d(w, c, 1, stride) if stride != 1 or w != c else None
+
+    class Generalized(nn.Module):
+        def __init__(self, w, c, stride):
+            super().__init__()
+            self.rr, self.tr = nn.Conv2d(w, c, 3, stride, 1), nn.Conv2d(w, c, 3, stride, 1)
+            self.proj = projection(w, c, stride)
+            self.bn_r = nn.BatchNorm2d(c)
+            self.rt, self.tt = nn.Conv2d(w, c, 3, stride, 1), nn.Conv2d(w, c, 3, stride, 1)
+            self.bn_t = nn.BatchNorm2d(c)
+
+        def forward(self, r, t):
+            short = self.proj(r) if self.proj is not None else r
+            return (F.relu(self.bn_r(self.rr(r) + self.tr(t) + short)),
+                    F.relu(self.bn_t(self.rt(r) + self.tt(t))))
+
+    class Block(nn.Module):
+        def __init__(self, w, c, stride):
+            super().__init__()
+            self.g1, self.g2 = Generalized(w, c, stride), Generalized(c, c, 1)
+            self.proj = projection(w, c, stride)
+
+        def forward(self, r, t):
+            r2, t2 = self.g2(*self.g1(r, t))
+            return r2 + (self.proj(r) if self.proj is not None else r), t2
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem_r = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1), nn.BatchNorm2d(width), nn.ReLU())
+            self.stem_t = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1), nn.BatchNorm2d(width), nn.ReLU())
+            plan = [(1, 1), (1, 1), (2, 2), (2, 1), (2, 1), (4, 2), (4, 1), (4, 1)]
+            self.blocks = nn.ModuleList(Block(width * (plan[i - 1][0] if i else 1), width * k, s)
+                                        for i, (k, s) in enumerate(plan))
+            self.linear = nn.Linear(8 * width, classes)
+
+        def forward(self, x):
+            r, t = self.stem_r(x), self.stem_t(x)
+            for block in self.blocks:
+                r, t = block(r, t)
+            return self.linear(torch.cat([r, t], 1).mean((2, 3)))
+
+    return Net()
+
+
+def test_rir_matches_a_reference_written_by_hand():
+    torch = pytest.importorskip("torch")
+    from test_weights import randomise_norms
+
+    torch.manual_seed(0)
+    reference = randomise_norms(reference_rir(width=4)).eval()
+    net = incdsl.load(str(CIFAR / "rir.inc"), params={"width": 4})
     assert sum(p.numel() for p in reference.parameters()) == incdsl.count_costs(net).total.params
     ours = incdsl.to_torch(net, seed=1).eval()
     incdsl.load_weights(ours, reference.state_dict())
