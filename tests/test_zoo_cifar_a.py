@@ -62,7 +62,7 @@ SPECS = {"nin.inc": "mlpconv", "vgg_a.inc": "vgg_stage", "googlenet.inc": "incep
          "preact_resnet164.inc": "preact_stage"}
 # too slow for the default run: built, compiled or trained only under -m slow
 HEAVY = {"vgg_a.inc", "googlenet.inc", "inception_bn.inc", "inception_v3.inc", "inception_v4.inc",
-         "prelu_net_a.inc", "preact_resnet164.inc", "rir.inc"}
+         "prelu_net_a.inc", "preact_resnet164.inc", "rir.inc", "highway.inc"}
 # the rows of specs/tables/zoo.csv the specs do not reproduce (model cell, printed value), and
 # the spec that says why
 EXPLAINED = {("RiR 18-layer + wide", "10.3M"): "rir.inc"}
