@@ -337,3 +337,91 @@ def test_rir_matches_a_reference_written_by_hand():
     with torch.no_grad():
         got, expected = ours(x), reference(x)
     assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5), (got - expected).abs().max()
+
+
+# --- the CIFAR ports of GoogLeNet and SqueezeNet, written here from their descriptions -------
+
+def reference_googlenet(classes: int = 10):
+    """kuangliu/pytorch-cifar's GoogLeNet: a 3x3 conv to 192, nine Inception modules whose 5x5
+    is two 3x3 convs, every conv with bias, batch norm and ReLU, max pools between stages."""
+    import torch
+    import torch.nn as nn
+
+    def cbr(cin, cout, k):
+        return [nn.Conv2d(cin, cout, k, padding=k // 2), nn.BatchNorm2d(cout), nn.ReLU()]
+
+    class Inception(nn.Module):
+        def __init__(self, cin, n1, n3r, n3, n5r, n5, pool):
+            super().__init__()
+            self.b1 = nn.Sequential(*cbr(cin, n1, 1))
+            self.b2 = nn.Sequential(*cbr(cin, n3r, 1), *cbr(n3r, n3, 3))
+            self.b3 = nn.Sequential(*cbr(cin, n5r, 1), *cbr(n5r, n5, 3), *cbr(n5, n5, 3))
+            self.b4 = nn.Sequential(nn.MaxPool2d(3, 1, 1), *cbr(cin, pool, 1))
+
+        def forward(self, x):
+            return torch.cat([self.b1(x), self.b2(x), self.b3(x), self.b4(x)], 1)
+
+    table = [(192, 64, 96, 128, 16, 32, 32), (256, 128, 128, 192, 32, 96, 64), None,
+             (480, 192, 96, 208, 16, 48, 64), (512, 160, 112, 224, 24, 64, 64), (512, 128, 128, 256, 24, 64, 64),
+             (512, 112, 144, 288, 32, 64, 64), (528, 256, 160, 320, 32, 128, 128), None,
+             (832, 256, 160, 320, 32, 128, 128), (832, 384, 192, 384, 48, 128, 128)]
+    return nn.Sequential(*cbr(3, 192, 3), *[nn.MaxPool2d(3, 2, 1) if row is None else Inception(*row) for row in table],
+                         nn.AvgPool2d(8), nn.Flatten(), nn.Linear(1024, classes))
+
+
+def reference_squeezenet_bn(classes: int = 10):
+    """weiaicunzai/pytorch-cifar100's SqueezeNet: Fire modules with bias, batch norm and ReLU
+    after every conv, bypasses around fire3, fire5 and fire7, a plain 1x1 conv to the classes."""
+    import torch
+    import torch.nn as nn
+
+    def cbr(cin, cout, k):
+        return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), nn.BatchNorm2d(cout), nn.ReLU())
+
+    class Fire(nn.Module):
+        def __init__(self, cin, squeeze, expand):
+            super().__init__()
+            self.squeeze, self.e1, self.e3 = cbr(cin, squeeze, 1), cbr(squeeze, expand, 1), cbr(squeeze, expand, 3)
+
+        def forward(self, x):
+            s = self.squeeze(x)
+            return torch.cat([self.e1(s), self.e3(s)], 1)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = cbr(3, 96, 3)
+            widths = [(96, 16, 64), (128, 16, 64), (128, 32, 128), (256, 32, 128), (256, 48, 192), (384, 48, 192),
+                      (384, 64, 256), (512, 64, 256)]
+            self.fires = nn.ModuleList(Fire(*w) for w in widths)
+            self.conv10 = nn.Conv2d(512, classes, 1)
+
+        def forward(self, x):
+            pool = nn.functional.max_pool2d
+            x = pool(self.stem(x), 2)
+            for i, fire in enumerate(self.fires):  # fire2 .. fire9
+                y = fire(x)
+                x = y + x if i in (1, 3, 5) else y
+                if i in (2, 6):
+                    x = pool(x, 2)
+            return self.conv10(x).mean((2, 3))
+
+    return Net()
+
+
+@pytest.mark.parametrize("spec, build", [("squeezenet_bn.inc", reference_squeezenet_bn),
+                                         pytest.param("googlenet.inc", reference_googlenet, marks=pytest.mark.slow)])
+def test_cifar_ports_match_references_written_by_hand(spec, build):
+    torch = pytest.importorskip("torch")
+    from test_weights import randomise_norms
+
+    torch.manual_seed(0)
+    reference = randomise_norms(build()).eval()
+    net = incdsl.load(str(CIFAR / spec))
+    assert sum(p.numel() for p in reference.parameters()) == incdsl.count_costs(net).total.params
+    ours = incdsl.to_torch(net, seed=1).eval()
+    incdsl.load_weights(ours, reference.state_dict())
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        got, expected = ours(x), reference(x)
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5), (got - expected).abs().max()
