@@ -83,8 +83,10 @@ def test_totals_are_exact(name):
     assert (costs.total.params, costs.total.macs) == CONFIGS[name][2:]
 
 
-def test_every_cifar_spec_is_covered():
-    assert set(SPECS) == {p.name for p in CIFAR.glob("*.inc")} == {spec for spec, *_ in CONFIGS.values()}
+def test_every_spec_of_items_1_to_12_is_covered():
+    # specs/zoo/cifar/ also holds survey items 13-24 (tests/test_zoo_cifar_b.py)
+    assert set(SPECS) == {spec for spec, *_ in CONFIGS.values()}
+    assert set(SPECS) <= {p.name for p in CIFAR.glob("*.inc")}
 
 
 def test_every_spec_names_its_sources():
