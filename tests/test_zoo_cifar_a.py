@@ -58,7 +58,7 @@ CONFIGS = {
 SPECS = {"nin.inc": "mlpconv", "vgg_a.inc": "vgg_stage", "googlenet.inc": "inception_bn_max",
          "inception_bn.inc": "reduction_bn", "inception_v3.inc": "inception_e", "prelu_net_a.inc": "prelu_stage", "highway.inc": "highway_layer",
          "rir.inc": "generalized",
-         "resnet110.inc": "basic_a_down", "inception_v4.inc": "cifar_stem", "squeezenet_bn.inc": "fire",
+         "resnet110.inc": "basic_a", "inception_v4.inc": "cifar_stem", "squeezenet_bn.inc": "fire",
          "preact_resnet164.inc": "preact_stage"}
 # too slow for the default run: built, compiled or trained only under -m slow
 HEAVY = {"vgg_a.inc", "googlenet.inc", "inception_bn.inc", "inception_v3.inc", "inception_v4.inc",
