@@ -332,3 +332,16 @@ def test_train_command_at_a_level_follows_level_none(tmp_path):
         losses[level] = [(r["train_loss"], r["val_loss"]) for r in rows]
     assert len(losses["none"]) == 2
     assert losses["train"] == pytest.approx(losses["none"], rel=1e-5)
+
+
+def test_infer_runs_the_folded_copy_on_the_cpu(fusion_net):
+    """Poison batch norm's statistics after folding: only the folded copy keeps outputs finite."""
+    fast = incdsl.to_torch(fusion_net, seed=0, optimize="infer").eval()
+    x = torch.randn(2, *fusion_net.input_shape)
+    with torch.no_grad():
+        expect = fast(x)
+        for m in fast.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.fill_(float("nan"))
+        torch.testing.assert_close(fast(x), expect)
+    assert not torch.isfinite(fast(x)).all()  # with autograd on, batch norm itself runs
