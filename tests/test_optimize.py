@@ -345,3 +345,12 @@ def test_infer_runs_the_folded_copy_on_the_cpu(fusion_net):
                 m.running_var.fill_(float("nan"))
         torch.testing.assert_close(fast(x), expect)
     assert not torch.isfinite(fast(x)).all()  # with autograd on, batch norm itself runs
+
+
+def test_training_is_channels_last_on_cuda_by_default():
+    from incdsl.train.loop import TrainConfig, resolved_channels_last
+    default = TrainConfig(data="synthetic", out="x")
+    assert resolved_channels_last(default, "cuda") and not resolved_channels_last(default, "cpu")
+    assert not resolved_channels_last(TrainConfig(data="synthetic", out="x", deterministic=True), "cuda")
+    assert resolved_channels_last(TrainConfig(data="synthetic", out="x", channels_last=True), "cpu")
+    assert not resolved_channels_last(TrainConfig(data="synthetic", out="x", channels_last=False), "cuda")

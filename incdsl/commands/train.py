@@ -108,7 +108,8 @@ def register(sub) -> None:
                    help="skip image files that cannot be decoded (counted in each epoch's record) instead of stopping")
     p.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when there is one")
     p.add_argument("--amp", choices=("bf16", "fp16"), help="mixed precision (fp16 needs CUDA)")
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster convolutions on GPUs)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC memory layout, faster convolutions on GPUs (default: on for CUDA, off on the CPU)")
     p.add_argument("--compile", action="store_true", help="compile the model with torch.compile")
     p.add_argument("--optimize", choices=("none", "train", "infer"),
                    help="graph rewrites for speed, each exact (see `incdsl compile --help`): train fuses sibling "
@@ -251,7 +252,7 @@ def run(args) -> int:
     config = TrainConfig(
         data=args.data, out=out, recipe=args.recipe, overrides={k: v for k, v in overrides.items() if v is not None},
         device=args.device, amp=args.amp or settings.get("amp"),
-        channels_last=args.channels_last or bool(settings.get("channels_last")),
+        channels_last=args.channels_last if args.channels_last is not None else settings.get("channels_last"),
         compile=args.compile or bool(settings.get("compile")),
         optimize=args.optimize or settings.get("optimize") or "none",
         deterministic=args.deterministic or bool(settings.get("deterministic")), seed=args.seed,

@@ -13,7 +13,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ class TrainConfig:
     overrides: dict = field(default_factory=dict)  # recipe fields given explicitly
     device: str | None = None           # "cuda" | "cpu" | None (CUDA when present)
     amp: str | None = None              # "bf16" | "fp16" | None
-    channels_last: bool = False
+    channels_last: bool | None = None   # None: on for CUDA (faster convolutions), off on the CPU and with --deterministic
     compile: bool = False
     optimize: str = "none"              # to_torch's graph rewrites: "none" | "train" | "infer" (all exact)
     deterministic: bool = False
@@ -88,7 +88,16 @@ def _quiet(*args, **kwargs) -> None:
     pass
 
 
+def resolved_channels_last(config: TrainConfig, device_type: str) -> bool:
+    """--channels-last as given, else on for CUDA unless the run must be deterministic (NHWC
+    selects other kernels)."""
+    if config.channels_last is not None:
+        return config.channels_last
+    return device_type == "cuda" and not config.deterministic
+
+
 def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
+    config = replace(config, channels_last=resolved_channels_last(config, ctx.device.type))
     _check_config(config, ctx)
     resumed = ckpt.load(ckpt.find(config.resume)) if config.resume else None
     recipe = _resolve_recipe(config, resumed)
