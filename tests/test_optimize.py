@@ -76,18 +76,26 @@ def assert_train_equal(plain, fast, x):
     torch.manual_seed(1)
     out_b = all_outputs(fast(x))
     for a, b in zip(out_a, out_b, strict=True):
-        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+        assert_near(b, a, "output")
     sum(o.square().sum() for o in out_a).backward()
     sum(o.square().sum() for o in out_b).backward()
     grads_a = {k: p.grad for k, p in plain.named_parameters()}
     grads_b = unfused_grads(fast)
     assert grads_a.keys() == grads_b.keys()
     for k in grads_a:
-        torch.testing.assert_close(grads_b[k], grads_a[k], rtol=1e-9, atol=1e-10, msg=k)
+        assert_near(grads_b[k], grads_a[k], k)
     sa, sb = plain.state_dict(), fast.state_dict()
     assert list(sa) == list(sb)
     for k in sa:
-        torch.testing.assert_close(sb[k], sa[k], rtol=1e-10, atol=1e-12, msg=k)
+        assert_near(sb[k], sa[k], k)
+
+
+def assert_near(got, expect, what, tolerance=1e-9):
+    """Equal up to float64 rounding, measured against the tensor's own scale (elementwise
+    tolerances fail on entries that cancel to nearly zero)."""
+    got, expect = got.double(), expect.double()
+    scale = max(expect.abs().max().item(), 1e-30)
+    assert (got - expect).abs().max().item() <= tolerance * scale, what
 
 
 def unfused_grads(model) -> dict:
@@ -297,6 +305,7 @@ SHIPPED = sorted(glob.glob(str(ROOT / "specs" / "*.inc")) + glob.glob(str(ROOT /
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: os.path.relpath(p, ROOT))
 def test_every_shipped_spec_at_every_level(path):
     net = incdsl.load(path)
+    torch.manual_seed(0)
     x = torch.randn(2, *net.input_shape)
     plain, fast = pair(net, "infer")
     assert_eval_equal(plain, fast, x)
@@ -307,16 +316,14 @@ def test_every_shipped_spec_at_every_level(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: os.path.relpath(p, ROOT))
 def test_every_shipped_spec_traces_as_one_graph(path):
-    """torch.compile(fullgraph=True) at every level, eval and training: dynamo finds no graph
-    break (the `eager` backend: tracing without code generation)."""
+    """torch.compile(fullgraph=True) of the optimised models, eval and training: dynamo finds no
+    graph break (the `eager` backend: tracing without code generation)."""
     torch._dynamo.reset()
     net = incdsl.load(path)
     x = torch.randn(2, *net.input_shape)
-    for level in ("none", "train", "infer"):
-        model = incdsl.to_torch(net, seed=0, optimize=level)
-        with torch.no_grad():
-            torch.compile(model.eval(), backend="eager", fullgraph=True)(x)
-        torch.compile(model.train(), backend="eager", fullgraph=True)(x)
+    with torch.no_grad():  # inference runs the rewrites of "infer", training those of "train"
+        torch.compile(incdsl.to_torch(net, seed=0, optimize="infer").eval(), backend="eager", fullgraph=True)(x)
+    torch.compile(incdsl.to_torch(net, seed=0, optimize="train").train(), backend="eager", fullgraph=True)(x)
 
 
 def test_train_command_at_a_level_follows_level_none(tmp_path):
