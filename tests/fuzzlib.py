@@ -152,7 +152,7 @@ ADVERSARIAL_NAMES = (
     "none", "true", "false", "none_", "true_", "yes", "no", "on", "off", "in", "V", "S", "x",
     # what the generated source uses
     "self", "node_paths", "F", "f", "torch", "nn", "math", "Scope", "ConvBnAct", "conv_bn_act",
-    "PaddedPool", "padded_pool", "Concat", "concat_", "Add", "LinearAct", "make_act", "init_weights",
+    "PaddedPool", "padded_pool", "Concat", "concat_", "Add", "LinearAct", "copy", "init_weights",
     "IncdslNet", "forward", "forward_features", "forward_head", "state_dict", "training", "_modules",
     "num_classes", "seed", "Model", "inputs", "out", "x0", "_", "__",
 )

@@ -246,7 +246,7 @@ def test_a_scale_of_1e400_builds(write_spec):
 
 
 NAME_TRAPS = ["none", "true", "false", "none_", "f", "conv_bn_act", "padded_pool", "scope", "int", "super",
-              "value_error", "incdsl_net", "make_act", "init_weights", "torch", "nn", "math", "self", "x",
+              "value_error", "incdsl_net", "copy", "init_weights", "torch", "nn", "math", "self", "x",
               "module_list"]
 
 
@@ -323,7 +323,7 @@ def test_nesting_limit_keeps_keys_order_and_values(write_spec):
 
 ADVERSARIAL = [
     "self", "x", "x1", "x_", "F", "nn", "torch", "math", "Scope", "ConvBnAct", "PaddedPool", "Concat", "Add",
-    "LinearAct", "make_act", "init_weights", "IncdslNet", "conv_bn_act", "padded_pool", "scope", "f", "super", "int",
+    "LinearAct", "copy", "init_weights", "IncdslNet", "conv_bn_act", "padded_pool", "scope", "f", "super", "int",
     "float", "range",
     "print", "len", "object", "type", "match", "case", "_", "class", "def", "lambda", "None", "True", "none_", "true_",
     "forward", "training", "node_paths", "num_classes", "classifiers", "aux_names", "seed", "pre_logits", "logits",
@@ -374,7 +374,7 @@ def test_random_accepted_specs_with_adversarial_names_build_and_run(write_spec, 
 
 # --- --class-name --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["F", "torch", "nn", "math", "super", "int", "Scope", "ConvBnAct", "builtins",
+@pytest.mark.parametrize("name", ["F", "torch", "nn", "math", "copy", "super", "int", "Scope", "ConvBnAct", "builtins",
                                   "__builtins__", "None", "class", "not valid", "1x", "\ufb01", "IncdslNet",
                                   "init_weights", "float", "range"])
 def test_class_names_that_would_break_the_module_are_usage_errors(tmp_path, capsys, name):

@@ -12,6 +12,7 @@ import pytest
 import incdsl
 from incdsl.cli import main
 from incdsl.ir.graph import lint
+from incdsl.ops.activation import ACTIVATIONS
 from incdsl.ops.table import ALIASES, LAYER_OPS, OPS
 from incdsl.render.graphviz import build_dot
 from incdsl.render.labels import layer_label
@@ -125,10 +126,27 @@ def test_prelu_has_one_slope_per_channel():
     assert costs["prelu_0"].params == 6
 
 
-def test_compiled_layers_know_every_activation():
-    """`make_act` in the compiled layers (copied verbatim into generated files, so it keeps its
-    own list) builds the same module as the table says, for every activation."""
-    from incdsl.torch.layers import make_act
-    from incdsl.ops.activation import ACTIVATIONS
-    for name, act in ACTIVATIONS.items():
-        assert f"nn.{type(make_act(name)).__name__}()" == act.torch, name
+@pytest.mark.parametrize("fn", sorted(ACTIVATIONS))
+def test_compiled_layers_receive_every_activation_as_its_module(fn):
+    """The op table is the only activation table: conv, add and linear compile with the
+    module's constructor (in place where torch's module takes `inplace`, as their input is
+    their own fresh output), the `act` layer without, and `reset_classifier` copies the
+    classifier's activation into the new classifier."""
+    import inspect
+
+    record = ACTIVATIONS[fn]
+    cls = getattr(torch.nn, record.module.removeprefix("nn."))
+    assert record.takes_inplace == ("inplace" in inspect.signature(cls).parameters)
+    net = incdsl.load(f"network a:\n    input 4x6x6\n    conv 3x3 4 S act = {fn} as c\n"
+                      f"    add({fn}) as s:\n        branch: identity\n        branch: conv 1x1 4 act = off\n"
+                      f"    act {fn} as alone\n    gap -> flatten -> linear 3 act = {fn} as fc\n")
+    model = incdsl.to_torch(net, seed=0)
+    fused = [model.get_submodule(p).act for p in ("c", "s.add_0", "fc")]
+    assert all(type(m) is cls and getattr(m, "inplace", False) == record.takes_inplace for m in fused), fused
+    alone = model.get_submodule("alone")
+    assert type(alone) is cls and not getattr(alone, "inplace", False)
+    model(torch.randn(2, 4, 6, 6)).sum().backward()  # an unsafe in-place activation fails autograd here
+    model.reset_classifier(0)
+    model.reset_classifier(5)
+    new = model.get_submodule("fc")
+    assert type(new.act) is cls and new.act is not model.classifiers[0][3] and new.out_features == 5

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import math
 
-from ..ir.names import literal
 from ..lang.values import INT_LIMIT, InDepth, Sym, divisible, t_bn, t_count, t_pad, t_pair, t_posfloat, show
-from .activation import ACTIVATIONS, t_act
+from .activation import ACTIVATIONS, fused_act, t_act
 from .base import Op, Signature, p_dims, p_int, p_padsym
 from .marks import pair, window_marks, with_marks
 from .window import ShapeError, spatial, window_field, windowed, windows
@@ -112,7 +111,7 @@ def torch(a, ins, out, lit) -> str:
     if a["bn"] is not None:
         args.append("bn_eps=" + lit(a["bn"]))
     if a["act"] is not None:
-        args.append("act=" + literal(a["act"], quote='"'))
+        args.append("act=" + fused_act(a["act"]))
     return f"ConvBnAct({', '.join(args)})"
 
 

@@ -7,9 +7,8 @@ per input) and act (activation name, or None).
 """
 from __future__ import annotations
 
-from ..ir.names import literal
 from ..lang.values import show, t_bool
-from .activation import p_act, t_act
+from .activation import fused_act, p_act, t_act
 from .base import Op, Signature
 from .marks import num
 from .window import ShapeError, fmt
@@ -49,7 +48,7 @@ def widest_field(attrs, fields, ins, out) -> tuple:
 
 
 def add_torch(a, ins, out, lit) -> str:
-    act = ", act=" + literal(a["act"], quote='"') if a["act"] is not None else ""
+    act = ", act=" + fused_act(a["act"]) if a["act"] is not None else ""
     return f"Add({lit.tuple(a['scales'])}{act})"
 
 

@@ -5,9 +5,8 @@ Attributes: units, bias (bool), act (activation name, or None).
 """
 from __future__ import annotations
 
-from ..ir.names import literal
 from ..lang.values import t_bool, t_count
-from .activation import ACTIVATIONS, t_act
+from .activation import ACTIVATIONS, fused_act, t_act
 from .base import Op, Signature, p_int
 from .marks import with_marks
 from .window import ShapeError, fmt
@@ -36,7 +35,7 @@ def torch(a, ins, out, lit) -> str:
     if not a["bias"]:
         args.append("bias=False")
     if a["act"] is not None:
-        args.append("act=" + literal(a["act"], quote='"'))
+        args.append("act=" + fused_act(a["act"]))
         return f"LinearAct({', '.join(args)})"
     return f"nn.Linear({', '.join(args)})"
 

@@ -31,6 +31,7 @@ import unicodedata
 from ..version import __version__
 from ..ir.graph import format_shape, inputs
 from ..ir.names import BUILTINS, PYTHON_KEYWORDS, Namespace, literal
+from ..ops.activation import fused_act
 from .codegen import Printer, build_lines, emit_method, prelude
 from .rewrite import check_level, fusion_groups
 from .plan import (Lits, Owner, attribute_path, build_tree, class_name, classifier_node, constructor, find_owners,
@@ -230,6 +231,13 @@ def _same(a, b) -> bool:
 
 # --- the network class -----------------------------------------------------------------------
 
+def _classifiers_source(classifiers: list[tuple]) -> str:
+    """``[(path, in_features, bias, act), ...]`` with each activation as its module, which
+    `reset_classifier` copies into the new classifiers (no name -> module table in the layers)."""
+    return "[" + ", ".join(f"({literal(path)}, {literal(n_in)}, {literal(bias)}, {fused_act(act)})"
+                           for path, n_in, bias, act in classifiers) + "]"
+
+
 def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: _Classes, cls: str,
                    doc: str, quoted: tuple[str, ...], optimize: str = "none") -> dict[str, str]:
     """Print the network class; returns the module path of every node."""
@@ -270,7 +278,7 @@ def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: 
             pr(f"self.aux_names = {literal([h['name'] for h in aux])}")
             pr(f"self.aux_weights = {literal([float(h['weight']) for h in aux])}")
             pr(f"self.aux_paths = {literal(_aux_paths(graph, module_paths))}")
-            pr(f"self.classifiers = {literal(classifiers)}")
+            pr(f"self.classifiers = {_classifiers_source(classifiers)}")
             start = len(pr.lines)
             build_lines(pr, tree, lambda leaf: classes.leaf(leaf, lit))
             pr.lines[start:] = [re.sub(f"{Lits.MARK}(\\d+){Lits.MARK}", lambda m: literal(lit.values[int(m.group(1))]), l)

@@ -3,32 +3,12 @@
 Needs only torch. Build with `model = Tiny()`; state-dict keys follow the spec's scope names.
 """
 # --- incdsl layers: begin
+import copy
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-def make_act(name, inplace=False):
-    """An activation module by its incdsl name (`relu`, `gelu`, ...)."""
-    if name == "relu":
-        return nn.ReLU(inplace=inplace)
-    if name == "relu6":
-        return nn.ReLU6(inplace=inplace)
-    if name == "gelu":
-        return nn.GELU()
-    if name == "silu":
-        return nn.SiLU(inplace=inplace)
-    if name == "sigmoid":
-        return nn.Sigmoid()
-    if name == "tanh":
-        return nn.Tanh()
-    if name == "elu":
-        return nn.ELU(inplace=inplace)
-    if name == "leaky_relu":
-        return nn.LeakyReLU(inplace=inplace)
-    raise ValueError(f"unknown activation {name!r}")
 
 
 class Scope(nn.Module):
@@ -43,6 +23,9 @@ class Scope(nn.Module):
 class ConvBnAct(nn.Module):
     """Convolution, optional batch norm, optional activation (children `conv`, `bn`, `act`).
 
+    `act` is an activation module (the compiler gives it in place: its input is the fresh output
+    of conv or bn) or None.
+
     `padding` is symmetric (rows, columns) and handled by the convolution; `pad`, when given,
     is an explicit (left, right, top, bottom) zero padding applied first (TF SAME at stride 2).
     """
@@ -53,8 +36,7 @@ class ConvBnAct(nn.Module):
         self.pad = pad
         self.conv = nn.Conv2d(in_channels, filters, kernel, stride, padding, dilation, groups, bias)
         self.bn = nn.BatchNorm2d(filters, eps=bn_eps) if bn_eps is not None else None
-        # in place is safe: the activation's input is the fresh output of conv or bn
-        self.act = make_act(act, inplace=True) if act is not None else None
+        self.act = act
         # optimize="infer": batch norm folded into the conv (see `fold`); not in the state dict
         self.register_buffer("folded_weight", None, persistent=False)
         self.register_buffer("folded_bias", None, persistent=False)
@@ -247,13 +229,13 @@ class Concat(nn.Module):
 
 
 class Add(nn.Module):
-    """`act(sum(scale_i * x_i))`: a residual sum (scales (1, s)) or a plain one."""
+    """`act(sum(scale_i * x_i))`: a residual sum (scales (1, s)) or a plain one; `act` is an
+    activation module (in place: its input is the fresh sum) or None."""
 
     def __init__(self, scales, act=None):
         super().__init__()
         self.scales = tuple(float(s) for s in scales)
-        # in place is safe: the activation's input is the fresh sum
-        self.act = make_act(act, inplace=True) if act is not None else None
+        self.act = act
 
     def forward(self, *xs):
         y = xs[0] if self.scales[0] == 1.0 else xs[0] * self.scales[0]
@@ -410,14 +392,15 @@ class AdaptiveMaxPool(nn.AdaptiveMaxPool2d):
 
 
 class LinearAct(nn.Linear):
-    """A linear layer followed by an activation; same state-dict keys as `nn.Linear`."""
+    """A linear layer followed by an activation module `act`; same state-dict keys as `nn.Linear`."""
 
     def __init__(self, in_features, out_features, bias=True, act=None):
         super().__init__(in_features, out_features, bias)
-        self.act = make_act(act, inplace=True)
+        self.act = act
 
     def forward(self, x):
-        return self.act(super().forward(x))
+        y = super().forward(x)
+        return self.act(y) if self.act is not None else y
 
 
 def init_weights(module, seed=None):
@@ -462,7 +445,8 @@ class IncdslNet(nn.Module):
 
     Subclasses set `num_classes`, `input_shape`, `aux_names`, `aux_weights`, `aux_paths` (the module that
     holds each aux head) and `classifiers`: one (module path, in_features, bias, act) per
-    classifier, the main one first, then those of the aux heads that predict the same classes.
+    classifier, the main one first, then those of the aux heads that predict the same classes;
+    `act` is the activation module after the linear layer (copied into each new one) or None.
     """
 
     num_classes = None
@@ -509,7 +493,7 @@ class IncdslNet(nn.Module):
             elif act is None:
                 new = nn.Linear(in_features, num_classes, bias)
             else:
-                new = LinearAct(in_features, num_classes, bias, act)
+                new = LinearAct(in_features, num_classes, bias, copy.deepcopy(act))
             if new is None:
                 continue
             init_weights(new, seed)
@@ -533,15 +517,15 @@ class Blk(nn.Module):
     def __init__(self):
         super().__init__()
         self.branch_0 = Scope(
-            conv_0=ConvBnAct(16, 8, 1, bn_eps=0.001, act="relu"),
+            conv_0=ConvBnAct(16, 8, 1, bn_eps=0.001, act=nn.ReLU(inplace=True)),
         )
         self.branch_1 = Scope(
-            conv_0=ConvBnAct(16, 8, 1, bn_eps=0.001, act="relu"),
-            conv_1=ConvBnAct(8, 12, 3, padding=1, bn_eps=0.001, act="relu"),
+            conv_0=ConvBnAct(16, 8, 1, bn_eps=0.001, act=nn.ReLU(inplace=True)),
+            conv_1=ConvBnAct(8, 12, 3, padding=1, bn_eps=0.001, act=nn.ReLU(inplace=True)),
         )
         self.branch_2 = Scope(
             maxpool_0=nn.MaxPool2d(3, 1, padding=1),
-            conv_0=ConvBnAct(16, 8, 1, bn_eps=0.001, act="relu"),
+            conv_0=ConvBnAct(16, 8, 1, bn_eps=0.001, act=nn.ReLU(inplace=True)),
         )
         self.concat_0 = Concat()
 
@@ -561,15 +545,15 @@ class Blk_2(nn.Module):
     def __init__(self):
         super().__init__()
         self.branch_0 = Scope(
-            conv_0=ConvBnAct(28, 8, 1, bn_eps=0.001, act="relu"),
+            conv_0=ConvBnAct(28, 8, 1, bn_eps=0.001, act=nn.ReLU(inplace=True)),
         )
         self.branch_1 = Scope(
-            conv_0=ConvBnAct(28, 8, 1, bn_eps=0.001, act="relu"),
-            conv_1=ConvBnAct(8, 12, 3, padding=1, bn_eps=0.001, act="relu"),
+            conv_0=ConvBnAct(28, 8, 1, bn_eps=0.001, act=nn.ReLU(inplace=True)),
+            conv_1=ConvBnAct(8, 12, 3, padding=1, bn_eps=0.001, act=nn.ReLU(inplace=True)),
         )
         self.branch_2 = Scope(
             maxpool_0=nn.MaxPool2d(3, 1, padding=1),
-            conv_0=ConvBnAct(28, 8, 1, bn_eps=0.001, act="relu"),
+            conv_0=ConvBnAct(28, 8, 1, bn_eps=0.001, act=nn.ReLU(inplace=True)),
         )
         self.concat_0 = Concat()
 
@@ -589,15 +573,15 @@ class Blk_3(nn.Module):
     def __init__(self):
         super().__init__()
         self.branch_0 = Scope(
-            conv_0=ConvBnAct(28, 12, 1, bn_eps=0.001, act="relu"),
+            conv_0=ConvBnAct(28, 12, 1, bn_eps=0.001, act=nn.ReLU(inplace=True)),
         )
         self.branch_1 = Scope(
-            conv_0=ConvBnAct(28, 12, 1, bn_eps=0.001, act="relu"),
-            conv_1=ConvBnAct(12, 16, 3, padding=1, bn_eps=0.001, act="relu"),
+            conv_0=ConvBnAct(28, 12, 1, bn_eps=0.001, act=nn.ReLU(inplace=True)),
+            conv_1=ConvBnAct(12, 16, 3, padding=1, bn_eps=0.001, act=nn.ReLU(inplace=True)),
         )
         self.branch_2 = Scope(
             maxpool_0=nn.MaxPool2d(3, 1, padding=1),
-            conv_0=ConvBnAct(28, 8, 1, bn_eps=0.001, act="relu"),
+            conv_0=ConvBnAct(28, 8, 1, bn_eps=0.001, act=nn.ReLU(inplace=True)),
         )
         self.concat_0 = Concat()
 
@@ -617,16 +601,16 @@ class Res(nn.Module):
     def __init__(self):
         super().__init__()
         self.branch_0 = Scope(
-            conv_0=ConvBnAct(36, 8, 1, bn_eps=0.001, act="relu"),
+            conv_0=ConvBnAct(36, 8, 1, bn_eps=0.001, act=nn.ReLU(inplace=True)),
         )
         self.branch_1 = Scope(
-            conv_0=ConvBnAct(36, 8, 1, bn_eps=0.001, act="relu"),
-            conv_1=ConvBnAct(8, 8, (1, 7), padding=(0, 3), bn_eps=0.001, act="relu"),
-            conv_2=ConvBnAct(8, 8, (7, 1), padding=(3, 0), bn_eps=0.001, act="relu"),
+            conv_0=ConvBnAct(36, 8, 1, bn_eps=0.001, act=nn.ReLU(inplace=True)),
+            conv_1=ConvBnAct(8, 8, (1, 7), padding=(0, 3), bn_eps=0.001, act=nn.ReLU(inplace=True)),
+            conv_2=ConvBnAct(8, 8, (7, 1), padding=(3, 0), bn_eps=0.001, act=nn.ReLU(inplace=True)),
         )
         self.concat_0 = Concat()
         self.conv_0 = ConvBnAct(16, 36, 1, bias=True)
-        self.add_0 = Add((1.0, 0.2), act="relu")
+        self.add_0 = Add((1.0, 0.2), act=nn.ReLU(inplace=True))
 
     def forward(self, x):
         x1 = self.branch_0.conv_0(x)
@@ -654,7 +638,7 @@ class Tiny(IncdslNet):
         self.aux_weights = [0.3]
         self.aux_paths = ['aux1']
         self.classifiers = [('linear_0', 36, True, None), ('aux1.linear_0', 512, True, None)]
-        self.conv_0 = ConvBnAct(3, 16, 3, 2, pad=(0, 1, 0, 1), bn_eps=0.001, act="relu")
+        self.conv_0 = ConvBnAct(3, 16, 3, 2, pad=(0, 1, 0, 1), bn_eps=0.001, act=nn.ReLU(inplace=True))
         self.blk = nn.ModuleList([
             Blk(),
             Blk_2(),
@@ -669,7 +653,7 @@ class Tiny(IncdslNet):
         self.linear_0 = nn.Linear(36, 10)
         self.aux1 = Scope(
             avgpool_0=nn.AvgPool2d(2, 2),
-            conv_0=ConvBnAct(36, 8, 1, bias=True, act="relu"),
+            conv_0=ConvBnAct(36, 8, 1, bias=True, act=nn.ReLU(inplace=True)),
             flatten_0=nn.Flatten(),
             linear_0=nn.Linear(512, 10),
         )
