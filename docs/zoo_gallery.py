@@ -1,6 +1,8 @@
 """Writes the zoo's gallery, docs/zoo.md, and its figures, docs/zoo/*.svg: each model of
-specs/zoo/ with its source, its parameters and multiply-adds (incdsl's cost pass) and one block
-diagram (`incdsl draw SPEC --block NAME`). tests/test_zoo_gallery.py fails when either is stale.
+specs/zoo/ (the ImageNet models, listed here with the library model each equals) and of
+specs/zoo/cifar/ (every spec found there, read from its header comment) with its source, its
+parameters and multiply-adds (incdsl's cost pass) and one block diagram (`incdsl draw SPEC
+--block NAME`). tests/test_zoo_gallery.py fails when either is stale.
 
     python3 docs/zoo_gallery.py            # rewrite what is stale (the figures need Graphviz)
     python3 docs/zoo_gallery.py --check    # list what is stale; exit 1 if anything is
@@ -8,6 +10,7 @@ diagram (`incdsl draw SPEC --block NAME`). tests/test_zoo_gallery.py fails when 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,8 @@ from incdsl.render.graphviz import DrawOptions, build_dot, dot_digest, run_dot, 
 
 DOC = ROOT / "docs" / "zoo.md"
 FIGURES = ROOT / "docs" / "zoo"
+ZOO = ROOT / "specs" / "zoo"
+CIFAR = ZOO / "cifar"
 
 TV, TIMM = "torchvision", "timm"
 RESNET = "He et al. 2015, arXiv 1512.03385"
@@ -40,13 +45,22 @@ class Model:
 
 @dataclass(frozen=True)
 class Figure:
-    spec: str
-    block: str        # the block drawn
+    spec: str         # under specs/zoo/
+    block: str | None  # the block drawn; None: the whole network
     caption: str
 
     @property
     def path(self) -> Path:
-        return FIGURES / f"{Path(self.spec).stem}_{self.block}.svg"
+        return FIGURES / f"{self.spec.removesuffix('.inc').replace('/', '_')}_{self.block or 'network'}.svg"
+
+    @property
+    def options(self) -> DrawOptions:
+        return DrawOptions(level="block", block=self.block) if self.block else DrawOptions(level="network")
+
+    @property
+    def command(self) -> str:
+        rel = self.path.relative_to(DOC.parent).as_posix()
+        return f"incdsl draw specs/zoo/{self.spec}" + (f" --block {self.block}" if self.block else "") + f" -o docs/{rel}"
 
 
 MODELS = [
@@ -82,24 +96,106 @@ DIAGRAMS = [
 ]
 
 
+# The survey's order (issue 12) by spec name; a CIFAR spec not named here follows, by name.
+SURVEY = ["nin", "vgg_a", "googlenet", "inception_bn", "inception_v3", "prelu_net_a", "highway", "resnet110",
+          "inception_v4", "squeezenet_bn", "preact_resnet164", "rir", "resnet110_sd", "swapout_v2_32_w4", "wrn28_10",
+          "fractalnet20", "wresnet_d", "ror3_wrn58_4", "densenet100_k24", "xception_cifar", "pyramidnet110_a270",
+          "nas_v1", "resnext29_16x64d", "pyramidsepdrop182_a150"]
+# The block drawn for a CIFAR spec; any other spec gets `default_block`'s choice.
+CIFAR_BLOCKS = {"nin": "mlpconv", "vgg_a": "vgg_stage", "googlenet": "inception_bn_max",
+                "inception_bn": "reduction_bn", "inception_v3": "inception_e", "prelu_net_a": "prelu_stage",
+                "highway": "highway_layer", "resnet110": "basic_a", "inception_v4": "inception_a",
+                "squeezenet_bn": "fire", "preact_resnet164": "preact_stage", "rir": "generalized"}
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a spec's leading comment says of itself."""
+    title: str        # the first line up to its first parenthesis
+    source: str | None  # the parenthesised reference holding an arXiv number, if any
+
+
+def read_header(path: Path) -> Header:
+    """The title and source of the comment block a spec starts with; without a comment, the
+    title is the file's stem."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    text = " ".join(lines)
+    title = text.split("(", 1)[0].strip() or path.stem
+    found = re.search(r"\(([^()]*?arXiv \d{4}\.\d{4,5})", text)
+    # "(VGG-11; Simonyan & Zisserman, ..." keeps the reference, not the aside before it
+    source = found.group(1).rsplit("; ", 1)[-1].strip() if found else None
+    return Header(title.rstrip(",;:"), source)
+
+
+def cifar_specs() -> list[str]:
+    """Every spec of specs/zoo/cifar/ (relative to specs/zoo/), in the survey's order."""
+    stems = {p.stem for p in CIFAR.glob("*.inc")}
+    known = [s for s in SURVEY if s in stems]
+    return [f"cifar/{s}.inc" for s in known + sorted(stems - set(known))]
+
+
+# A block drawn layer by layer beyond this many layers is a wall of boxes, not a figure
+# (a stage of a 1192-layer network): the network is drawn instead.
+MAX_FIGURE_LAYERS = 200
+
+
+def default_block(graph) -> str | None:
+    """The block to show of a network whose spec is not in CIFAR_BLOCKS: of the blocks it
+    uses, one that joins tensors (a residual, a concat: the block that makes the paper), the
+    most often used, then the largest; None (draw the network) when it uses no block or that
+    one is too large to draw."""
+    instances = graph.graph.get("instances", {})
+    score = {}
+    for scope, inst in instances.items():
+        if inst["block"] in score:
+            score[inst["block"]][1] += 1
+            continue
+        members = [n for n in graph.nodes if n.startswith(scope + "/")]
+        joins = any(graph.in_degree(n) > 1 for n in members)
+        score[inst["block"]] = [joins, 1, len(members)]
+    best = max(score, key=lambda b: tuple(score[b])) if score else None
+    return best if best and score[best][2] <= MAX_FIGURE_LAYERS else None
+
+
 def _load(spec: str, params: dict | None = None):
-    return incdsl.load(str(ROOT / "specs" / "zoo" / spec), params=params or None)
+    return incdsl.load(str(ZOO / spec), params=params or None)
 
 
-def _figure_dot(figure: Figure) -> str:
-    return build_dot(_load(figure.spec), DrawOptions(level="block", block=figure.block))
+def cifar_figure(spec: str, net) -> Figure:
+    stem = Path(spec).stem
+    block = CIFAR_BLOCKS.get(stem) or default_block(net.graph)
+    title = read_header(ZOO / spec).title
+    return Figure(spec, block, f"{title}: block `{block}`" if block else f"{title}: the network")
+
+
+def _figure_dot(figure: Figure, net=None) -> str:
+    return build_dot(net or _load(figure.spec), figure.options)
+
+
+def figures() -> list[Figure]:
+    """Every figure: the ImageNet ones listed in DIAGRAMS, one per CIFAR spec."""
+    return DIAGRAMS + [cifar_figure(spec, _load(spec)) for spec in cifar_specs()]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def render_markdown() -> str:
     """docs/zoo.md's text."""
     lines = ["# The zoo", "",
+             "Written by `python3 docs/zoo_gallery.py`; do not edit by hand.", "",
+             "## ImageNet", "",
              "The ImageNet models of [`specs/zoo/`](../specs/zoo/), each equal to the library model it names "
              "(parameters, multiply-adds and, with `incdsl.load_weights`, logits: `tests/test_zoo.py`). "
              "Counts are incdsl's cost pass at the spec's input size; multiply-adds are those of convolutions "
              "and linear layers (the papers' and timm's). The papers' own numbers, and why some differ, are in "
              "[`specs/tables/zoo.csv`](../specs/tables/zoo.csv) (`incdsl cost SPEC --against "
              "specs/tables/zoo.csv`).", "",
-             "Written by `python3 docs/zoo_gallery.py`; do not edit by hand.", "",
              "| model | library | paper | spec | input | parameters | multiply-adds |",
              "|---|---|---|---|---|---:|---:|"]
     for m in MODELS:
@@ -109,33 +205,72 @@ def render_markdown() -> str:
         c, h, w = net.input_shape
         lines.append(f"| `{m.name}` | {m.library} | {m.paper} | [`{m.spec}`](../specs/zoo/{m.spec}){sets} "
                      f"| {c}x{h}x{w} | {costs.total.params:,} | {costs.total.macs:,} |")
-    lines += ["", "## Blocks", ""]
-    for f in DIAGRAMS:
-        rel = f.path.relative_to(DOC.parent).as_posix()
-        lines += [f"### {f.caption}", "",
-                  f"`incdsl draw specs/zoo/{f.spec} --block {f.block} -o docs/{rel}`", "",
-                  f"![{f.caption}]({rel})", ""]
+    lines += ["", "### Blocks", ""]
+    lines += _figure_sections(DIAGRAMS)
+    lines += _cifar_section()
     return "\n".join(lines)
 
 
+def _figure_sections(figs: list[Figure]) -> list[str]:
+    lines = []
+    for f in figs:
+        rel = f.path.relative_to(DOC.parent).as_posix()
+        lines += [f"#### {f.caption}", "", f"`{f.command}`", "", f"![{f.caption}]({rel})", ""]
+    return lines
+
+
+def _cifar_section() -> list[str]:
+    specs = cifar_specs()
+    lines = ["## CIFAR-10", "",
+             "The configurations on CIFAR-10 of the 2016 survey's 24 papers, in its order, from "
+             "[`specs/zoo/cifar/`](../specs/zoo/cifar/): model and source as each spec's header comment "
+             "names them, counts at the spec's defaults (3x32x32, ten classes). Each header says where its "
+             "numbers come from and why any differ from the paper's.", "",
+             "| # | model | source | spec | parameters | multiply-adds |",
+             "|---:|---|---|---|---:|---:|"]
+    figs = []
+    for spec in specs:
+        net = _load(spec)
+        costs = incdsl.count_costs(net)
+        header = read_header(ZOO / spec)
+        stem = Path(spec).stem
+        number = SURVEY.index(stem) + 1 if stem in SURVEY else ""
+        lines.append(f"| {number} | {_cell(header.title)} | {_cell(header.source or '')} | [`{spec}`](../specs/zoo/{spec}) "
+                     f"| {costs.total.params:,} | {costs.total.macs:,} |")
+        figs.append(cifar_figure(spec, net))
+    lines += ["", "### Blocks", ""]
+    return lines + _figure_sections(figs)
+
+
+def _orphans(figs: list[Figure]) -> list[Path]:
+    """Figures in docs/zoo/ that no model draws any more (a spec removed, another block chosen)."""
+    return sorted(set(FIGURES.glob("*.svg")) - {f.path for f in figs})
+
+
 def stale() -> list[str]:
-    """What is out of date: docs/zoo.md and the figures whose DOT source changed."""
+    """What is out of date: docs/zoo.md, the figures whose DOT source changed and those that no
+    model draws any more."""
     out = [] if DOC.is_file() and DOC.read_text(encoding="utf-8") == render_markdown() else [str(DOC)]
-    for f in DIAGRAMS:
+    figs = figures()
+    for f in figs:
         if not f.path.is_file() or source_hash(f.path.read_bytes()) != dot_digest(_figure_dot(f)):
             out.append(str(f.path))
-    return out
+    return out + [str(p) for p in _orphans(figs)]
 
 
 def write() -> list[str]:
-    """Rewrite what is stale; returns what was written."""
+    """Rewrite what is stale and remove figures no model draws; returns what was written or removed."""
     written = []
-    for f in DIAGRAMS:
+    figs = figures()
+    for f in figs:
         source = _figure_dot(f)
         if not f.path.is_file() or source_hash(f.path.read_bytes()) != dot_digest(source):
             FIGURES.mkdir(parents=True, exist_ok=True)
             write_atomic(str(f.path), run_dot(source, "svg"))
             written.append(str(f.path))
+    for orphan in _orphans(figs):
+        orphan.unlink()
+        written.append(str(orphan))
     text = render_markdown()
     if not DOC.is_file() or DOC.read_text(encoding="utf-8") != text:
         write_atomic(str(DOC), text)
@@ -150,7 +285,8 @@ def main(argv=None) -> int:
     changed = stale() if args.check else write()
     for path in changed:
         shown = Path(path).relative_to(ROOT) if Path(path).is_relative_to(ROOT) else path
-        print(f"{'stale' if args.check else 'wrote'} {shown}")
+        verb = "stale" if args.check else "wrote" if Path(path).exists() else "removed"
+        print(f"{verb} {shown}")
     return 1 if args.check and changed else 0
 
 

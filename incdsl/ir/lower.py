@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..lang import syntax as s
+from ..lang.parse import misplaced_statement
 from ..diagnostics import Diagnostic, Label, Span, did_you_mean
 from .graph import format_shape
 from ..ops.base import Signature, p_num
@@ -291,11 +292,27 @@ class Lowerer(ControlFlow, NamedTensors):
         if el.name == "choice":
             self.fail("this spec is a search space: `choice` has no single block here", el.name_span, ctx,
                       hint="`incdsl check` describes the space; `incdsl sample` writes concrete specs from it")
+        misplaced = self.misplaced_statement(el)
+        if misplaced is not None and el.args:  # `-> repeat 2: b`; a bare `-> concat` lacks its body
+            self.fail(misplaced[0], el.name_span, ctx, hint=misplaced[1])
         if el.name == "residual" or el.name in OPS and OPS[el.name].join:  # concat, add, mean, ...
             self.fail(f"`{el.name}` needs a body", el.name_span, ctx, hint=f"write `{el.name}:` and indent its branches below")
+        if misplaced is not None:
+            self.fail(misplaced[0], el.name_span, ctx, hint=misplaced[1])
         self.fail(f"unknown layer or block `{el.name}`", el.name_span, ctx,
                   hint=did_you_mean(el.name, list(self.blocks) + sorted(LAYER_OPS)) or
                   "define it with `block " + el.name + ":` or include the library that does")
+
+    def misplaced_statement(self, el: s.Element) -> tuple[str, str, int] | None:
+        """(message, hint, column) where `el` is a statement word read as a layer's name
+        (`conv 3x3 32 -> repeat 2: b`), else None."""
+        span = el.name_span
+        text = self.program.sources.get(span.file)
+        lines = text.split("\n") if text is not None else []
+        if not 1 <= span.line <= len(lines):
+            return None
+        found = misplaced_statement(lines[span.line - 1], span.col + len(el.name))
+        return found if found is not None and found[2] == span.col else None
 
     def bind_args(self, op: str, args, ctx: Ctx, where: Span, partial: bool = False) -> dict:
         """Check a layer's (or composite's) arguments against its signature; returns normalised attrs.

@@ -450,6 +450,34 @@ def _statement_form(text: str, line: int, col: int):
     return lambda msg: (f"{msg} in `{word}`", f"`{word}` is written {_FORMS[word]}", None)
 
 
+def misplaced_statement(line_text: str, col: int) -> tuple[str, str, int] | None:
+    """For a statement written where only a layer fits: after `->` in a chain (`conv 3x3 32 ->
+    repeat 2: b`) or, on the same line, after a `:` that opens an inline body (`branch: repeat 2:
+    b`). `col` is the column of the error (at or after the statement's word). Returns (message,
+    hint, column of the word), or None where no statement word follows the last `->` or `:`
+    before `col`. The parser reads such a word as a layer's name (`repeat 2: b` even parses:
+    a layer `repeat` with the channel range `2:b`), so this serves both its errors and the
+    lowering's."""
+    before = line_text[:max(col - 1, 0)].split("#")[0]
+    found = None
+    for m in re.finditer(r"(->|:)[ \t]*([A-Za-z_][A-Za-z0-9_]*)\b", before):
+        if m.group(2) in _FORMS and m.end(2) <= len(before):
+            found = m
+    if found is None or "->" in before[found.end(2):]:
+        return None
+    after, word = found.group(1), found.group(2)
+    written = f"`{word}` is written {_FORMS[word]}"
+    if after == "->":
+        return (f"`{word}` cannot follow `->` in a chain",
+                f"`{word}` starts a statement of its own: end the chain before it and begin a new line; {written}",
+                found.start(2) + 1)
+    if not before[:found.start(1)].strip() or not _WORD.search(before[:found.start(1)]):
+        return None  # `repeat` at the start of a statement's own body (`if x: ...`): not this case
+    return (f"`{word}` cannot follow `:` on the same line",
+            f"after `:` a line holds only a chain of layers; put the `{word}` on a line of its own, indented "
+            f"below; {written}", found.start(2) + 1)
+
+
 def _no_if_before(lines: list[str], line: int, indent: int) -> bool:
     """Whether the statement before line `line` at indentation `indent` is not an `if` clause."""
     for raw in reversed(lines[:line - 1]):
@@ -504,6 +532,12 @@ def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> IncdslError:
         hint = None
         if tok.type in ("_NL", "$END") and "COLON" not in (exc.expected or ()):
             hint = _EXAMPLE
+        lines = text.split("\n")
+        misplaced = misplaced_statement(lines[line - 1], col) if 1 <= line <= len(lines) else None
+        if misplaced is not None and "->" in misplaced[0]:  # the word was read as a layer's name
+            msg, hint, at = misplaced
+            word = msg.split("`")[1]
+            return error(msg, Span(file, line, at, line, at + len(word)), hint=hint)
         form = _statement_form(text, line, col)
         if form is not None:
             msg, hint, keyword_col = form(msg)
