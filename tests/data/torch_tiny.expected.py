@@ -58,10 +58,17 @@ class ConvBnAct(nn.Module):
             self.folded_weight = weight.to(self.conv.weight.dtype)
             self.folded_bias = shift.to(self.conv.weight.dtype)
 
+    def use_folded(self, x):
+        """Folded in eval mode without autograd. Not in eager CUDA: there cuDNN adds the bias in
+        a pass of its own, which costs what batch norm did (measured on an H200, bf16), while
+        `torch.compile` fuses bias and activation into one kernel."""
+        return (self.folded_weight is not None and not self.training and not torch.is_grad_enabled()
+                and (x.device.type != "cuda" or torch.compiler.is_compiling()))
+
     def forward(self, x):
         if self.pad is not None:
             x = F.pad(x, self.pad)
-        if self.folded_weight is not None and not self.training and not torch.is_grad_enabled():
+        if self.use_folded(x):
             x = F.conv2d(x, self.folded_weight, self.folded_bias, self.conv.stride, self.conv.padding,
                          self.conv.dilation, self.conv.groups)
         else:
@@ -109,7 +116,7 @@ class FusedConvBnAct(ConvBnAct):
             return torch.split(super().forward(x), self.splits, 1)
         if self.pad is not None:
             x = F.pad(x, self.pad)
-        folded = self.folded_weight is not None and not self.training and not torch.is_grad_enabled()
+        folded = self.use_folded(x)
         y = F.conv2d(x, self.folded_weight, None, self.conv.stride, self.conv.padding, self.conv.dilation,
                      self.conv.groups) if folded else self.conv(x)
         parts = [y[:, :self.unpooled]] if self.unpooled else []
