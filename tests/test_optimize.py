@@ -90,12 +90,12 @@ def assert_train_equal(plain, fast, x):
         assert_near(sb[k], sa[k], k)
 
 
-def assert_near(got, expect, what, tolerance=1e-9):
+def assert_near(got, expect, what, tolerance=1e-9, floor=1e-12):
     """Equal up to float64 rounding, measured against the tensor's own scale (elementwise
-    tolerances fail on entries that cancel to nearly zero)."""
+    tolerances fail on entries that cancel to nearly zero), with an absolute floor for tensors
+    that are zero but for rounding (the gradient of a conv bias that batch norm follows)."""
     got, expect = got.double(), expect.double()
-    scale = max(expect.abs().max().item(), 1e-30)
-    assert (got - expect).abs().max().item() <= tolerance * scale, what
+    assert (got - expect).abs().max().item() <= tolerance * expect.abs().max().item() + floor, what
 
 
 def unfused_grads(model) -> dict:
@@ -301,10 +301,19 @@ SHIPPED = sorted(glob.glob(str(ROOT / "specs" / "*.inc")) + glob.glob(str(ROOT /
                  + glob.glob(str(ROOT / "specs" / "zoo" / "*.inc")))
 
 
+def small(path):
+    """The spec at 64x64 where its layers allow it (ResNets, DenseNet, VGG), else as written."""
+    net = incdsl.load(path)
+    try:
+        return incdsl.load(path, input=(net.input_shape[0], 64, 64))
+    except incdsl.IncdslError:
+        return net
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: os.path.relpath(p, ROOT))
 def test_every_shipped_spec_at_every_level(path):
-    net = incdsl.load(path)
+    net = small(path)
     torch.manual_seed(0)
     x = torch.randn(2, *net.input_shape)
     plain, fast = pair(net, "infer")
@@ -319,7 +328,7 @@ def test_every_shipped_spec_traces_as_one_graph(path):
     """torch.compile(fullgraph=True) of the optimised models, eval and training: dynamo finds no
     graph break (the `eager` backend: tracing without code generation)."""
     torch._dynamo.reset()
-    net = incdsl.load(path)
+    net = small(path)
     x = torch.randn(2, *net.input_shape)
     with torch.no_grad():  # inference runs the rewrites of "infer", training those of "train"
         torch.compile(incdsl.to_torch(net, seed=0, optimize="infer").eval(), backend="eager", fullgraph=True)(x)
