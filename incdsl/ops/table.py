@@ -12,13 +12,14 @@ from . import joins
 from . import linear
 from . import lrn
 from . import norm
+from . import pad
 from . import pooling
 from . import prelu
 from . import reshape
 from . import upsample
 from .base import Op
 
-FAMILIES = (reshape, conv, pooling, global_pool, lrn, norm, activation, prelu, dropout, linear, joins, upsample)
+FAMILIES = (reshape, conv, pooling, global_pool, lrn, norm, activation, prelu, dropout, linear, joins, upsample, pad)
 
 OPS: dict[str, Op] = {op.name: op for family in FAMILIES for op in family.OPS}
 

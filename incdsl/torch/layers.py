@@ -146,6 +146,17 @@ class Add(nn.Module):
         return y
 
 
+class PadChannels(nn.Module):
+    """Zero channels added before and after the input's (a parameter-free shortcut)."""
+
+    def __init__(self, before, after):
+        super().__init__()
+        self.before, self.after = int(before), int(after)
+
+    def forward(self, x):
+        return F.pad(x, (0, 0) * (x.dim() - 2) + (self.before, self.after))  # channels are dim 1
+
+
 class LinearAct(nn.Linear):
     """A linear layer followed by an activation; same state-dict keys as `nn.Linear`."""
 
