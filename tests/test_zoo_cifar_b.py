@@ -188,3 +188,36 @@ def test_densenet_reference_has_the_papers_count():
     pytest.importorskip("torch")
     reference = densenet_reference(100, 24)
     assert sum(p.numel() for p in reference.parameters()) == SPECS["densenet100_k24.inc"][0]
+
+
+def pyramidnet_reference(depth: int, alpha: float, classes: int = 10):
+    """PyramidNet with basic units for CIFAR (Han et al. 2017, Figure 6(d) and section 3): the
+    depth grows by alpha / (3n) a unit, rounded; a unit is BN -> conv -> BN -> ReLU -> conv -> BN,
+    its shortcut a 2x2 average pool where the grid halves, then zero channels appended."""
+    import torch
+    import torch.nn as nn
+
+    class Unit(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn3 = nn.BatchNorm2d(cout)
+            self.pool = nn.AvgPool2d(2, 2, ceil_mode=True) if stride == 2 else nn.Identity()
+
+        def forward(self, x):
+            out = self.bn3(self.conv2(torch.relu(self.bn2(self.conv1(self.bn1(x))))))
+            short = self.pool(x)
+            n, c, h, w = short.shape
+            return out + torch.cat([short, short.new_zeros(n, out.shape[1] - c, h, w)], 1)
+
+    n = (depth - 2) // 6
+    rate, width, cin = alpha / (3 * n), 16.0, 16
+    layers = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16)]
+    for stage in range(3):
+        for i in range(n):
+            width += rate  # accumulated as the reference code does, rounded per unit
+            layers.append(Unit(cin, int(round(width)), 2 if stage and not i else 1))
+            cin = int(round(width))
+    layers += [nn.BatchNorm2d(cin), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes)]
+    return nn.Sequential(*layers)
