@@ -67,3 +67,146 @@ def test_pad_channels_cannot_shrink(load_error):
 
 def test_pad_channels_place_is_checked(load_error):
     assert "expected `after` or `both`" in load_error("network t:\n    input 4x8x8\n    pad_channels 6 place = S\n").render()
+
+
+# --- 7. mean, max, weighted add ----------------------------------------------------------
+
+THREE = """
+{head}:
+    branch: conv 3x3 4 S act = off
+    branch: conv 1x1 4 act = off
+    branch: identity
+"""
+
+
+def branch_outputs(model, x):
+    """The three branch tensors of THREE: the two convs (in module order) and the input."""
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    return [convs[0](x), convs[1](x), x]
+
+
+@pytest.mark.parametrize("head, combine", [
+    ("mean", lambda a, b, c: (a + b + c) / 3),
+    ("max", lambda a, b, c: torch.maximum(torch.maximum(a, b), c)),
+    ("add(weights = (0.5, 0.25, -1))", lambda a, b, c: 0.5 * a + 0.25 * b - c),
+])
+def test_elementwise_joins_compute_their_formula(head, combine):
+    n = net(THREE.format(head=head))
+    model = model_of(n).eval()
+    x = torch.randn(2, 4, 8, 8)
+    assert torch.allclose(model(x), combine(*branch_outputs(model, x)), atol=1e-5)
+    assert n.output_shape == (4, 8, 8)
+
+
+def test_weights_are_drawn_on_the_arrows():
+    from incdsl.render.graphviz import build_dot
+    from incdsl.render.style import DrawOptions
+    dot = build_dot(net(THREE.format(head="add(weights = (0.5, 0.25, 2))")), DrawOptions(level="layer"))
+    assert "scale 0.5" in dot and "scale 0.25" in dot and "scale 2" in dot
+
+
+@pytest.mark.parametrize("head, message", [
+    ("add(weights = (0.5, 0.5))", "`add` has 3 branches but 2 weights"),
+    ("add(weights = (0.5, yes, 1))", "expected one number per branch"),
+    ("mean(drop_path = 1)", "expected a probability in [0, 1)"),
+    ("max(0.5)", "`max` takes no positional arguments"),
+])
+def test_join_argument_errors(load_error, head, message):
+    assert message in load_error("network t:\n    input 4x8x8" + THREE.format(head=head).replace("\n", "\n    ")).render()
+
+
+@pytest.mark.parametrize("kind", ["mean", "max"])
+def test_elementwise_joins_need_equal_shapes(load_error, kind):
+    err = load_error(f"network t:\n    input 4x8x8\n    {kind}:\n        branch: conv 1x1 4\n        branch: conv 1x1 5\n")
+    assert f"the branches of `{kind}` have different shapes" in err.render()
+
+
+def test_join_word_without_body_is_explained(load_error):
+    err = load_error("network t:\n    input 4x8x8\n    conv 1x1 4 -> mean\n").render()
+    assert "`mean` needs a body" in err
+
+
+def test_elementwise_joins_cost_nothing():
+    for head in ("mean(drop_path = 0.2)", "max", "add(weights = (1, 2, 3))"):
+        costs = incdsl.count_costs(net(THREE.format(head=head)))
+        assert (costs.total.params, costs.total.macs) == (16 * 9 + 16 + 8, (16 * 9 + 16) * 64)  # 8 biases
+
+
+def test_mean_drop_path_keeps_each_input_at_its_rate():
+    """FractalNet's local drop-path: each of n inputs dropped with probability p for the whole
+    batch, at least one kept. An input is kept with probability (1 - p) + p**n / n; the output
+    is the mean of the kept inputs. Inputs 1, 10, 100 tell the kept set from the output."""
+    from incdsl.torch.layers import Mean
+    torch.manual_seed(0)
+    p, n, trials = 0.5, 3, 3000
+    mean = Mean(p).train()
+    xs = [torch.full((2, 1), v) for v in (1.0, 10.0, 100.0)]
+    kept = torch.zeros(n)
+    for _ in range(trials):
+        y = mean(*xs)
+        assert torch.equal(y[0], y[1])  # one draw for the whole batch
+        subsets = {(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1) if a + b + c}
+        match = [s for s in subsets if abs(float(y[0, 0]) - sum(v * k for v, k in zip((1, 10, 100), s)) / sum(s)) < 1e-4]
+        assert len(match) == 1, float(y[0, 0])
+        kept += torch.tensor(match[0], dtype=torch.float)
+    rate = (1 - p) + p ** n / n
+    std = (rate * (1 - rate) / trials) ** 0.5
+    assert ((kept / trials - rate).abs() < 4 * std).all(), kept / trials
+    assert torch.equal(mean.eval()(*xs), torch.full((2, 1), 37.0))
+
+
+# --- 6. multiply and gate ----------------------------------------------------------------
+
+SE = """
+conv 3x3 8 S
+multiply:
+    branch: identity
+    branch: gap -> conv 1x1 2 -> conv 1x1 8 act = sigmoid
+"""
+
+
+def test_squeeze_and_excitation_matches_a_hand_written_one():
+    n = net(SE)
+    model = model_of(n).eval()
+    stem, reduce, expand = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    x = torch.randn(2, 4, 8, 8)
+    u = torch.relu(stem(x))
+    s = torch.sigmoid(expand(torch.relu(reduce(u.mean((2, 3), keepdim=True)))))
+    assert torch.allclose(model(x), u * s, atol=1e-6)
+    assert n.output_shape == (8, 8, 8)
+    costs = incdsl.count_costs(n)
+    convs = (stem, reduce, expand)
+    assert costs.total.params == sum(p.numel() for c in convs for p in c.parameters())
+    # the product is free: only the convs' multiply-adds count
+    assert costs.total.macs == 8 * 4 * 9 * 64 + 8 * 2 + 2 * 8
+
+
+def test_multiply_of_equal_shapes_keeps_the_receptive_field():
+    n = net("multiply:\n    branch: conv 3x3 4 S\n    branch: conv 5x5 4 S")
+    assert incdsl.count_costs(n).by_name()[n.output].rf == (5, 5)
+
+
+def test_highway_gate():
+    n = net("""
+gate:
+    branch: conv 3x3 4 S act = sigmoid
+    branch: conv 3x3 4 S
+    branch: identity
+""")
+    model = model_of(n).eval()
+    t_conv, h_conv = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    x = torch.randn(2, 4, 8, 8)
+    t, h = torch.sigmoid(t_conv(x)), torch.relu(h_conv(x))
+    assert torch.allclose(model(x), t * h + (1 - t) * x, atol=1e-6)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("multiply:\n    branch: identity\n    branch: gap -> conv 1x1 3", "shapes that do not broadcast"),
+    ("multiply:\n    branch: identity\n    branch: maxpool 2x2 /2", "shapes that do not broadcast"),
+    ("gate:\n    branch: identity\n    branch: identity", "`gate` needs at least 3 branches"),
+    ("gate:\n" + "    branch: identity\n" * 4, "`gate` takes three branches (T, H, X), found 4"),
+    ("gate:\n    branch: identity\n    branch: identity\n    branch: conv 1x1 5", "the branches of `gate` have different shapes"),
+])
+def test_multiply_and_gate_errors(load_error, body, message):
+    spec = "network t:\n    input 4x8x8\n" + "\n".join("    " + line for line in body.splitlines()) + "\n"
+    assert message in load_error(spec).render()

@@ -37,7 +37,7 @@ SIZE_CAP = 10 ** 15  # estimates stop growing here: they only need to exceed the
 LIMIT_HINT = ("raise the limit with `--max-layers N` (`load(..., max_layers=N)`) "
               "if the network is meant to be this large")
 MAX_CALL_DEPTH = 64  # blocks within blocks: real networks nest a few deep; each level takes Python stack
-KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "branch", "shortcut", "repeat",
+KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "mean", "max", "multiply", "gate", "branch", "shortcut", "repeat",
             "with", "aux", "from", "as", "named"}
 RESERVED = WORDS | SYMBOLS | {"in"}  # words that are values, never names
 
@@ -452,7 +452,7 @@ class Lowerer:
         if el.name == "choice":
             self.fail("this spec is a search space: `choice` has no single block here", el.name_span, ctx,
                       hint="`incdsl check` describes the space; `incdsl sample` writes concrete specs from it")
-        if el.name in ("concat", "add", "residual"):
+        if el.name == "residual" or el.name in OPS and OPS[el.name].join:  # concat, add, mean, ...
             self.fail(f"`{el.name}` needs a body", el.name_span, ctx, hint=f"write `{el.name}:` and indent its branches below")
         self.fail(f"unknown layer or block `{el.name}`", el.name_span, ctx,
                   hint=did_you_mean(el.name, list(self.blocks) + sorted(LAYER_OPS)) or

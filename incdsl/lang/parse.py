@@ -261,6 +261,14 @@ class _ToAst(Transformer):
     add_stmt = _composite("add")
     residual_stmt = _composite("residual")
 
+    def join_stmt(self, meta, c):
+        kind, args, label, body = c
+        return s.Composite(kind, tuple(args or ()), str(label) if label else None, body, self.sp(meta),
+                           _tok_span(self.file, label) if label else None)
+
+    def join_kind(self, meta, c):
+        return str(c[0])
+
     def branch_stmt(self, meta, c):
         label, body = c
         return s.BranchStmt(str(label) if label else None, body, self.sp(meta),

@@ -1,5 +1,6 @@
 """Kinds with several inputs, written as statements with branches: `concat:` joins along
-channels in branch order; `add:` and `residual:` sum, ``act(sum(scale_i * input_i))``.
+channels in branch order; `add:` and `residual:` sum, ``act(sum(scale_i * input_i))``;
+`add(weights = (0.5, 0.25, 0.25)):` gives the scales, one number per branch (a weighted sum).
 
 Attributes: concat none (its inputs are joined in edge-index order); add scales (one float
 per input) and act (activation name, or None).
@@ -7,7 +8,7 @@ per input) and act (activation name, or None).
 from __future__ import annotations
 
 from ..ir.names import literal
-from ..lang.values import t_float
+from ..lang.values import show, t_float
 from .activation import p_act, t_act
 from .base import NO_ARGS, Op, Signature, p_num
 from .marks import num
@@ -27,7 +28,16 @@ def concat_shape(attrs, ins):
     return (sum(s[0] for s in ins),), []
 
 
+def t_weights(v):
+    if not isinstance(v, tuple) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        raise TypeError(f"expected one number per branch, such as `(0.5, 0.25, 0.25)`, found `{show(v)}`")
+    return tuple(float(x) for x in v)
+
+
 def add_shape(attrs, ins):
+    if len(attrs["scales"]) != len(ins):
+        raise ShapeError(f"`add` has {len(ins)} branches but {len(attrs['scales'])} weights",
+                         hint="give one weight per branch, in branch order")
     if len(set(ins)) > 1:
         raise ShapeError("the tensors summed have different shapes",
                          notes=tuple(f"input {i} is {fmt(s)}" for i, s in enumerate(ins)))
@@ -57,9 +67,13 @@ OPS = (
     Op("concat", "concat", NO_ARGS, concat_shape, lambda a: "Filter concat", lambda a, ins, out, lit: "Concat()",
        arity=None, receptive=widest_field, join=lambda attrs, n: {}, aligned=True,
        example=("concat:", "    branch: conv 1x1 3", "    branch: conv 3x3 2 S -> conv 3x3 2 S", "    branch: maxpool 3x3 S")),
-    Op("add", "add", Signature({"act": t_act}, {"act": None}, (("act", p_act),), False, "an activation"),
+    Op("add", "add", Signature({"act": t_act, "weights": t_weights}, {"act": None, "weights": None}, (("act", p_act),),
+                               False, "an activation"),
        add_shape, lambda a: "+", add_torch, arity=None, receptive=widest_field,
-       join=lambda attrs, n: {"scales": tuple(1.0 for _ in range(n)), "act": attrs["act"]}, min_branches=2,
+       join=lambda attrs, n: {"scales": attrs["weights"] or tuple(1.0 for _ in range(n)), "act": attrs["act"]},
+       min_branches=2,
        post_act=lambda a: a["act"], edge_note=scale_note, attributes=("scales", "act"),
-       example=("add(relu):", "    branch: conv 3x3 4 S", "    branch: conv 1x1 4", "residual(0.2):", "    conv 3x3 4 S")),
+       example=("add(relu):", "    branch: conv 3x3 4 S", "    branch: conv 1x1 4", "residual(0.2):", "    conv 3x3 4 S",
+                "add(weights = (0.5, 0.25, 0.25)):", "    branch: identity", "    branch: conv 1x1 4",
+                "    branch: conv 3x3 4 S")),
 )

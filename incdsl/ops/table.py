@@ -7,6 +7,7 @@ from __future__ import annotations
 from . import activation
 from . import conv
 from . import dropout
+from . import elementwise
 from . import global_pool
 from . import joins
 from . import linear
@@ -19,7 +20,7 @@ from . import reshape
 from . import upsample
 from .base import Op
 
-FAMILIES = (reshape, conv, pooling, global_pool, lrn, norm, activation, prelu, dropout, linear, joins, upsample, pad)
+FAMILIES = (reshape, conv, pooling, global_pool, lrn, norm, activation, prelu, dropout, linear, joins, elementwise, upsample, pad)
 
 OPS: dict[str, Op] = {op.name: op for family in FAMILIES for op in family.OPS}
 

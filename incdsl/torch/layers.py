@@ -157,6 +157,63 @@ class PadChannels(nn.Module):
         return F.pad(x, (0, 0) * (x.dim() - 2) + (self.before, self.after))  # channels are dim 1
 
 
+class Mean(nn.Module):
+    """The element-wise mean of the inputs (FractalNet's join).
+
+    With `drop_path` > 0, in training each input is dropped with that probability, for the
+    whole mini-batch, keeping at least one (FractalNet's local drop-path), and the mean is
+    over the kept inputs; in eval mode it is the plain mean.
+    """
+
+    def __init__(self, drop_path=0.0):
+        super().__init__()
+        self.drop_path = float(drop_path)
+
+    def forward(self, *xs):
+        if not self.training or self.drop_path == 0.0:
+            y = xs[0]
+            for x in xs[1:]:
+                y = y + x
+            return y / len(xs)
+        n, device = len(xs), xs[0].device
+        keep = torch.rand(n, device=device) >= self.drop_path
+        # none kept: keep one, chosen uniformly (tensor ops only: no host sync, traceable)
+        forced = torch.arange(n, device=device) == torch.randint(n, (), device=device)
+        keep = keep | (forced & ~keep.any())
+        w = keep.to(xs[0].dtype) / keep.sum()
+        y = xs[0] * w[0]
+        for i in range(1, n):
+            y = y + xs[i] * w[i]
+        return y
+
+
+class Max(nn.Module):
+    """The element-wise maximum of the inputs."""
+
+    def forward(self, *xs):
+        y = xs[0]
+        for x in xs[1:]:
+            y = torch.maximum(y, x)
+        return y
+
+
+class Multiply(nn.Module):
+    """The element-wise product of the inputs (a Cx1x1 input broadcasts over the others)."""
+
+    def forward(self, *xs):
+        y = xs[0]
+        for x in xs[1:]:
+            y = y * x
+        return y
+
+
+class Gate(nn.Module):
+    """The highway layer's join: `t * h + (1 - t) * x`."""
+
+    def forward(self, t, h, x):
+        return t * h + (1 - t) * x
+
+
 class LinearAct(nn.Linear):
     """A linear layer followed by an activation; same state-dict keys as `nn.Linear`."""
 

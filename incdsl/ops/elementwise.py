@@ -1,0 +1,92 @@
+"""Joins that combine branches element by element: `mean:` (FractalNet's join), `max:`,
+`multiply:` (squeeze-and-excitation, gating) and `gate:` (the highway layer).
+
+    mean(drop_path = 0.15):      # FractalNet, Larsson et al. 2016: the mean of the branches;
+        branch: ...              # while training each is dropped with probability 0.15 (for the
+        branch: ...              # whole mini-batch, at least one kept: "local" drop-path) and
+                                 # the mean is over the kept ones; at inference the plain mean
+    multiply:                    # element-wise product; a Cx1x1 branch is broadcast over HxW
+        branch: identity
+        branch: gap -> conv 1x1 4 -> conv 1x1 16 act = sigmoid
+    gate:                        # three branches T, H, X: T * H + (1 - T) * X
+        branch: conv 3x3 16 S act = sigmoid     # T, the transform gate (Srivastava et al. 2015)
+        branch: conv 3x3 16 S                   # H
+        branch: identity                        # X, carried where T is 0
+
+Attributes: mean drop_path (the drop probability, 0 for none); the others none.
+Parameters: none. MACs: none: element-wise sums, products, maxima and means are free by the
+convention of `passes/cost.py` (as residual sums are; torch's flop counter agrees), and
+drop-path changes no count.
+"""
+from __future__ import annotations
+
+from ..lang.values import t_prob
+from .base import NO_ARGS, Op, Signature, p_num
+from .marks import num
+from .window import ShapeError, fmt
+
+
+def same_shapes(kind: str):
+    def rule(attrs, ins):
+        if len(set(ins)) > 1:
+            raise ShapeError(f"the branches of `{kind}` have different shapes",
+                             notes=tuple(f"branch {i} gives {fmt(s)}" for i, s in enumerate(ins)),
+                             hint=f"`{kind}` combines tensors element by element: every branch must give the same shape")
+        return ins[0], []
+    return rule
+
+
+def broadcast_shape(attrs, ins):
+    """The product's shape: inputs agree, except that a Cx1x1 input spreads over any HxW."""
+    out = max(ins, key=lambda s: s[1] * s[2] if len(s) == 3 else 0)
+    for s in ins:
+        if s != out and not (len(s) == 3 == len(out) and s[0] == out[0] and s[1:] == (1, 1)):
+            raise ShapeError("the branches of `multiply` have shapes that do not broadcast",
+                             notes=tuple(f"branch {i} gives {fmt(x)}" for i, x in enumerate(ins)),
+                             hint=f"each branch must give {fmt(out)}, or {out[0]}x1x1 to scale each channel")
+    return out, []
+
+
+def gate_shape(attrs, ins):
+    if len(ins) != 3:
+        raise ShapeError(f"`gate` takes three branches (T, H, X), found {len(ins)}",
+                         hint="write the gate T first, then the transform H, then the carried input X")
+    return same_shapes("gate")(attrs, ins)
+
+
+def joined_field(attrs, fields, ins, out) -> tuple:
+    """The widest of the inputs' fields; none when an input sees the whole image (a gap branch)."""
+    if any(not f for f in fields):
+        return ()
+    return tuple(max(f[i] for f in fields) for i in range(4))
+
+
+def mean_label(a) -> str:
+    return f"Mean (drop-path {num(a['drop_path'])})" if a["drop_path"] else "Mean"
+
+
+def mean_torch(a, ins, out, lit) -> str:
+    return f"Mean({lit(a['drop_path'])})" if a["drop_path"] else "Mean()"
+
+
+TWO = ("    branch: conv 3x3 4 S", "    branch: conv 1x1 4")  # two branches for the examples
+
+
+OPS = (
+    Op("mean", "concat", Signature({"drop_path": t_prob}, {"drop_path": 0.0}, (("drop_path", p_num),), False,
+                                   "a drop-path probability"),
+       same_shapes("mean"), mean_label, mean_torch, arity=None, receptive=joined_field,
+       join=lambda attrs, n: {"drop_path": attrs["drop_path"]}, min_branches=2,
+       example=("mean:", *TWO, "mean(drop_path = 0.15):", *TWO)),
+    Op("max", "concat", NO_ARGS, same_shapes("max"), lambda a: "Max", lambda a, ins, out, lit: "Max()",
+       arity=None, receptive=joined_field, join=lambda attrs, n: {}, min_branches=2,
+       example=("max:", *TWO)),
+    Op("multiply", "concat", NO_ARGS, broadcast_shape, lambda a: "Multiply", lambda a, ins, out, lit: "Multiply()",
+       arity=None, receptive=joined_field, join=lambda attrs, n: {}, min_branches=2,
+       example=("multiply:", *TWO, "multiply:", "    branch: identity",
+                "    branch: gap -> conv 1x1 2 -> conv 1x1 4 act = sigmoid")),
+    Op("gate", "concat", NO_ARGS, gate_shape, lambda a: "Gate: T * H + (1 - T) * X",
+       lambda a, ins, out, lit: "Gate()", arity=None, receptive=joined_field, join=lambda attrs, n: {},
+       min_branches=3,
+       example=("gate:", "    branch: conv 3x3 4 S act = sigmoid", "    branch: conv 1x1 4", "    branch: identity")),
+)
