@@ -1,45 +1,30 @@
-"""AST -> IR: includes, block instances, repeat, scoped defaults, shapes as nodes are made.
+"""AST -> IR: block instances, repeat, scoped defaults, shapes as nodes are made.
 
 Shapes are inferred while lowering (each node through the rule table of `passes/shapes.py`)
 because the language can read them: `in.c` is the depth of the current block's input.
-`passes.shapes.infer_shapes` recomputes them from the finished graph alone.
+`passes.shapes.infer_shapes` recomputes them from the finished graph alone. Parsing and
+includes are `program.py`'s, the size estimate made before lowering `estimate.py`'s, where
+the layers go `sink.py`'s.
 """
 from __future__ import annotations
 
-import os
-import re
-from dataclasses import dataclass, field, replace
-from functools import partial
-
-import networkx as nx
+from dataclasses import dataclass, replace
 
 from ..lang import syntax as s
-from ..diagnostics import Diagnostic, IncdslError, Label, Span, did_you_mean, error
+from ..diagnostics import Diagnostic, Label, Span, did_you_mean
 from .graph import format_shape
-from ..io import IncludeError, Includes
-from ..lang.parse import normalize, parse
 from ..ops.base import Signature, p_num
 from ..ops.joins import RESIDUAL
-from ..ops.table import ALIASES, GROUPS, LAYER_OPS, OPS, SYMBOLS
+from ..ops.table import ALIASES, GROUPS, LAYER_OPS, OPS
 from ..passes.shapes import ShapeError, infer_node
-from ..lang.walk import fold_statements
-from ..lang.values import WORDS, EvalError, checked, evaluate, show, t_float, t_nonneg, t_shape
-
-# Lowering and checking take about 35 us and 2 KB per layer: 100,000 layers check in a few
-# seconds and well under 1 GB. Real networks have hundreds of layers (the largest shipped
-# spec: 336; Inception-v4: 196). A repetition or block call that makes no layer counts as one,
-# so `repeat 0` inside `repeat 99999` cannot do unbounded work either.
-MAX_LAYERS = 100_000
-MAX_NODES = MAX_LAYERS  # the former name
-NAME_CHARS_PER_LAYER = 200  # scoped names such as `mixed_5b.branch_1.conv_2` take about 30
-VALUES_PER_LAYER = 20  # Inception blocks take up to 10 parameters and make 5 to 20 layers
-SIZE_CAP = 10 ** 15  # estimates stop growing here: they only need to exceed the limit
-LIMIT_HINT = ("raise the limit with `--max-layers N` (`load(..., max_layers=N)`) "
-              "if the network is meant to be this large")
-MAX_CALL_DEPTH = 64  # blocks within blocks: real networks nest a few deep; each level takes Python stack
-KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "mean", "max", "multiply", "gate", "branch", "shortcut", "repeat",
-            "with", "aux", "from", "as", "named"}
-RESERVED = WORDS | SYMBOLS | {"in"}  # words that are values, never names
+from ..lang.values import EvalError, checked, evaluate, show, t_float, t_nonneg, t_shape
+from .control import ControlFlow
+from .estimate import SizeEstimate
+from .limits import (LIMIT_HINT, MAX_CALL_DEPTH, MAX_LAYERS, MAX_NODES, NAME_CHARS_PER_LAYER, SIZE_CAP,  # noqa: F401
+                     VALUES_PER_LAYER)
+from .program import (CONTROL_WORDS, KEYWORDS, MAX_INCLUDE_DEPTH, RESERVED, Program, first_token, load_program,  # noqa: F401
+                      spec_error)
+from .sink import GraphSink, node_data  # noqa: F401  (`GraphSink`, `node_data`: their former home)
 
 # Statements that take arguments but make no node of their own kind.
 STATEMENTS: dict[str, Signature] = {
@@ -62,197 +47,24 @@ class Ctx:
     repeat_base: int = 0  # nodes made before the outermost enclosing repeat began
 
 
-@dataclass
-class Program:
-    """All parsed files of one spec: the network definition, every block, every source text."""
-    network: s.Definition | None
-    blocks: dict
-    sources: dict
-    includes: dict = field(default_factory=dict)  # file -> [(Include, file it names)], in order
-
-
-# --- includes --------------------------------------------------------------------------------
-
-MAX_INCLUDE_DEPTH = 64  # files including files: each level takes Python stack
-
-
-def load_program(text: str, file: str, includes: Includes | None = None) -> Program:
-    """Parse a spec and, recursively, the files it includes (see `incdsl.io.Includes`: relative
-    to the includer or the include path, never outside the spec's directory tree or that path).
-
-    Raises:
-        IncdslError: on syntax errors, missing, forbidden or cyclic includes, duplicate blocks.
-    """
-    includes = includes if includes is not None else Includes.for_spec(file)
-    text = normalize(text)
-    sources: dict[str, str] = {file: text}
-    modules: list[s.Module] = []
-    found: dict[str, list] = {}
-    done: set[str] = set()
-
-    def visit(module: s.Module, stack: tuple[tuple[str, str], ...]):  # ((real path, name), ...)
-        modules.append(module)
-        found[module.file] = []
-        for inc in module.includes:
-            name, real = _resolve(includes, module.file, inc, sources)
-            found[module.file].append((inc, name))
-            if any(real == r for r, _ in stack):
-                raise _err(f"include cycle: `{inc.path}` is already being included", inc.span, sources,
-                           notes=[" -> ".join([n for _, n in stack] + [name])])
-            if real in done:
-                continue
-            if len(stack) >= MAX_INCLUDE_DEPTH:
-                raise _err(f"includes nest more than {MAX_INCLUDE_DEPTH} files deep", inc.span, sources)
-            done.add(real)
-            sub_text = normalize(_read_include(includes, name, real, inc, sources))
-            sources[name] = sub_text
-            sub = _parse_included(sub_text, name, inc, sources)
-            for d in sub.definitions:
-                if d.kind == "network":
-                    raise _err(f"included file defines network `{d.name}`", d.name_span, sources,
-                               hint="a library holds only `block` definitions")
-            visit(sub, stack + ((real, name),))
-
-    main = _parse(text, file, sources)
-    real = _realpath(file)
-    done.add(real)
-    visit(main, ((real, os.path.normpath(file)),))  # `./a.inc` is `a.inc` in a cycle
-    blocks: dict[str, s.Definition] = {}
-    networks = []
-    for module in modules:
-        for d in module.definitions:
-            if d.kind == "network":
-                networks.append(d)
-                continue
-            if d.name in LAYER_OPS or d.name in KEYWORDS or d.name in RESERVED:
-                raise _err(f"`{d.name}` is a built-in name and cannot name a block", d.name_span, sources)
-            if d.name in blocks:
-                first = blocks[d.name].name_span
-                raise _err(f"block `{d.name}` is defined twice", d.name_span, sources,
-                           labels=[Label(first, "first defined here")])
-            blocks[d.name] = d
-            _check_params(d, sources)
-    if len(networks) > 1:
-        raise _err("a spec defines one network", networks[1].name_span, sources,
-                   labels=[Label(networks[0].name_span, f"`{networks[0].name}` is defined here")])
-    return Program(networks[0] if networks else None, blocks, sources, found)
-
-
-def node_data(op: str, attrs: dict, shape: tuple, span: Span, scope: str, block, aux) -> dict:
-    """The attributes of one IR node (STYLE.md, "IR")."""
-    return {"op": op, "attrs": attrs, "shape": shape, "span": span, "scope": scope, "block": block, "aux": aux}
-
-
-class GraphSink:
-    """Where lowering puts the layers it makes, by default: the IR graph, edges and all.
-
-    A sink has `add(name, data, ins, cost=None)` (a node, its attributes from `node_data`, the
-    nodes it reads in order; `cost`, where known, is for sinks that count), `node(name)` (the
-    attributes), `len()` (nodes so far), `graph` (graph-level attributes) and `result()` (what
-    `lower_network` returns). `search/fastcost.py` has one that only adds up the cost.
-    """
-
-    def __init__(self):
-        self.g = nx.DiGraph()
-        self.graph = self.g.graph
-
-    def add(self, name: str, data: dict, ins, cost=None) -> None:
-        self.g.add_node(name, **data)
-        for i, src in enumerate(ins):
-            self.g.add_edge(src, name, index=i)
-
-    def node(self, name: str) -> dict:
-        return self.g.nodes[name]
-
-    def __len__(self) -> int:
-        return len(self.g)
-
-    def result(self) -> nx.DiGraph:
-        return self.g
-
-
-def _realpath(file: str) -> str:
-    try:
-        return os.path.realpath(file)
-    except ValueError:  # a name given to `load(text, file=...)` holding a NUL: no file has it
-        return file
-
-
-def _resolve(includes: Includes, includer: str, inc: s.Include, sources) -> tuple[str, str]:
-    try:
-        return includes.resolve(includer, inc.path)
-    except IncludeError as exc:
-        raise _err(exc.message, inc.span, sources, notes=exc.notes, hint=exc.hint) from None
-
-
-def _read_include(includes: Includes, name: str, real: str, inc: s.Include, sources) -> str:
-    try:
-        return includes.read(name, real)
-    except IncludeError as exc:
-        if exc.line is None:
-            raise _err(exc.message, inc.span, sources, notes=exc.notes, hint=exc.hint) from None
-        # a bad byte: its place in the included file (whose text is not shown), and where it was included
-        raise _err(exc.message, Span(name, exc.line, exc.col, exc.line, exc.col + 1), sources,
-                   notes=[f"included at {inc.span}"], hint="save the file as UTF-8") from None
-
-
-def _parse_included(text: str, name: str, inc: s.Include, sources) -> s.Module:
-    """Parse an included file. One that fails at its first word, or holds a NUL byte, is not a
-    spec at all (a stray path, a file of some other kind): say so at the `include`, and show
-    none of its text."""
-    try:
-        return parse(text, name)
-    except IncdslError as exc:
-        span = exc.span
-        if span is not None and span.file == name and ((span.line, span.col) <= first_token(text) or "\x00" in text):
-            sources.pop(name, None)
-            raise _err(f"included file `{inc.path}` is not an incdsl spec", inc.span, sources,
-                       notes=[f"{name}:{span.line}:{span.col}: it does not start with `include`, `block` or `network`"],
-                       hint="include only spec files (.inc) holding `block` definitions") from None
-        exc.sources.update(sources)
-        raise
-
-
-_BLANK_LINES = re.compile(r"(?:[ \t\f]*(?:#[^\n]*)?\n)*[ \t\f]*")
-
-
-def first_token(text: str) -> tuple[int, int]:
-    """(line, col) of the first character of `text` that is not blank or in a comment."""
-    pos = _BLANK_LINES.match(text).end()
-    return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
-
-
-def _parse(text, file, sources) -> s.Module:
-    try:
-        return parse(text, file)
-    except IncdslError as exc:
-        exc.sources.update(sources)
-        raise
-
-
-def _check_params(d: s.Definition, sources):
-    seen = {}
-    for p in d.params:
-        if p.name in seen:
-            raise _err(f"parameter `{p.name}` is declared twice", p.span, sources,
-                       labels=[Label(seen[p.name], "first declared here")])
-        if p.name in RESERVED:
-            raise _err(f"`{p.name}` is a reserved word and cannot name a parameter", p.span, sources)
-        seen[p.name] = p.span
-
-
-def _err(message, span, sources, notes=(), hint=None, labels=()) -> IncdslError:
-    exc = error(message, span, notes=notes, hint=hint, labels=labels)
-    exc.sources.update(sources)
-    return exc
-
 
 # --- lowering --------------------------------------------------------------------------------
 
-class Lowerer:
-    def __init__(self, program: Program, max_layers: int = MAX_LAYERS, sink=None):
+class Lowerer(ControlFlow):
+    """Lowers one program into a sink (`sink.py`; the IR graph by default).
+
+    Parameters:
+        program: the `Program` to lower.
+        max_layers: the limit on layers made (repetitions and calls that make none count one).
+        sink: where the layers go; a `GraphSink` unless given.
+        memo: a `sink.Memo` whose remembered layers and block instances are not lowered
+            again (search's cost evaluator); None lowers everything.
+    """
+
+    def __init__(self, program: Program, max_layers: int = MAX_LAYERS, sink=None, memo=None):
         self.program = program
         self.sink = sink if sink is not None else GraphSink()  # where the layers made go
+        self.memo = memo
         self.blocks = program.blocks
         self.max_layers = max_layers
         self.idle = 0  # repetitions and block calls that made no layer (each counts as one)
@@ -263,8 +75,7 @@ class Lowerer:
         self.labels: dict[str, list[tuple[str, str, Span]]] = {}
         self.warnings: list[Diagnostic] = []
         self.instances: dict[str, dict] = {}
-        self.min_sizes: dict[str, int] = {}
-        self._min_depth = 0  # blocks `min_size` is inside
+        self.estimate = SizeEstimate(program.blocks, max_layers)
 
     # errors
     def fail(self, message, span, ctx: Ctx | None, hint=None, notes=(), labels=()):
@@ -272,7 +83,7 @@ class Lowerer:
         if ctx is not None:
             for name, call_span in reversed(ctx.calls):
                 notes.append(f"in block `{name}` instantiated at {call_span}")
-        raise _err(message, span, self.program.sources, notes, hint, labels)
+        raise spec_error(message, span, self.program.sources, notes, hint, labels)
 
     def eval(self, expr, ctx: Ctx):
         try:
@@ -391,7 +202,7 @@ class Lowerer:
                 what = "network" if d.kind == "network" else "block"
                 hint = did_you_mean(key, names) or (f"its parameters are {', '.join(names)}" if names else f"`{d.name}` has no parameters")
                 if overrides:
-                    raise _err(f"{what} `{d.name}` has no parameter `{key}`", None, self.program.sources, hint=hint)
+                    raise spec_error(f"{what} `{d.name}` has no parameter `{key}`", None, self.program.sources, hint=hint)
                 self.fail(f"{what} `{d.name}` has no parameter `{key}`", span, site, hint=hint,
                           notes=[f"`{d.name}` is defined at {d.name_span}"])
             if key in env:
@@ -400,7 +211,7 @@ class Lowerer:
                 try:
                     checked(value, None)
                 except EvalError as exc:
-                    raise _err(f"network parameter `{key}`: {exc.message}", None,
+                    raise spec_error(f"network parameter `{key}`: {exc.message}", None,
                                self.program.sources, hint=exc.hint) from None
             env[key] = value
         for p in d.params:
@@ -418,7 +229,10 @@ class Lowerer:
     # statements
     def lower_body(self, stmts, cur: str, ctx: Ctx) -> str:
         for stmt in stmts:
-            cur = self.lower_stmt(stmt, cur, ctx)
+            if isinstance(stmt, s.LetStmt):  # binds for the statements after it
+                ctx = self.bind_let(stmt, ctx)
+            else:
+                cur = self.lower_stmt(stmt, cur, ctx)
         return cur
 
     def lower_stmt(self, stmt, cur: str, ctx: Ctx) -> str:
@@ -435,6 +249,8 @@ class Lowerer:
         if isinstance(stmt, s.AuxStmt):
             self.lower_aux(stmt, cur, ctx)
             return cur
+        if isinstance(stmt, s.IfStmt):
+            return self.lower_if(stmt, cur, ctx)
         if isinstance(stmt, s.InputStmt):
             self.fail("`input` may only appear once, as the first line of the network", stmt.span, ctx)
         if isinstance(stmt, s.BranchStmt):
@@ -509,6 +325,23 @@ class Lowerer:
         return given
 
     def lower_layer(self, el: s.Element, cur: str, ctx: Ctx) -> str:
+        memo = self.memo
+        key = memo.layer_key(el, self.shape(cur), ctx) if memo is not None else None
+        if key is None:
+            return self.make_layer(el, cur, ctx)
+        hit = memo.layer(key)
+        if hit is not None and hit[0] is el:
+            _, op, attrs, shape, cost = hit  # computed and checked when first lowered
+            name = self.layer_name(el, op, ctx)
+            self.sink.add(name, node_data(op, attrs, shape, el.span, ctx.scope, ctx.block, ctx.aux), [cur], cost=cost)
+            return self.note_label(el.label, el.label_span, ctx, name)
+        since = memo.tally()
+        node = self.make_layer(el, cur, ctx)
+        memo.keep_layer(key, el, self.sink.node(node), since)
+        return node
+
+    def make_layer(self, el: s.Element, cur: str, ctx: Ctx) -> str:
+        """Bind and check a layer's arguments, then name it and add its node."""
         op, fixed = ALIASES.get(el.name, (el.name, {}))
         attrs = self.bind_args(op, el.args, ctx, el.name_span)
         attrs.update(fixed)
@@ -516,10 +349,17 @@ class Lowerer:
             attrs = OPS[op].finish(attrs)
         except TypeError as exc:  # arguments that are each fine but do not fit together
             self.fail(str(exc), el.span, ctx)
-        name = self.claim(ctx.scope, el.label, el.label_span, ctx) if el.label else self.fresh(ctx.scope, op, el.span, ctx)
-        node = self.add_node(name, op, attrs, [cur], el.span, ctx)
-        if el.label:
-            self.labels.setdefault(el.label, []).append((ctx.scope, node, el.label_span))
+        node = self.add_node(self.layer_name(el, op, ctx), op, attrs, [cur], el.span, ctx)
+        return self.note_label(el.label, el.label_span, ctx, node)
+
+    def layer_name(self, el: s.Element, op: str, ctx: Ctx) -> str:
+        """A layer's scoped name: its label, or the op numbered within the scope."""
+        return self.claim(ctx.scope, el.label, el.label_span, ctx) if el.label else self.fresh(ctx.scope, op, el.span, ctx)
+
+    def note_label(self, label: str | None, span: Span | None, ctx: Ctx, node: str) -> str:
+        """Remember the node a label (`as NAME`) gives, for `aux ... from NAME`; returns the node."""
+        if label:
+            self.labels.setdefault(label, []).append((ctx.scope, node, span))
         return node
 
     def lower_call(self, el: s.Element, cur: str, ctx: Ctx, scope_name: str | None) -> str:
@@ -554,93 +394,40 @@ class Lowerer:
             scope_name = self.claim(ctx.scope, el.label, el.label_span, ctx) if el.label else \
                 self.fresh(ctx.scope, el.name, el.span, ctx, numbered=False)
         self.instances[scope_name] = {"block": el.name, "args": env, "span": el.span}
-        out = self.lower_body(d.body, cur, replace(inner, scope=scope_name, env=env))
+        out = self.lower_instance(d, cur, replace(inner, scope=scope_name, env=env))
         if self.made() == before:
             self.idle += 1
         if el.label and scope_name.rpartition("/")[2] == el.label:
-            self.labels.setdefault(el.label, []).append((ctx.scope, out, el.label_span))
+            self.note_label(el.label, el.label_span, ctx, out)
+        return out
+
+    def lower_instance(self, d: s.Definition, cur: str, ctx: Ctx) -> str:
+        """The body of one block instance, or (from the memo) one placeholder node standing
+        for an identical instance lowered before."""
+        memo = self.memo
+        key = memo.block_key(d, self.shape(cur), ctx) if memo is not None else None
+        if key is None:
+            return self.lower_body(d.body, cur, ctx)
+        hit = memo.block(key)
+        if hit is not None and hit[0] is d:
+            _, shape, cost = hit
+            name = f"{ctx.scope}/memo"
+            self.sink.add(name, node_data("identity", {}, shape, d.span, ctx.scope, ctx.block, ctx.aux), [cur], cost=cost)
+            return name
+        since = memo.tally()
+        out = self.lower_body(d.body, cur, ctx)
+        memo.keep_block(key, d, self.shape(out), since)
         return out
 
     def min_size(self, block: str) -> int:
-        """A lower bound of the layers one instance of `block` makes, read off the AST.
-
-        Repeat counts that are constants multiply; counts that depend on parameters count as
-        zero, so the bound stays a bound. Lets nested calls that multiply (a block calling
-        another twice, a hundred levels deep) fail at once, not layer by layer."""
-        if block not in self.min_sizes:
-            if self._min_depth >= MAX_CALL_DEPTH:
-                return 0  # still a lower bound; lowering reports the nesting
-            self.min_sizes[block] = 0  # a recursive call is reported elsewhere
-            self._min_depth += 1
-            try:
-                self.min_sizes[block] = self._min_body(self.blocks[block].body, {})
-            finally:
-                self._min_depth -= 1
-        return self.min_sizes[block]
-
-    def _min_body(self, stmts, env: dict) -> int:
-        return min(sum(self._min_sizes(stmts, env)), SIZE_CAP)
-
-    def _min_sizes(self, stmts, env: dict) -> list[int]:
-        """A lower bound of the layers of each statement of `stmts`."""
-        return fold_statements(stmts, partial(self._min_stmt, env=env))
-
-    def _min_element(self, e: s.Element) -> int:
-        """A block call counts as at least one: it costs time even if empty."""
-        return max(1, self.min_size(e.name)) if e.name in self.blocks else 1
-
-    def _min_stmt(self, st, inner: list[int], path: tuple, *, env: dict) -> int:
-        """The bound of one statement, given those of the statements of its body (`inner`)."""
-        if isinstance(st, s.Chain):
-            size = 0
-            for e in st.elements:  # `_min_element`, inlined: every point of a search is checked
-                size += max(1, self.min_size(e.name)) if e.name in self.blocks else 1
-            return size
-        body = min(sum(inner), SIZE_CAP)
-        if isinstance(st, s.Composite):
-            return body + 1
-        if isinstance(st, s.RepeatStmt):  # a repetition counts as at least one, like a block call
-            return min(self._repeat_count(st, env, path) * max(1, body), SIZE_CAP)
-        if isinstance(st, (s.BranchStmt, s.ShortcutStmt, s.WithStmt, s.AuxStmt)):
-            return body
-        return 0
-
-    def _repeat_count(self, st: s.RepeatStmt, env: dict, path: tuple) -> int:
-        hidden = [p.var for p in path if isinstance(p, s.RepeatStmt) and p.var in env]  # a loop variable hides a parameter
-        return self._constant_count(st.count, {k: v for k, v in env.items() if k not in hidden} if hidden else env)
-
-    @staticmethod
-    def _constant_count(expr, env: dict) -> int:
-        """A repeat count known before lowering (a constant, or read from `env`), else 0."""
-        try:
-            count = evaluate(expr, env, None)
-        except EvalError:
-            return 0
-        return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+        """A lower bound of the layers one instance of `block` makes (`estimate.py`)."""
+        return self.estimate.min_size(block)
 
     def check_size(self, body, env: dict) -> None:
-        """Refuse, before lowering, a network whose size read off the AST passes the limit.
-
-        Points at the statement (or chain element) where the running total passes it."""
-        sizes = self._min_sizes(body, env)
-        total = 1  # the input
-        for st, size in zip(body, sizes):
-            if total + size <= self.max_layers:
-                total += size
-                continue
-            estimate = min(min(sum(sizes), SIZE_CAP) + 1, SIZE_CAP)
-            if isinstance(st, s.Chain):
-                for e in st.elements:
-                    total += self._min_element(e)
-                    if total > self.max_layers:
-                        notes = [f"block `{e.name}` makes at least {self._min_element(e):,}"] if e.name in self.blocks else []
-                        self.too_big(estimate, e.name_span, None, notes=notes)
-            if isinstance(st, s.RepeatStmt):
-                count = self._repeat_count(st, env, ())
-                each = max(1, self._min_body(st.body, {k: v for k, v in env.items() if k != st.var}))
-                self.too_big(estimate, st.count.span, None,
-                             notes=[f"each of its {count:,} repetitions makes at least {each:,}"])
-            self.too_big(estimate, st.span, None)
+        """Refuse, before lowering, a network whose size read off the AST passes the limit."""
+        found = self.estimate.oversize(body, env)
+        if found is not None:
+            self.too_big(*found[:2], None, notes=found[2])
 
     def composite_scope(self, stmt, ctx: Ctx) -> str:
         return self.claim(ctx.scope, stmt.label, stmt.label_span, ctx) if stmt.label else ctx.scope
@@ -649,31 +436,30 @@ class Lowerer:
         attrs = self.bind_args(stmt.kind, stmt.args, ctx, stmt.span)
         scope = self.composite_scope(stmt, ctx)
         inner = replace(ctx, scope=scope)
-        outs = []
-        for b in stmt.body:
-            if not isinstance(b, s.BranchStmt):
-                self.fail(f"only `branch:` statements may appear directly in `{stmt.kind}`", b.span, ctx,
-                          hint="wrap it: `branch: ...`")
+        outs, branches = [], []
+        for b, bctx in self.join_branches(stmt.body, stmt.kind, inner):
+            before = self.made()
             bscope = self.claim(scope, b.label, b.label_span, ctx) if b.label else self.fresh(scope, "branch", b.span, ctx)
-            outs.append(self.lower_body(b.body, cur, replace(inner, scope=bscope)))
+            outs.append(self.lower_body(b.body, cur, replace(bctx, scope=bscope)))
+            branches.append(b)
+            if self.made() == before:  # a branch that makes nothing (only `let`s) still counts
+                self.idle += 1
         join = OPS[stmt.kind]
         if len(outs) < join.min_branches:
             self.fail(f"`{stmt.kind}` needs at least {'two' if join.min_branches == 2 else join.min_branches} branches",
                       stmt.span, ctx)
         if join.aligned:
-            self.check_aligned(stmt, outs, ctx)
+            self.check_aligned(stmt, branches, outs, ctx)
         node_attrs = join.join(attrs, len(outs))
         name = self.fresh(scope, stmt.kind, stmt.span, ctx)
         out = self.add_node(name, stmt.kind, node_attrs, outs, stmt.span, ctx)
-        if stmt.label:
-            self.labels.setdefault(stmt.label, []).append((ctx.scope, out, stmt.label_span))
-        return out
+        return self.note_label(stmt.label, stmt.label_span, ctx, out)
 
-    def check_aligned(self, stmt: s.Composite, outs, ctx: Ctx):
+    def check_aligned(self, stmt: s.Composite, branches, outs, ctx: Ctx):
         shapes = [self.shape(o) for o in outs]
         if len({len(sh) for sh in shapes}) == 1 and len(shapes[0]) == 3:
             first = shapes[0][1:]
-            for b, sh in zip(stmt.body, shapes):
+            for b, sh in zip(branches, shapes):
                 if sh[1:] != first:
                     self.fail(f"{stmt.kind} branches disagree in spatial size", b.span, ctx,
                               notes=[f"this branch gives {format_shape(sh)}; the first gives {format_shape(shapes[0])}"],
@@ -703,9 +489,7 @@ class Lowerer:
         name = self.fresh(scope, "add", stmt.span, ctx)
         out = self.add_node(name, "add", {"scales": (1.0, attrs["scale"]), "act": attrs["act"]}, [short, branch],
                             stmt.span, ctx)
-        if stmt.label:
-            self.labels.setdefault(stmt.label, []).append((ctx.scope, out, stmt.label_span))
-        return out
+        return self.note_label(stmt.label, stmt.label_span, ctx, out)
 
     def lower_repeat(self, stmt: s.RepeatStmt, cur: str, ctx: Ctx) -> str:
         try:
@@ -721,7 +505,7 @@ class Lowerer:
         inside = [f"inside `repeat {n}` at {sp}" for n, sp in reversed(ctx.repeats)]
         if made + count * outer > self.max_layers:
             self.too_big(made + count * outer, stmt.count.span, ctx, notes=inside)
-        if stmt.var and stmt.var in RESERVED:
+        if stmt.var and (stmt.var in RESERVED or stmt.var in CONTROL_WORDS):
             self.fail(f"`{stmt.var}` is a reserved word", stmt.span, ctx)
         body = stmt.body
         single_call = (len(body) == 1 and isinstance(body[0], s.Chain) and len(body[0].elements) == 1

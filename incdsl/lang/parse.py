@@ -204,6 +204,14 @@ class _ToAst(Transformer):
             return s.BinOp(op, c[0], c[1], self.sp(meta))
         return rule
 
+    def not_(self, meta, c):
+        return s.Not(c[0], self.sp(meta))
+
+    def compare(self, meta, c):
+        return s.BinOp(str(c[1]), c[0], c[2], self.sp(meta))
+
+    or_ = _bin("or")
+    and_ = _bin("and")
     add = _bin("+")
     sub = _bin("-")
     mul = _bin("*")
@@ -280,6 +288,23 @@ class _ToAst(Transformer):
     def repeat_stmt(self, meta, c):
         count, var, label, body = c
         return s.RepeatStmt(count, str(var) if var else None, str(label) if label else None, body, self.sp(meta))
+
+    def let_stmt(self, meta, c):
+        start, value = self.sp(meta), c[1]  # the span ends with the value, not the line break
+        span = Span(self.file, start.line, start.col, value.span.end_line, value.span.end_col)
+        return s.LetStmt(str(c[0]), value, span, _tok_span(self.file, c[0]))
+
+    def if_stmt(self, meta, c):
+        return s.IfStmt(tuple(x for x in c if x is not None), self.sp(meta))
+
+    def if_clause(self, meta, c):
+        return s.IfClause("if", c[0], c[1], self.sp(meta))
+
+    def elif_clause(self, meta, c):
+        return s.IfClause("elif", c[0], c[1], self.sp(meta))
+
+    def else_clause(self, meta, c):
+        return s.IfClause("else", None, c[0], self.sp(meta))
 
     def scope_default(self, meta, c):
         return s.ScopeDefault(str(c[0]), tuple(c[1] or ()), self.sp(meta))

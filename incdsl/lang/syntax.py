@@ -49,7 +49,7 @@ class Call:
 
 @dataclass(frozen=True)
 class BinOp:
-    op: str  # + - * / // %
+    op: str  # + - * / // %, comparisons == != < <= > >=, `and`, `or`
     left: "Expr"
     right: "Expr"
     span: Span
@@ -62,12 +62,18 @@ class Neg:
 
 
 @dataclass(frozen=True)
+class Not:
+    operand: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
 class TupleLit:
     items: tuple["Expr", ...]
     span: Span
 
 
-Expr = Union[Num, DimsLit, Name, Attr, Call, BinOp, Neg, TupleLit]
+Expr = Union[Num, DimsLit, Name, Attr, Call, BinOp, Neg, Not, TupleLit]
 
 
 @dataclass(frozen=True)
@@ -163,7 +169,33 @@ class AuxStmt:
     tap_span: Span | None = None
 
 
-Stmt = Union[Chain, InputStmt, Composite, BranchStmt, ShortcutStmt, RepeatStmt, WithStmt, AuxStmt]
+@dataclass(frozen=True)
+class LetStmt:
+    """`let NAME = EXPR`: a value for the statements after it in the same body."""
+    name: str
+    value: "Expr"
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class IfClause:
+    """One clause of an `if`: kind 'if', 'elif' or 'else' (whose `cond` is None)."""
+    kind: str
+    cond: "Expr | None"
+    body: tuple["Stmt", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class IfStmt:
+    """`if` / `elif` / `else`: its clauses, in order, as its body (walkers see every clause)."""
+    body: tuple[IfClause, ...]
+    span: Span
+
+
+Stmt = Union[Chain, InputStmt, Composite, BranchStmt, ShortcutStmt, RepeatStmt, WithStmt, AuxStmt, LetStmt,
+             IfStmt, IfClause]
 
 
 # --- top level -----------------------------------------------------------------------------

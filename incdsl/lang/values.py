@@ -128,6 +128,16 @@ def evaluate(expr: s.Expr, env: dict, in_shape: tuple | None):
         if not _is_num(v):
             raise EvalError(f"cannot negate `{show(v)}`", expr.span)
         return -v
+    if isinstance(expr, s.Not):
+        return not truth(evaluate(expr.operand, env, in_shape), expr.operand.span, "`not`")
+    if isinstance(expr, s.BinOp) and expr.op in ("and", "or"):
+        # Short-circuit, as in Python: `i > 0 and n // i > 2` never divides by zero.
+        left = truth(evaluate(expr.left, env, in_shape), expr.left.span, f"`{expr.op}`")
+        if left == (expr.op == "or"):
+            return left
+        return truth(evaluate(expr.right, env, in_shape), expr.right.span, f"`{expr.op}`")
+    if isinstance(expr, s.BinOp) and expr.op in _COMPARE:
+        return compare(expr.op, evaluate(expr.left, env, in_shape), evaluate(expr.right, env, in_shape), expr.span)
     if isinstance(expr, s.BinOp):
         a, b = evaluate(expr.left, env, in_shape), evaluate(expr.right, env, in_shape)
         if not (_is_num(a) and _is_num(b)):
@@ -161,6 +171,29 @@ def evaluate(expr: s.Expr, env: dict, in_shape: tuple | None):
     if isinstance(expr, s.TupleLit):
         return tuple(evaluate(e, env, in_shape) for e in expr.items)
     raise AssertionError(f"unknown expression {expr!r}")
+
+
+_COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+            "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+
+
+def truth(value, span: Span, what: str) -> bool:
+    """A condition's value: yes or no only (a number or a word is a mistake, not true)."""
+    if not isinstance(value, bool):
+        raise EvalError(f"{what} needs yes or no, found `{show(value)}`", span,
+                        "compare it to get yes or no: `n > 0`, `act == relu`")
+    return value
+
+
+def compare(op: str, a, b, span: Span) -> bool:
+    """`==` and `!=` compare any two values (a number is never equal to a word); `<`, `<=`,
+    `>`, `>=` only numbers."""
+    if op in ("==", "!="):
+        same = _is_num(a) == _is_num(b) and isinstance(a, bool) == isinstance(b, bool) and a == b
+        return same if op == "==" else not same
+    if not (_is_num(a) and _is_num(b)):
+        raise EvalError(f"`{op}` needs numbers, found `{show(a)}` and `{show(b)}`", span)
+    return _COMPARE[op](a, b)
 
 
 # --- argument types: each checks a value and returns its normalised form, or raises TypeError

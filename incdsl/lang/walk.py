@@ -1,7 +1,7 @@
 """The one walker over the statement trees of the AST (`syntax.py`).
 
 Statements with a body (`concat`, `add`, `residual`, `branch`, `shortcut`, `repeat`, `with`,
-`aux`) nest other statements; chains hold elements. Every pass that needs the whole tree
+`aux`, `if` (whose body is its clauses) and each clause) nest other statements; chains hold elements. Every pass that needs the whole tree
 (the choices of a search space, the labels an `aux` head taps, the block calls a body makes,
 the size estimate of lowering) goes through these functions instead of recursing by hand,
 so a new statement kind is taught to one place. Lowering itself dispatches on the kind
@@ -48,6 +48,28 @@ def iter_elements(body) -> Iterator[s.Element]:
     for st, _ in walk_statements(body):
         if isinstance(st, s.Chain):
             yield from st.elements
+
+
+def expr_children(e) -> tuple:
+    """The expressions nested directly in expression `e` (operands, call arguments, tuple items)."""
+    if isinstance(e, s.BinOp):
+        return (e.left, e.right)
+    if isinstance(e, (s.Neg, s.Not)):
+        return (e.operand,)
+    if isinstance(e, s.Call):
+        return e.args
+    if isinstance(e, s.TupleLit):
+        return e.items
+    return ()
+
+
+def iter_exprs(e) -> Iterator:
+    """`e` and every expression nested in it, outermost first, in source order."""
+    todo = [e]
+    while todo:
+        e = todo.pop()
+        yield e
+        todo.extend(reversed(expr_children(e)))
 
 
 def fold_statements(body, combine: Callable[[s.Stmt, list, tuple], T], path: tuple = ()) -> list[T]:

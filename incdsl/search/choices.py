@@ -32,7 +32,7 @@ import os
 from dataclasses import dataclass, replace
 
 from ..lang import syntax as s
-from ..lang.walk import iter_elements, iter_statements
+from ..lang.walk import expr_children, iter_elements, iter_exprs, iter_statements
 from ..diagnostics import IncdslError, Span, error
 from ..lang.values import EvalError, evaluate
 
@@ -185,6 +185,10 @@ class Finder:
                 self.args(d.args, f"with.{d.op}", owner)
         elif isinstance(st, s.AuxStmt):
             self.args(st.args, st.name, owner)
+        elif isinstance(st, s.LetStmt):
+            self.expr(st.value, st.name, owner)
+        elif isinstance(st, s.IfClause) and st.cond is not None:
+            self.expr(st.cond, st.kind, owner)
 
     def args(self, args, context: str, owner: tuple) -> None:
         for i, a in enumerate(args):
@@ -233,16 +237,8 @@ class Finder:
     def expr(self, e, context: str, owner: tuple) -> None:
         if isinstance(e, s.Call) and e.func == "choice":
             self.value_choice(e, context, owner)
-        elif isinstance(e, s.Call):
-            for a in e.args:
-                self.expr(a, context, owner)
-        elif isinstance(e, s.BinOp):
-            self.expr(e.left, context, owner)
-            self.expr(e.right, context, owner)
-        elif isinstance(e, s.Neg):
-            self.expr(e.operand, context, owner)
-        elif isinstance(e, s.TupleLit):
-            for a in e.items:
+        else:
+            for a in expr_children(e):
                 self.expr(a, context, owner)
 
     def value_choice(self, call: s.Call, context: str, owner: tuple) -> None:
@@ -262,7 +258,7 @@ class Finder:
             self.no_nested((a,))
             replacements.append(a)
             text = " ".join(self.text(a.span).split())
-            texts.append(f"({text})" if isinstance(a, (s.BinOp, s.Neg)) else text)
+            texts.append(f"({text})" if isinstance(a, (s.BinOp, s.Neg, s.Not)) else text)
             keys.append(a)
         if len(replacements) > MAX_OPTIONS:
             raise _fail(f"`choice` has {len(replacements):,} options, more than {MAX_OPTIONS:,}", call.span,
@@ -305,7 +301,7 @@ class Finder:
 
     def no_nested(self, exprs) -> None:
         for e in exprs:
-            for node in _exprs(e):
+            for node in iter_exprs(e):
                 if isinstance(node, s.Call) and node.func == "choice":
                     raise _fail("choices cannot be nested", node.span, self.sources,
                                 hint="list every combination as an option of one `choice`")
@@ -360,20 +356,6 @@ def _called_names(stmts) -> set[str]:
                 elif isinstance(a.value, s.Call):
                     names.add(a.value.func)
     return names
-
-
-def _exprs(e):
-    yield e
-    for child in (getattr(e, "args", ()) or ()) if isinstance(e, s.Call) else ():
-        yield from _exprs(child)
-    if isinstance(e, s.BinOp):
-        yield from _exprs(e.left)
-        yield from _exprs(e.right)
-    elif isinstance(e, s.Neg):
-        yield from _exprs(e.operand)
-    elif isinstance(e, s.TupleLit):
-        for item in e.items:
-            yield from _exprs(item)
 
 
 def find_choices(program, main_file: str) -> tuple[list[Choice], list[Site], dict[int, tuple]]:

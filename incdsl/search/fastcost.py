@@ -1,19 +1,19 @@
 """Parameters and multiply-adds of a resolved program, fast enough to score thousands of points.
 
-`CostLowerer` is the core `Lowerer` (so every check and every rule is the same) with three
-changes:
+`cost_lowerer` gives the core `Lowerer` (so every check, every rule and every name is the same)
+with two parts of its own, passed in rather than written over the core's:
 
-* it lowers into a `CostSink` instead of the IR graph: the sink keeps each node's attributes
-  (lowering reads shapes back) and adds up its cost as it comes (the closed forms of
-  `passes/cost.py`), with no networkx graph and no edges;
-* it memoises block bodies. A block instance's cost and output shape depend only on the
-  block's (resolved) definition, its arguments, its input shape, the scoped defaults in
-  force and whether it sits in an auxiliary head, so an instance seen before (the second to
-  fourth Inception-A of a repeat, the fixed stem of every point) costs one look-up and a
-  placeholder node instead of being lowered again;
-* it memoises layers. A layer's node is fixed by the values of the names its arguments
-  read, its input shape, `in` (if read) and the defaults in force; a layer seen before is
-  named and added (so naming rules still apply) without binding and checking its
+* a `CostSink` instead of the IR graph: the sink keeps each node's attributes (lowering reads
+  shapes back) and adds up its cost as it comes (the closed forms of `passes/cost.py`), with
+  no networkx graph and no edges;
+* a `CostMemo` (the `ir.sink.Memo` protocol) over block instances and layers. A block
+  instance's cost and output shape depend only on the block's (resolved) definition, its
+  arguments, its input shape, the scoped defaults in force and whether it sits in an
+  auxiliary head, so an instance seen before (the second to fourth Inception-A of a repeat,
+  the fixed stem of every point) costs one look-up and a placeholder node instead of being
+  lowered again. A layer's node is fixed by the values of the names its arguments read, its
+  input shape, `in` (if read) and the defaults in force; a layer seen before is named and
+  added (by the core's naming, so its rules still apply) without binding and checking its
   arguments again.
 
 A memoised result was computed, and checked, by the core rules the first time, so a point
@@ -27,8 +27,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..lang import syntax as s
-from ..lang.walk import iter_statements
-from ..ir.lower import MAX_LAYERS, Lowerer, node_data
+from ..lang.walk import iter_exprs, iter_statements
+from ..ir.lower import MAX_LAYERS, Lowerer
+from ..ir.sink import Memo
 from ..passes.cost import node_params_macs
 
 MEMO_LIMIT = 30_000  # entries (~2 KB each); the memo is cleared when it grows past this
@@ -95,7 +96,7 @@ def _labels_and_calls(stmts, labels: list, names: set) -> None:
 
 
 class CostCache:
-    """What `CostLowerer` remembers between points: block bodies, layers, names each layer reads."""
+    """What `CostMemo` remembers between points: block bodies, layers, names each layer reads."""
 
     def __init__(self, skip: set[str] = frozenset()):
         self.skip = skip  # blocks never memoised (`uncacheable_blocks`)
@@ -119,21 +120,12 @@ _MISSING = object()
 def _names_read(el: s.Element) -> tuple[tuple[str, ...], bool]:
     """(names, reads `in`) of a layer's argument expressions."""
     names, uses_in = set(), False
-    todo = [a.value for a in el.args]
-    while todo:
-        e = todo.pop()
-        if isinstance(e, s.Name):
-            names.add(e.id)
-        elif isinstance(e, s.Attr):
-            uses_in = True
-        elif isinstance(e, s.Call):
-            todo.extend(e.args)
-        elif isinstance(e, s.BinOp):
-            todo += [e.left, e.right]
-        elif isinstance(e, s.Neg):
-            todo.append(e.operand)
-        elif isinstance(e, s.TupleLit):
-            todo.extend(e.items)
+    for a in el.args:
+        for e in iter_exprs(a.value):
+            if isinstance(e, s.Name):
+                names.add(e.id)
+            elif isinstance(e, s.Attr):
+                uses_in = True
     return tuple(sorted(names)), uses_in
 
 
@@ -168,26 +160,14 @@ class CostSink:
         return self
 
 
-class CostLowerer(Lowerer):
-    """Lowers a program while counting its cost; see the module docstring.
+class CostMemo(Memo):
+    """The memo of one run (see `ir.sink.Memo`): keys from the values a layer or block instance
+    depends on, entries in the `CostCache` shared between runs, costs read off the `CostSink`."""
 
-    Parameters:
-        program: the resolved `Program` of one point.
-        cache: a `CostCache` shared between runs.
-    """
-
-    def __init__(self, program, cache: CostCache, max_layers: int = MAX_LAYERS):
-        super().__init__(program, max_layers, sink=CostSink())
+    def __init__(self, cache: CostCache, sink: CostSink):
         self.cache = cache
+        self.sink = sink
         self._frozen: dict = {}  # id(defaults dict) -> (dict, frozen form), for this run
-
-    @property
-    def params(self) -> int:
-        return self.sink.params
-
-    @property
-    def macs(self) -> int:
-        return self.sink.macs
 
     def frozen_defaults(self, defaults: dict):
         hit = self._frozen.get(id(defaults))
@@ -195,7 +175,13 @@ class CostLowerer(Lowerer):
             hit = self._frozen[id(defaults)] = (defaults, freeze(defaults))
         return hit[1]
 
-    def lower_layer(self, el, cur, ctx):
+    def tally(self) -> tuple[int, int]:
+        return self.sink.params, self.sink.macs
+
+    def since(self, tally: tuple[int, int]) -> tuple[int, int]:
+        return self.sink.params - tally[0], self.sink.macs - tally[1]
+
+    def layer_key(self, el, in_shape, ctx):
         # A layer's node is fixed by the values of the names it reads, its input shape, `in`
         # (if read) and the defaults in force: compute that once, name and add it each time.
         reads = self.cache.reads.get(id(el))
@@ -203,44 +189,31 @@ class CostLowerer(Lowerer):
             reads = self.cache.reads[id(el)] = (el, *_names_read(el))
         _, names, uses_in = reads
         env = ctx.env
-        key = (id(el), tuple(freeze(env.get(n, _MISSING)) for n in names), self.shape(cur),
-               ctx.in_shape if uses_in else None, self.frozen_defaults(ctx.defaults), ctx.aux is None)
-        hit = self.cache.layers.get(key)
-        if hit is None or hit[0] is not el:
-            params, macs = self.params, self.macs
-            node = super().lower_layer(el, cur, ctx)
-            data = self.sink.node(node)
-            self.cache.layers[key] = (el, data["op"], data["attrs"], data["shape"], self.params - params,
-                                      self.macs - macs)
-            return node
-        _, op, attrs, shape, params, macs = hit
-        # as Lowerer.lower_layer names and records a layer
-        if el.label:
-            name = self.claim(ctx.scope, el.label, el.label_span, ctx)
-        else:
-            name = self.fresh(ctx.scope, op, el.span, ctx)
-        self.sink.add(name, node_data(op, attrs, shape, el.span, ctx.scope, ctx.block, ctx.aux), [cur],
-                      cost=(params, macs))
-        if el.label:
-            self.labels.setdefault(el.label, []).append((ctx.scope, name, el.label_span))
-        return name
+        return (id(el), tuple(freeze(env.get(n, _MISSING)) for n in names), in_shape,
+                ctx.in_shape if uses_in else None, self.frozen_defaults(ctx.defaults), ctx.aux is None)
 
-    def lower_body(self, stmts, cur, ctx):
-        block = ctx.block
-        d = self.blocks.get(block) if block is not None else None
-        if d is None or stmts is not d.body or block in self.cache.skip:
-            return super().lower_body(stmts, cur, ctx)
-        # A block instance's body (lower_call passes the definition's body tuple itself).
-        key = (id(d), freeze(ctx.env), self.shape(cur), self.frozen_defaults(ctx.defaults), ctx.aux is None)
-        hit = self.cache.blocks.get(key)
-        if hit is not None and hit[0] is d:
-            _, shape, params, macs = hit
-            name = f"{ctx.scope}/memo"
-            self.sink.add(name, node_data("identity", {}, shape, d.span, ctx.scope, block, ctx.aux), [cur],
-                          cost=(params, macs))
-            return name
-        params, macs = self.params, self.macs
-        out = super().lower_body(stmts, cur, ctx)
+    def layer(self, key):
+        hit = self.cache.layers.get(key)
+        return None if hit is None else (hit[0], hit[1], hit[2], hit[3], hit[4])
+
+    def keep_layer(self, key, el, data: dict, since) -> None:
+        self.cache.layers[key] = (el, data["op"], data["attrs"], data["shape"], self.since(since))
+
+    def block_key(self, d, in_shape, ctx):
+        if ctx.block in self.cache.skip:
+            return None
+        return (id(d), freeze(ctx.env), in_shape, self.frozen_defaults(ctx.defaults), ctx.aux is None)
+
+    def block(self, key):
+        return self.cache.blocks.get(key)
+
+    def keep_block(self, key, d, shape: tuple, since) -> None:
         # The definition itself is kept in the entry: its id is only a valid key while it lives.
-        self.cache.blocks[key] = (d, self.shape(out), self.params - params, self.macs - macs)
-        return out
+        self.cache.blocks[key] = (d, shape, self.since(since))
+
+
+def cost_lowerer(program, cache: CostCache, max_layers: int = MAX_LAYERS) -> Lowerer:
+    """A `Lowerer` of `program` into a `CostSink` (its `.sink`: `params`, `macs`), remembering
+    layers and block instances in `cache` (shared between runs); see the module docstring."""
+    sink = CostSink()
+    return Lowerer(program, max_layers, sink=sink, memo=CostMemo(cache, sink))

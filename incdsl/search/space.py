@@ -31,7 +31,7 @@ from ..ir.lower import MAX_LAYERS, Lowerer, Program, load_program
 from ..ir.network import SpecText, no_network, read_spec
 from .choices import Choice, find_choices
 from .resolve import Resolver
-from .fastcost import Cost, CostCache, CostLowerer, uncacheable_blocks
+from .fastcost import Cost, CostCache, cost_lowerer, uncacheable_blocks
 
 RESOLVED_LIMIT = 1024  # resolved definitions kept for reuse (a network of the Inception space: ~40 KB)
 
@@ -221,12 +221,12 @@ class Space:
         """
         program = self.resolve(point)
         self._cache.trim()
-        lowerer = CostLowerer(program, self._cache, self.max_layers)
+        lowerer = cost_lowerer(program, self._cache, self.max_layers)
         try:
             self._at(point, lambda: lowerer.lower_network(program.network, self._overrides(), self.input_shape))
         finally:
             self.lowered += lowerer.made()
-        return Cost(lowerer.params, lowerer.macs)
+        return Cost(lowerer.sink.params, lowerer.sink.macs)
 
     def check(self, point) -> Cost:
         """Like `cost`, but lowers the whole graph, as `incdsl check` does."""

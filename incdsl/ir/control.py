@@ -1,0 +1,92 @@
+"""Lowering's control forms: `let` bindings, `if` / `elif` / `else`, and the branches of a
+join written with `repeat`, `if` and `let` among its `branch:` statements.
+
+All of them are decided while lowering, from values known then (parameters, loop variables,
+`in.c`): none makes a node of its own. A mixin of `lower.Lowerer` (it uses the Lowerer's
+`fail`, `eval`, `count_values` and `lower_body`).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..diagnostics import Label
+from ..lang import syntax as s
+from ..lang.values import EvalError, t_nonneg, truth
+from .program import KEYWORDS, RESERVED
+
+
+class ControlFlow:
+    def bind_let(self, stmt: s.LetStmt, ctx):
+        """The context after `let NAME = EXPR`: NAME bound for the rest of the body."""
+        if stmt.name in RESERVED or stmt.name in KEYWORDS:
+            self.fail(f"`{stmt.name}` is a reserved word and cannot be bound", stmt.name_span, ctx)
+        if stmt.name in ctx.env:
+            self.fail(f"`{stmt.name}` is already bound here", stmt.name_span, ctx,
+                      labels=self._binding_labels(stmt.name, ctx),
+                      hint=f"a `let` names a new value: choose another name, such as `{stmt.name}2`, "
+                           "or compute the value where it is first bound")
+        value = self.eval(stmt.value, ctx)
+        self.count_values(len(ctx.env) + 1, stmt.span, ctx)
+        return replace(ctx, env={**ctx.env, stmt.name: value})
+
+    def _binding_labels(self, name: str, ctx) -> list:
+        """Where `name` is declared, when it is a parameter of the definition being lowered."""
+        d = self.blocks.get(ctx.block) if ctx.block is not None else self.program.network
+        for p in (d.params if d is not None else ()):
+            if p.name == name:
+                return [Label(p.span, "declared here as a parameter")]
+        return []
+
+    def chosen_clause(self, stmt: s.IfStmt, ctx) -> s.IfClause | None:
+        """The first clause of an `if` whose condition holds (an `else` always does), or None."""
+        for clause in stmt.body:
+            if clause.cond is None or self.condition(clause.cond, ctx):
+                return clause
+        return None
+
+    def condition(self, expr, ctx) -> bool:
+        value = self.eval(expr, ctx)
+        try:
+            return truth(value, expr.span, "a condition")
+        except EvalError as exc:
+            self.fail(exc.message, exc.span, ctx, exc.hint)
+
+    def lower_if(self, stmt: s.IfStmt, cur: str, ctx) -> str:
+        clause = self.chosen_clause(stmt, ctx)
+        return self.lower_body(clause.body, cur, ctx) if clause is not None else cur
+
+    def join_branches(self, stmts, kind: str, ctx):
+        """(`branch:` statement, context) for each branch of a join, in order: `repeat N [as i]:`
+        repeats the branches of its body, `if` chooses some, `let` binds a value for those after it.
+
+        Any other statement directly in the join is an error (a join holds branches)."""
+        for st in stmts:
+            if isinstance(st, s.BranchStmt):
+                yield st, ctx
+            elif isinstance(st, s.LetStmt):
+                ctx = self.bind_let(st, ctx)
+            elif isinstance(st, s.IfStmt):
+                clause = self.chosen_clause(st, ctx)
+                if clause is not None:
+                    yield from self.join_branches(clause.body, kind, ctx)
+            elif isinstance(st, s.RepeatStmt):
+                yield from self.repeated_branches(st, kind, ctx)
+            else:
+                self.fail(f"only `branch:` statements may appear directly in `{kind}`", st.span, ctx,
+                          hint="wrap it: `branch: ...`")
+
+    def repeated_branches(self, st: s.RepeatStmt, kind: str, ctx):
+        try:
+            count = t_nonneg(self.eval(st.count, ctx))
+        except TypeError as exc:
+            self.fail(f"repeat count: {exc}", st.count.span, ctx)
+        if st.var and (st.var in RESERVED or st.var in KEYWORDS):
+            self.fail(f"`{st.var}` is a reserved word", st.span, ctx)
+        if self.made() + count > self.max_layers:  # each branch makes a layer or counts as one
+            self.too_big(self.made() + count, st.count.span, ctx)
+        for i in range(count):
+            inner = ctx
+            if st.var:
+                self.count_values(len(ctx.env) + 1, st.count.span, ctx)
+                inner = replace(ctx, env={**ctx.env, st.var: i})
+            yield from self.join_branches(st.body, kind, inner)
