@@ -210,3 +210,151 @@ gate:
 def test_multiply_and_gate_errors(load_error, body, message):
     spec = "network t:\n    input 4x8x8\n" + "\n".join("    " + line for line in body.splitlines()) + "\n"
     assert message in load_error(spec).render()
+
+
+# --- 2. stochastic depth, drop path, swapout ---------------------------------------------
+# Each rate is estimated from N independent draws and must lie within 4 binomial standard
+# deviations, sqrt(q (1 - q) / N), of its probability q; seeds are fixed, so the tests are
+# deterministic, and a wrong rule (another probability, per-sample where per-batch is meant,
+# a missing rescale) misses by far more.
+
+def within(count, trials, q) -> bool:
+    return abs(count / trials - q) < 4 * (q * (1 - q) / trials) ** 0.5
+
+
+def residual_model(args: str, shortcut: str = "", depth: int = 4):
+    """x -> x + (branch: a bias-free 3x3 conv, no activation), with the residual's `args`."""
+    body = f"residual({args}, act = off):\n    conv 3x3 {depth} S bias = no act = off"
+    if shortcut:
+        body += f"\n    shortcut: {shortcut}"
+    n = net(body)
+    model = model_of(n).double()
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    return n, model, conv
+
+
+def test_stochastic_depth_drops_the_whole_batch_at_rate_one_minus_survive():
+    n, model, conv = residual_model("survive = 0.7")
+    assert [n.graph.nodes[v]["op"] for v in n.layers] == ["conv", "stochastic_depth", "add"]
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        f = conv(x)
+        kept, trials = 0, 1000
+        model.train()
+        for _ in range(trials):
+            y = model(x)
+            if torch.allclose(y, x + f):
+                kept += 1
+            else:
+                assert torch.equal(y, x)  # dropped: the whole mini-batch at once, kept ones unscaled
+        assert within(kept, trials, 0.7), kept
+        assert torch.allclose(model.eval()(x), x + 0.7 * f)
+
+
+def test_separated_stochastic_depth_drops_real_and_padded_channels_independently():
+    """PyramidSepDrop: a 6-channel branch on a 4-channel input padded to 6; channels 0-3 and
+    4-5 of the branch each survive with p = 0.6, independently: the four outcomes have
+    probabilities 0.36, 0.24, 0.24, 0.16."""
+    n, model, conv = residual_model("survive = 0.6, separate = yes", "pad_channels 6", depth=6)
+    split = [n.graph.nodes[v]["attrs"] for v in n.layers if n.graph.nodes[v]["op"] == "stochastic_depth"]
+    assert split == [{"survive": 0.6, "split": 4}]
+    torch.manual_seed(1)
+    x = torch.randn(1, 4, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        f = conv(x)
+        padded = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, 2))
+        outcomes, trials = {}, 500
+        model.train()
+        for _ in range(trials):
+            d = model(x) - padded
+            key = (bool(d[:, :4].abs().sum() > 0), bool(d[:, 4:].abs().sum() > 0))
+            assert torch.allclose(d[:, :4], f[:, :4] * key[0]) and torch.allclose(d[:, 4:], f[:, 4:] * key[1])
+            outcomes[key] = outcomes.get(key, 0) + 1
+        for (a, b), q in {(True, True): 0.36, (True, False): 0.24, (False, True): 0.24, (False, False): 0.16}.items():
+            assert within(outcomes.get((a, b), 0), trials, q), outcomes
+        assert torch.allclose(model.eval()(x), padded + 0.6 * f)
+
+
+def test_drop_path_drops_samples_and_rescales_the_kept():
+    n, model, conv = residual_model("drop_path = 0.3")
+    torch.manual_seed(2)
+    x = torch.randn(64, 4, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        f = conv(x)
+        kept, total, trials = 0, torch.zeros_like(x), 60
+        model.train()
+        for _ in range(trials):
+            y = model(x)
+            on = torch.tensor([torch.allclose(y[i], x[i] + f[i] / 0.7) for i in range(len(x))])
+            off = torch.tensor([torch.equal(y[i], x[i]) for i in range(len(x))])
+            assert bool((on ^ off).all())  # each sample: dropped, or kept and scaled by 1 / (1 - p)
+            kept += int(on.sum())
+            total += y
+        assert within(kept, trials * len(x), 0.7), kept
+        assert torch.allclose(model.eval()(x), x + f)  # identity at inference
+        # unbiased: the branch's factor b / (1 - p), b ~ Bernoulli(0.7), has mean 1 and variance 0.3 / 0.7
+        factor = ((total / trials - x) / f).mean()
+        assert abs(float(factor) - 1) < 4 * (0.3 / 0.7 / (trials * len(x))) ** 0.5
+
+
+def test_swapout_masks_every_unit_of_both_paths_independently():
+    n, model, conv = residual_model("swapout = (0.8, 0.4)")
+    assert [n.graph.nodes[v]["op"] for v in n.layers] == ["conv", "swapout", "swapout", "add"]
+    torch.manual_seed(3)
+    x = torch.randn(16, 4, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        f = conv(x)
+        y = model.train()(x)
+        candidates = torch.stack([torch.zeros_like(x), x, f, x + f])  # (identity kept, branch kept) = 00 10 01 11
+        which = (candidates - y).abs().argmin(0)
+        assert torch.allclose(candidates.gather(0, which[None])[0], y)
+        units = which.numel()
+        for code, q in {0: 0.2 * 0.6, 1: 0.8 * 0.6, 2: 0.2 * 0.4, 3: 0.8 * 0.4}.items():
+            assert within(int((which == code).sum()), units, q), code
+        assert torch.allclose(model.eval()(x), 0.8 * x + 0.4 * f)
+
+
+def test_survival_decays_linearly_over_a_repeat():
+    """Huang et al.'s linear decay rule, p_l = 1 - l / L * (1 - p_L), with `repeat ... as i`."""
+    n = incdsl.load("""
+block unit(survive):
+    residual(survive = survive):
+        conv 3x3 4 S
+network t:
+    input 4x8x8
+    repeat 4 as i: unit(survive = 1 - 0.5 * (i + 1) / 4)
+""")
+    survive = [n.graph.nodes[v]["attrs"]["survive"] for v in n.layers if n.graph.nodes[v]["op"] == "stochastic_depth"]
+    assert survive == pytest.approx([0.875, 0.75, 0.625, 0.5])
+
+
+def test_stochastic_forms_change_no_count_and_are_drawn_with_their_probability():
+    from incdsl.render.graphviz import build_dot
+    from incdsl.render.style import DrawOptions
+    plain = incdsl.count_costs(net("residual:\n    conv 3x3 4 S"))
+    for args, shown in (("survive = 0.75", "survive 0.75"), ("drop_path = 0.2", "Drop path (0.2)"),
+                        ("swapout = (0.9, 0.5)", "keep 0.9"), ("survive = 1", None), ("drop_path = 0", None)):
+        n = net(f"residual({args}):\n    conv 3x3 4 S")
+        costs = incdsl.count_costs(n)
+        assert (costs.total.params, costs.total.macs) == (plain.total.params, plain.total.macs)
+        if shown is None:  # keeps everything: no layer is added
+            assert len(n.layers) == 2
+        else:
+            assert shown in build_dot(n, DrawOptions(level="layer"))
+
+
+@pytest.mark.parametrize("args, message", [
+    ("survive = 0.8, drop_path = 0.1", "`residual` takes one of `survive`, `drop_path` and `swapout`"),
+    ("separate = yes", "`separate = yes` splits stochastic depth: give `survive` too"),
+    ("survive = 0", "expected a survival probability in (0, 1]"),
+    ("survive = 1.5", "expected a survival probability in (0, 1]"),
+    ("drop_path = 1", "expected a probability in [0, 1)"),
+    ("swapout = 0.5", "expected two survival probabilities"),
+    ("swapout = (0.5, 0)", "expected two survival probabilities"),
+    ("survive = relu", "expected a survival probability"),
+])
+def test_stochastic_residual_errors(load_error, args, message):
+    err = load_error(f"network t:\n    input 4x8x8\n    residual({args}):\n        conv 3x3 4 S\n")
+    assert message in err.render()
+    assert err.span.line == 3

@@ -312,3 +312,45 @@ def copy_in_execution_order(ours, reference, x):
             for key, value in b.state_dict().items():
                 a.state_dict()[key].copy_(value)
     return len(pairs)
+
+
+# --- the training-time behaviour each spec asks for, read off the IR ---------------------
+
+def nodes_of(net, op: str) -> list[dict]:
+    return [net.graph.nodes[n]["attrs"] for n in net.layers if net.graph.nodes[n]["op"] == op]
+
+
+def linear_decay(units: int, last: float) -> list[float]:
+    """Huang et al.'s rule: the l-th of L units survives with 1 - l / L * (1 - p_L)."""
+    return [1 - l / units * (1 - last) for l in range(1, units + 1)]
+
+
+def test_resnet110_drops_its_54_units_with_linearly_decaying_survival():
+    net = load("resnet110_sd.inc")
+    got = [a["survive"] for a in nodes_of(net, "stochastic_depth")]
+    assert got == pytest.approx(linear_decay(54, 0.5)) and not any(a["split"] for a in nodes_of(net, "stochastic_depth"))
+
+
+def test_swapout_masks_both_paths_of_every_unit():
+    net = load("swapout_v2_32_w4.inc")
+    keep = [a["keep"] for a in nodes_of(net, "swapout")]
+    want = linear_decay(15, 0.5)
+    assert keep == pytest.approx([p for p in want for _ in range(2)])  # shortcut, then branch
+
+
+def test_pyramidsepdrop_splits_each_unit_at_its_input_depth():
+    net = load("pyramidsepdrop182_a150.inc")
+    drops = nodes_of(net, "stochastic_depth")
+    assert [a["survive"] for a in drops] == pytest.approx(linear_decay(90, 0.5))
+    assert [a["split"] for a in drops] == [16] + pyramid_widths(182, 150)[:-1]
+
+
+def test_plain_pyramidnet_and_wrn_have_no_stochastic_layer():
+    for spec in ("pyramidnet110_a270.inc", "wrn28_10.inc"):
+        net = load(spec)
+        assert not nodes_of(net, "stochastic_depth")
+
+
+def test_ror_drops_its_27_blocks_but_not_its_level_shortcuts():
+    net = load("ror3_wrn58_4.inc")
+    assert [a["survive"] for a in nodes_of(net, "stochastic_depth")] == pytest.approx(linear_decay(27, 0.5))

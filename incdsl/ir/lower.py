@@ -14,7 +14,7 @@ from ..lang import syntax as s
 from ..diagnostics import Diagnostic, Label, Span, did_you_mean
 from .graph import format_shape
 from ..ops.base import Signature, p_num
-from ..ops.joins import RESIDUAL
+from ..ops.residual import RESIDUAL, residual_parts
 from ..ops.table import ALIASES, GROUPS, LAYER_OPS, OPS
 from ..passes.shapes import ShapeError, infer_node
 from ..lang.values import EvalError, checked, evaluate, show, t_float, t_nonneg, t_shape
@@ -467,6 +467,10 @@ class Lowerer(ControlFlow):
 
     def lower_residual(self, stmt: s.Composite, cur: str, ctx: Ctx) -> str:
         attrs = self.bind_args("residual", stmt.args, ctx, stmt.span)
+        try:
+            parts = residual_parts(attrs, self.shape(cur)[0])
+        except TypeError as exc:  # arguments that are each fine but do not go together
+            self.fail(str(exc), stmt.span, ctx)
         shortcuts = [b for b in stmt.body if isinstance(b, s.ShortcutStmt)]
         if len(shortcuts) > 1:
             self.fail("a residual has at most one `shortcut:`", shortcuts[1].span, ctx)
@@ -480,6 +484,10 @@ class Lowerer(ControlFlow):
         if shortcuts:
             sscope = self.fresh(scope, "shortcut", shortcuts[0].span, ctx, numbered=False)
             short = self.lower_body(shortcuts[0].body, cur, replace(inner, scope=sscope))
+        for op, op_attrs in parts.shortcut:  # stochastic layers at the paths' ends (`ops/residual.py`)
+            short = self.add_node(self.fresh(scope, op, stmt.span, ctx), op, op_attrs, [short], stmt.span, ctx)
+        for op, op_attrs in parts.branch:
+            branch = self.add_node(self.fresh(scope, op, stmt.span, ctx), op, op_attrs, [branch], stmt.span, ctx)
         a, b = self.shape(short), self.shape(branch)
         if a != b:
             hint = ("project the branch back with `conv 1x1 in.c act = off`" if a[1:] == b[1:]
@@ -487,7 +495,7 @@ class Lowerer(ControlFlow):
             self.fail("residual sum with mismatched shapes", stmt.span, ctx,
                       notes=[f"the shortcut gives {format_shape(a)}, the branch gives {format_shape(b)}"], hint=hint)
         name = self.fresh(scope, "add", stmt.span, ctx)
-        out = self.add_node(name, "add", {"scales": (1.0, attrs["scale"]), "act": attrs["act"]}, [short, branch],
+        out = self.add_node(name, "add", {"scales": (1.0, parts.scale), "act": attrs["act"]}, [short, branch],
                             stmt.span, ctx)
         return self.note_label(stmt.label, stmt.label_span, ctx, out)
 

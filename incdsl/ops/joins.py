@@ -8,9 +8,9 @@ per input) and act (activation name, or None).
 from __future__ import annotations
 
 from ..ir.names import literal
-from ..lang.values import show, t_float
+from ..lang.values import show
 from .activation import p_act, t_act
-from .base import NO_ARGS, Op, Signature, p_num
+from .base import NO_ARGS, Op, Signature
 from .marks import num
 from .window import ShapeError, fmt
 
@@ -59,9 +59,7 @@ def scale_note(attrs, index: int) -> str | None:
     return f"scale {num(scale)}" if scale != 1.0 else None
 
 
-# `residual(scale, act)` is a statement that makes an `add` node of (shortcut, scale * branch)
-RESIDUAL = Signature({"scale": t_float, "act": t_act}, {"scale": 1.0, "act": "relu"},
-                     (("scale", p_num),), False, "a scale factor")
+# `residual(...)`, a statement that makes an `add` node of (shortcut, scale * branch), is in `residual.py`
 
 OPS = (
     Op("concat", "concat", NO_ARGS, concat_shape, lambda a: "Filter concat", lambda a, ins, out, lit: "Concat()",

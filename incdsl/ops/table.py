@@ -5,6 +5,7 @@ To add a kind: write its module (one `OPS` tuple of records) and list it in `FAM
 from __future__ import annotations
 
 from . import activation
+from . import adaptive_pool
 from . import conv
 from . import dropout
 from . import elementwise
@@ -17,10 +18,12 @@ from . import pad
 from . import pooling
 from . import prelu
 from . import reshape
+from . import stochastic
 from . import upsample
 from .base import Op
 
-FAMILIES = (reshape, conv, pooling, global_pool, lrn, norm, activation, prelu, dropout, linear, joins, elementwise, upsample, pad)
+FAMILIES = (reshape, conv, pooling, global_pool, lrn, norm, activation, prelu, dropout, linear, joins, elementwise, upsample, pad,
+            adaptive_pool, stochastic)
 
 OPS: dict[str, Op] = {op.name: op for family in FAMILIES for op in family.OPS}
 

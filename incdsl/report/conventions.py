@@ -32,7 +32,7 @@ class Part:
     macs: int = 0          # multiply-accumulates of a conv or linear (no bias)
     bias: int = 0          # bias additions: output elements of a conv with bias, units of a linear
     channels: int = 0      # batch-norm channels
-    window: int = 0        # adaptive pool: input positions per output (h * w for a global pool)
+    window: float = 0      # adaptive average pool: (h / oh) * (w / ow) (h * w for a global pool)
     rows: int = 1          # softmax: rows the softmax runs over
     extra: int = 0         # lrn: elements of the padded (C + size - 1) x H x W average; add: torch.add calls
 
@@ -83,6 +83,11 @@ def node_parts(graph, name: str, cost) -> list[Part]:
         return [Part(kind, name, padded, n_out)]
     if op == "gap":
         return [Part("adaptive_avgpool", name, n_in, n_out, window=in_shapes[0][1] * in_shapes[0][2])]
+    if op == "adaptive_avgpool":  # thop divides the sizes in double precision: a fraction where they do not divide
+        (_, h, w), (oh, ow) = in_shapes[0], a["size"]
+        return [Part("adaptive_avgpool", name, n_in, n_out, window=(h / oh) * (w / ow))]
+    if op == "adaptive_maxpool":
+        return [Part("adaptive_maxpool", name, n_in, n_out)]
     if op == "bn":
         return [Part("batchnorm", name, n_in, n_out, channels=in_shapes[0][0])]
     if op == "act":
@@ -138,7 +143,7 @@ CONVENTIONS = {c.name: c for c in (
         "LinearAct and LRN partly",
         {"conv2d": lambda p: p.macs + p.bias, "linear": lambda p: p.macs + p.bias,
          "batchnorm": lambda p: 2 * p.in_elems,
-         "maxpool": _twice, "avgpool": _twice, "adaptive_avgpool": _twice,
+         "maxpool": _twice, "avgpool": _twice, "adaptive_avgpool": _twice, "adaptive_maxpool": _twice,
          "padded_maxpool": lambda p: p.in_elems, "padded_avgpool": lambda p: p.in_elems,
          "act:relu": _twice, "act:elu": _twice, "act:gelu": _twice,
          "act:leaky_relu": lambda p: p.in_elems, "act:relu6": lambda p: p.in_elems, "act:silu": lambda p: p.in_elems,
@@ -156,7 +161,7 @@ CONVENTIONS = {c.name: c for c in (
         "(window + 1) per output, softmax 3n - 1 per row; modules of other types (LinearAct, PaddedPool, LRN) "
         "count 0",
         {"conv2d": lambda p: p.macs, "linear": lambda p: p.macs, "batchnorm": lambda p: 4 * p.in_elems,
-         "avgpool": lambda p: p.out_elems, "adaptive_avgpool": lambda p: (p.window + 1) * p.out_elems,
+         "avgpool": lambda p: p.out_elems, "adaptive_avgpool": lambda p: int((p.window + 1) * p.out_elems),
          "softmax": lambda p: 3 * p.in_elems - p.rows}),
     Convention(
         "torchinfo", "torchinfo.summary(model, input_size).total_mult_adds", "mult-adds",

@@ -214,6 +214,58 @@ class Gate(nn.Module):
         return t * h + (1 - t) * x
 
 
+class StochasticDepth(nn.Module):
+    """Stochastic depth (Huang et al. 2016) on a residual branch.
+
+    Training: the input is kept unscaled with probability `survive`, for the whole mini-batch,
+    else zeroed; with `split`, channels [0, split) and [split, C) are kept or zeroed
+    independently (PyramidNet's separated stochastic depth). Eval: the input times `survive`.
+    """
+
+    def __init__(self, survive, split=0):
+        super().__init__()
+        self.survive, self.split = float(survive), int(split)
+
+    def forward(self, x):
+        if not self.training:
+            return x * self.survive
+        groups = 2 if 0 < self.split < x.shape[1] else 1
+        keep = (torch.rand(groups, device=x.device) < self.survive).to(x.dtype)
+        if groups == 1:
+            return x * keep
+        return torch.cat([x[:, :self.split] * keep[0], x[:, self.split:] * keep[1]], 1)
+
+
+class DropPath(nn.Module):
+    """Per-sample drop path (timm's `DropPath`): in training each sample is zeroed with
+    probability `p` and the others scaled by 1 / (1 - p); the identity in eval mode."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * mask / keep
+
+
+class Swapout(nn.Module):
+    """One of swapout's masks (Singh et al. 2016): in training every unit is kept with
+    probability `keep`, unscaled, else zeroed; in eval mode the input times `keep`."""
+
+    def __init__(self, keep):
+        super().__init__()
+        self.keep = float(keep)
+
+    def forward(self, x):
+        if not self.training:
+            return x * self.keep
+        return x * torch.empty_like(x).bernoulli_(self.keep)
+
+
 class LinearAct(nn.Linear):
     """A linear layer followed by an activation; same state-dict keys as `nn.Linear`."""
 
