@@ -203,3 +203,97 @@ def test_branches_that_make_nothing_still_count_toward_the_limit():
 def test_other_statements_in_a_join_are_still_refused():
     err = failure("network t:\n    input 3x8x8\n    concat:\n        repeat 2:\n            conv 1x1 4\n")
     assert "only `branch:` statements may appear directly in `concat`" in str(err)
+
+
+# --- recursive blocks ----------------------------------------------------------------------
+
+FRACTAL = """\
+block fractal(c, f):
+    if c == 1: conv 3x3 f pad = 1
+    else:
+        add:
+            branch: conv 3x3 f pad = 1
+            branch: fractal(c - 1, f) -> fractal(c - 1, f)
+network fractalnet(c = 3):
+    input 3x16x16
+    conv 3x3 8 pad = 1
+    fractal(c, 8)
+"""
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 4, 5])
+def test_fractal_rule_written_once_expands_as_the_paper_draws_it(c):
+    net = load(FRACTAL, params={"c": c})
+    convs = [n for n in net.layers if net.graph.nodes[n]["op"] == "conv"]
+    adds = [n for n in net.layers if net.graph.nodes[n]["op"] == "add"]
+    assert len(convs) == 1 + 2 ** c - 1  # the stem, and f_C = 2^C - 1 convolutions on the longest path's tree
+    assert len(adds) == 2 ** (c - 1) - 1
+    assert net.output_shape == (8, 16, 16)
+
+
+def test_recursive_instances_are_scoped_by_depth():
+    net = load(FRACTAL, params={"c": 2})
+    assert "fractal/branch_1/fractal/conv_0" in net.layers and "fractal/branch_1/fractal_1/conv_0" in net.layers
+
+
+def test_mutual_recursion_with_an_end():
+    text = ("block even(n):\n    if n == 0: conv 1x1 4\n    else: conv 1x1 (n + 4) -> odd(n - 1)\n"
+            "block odd(n):\n    if n == 0: conv 1x1 5\n    else: conv 1x1 (n + 4) -> even(n - 1)\n"
+            "network t:\n    input 3x8x8\n    even(3)\n")
+    assert widths(load(text)) == [7, 6, 5, 5]
+
+
+def test_recursion_without_an_if_is_refused_at_once():
+    err = failure("network t:\n    input 3x8x8\n    b(1)\nblock b(n): conv 1x1 4 -> b(n + 1)\n")
+    d = err.diagnostics[0]
+    assert d.message == "block `b` instantiates itself" and (d.span.line, d.span.col) == (4, 27)
+    assert "`if`" in d.hint
+
+
+def test_recursion_that_never_ends_stops_at_the_depth_guard():
+    err = failure("network t:\n    input 3x8x8\n    b(1)\nblock b(n):\n    if n == 0: conv 1x1 4\n"
+                  "    else: conv 1x1 4 -> b(n + 1)\n")
+    d = err.diagnostics[0]
+    assert d.message.startswith("block `b` recurses too deeply (64 calls")
+    assert (d.span.line, d.span.col) == (6, 25)
+    assert [(lab.span.line, lab.message) for lab in d.labels] == [(3, "the recursion starts here")]
+    assert "`if n == 1: ...`" in d.hint
+
+
+def test_recursion_through_deep_bodies_stops_before_the_python_stack_does():
+    text = ("block r(c):\n    if c == 0: conv 1x1 4\n    else:\n        add:\n            branch: conv 1x1 4\n"
+            "            branch:\n                concat:\n                    branch:\n                        residual:\n"
+            "                            r(c - 1)\n                            conv 1x1 in.c\n"
+            "network t(c = 60):\n    input 3x8x8\n    conv 1x1 4\n    r(c)\n")
+    assert "recurses too deeply" in failure(text).diagnostics[0].message
+    assert load(text, params={"c": 10}).output_shape == (4, 8, 8)
+
+
+# --- parse errors that name the statement and show its form --------------------------------
+
+@pytest.mark.parametrize("line, message, hint", [
+    ("concat:\n        repeat 3 branch: conv 1x1 4", "unexpected `branch` in `repeat`", "`repeat 3:` or `repeat n as i:`"),
+    ("residual scale=0.2:\n        conv 1x1 3", "unexpected `scale` in `residual`", "`residual(scale = 0.17, act = relu):`"),
+    ("if n > 1\n        conv 1x1 4", "unexpected end of line in `if`", "`if n > 1:`"),
+    ("concat x:\n        branch: conv 1x1 4", "unexpected `x` in `concat`", "`concat:` or `concat as name:`"),
+    ("add(act = relu)\n", "unexpected end of line in `add`", "`add:` or `add(act = relu):`"),
+    ("let d 3", "unexpected `3` in `let`", "`let d = 16 + alpha * (i + 1) // n`"),
+    ("conv 1x1 4\n    else: conv 1x1 8", "`else` without an `if` before it", "right after an `if` or `elif`"),
+    ("conv 1x1 4\n    elif n > 1: conv 1x1 8", "`elif` without an `if` before it", "right after an `if` clause"),
+])
+def test_parse_errors_name_the_statement_and_show_its_form(line, message, hint):
+    err = failure(f"network t(n = 2):\n    input 3x8x8\n    {line}\n")
+    d = err.diagnostics[0]
+    assert d.message == message
+    assert hint in d.hint
+
+
+def test_else_after_an_if_is_fine_and_a_stray_one_points_at_its_word():
+    assert widths(load("network t(n = 2):\n    input 3x8x8\n    if n > 1: conv 1x1 4\n    else: conv 1x1 8\n")) == [4]
+    d = failure("network t:\n    input 3x8x8\n    conv 1x1 4\n    else: conv 1x1 8\n").diagnostics[0]
+    assert (d.span.line, d.span.col, d.span.end_col) == (4, 5, 9) and not d.notes
+
+
+def test_errors_past_a_statement_header_keep_the_generic_message():
+    d = failure("network t:\n    input 3x8x8\n    repeat 2: conv 1x1 4 ->\n").diagnostics[0]
+    assert d.message == "unexpected end of line"

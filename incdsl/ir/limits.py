@@ -12,3 +12,4 @@ SIZE_CAP = 10 ** 15  # estimates stop growing here: they only need to exceed the
 LIMIT_HINT = ("raise the limit with `--max-layers N` (`load(..., max_layers=N)`) "
               "if the network is meant to be this large")
 MAX_CALL_DEPTH = 64  # blocks within blocks: real networks nest a few deep; each level takes Python stack
+MAX_NESTING = 128  # bodies within bodies (blocks, branches, clauses): about 3.5 frames of Python stack each

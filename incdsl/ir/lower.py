@@ -20,7 +20,7 @@ from ..passes.shapes import ShapeError, infer_node
 from ..lang.values import EvalError, checked, evaluate, show, t_float, t_nonneg, t_shape
 from .control import ControlFlow
 from .estimate import SizeEstimate
-from .limits import (LIMIT_HINT, MAX_CALL_DEPTH, MAX_LAYERS, MAX_NODES, NAME_CHARS_PER_LAYER, SIZE_CAP,  # noqa: F401
+from .limits import (LIMIT_HINT, MAX_CALL_DEPTH, MAX_LAYERS, MAX_NESTING, MAX_NODES, NAME_CHARS_PER_LAYER, SIZE_CAP,  # noqa: F401
                      VALUES_PER_LAYER)
 from .program import (CONTROL_WORDS, KEYWORDS, MAX_INCLUDE_DEPTH, RESERVED, Program, first_token, load_program,  # noqa: F401
                       spec_error)
@@ -75,6 +75,7 @@ class Lowerer(ControlFlow):
         self.labels: dict[str, list[tuple[str, str, Span]]] = {}
         self.warnings: list[Diagnostic] = []
         self.instances: dict[str, dict] = {}
+        self.nesting = 0  # bodies being lowered, one inside the other (each takes Python stack)
         self.estimate = SizeEstimate(program.blocks, max_layers)
 
     # errors
@@ -228,11 +229,15 @@ class Lowerer(ControlFlow):
 
     # statements
     def lower_body(self, stmts, cur: str, ctx: Ctx) -> str:
-        for stmt in stmts:
-            if isinstance(stmt, s.LetStmt):  # binds for the statements after it
-                ctx = self.bind_let(stmt, ctx)
-            else:
-                cur = self.lower_stmt(stmt, cur, ctx)
+        self.nesting += 1
+        try:
+            for stmt in stmts:
+                if isinstance(stmt, s.LetStmt):  # binds for the statements after it
+                    ctx = self.bind_let(stmt, ctx)
+                else:
+                    cur = self.lower_stmt(stmt, cur, ctx)
+        finally:
+            self.nesting -= 1
         return cur
 
     def lower_stmt(self, stmt, cur: str, ctx: Ctx) -> str:
@@ -364,8 +369,16 @@ class Lowerer(ControlFlow):
 
     def lower_call(self, el: s.Element, cur: str, ctx: Ctx, scope_name: str | None) -> str:
         d = self.blocks[el.name]
-        if any(name == el.name for name, _ in ctx.calls):
-            self.fail(f"block `{el.name}` instantiates itself", el.name_span, ctx, hint="blocks may not be recursive")
+        if el.name in self.estimate.endless and any(name == el.name for name, _ in ctx.calls):
+            self.fail(f"block `{el.name}` instantiates itself", el.name_span, ctx,
+                      hint="a block may call itself only under an `if` that ends the recursion: "
+                           f"`if n == 1: ...` / `else: ... {el.name}(n - 1)`")
+        if (len(ctx.calls) >= MAX_CALL_DEPTH or self.nesting > MAX_NESTING) and \
+                any(name == el.name for name, _ in ctx.calls):
+            self.recursion_too_deep(el, ctx)
+        if self.nesting > MAX_NESTING:
+            self.fail(f"blocks and bodies nest more than {MAX_NESTING} deep here", el.name_span, ctx,
+                      hint="flatten the nesting: a block may hold a sequence of calls instead")
         if len(ctx.calls) >= MAX_CALL_DEPTH:
             chain = [f"in block `{name}` instantiated at {span}" for name, span in reversed(ctx.calls)]
             self.fail(f"blocks nest more than {MAX_CALL_DEPTH} deep", el.name_span, None,
@@ -390,6 +403,11 @@ class Lowerer(ControlFlow):
         inner = replace(ctx, in_shape=in_shape, calls=ctx.calls + ((el.name, el.name_span),), block=el.name)
         self.count_values(len(d.params), el.name_span, ctx)
         env = self.bind_params(d, args, kwargs, el.span, inner)
+        if el.name in self.estimate.recursive:  # its size depends on its arguments: FractalNet doubles per level
+            least = max(1, self.estimate.min_instance(el.name, env, self.nesting))
+            if self.made() + least > self.max_layers:
+                self.too_big(self.made() + least, el.name_span, ctx,
+                             notes=[f"`{el.name}` with these arguments makes at least {least:,}"])
         if scope_name is None:
             scope_name = self.claim(ctx.scope, el.label, el.label_span, ctx) if el.label else \
                 self.fresh(ctx.scope, el.name, el.span, ctx, numbered=False)
@@ -400,6 +418,18 @@ class Lowerer(ControlFlow):
         if el.label and scope_name.rpartition("/")[2] == el.label:
             self.note_label(el.label, el.label_span, ctx, out)
         return out
+
+    def recursion_too_deep(self, el: s.Element, ctx: Ctx):
+        """The error for a recursion past `MAX_CALL_DEPTH` calls, or past `MAX_NESTING` bodies (each
+        level of the recursion nests a few: its clause, its join, its branch)."""
+        depth = sum(name == el.name for name, _ in ctx.calls)
+        first = next(span for name, span in ctx.calls if name == el.name)
+        self.fail(f"block `{el.name}` recurses too deeply ({len(ctx.calls)} calls, {self.nesting} nested bodies; "
+                  f"the limits are {MAX_CALL_DEPTH} and {MAX_NESTING})", el.name_span, None,
+                  labels=[Label(first, "the recursion starts here")],
+                  notes=[f"`{el.name}` is {depth} of the {len(ctx.calls)} calls in progress"],
+                  hint=f"end the recursion with an `if` on a parameter that each call moves toward the end: "
+                       f"`if n == 1: ...` / `else: ... {el.name}(n - 1)`")
 
     def lower_instance(self, d: s.Definition, cur: str, ctx: Ctx) -> str:
         """The body of one block instance, or (from the memo) one placeholder node standing

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 from functools import lru_cache
@@ -401,6 +402,60 @@ def _character_hint(ch: str) -> str | None:
     return None
 
 
+# How each statement is written, for errors inside its header (before its `:`).
+_FORMS = {
+    "concat": "`concat:` or `concat as name:`, its `branch:` statements indented below",
+    "add": "`add:` or `add(act = relu):`, its `branch:` statements indented below",
+    "residual": "`residual:` or `residual(scale = 0.17, act = relu):`, its branch indented below",
+    "branch": "`branch:` or `branch as name:`, its layers after the `:` or indented below",
+    "shortcut": "`shortcut:`, its layers after the `:` or indented below",
+    "repeat": "`repeat 3:` or `repeat n as i:`, its body after the `:` or indented below "
+              "(in a join, `branch:` statements indented below)",
+    "with": "`with conv(bn = 0.001, act = relu):`, its body indented below",
+    "aux": "`aux head(weight = 0.3) from label:`, its layers indented below",
+    "if": "`if n > 1:`, its statements after the `:` or indented below, then `elif ...:` or `else:`",
+    "elif": "`elif n > 1:` right after an `if` clause, at the same indentation",
+    "else": "`else:` right after an `if` or `elif` clause, at the same indentation",
+    "let": "`let d = 16 + alpha * (i + 1) // n`, one name and one expression",
+}
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _statement_form(text: str, line: int, col: int):
+    """For an error in the header of a statement (`repeat 3 branch:`, `residual scale=0.2:`,
+    `if n > 1` with no `:`): a function of the generic message giving (message, hint, column
+    to point at instead, or None) that names the statement and shows how it is written; None
+    elsewhere."""
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        return None
+    before = lines[line - 1][:max(col - 1, 0)]
+    words = [(m.start(), m.group()) for m in _WORD.finditer(before.split("#")[0])]
+    keyword = next(((at, w) for at, w in reversed(words) if w in _FORMS), None)
+    if keyword is None or ":" in before[keyword[0]:] or "->" in before[keyword[0]:]:
+        return None
+    at, word = keyword
+    if before[:at].strip() not in ("",) and not before[:at].rstrip().endswith(":"):
+        return None  # a word inside an expression or a layer's arguments, not a statement
+    if word in ("else", "elif") and at == len(before) - len(before.lstrip()) and _no_if_before(lines, line, at):
+        return lambda msg: (f"`{word}` without an `if` before it", f"write {_FORMS[word]}", at + 1)
+    return lambda msg: (f"{msg} in `{word}`", f"`{word}` is written {_FORMS[word]}", None)
+
+
+def _no_if_before(lines: list[str], line: int, indent: int) -> bool:
+    """Whether the statement before line `line` at indentation `indent` is not an `if` clause."""
+    for raw in reversed(lines[:line - 1]):
+        stripped = raw.lstrip(" \t")
+        if not stripped or stripped.startswith("#"):
+            continue
+        depth = len(raw) - len(stripped)
+        if depth < indent:
+            return True
+        if depth == indent:
+            return not re.match(r"(if|elif)\b", stripped)
+    return True
+
+
 def normalize(text: str) -> str:
     """The text as the parser and the diagnostics read it: without a byte-order mark, and with
     every line ending in \\n. A line ends at \\n, \\r\\n or a lone \\r (as in Python source);
@@ -441,6 +496,11 @@ def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> IncdslError:
         hint = None
         if tok.type in ("_NL", "$END") and "COLON" not in (exc.expected or ()):
             hint = _EXAMPLE
+        form = _statement_form(text, line, col)
+        if form is not None:
+            msg, hint, keyword_col = form(msg)
+            if keyword_col is not None:  # a clause out of place: point at its word; what was expected is noise
+                span, notes = Span(file, line, keyword_col, line, keyword_col + len(msg.split("`")[1])), []
         return error(msg, span, notes=notes, hint=hint)
     if isinstance(exc, UnexpectedEOF):
         line, col = end_position(text)

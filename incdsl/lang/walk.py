@@ -1,11 +1,13 @@
 """The one walker over the statement trees of the AST (`syntax.py`).
 
 Statements with a body (`concat`, `add`, `residual`, `branch`, `shortcut`, `repeat`, `with`,
-`aux`, `if` (whose body is its clauses) and each clause) nest other statements; chains hold elements. Every pass that needs the whole tree
+`aux`, `if` (whose body is its clauses) and each clause) nest other statements; chains hold
+elements; expressions nest expressions (`expr_children`). Every pass that needs the whole tree
 (the choices of a search space, the labels an `aux` head taps, the block calls a body makes,
-the size estimate of lowering) goes through these functions instead of recursing by hand,
-so a new statement kind is taught to one place. Lowering itself dispatches on the kind
-(each kind means something different there) and is not a walk.
+the names a layer reads) goes through these functions instead of recursing by hand, so a new
+statement or expression kind is taught to one place. Lowering and the size estimate dispatch
+on the kind (each kind means something different there, and a `let` binds for the statements
+after it) and are not walks.
 """
 from __future__ import annotations
 
