@@ -9,6 +9,7 @@ are `slow`.
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -41,8 +42,15 @@ NO_ROW = {"swapout_v2_32_w4.inc", "wresnet_d.inc", "pyramidsepdrop182_a150.inc"}
 EXPLAINED = {"ror3_wrn58_4": "13.3M", "pyramidnet110_a270": "28.3M", "fractalnet20": "38.6M", "nas_v1": "4.2M"}
 
 
-def load(spec: str, params: dict | None = None, **kwargs) -> incdsl.Network:
-    return incdsl.load(str(CIFAR / spec), params=params or None, **kwargs)
+def load(spec: str, params: dict | None = None) -> incdsl.Network:
+    return _load(spec, tuple(sorted((params or {}).items())))
+
+
+@lru_cache(maxsize=None)
+def _load(spec: str, params: tuple) -> incdsl.Network:
+    """Each configuration is lowered once for the whole module (WResNet-d has 1,790 layers);
+    tests only read it."""
+    return incdsl.load(str(CIFAR / spec), params=dict(params) or None)
 
 
 def test_every_spec_of_this_part_is_covered():
@@ -362,3 +370,10 @@ def test_plain_pyramidnet_and_wrn_have_no_stochastic_layer():
 def test_ror_drops_its_27_blocks_but_not_its_level_shortcuts():
     net = load("ror3_wrn58_4.inc")
     assert [a["survive"] for a in nodes_of(net, "stochastic_depth")] == pytest.approx(linear_decay(27, 0.5))
+
+
+def test_wresnet_weights_each_of_its_594_units_by_a_learned_scalar_from_zero():
+    net = load("wresnet_d.inc")
+    scales = nodes_of(net, "learned_scale")
+    assert len(scales) == 3 * 198 and {a["init"] for a in scales} == {0.0}
+    assert [a["survive"] for a in nodes_of(net, "stochastic_depth")] == pytest.approx(linear_decay(594, 0.5))
