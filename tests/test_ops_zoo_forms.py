@@ -358,3 +358,74 @@ def test_stochastic_residual_errors(load_error, args, message):
     err = load_error(f"network t:\n    input 4x8x8\n    residual({args}):\n        conv 3x3 4 S\n")
     assert message in err.render()
     assert err.span.line == 3
+
+
+# --- 5. learned scalars: residual(scale = learned), prelu --------------------------------
+
+def test_learned_residual_scale_is_one_parameter_starting_at_its_init():
+    plain = incdsl.count_costs(net("residual:\n    conv 3x3 4 S")).total
+    for args, init in (("scale = learned", 0.0), ("scale = learned(0.25)", 0.25), ("learned(-1)", -1.0)):
+        n = net(f"residual({args}, act = off):\n    conv 3x3 4 S bias = no act = off")
+        costs = incdsl.count_costs(n).total
+        assert (costs.params, costs.macs) == (plain.params - 4 + 1, plain.macs)  # no bias; one scalar
+        model = model_of(n).eval()
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        (scale,) = [p for name, p in model.named_parameters() if "learned_scale" in name]
+        assert scale.item() == init
+        x = torch.randn(2, 4, 8, 8)
+        with torch.no_grad():
+            assert torch.allclose(model(x), x + init * conv(x), atol=1e-6)
+
+
+def test_learned_scale_learns():
+    n = net("residual(scale = learned, act = off):\n    conv 3x3 4 S act = off")
+    model = model_of(n).train()
+    (scale,) = [p for name, p in model.named_parameters() if "learned_scale" in name]
+    model(torch.randn(2, 4, 8, 8)).square().sum().backward()
+    assert scale.grad is not None and scale.grad.item() != 0
+
+
+def test_learned_scale_is_drawn():
+    from incdsl.render.graphviz import build_dot
+    from incdsl.render.style import DrawOptions
+    assert "learned scale (init 0.25)" in build_dot(net("residual(scale = learned(0.25)):\n    conv 3x3 4 S"),
+                                                     DrawOptions(level="layer"))
+
+
+@pytest.mark.parametrize("args, message", [
+    ("scale = relu", "expected a number, `learned` or `learned(INIT)`"),
+    ("scale = learned()", "`learned` needs numeric arguments"),
+    ("scale = learned(1, 2)", "`learned`:"),
+])
+def test_learned_scale_errors(load_error, args, message):
+    assert message in load_error(f"network t:\n    input 4x8x8\n    residual({args}):\n        conv 3x3 4 S\n").render()
+
+
+@pytest.mark.parametrize("shared, slopes", [("", 6), ("shared = yes", 1)])
+def test_prelu_channel_wise_and_shared(shared, slopes):
+    n = net(f"conv 1x1 6 act = off -> prelu {shared}")
+    assert incdsl.count_costs(n).by_name()["prelu_0"].params == slopes
+    model = model_of(n).eval()
+    prelu = next(m for m in model.modules() if isinstance(m, torch.nn.PReLU))
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert prelu.weight.shape == (slopes,) and torch.all(prelu.weight == 0.25)  # the paper's initial slope
+    with torch.no_grad():
+        prelu.weight.copy_(torch.linspace(0.1, 0.6, slopes))
+        x = torch.randn(2, 4, 5, 5)
+        assert torch.allclose(model(x), torch.nn.functional.prelu(conv(x), prelu.weight))
+
+
+# --- every form: the counting tools agree with `cost --convention` ------------------------
+
+@pytest.mark.parametrize("name", ["fvcore", "ptflops", "ptflops-aten", "thop", "torchinfo", "flop_counter"])
+def test_counting_tools_agree_on_every_new_form(name):
+    from pathlib import Path
+    from incdsl.report.conventions import count_convention
+    from test_conventions import TOOLS, _quiet
+    package, run = TOOLS[name]
+    pytest.importorskip(package)
+    n = incdsl.load(str(Path(__file__).parent / "data" / "zoo_forms.inc"))
+    model = model_of(n).eval()
+    with _quiet(), torch.no_grad():
+        printed = run(model, torch.zeros(1, *n.input_shape))
+    assert int(printed) == printed == count_convention(n, incdsl.count_costs(n), name)

@@ -55,7 +55,7 @@ def show(value) -> str:
         return "none"
     if isinstance(value, tuple):
         return "(" + ", ".join(show(v) for v in value) + ")"
-    return str(value)
+    return repr(value) if isinstance(value, Learned) else str(value)
 
 
 def _is_num(v) -> bool:
@@ -89,9 +89,26 @@ def divisible(v, d=8, min_value=None):
     return out + d if out < 0.9 * v else out
 
 
+class Learned:
+    """`learned(INIT)` (or the bare word `learned`, INIT 0): a value the network learns,
+    starting at INIT, where an argument takes one (`residual(scale = learned)`)."""
+
+    def __init__(self, init: float = 0.0):
+        self.init = float(init)
+
+    def __eq__(self, other):
+        return isinstance(other, Learned) and other.init == self.init
+
+    def __hash__(self):
+        return hash(("learned", self.init))
+
+    def __repr__(self):
+        return f"learned({self.init:g})"
+
+
 _FUNCS: dict[str, Callable] = {
     "min": min, "max": max, "abs": abs, "int": int, "float": float, "round": round,
-    "ceil": math.ceil, "floor": math.floor, "divisible": divisible,
+    "ceil": math.ceil, "floor": math.floor, "divisible": divisible, "learned": Learned,
 }
 
 

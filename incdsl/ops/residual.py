@@ -6,6 +6,8 @@
                                             dropped apart (PyramidNet, Yamada et al. 2016)
     residual(drop_path = 0.1)               per-sample drop path on the branch (timm)
     residual(swapout = (0.9, 0.5))          swapout masks on shortcut and branch (Singh et al. 2016)
+    residual(scale = learned)               a learned scalar on the branch, from 0 (Shen & Zeng 2016)
+    residual(scale = learned(0.1))          ... from 0.1
 
 A residual lowers to its paths, these layers at their ends (`ops/stochastic.py`), and an `add`
 node of (shortcut, scale * branch). A probability that keeps everything (survive 1, drop_path
@@ -15,10 +17,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..lang.values import show, t_bool, t_float, t_prob
+from ..lang.values import Learned, Sym, show, t_bool, t_prob
 from .activation import t_act
 from .base import Signature, p_num
+from .learned_scale import LEARNED
 from .stochastic import t_survival
+
+
+def t_scale(v):
+    """A fixed scale (a number), or one to learn: `learned` (from 0) or `learned(INIT)`."""
+    if isinstance(v, Learned):
+        return v
+    if isinstance(v, Sym) and v == LEARNED:
+        return Learned(0.0)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    raise TypeError(f"expected a number, `learned` or `learned(INIT)`, found `{show(v)}`")
+
+
+def p_scale(v):
+    return p_num(v) or isinstance(v, Learned) or (isinstance(v, Sym) and v == LEARNED)
 
 
 def t_swapout(v):
@@ -33,10 +51,10 @@ def t_swapout(v):
 
 
 RESIDUAL = Signature(
-    {"scale": t_float, "act": t_act, "survive": t_survival, "drop_path": t_prob, "swapout": t_swapout,
+    {"scale": t_scale, "act": t_act, "survive": t_survival, "drop_path": t_prob, "swapout": t_swapout,
      "separate": t_bool},
     {"scale": 1.0, "act": "relu", "survive": None, "drop_path": None, "swapout": None, "separate": False},
-    (("scale", p_num),), False, "a scale factor")
+    (("scale", p_scale),), False, "a scale factor")
 
 
 @dataclass(frozen=True)
@@ -71,4 +89,8 @@ def residual_parts(attrs: dict, in_depth: int) -> Parts:
             shortcut.append(("swapout", {"keep": keep_shortcut}))
         if keep_branch < 1:
             branch.append(("swapout", {"keep": keep_branch}))
-    return Parts(tuple(shortcut), tuple(branch), attrs["scale"])
+    scale = attrs["scale"]
+    if isinstance(scale, Learned):
+        branch.append(("learned_scale", {"init": scale.init}))
+        scale = 1.0
+    return Parts(tuple(shortcut), tuple(branch), scale)

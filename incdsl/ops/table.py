@@ -11,6 +11,7 @@ from . import dropout
 from . import elementwise
 from . import global_pool
 from . import joins
+from . import learned_scale
 from . import linear
 from . import lrn
 from . import norm
@@ -23,7 +24,7 @@ from . import upsample
 from .base import Op
 
 FAMILIES = (reshape, conv, pooling, global_pool, lrn, norm, activation, prelu, dropout, linear, joins, elementwise, upsample, pad,
-            adaptive_pool, stochastic)
+            adaptive_pool, stochastic, learned_scale)
 
 OPS: dict[str, Op] = {op.name: op for family in FAMILIES for op in family.OPS}
 

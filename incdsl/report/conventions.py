@@ -31,7 +31,7 @@ class Part:
     out_elems: int = 0
     macs: int = 0          # multiply-accumulates of a conv or linear (no bias)
     bias: int = 0          # bias additions: output elements of a conv with bias, units of a linear
-    channels: int = 0      # batch-norm channels
+    channels: int = 0      # batch-norm channels; prelu slopes; learned scalars
     window: float = 0      # adaptive average pool: (h / oh) * (w / ow) (h * w for a global pool)
     rows: int = 1          # softmax: rows the softmax runs over
     extra: int = 0         # lrn: elements of the padded (C + size - 1) x H x W average; add: torch.add calls
@@ -88,6 +88,10 @@ def node_parts(graph, name: str, cost) -> list[Part]:
         return [Part("adaptive_avgpool", name, n_in, n_out, window=(h / oh) * (w / ow))]
     if op == "adaptive_maxpool":
         return [Part("adaptive_maxpool", name, n_in, n_out)]
+    if op == "prelu":  # `channels`: the slopes (torchinfo counts a module's parameters once per image)
+        return [Part("prelu", name, n_in, n_out, channels=1 if a["shared"] else in_shapes[0][0])]
+    if op == "learned_scale":
+        return [Part("learned_scale", name, n_in, n_out, channels=1)]
     if op == "bn":
         return [Part("batchnorm", name, n_in, n_out, channels=in_shapes[0][0])]
     if op == "act":
@@ -138,7 +142,7 @@ CONVENTIONS = {c.name: c for c in (
          "batchnorm": lambda p: 2 * p.in_elems, "adaptive_avgpool": lambda p: p.in_elems}),
     Convention(
         "ptflops", "ptflops.get_model_complexity_info(..., backend='pytorch')", "MACs",
-        "conv and linear MACs with bias, BN 2 per element, pooling and ReLU/ELU/GELU modules 2 per element (the "
+        "conv and linear MACs with bias, BN 2 per element, pooling and ReLU/ELU/GELU/PReLU modules 2 per element (the "
         "module hook and the patched functional both count), LeakyReLU/ReLU6 1, SiLU, softmax, torch.add 1; "
         "LinearAct and LRN partly",
         {"conv2d": lambda p: p.macs + p.bias, "linear": lambda p: p.macs + p.bias,
@@ -147,7 +151,7 @@ CONVENTIONS = {c.name: c for c in (
          "padded_maxpool": lambda p: p.in_elems, "padded_avgpool": lambda p: p.in_elems,
          "act:relu": _twice, "act:elu": _twice, "act:gelu": _twice,
          "act:leaky_relu": lambda p: p.in_elems, "act:relu6": lambda p: p.in_elems, "act:silu": lambda p: p.in_elems,
-         "softmax": lambda p: p.in_elems, "add": lambda p: p.extra * p.out_elems,
+         "softmax": lambda p: p.in_elems, "add": lambda p: p.extra * p.out_elems, "prelu": _twice,
          # F.local_response_norm: input.mul(input), avg_pool3d on the padded squares, .mul(alpha), .add(k)
          "lrn": lambda p: 3 * p.in_elems + p.extra}),
     Convention(
@@ -158,17 +162,17 @@ CONVENTIONS = {c.name: c for c in (
     Convention(
         "thop", "thop.profile(model, (x,))[0]", "MACs",
         "conv and nn.Linear MACs without bias, BN 4 per element (2, doubled for the affine part), AvgPool2d 1 per output, adaptive pool "
-        "(window + 1) per output, softmax 3n - 1 per row; modules of other types (LinearAct, PaddedPool, LRN) "
+        "(window + 1) per output, softmax 3n - 1 per row, PReLU 1 per element; modules of other types (LinearAct, PaddedPool, LRN) "
         "count 0",
         {"conv2d": lambda p: p.macs, "linear": lambda p: p.macs, "batchnorm": lambda p: 4 * p.in_elems,
          "avgpool": lambda p: p.out_elems, "adaptive_avgpool": lambda p: int((p.window + 1) * p.out_elems),
-         "softmax": lambda p: 3 * p.in_elems - p.rows}),
+         "softmax": lambda p: 3 * p.in_elems - p.rows, "prelu": lambda p: p.out_elems}),
     Convention(
         "torchinfo", "torchinfo.summary(model, input_size).total_mult_adds", "mult-adds",
         "each leaf module's weight and bias count times its output positions: conv MACs plus bias, linear MACs plus "
-        "bias, 2 per BN channel (not per element); LinearAct (a module with a child) counts 0",
+        "bias, 2 per BN channel (not per element), PReLU and learned scalars their parameters; LinearAct (a module with a child) counts 0",
         {"conv2d": lambda p: p.macs + p.bias, "linear": lambda p: p.macs + p.bias,
-         "batchnorm": lambda p: 2 * p.channels}),
+         "batchnorm": lambda p: 2 * p.channels, "prelu": lambda p: p.channels, "learned_scale": lambda p: p.channels}),
     Convention(
         "flop_counter", "torch.utils.flop_counter.FlopCounterMode().get_total_flops()", "FLOPs",
         "2 per conv and matmul MAC, no bias, nothing else",

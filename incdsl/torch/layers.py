@@ -266,6 +266,17 @@ class Swapout(nn.Module):
         return x * torch.empty_like(x).bernoulli_(self.keep)
 
 
+class LearnedScale(nn.Module):
+    """The input times one learned scalar, `weight`, starting at `init` (Weighted Residuals)."""
+
+    def __init__(self, init=0.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((1,), float(init)))
+
+    def forward(self, x):
+        return x * self.weight
+
+
 class LinearAct(nn.Linear):
     """A linear layer followed by an activation; same state-dict keys as `nn.Linear`."""
 

@@ -138,6 +138,137 @@ class Add(nn.Module):
         return y
 
 
+class PadChannels(nn.Module):
+    """Zero channels added before and after the input's (a parameter-free shortcut)."""
+
+    def __init__(self, before, after):
+        super().__init__()
+        self.before, self.after = int(before), int(after)
+
+    def forward(self, x):
+        return F.pad(x, (0, 0) * (x.dim() - 2) + (self.before, self.after))  # channels are dim 1
+
+
+class Mean(nn.Module):
+    """The element-wise mean of the inputs (FractalNet's join).
+
+    With `drop_path` > 0, in training each input is dropped with that probability, for the
+    whole mini-batch, keeping at least one (FractalNet's local drop-path), and the mean is
+    over the kept inputs; in eval mode it is the plain mean.
+    """
+
+    def __init__(self, drop_path=0.0):
+        super().__init__()
+        self.drop_path = float(drop_path)
+
+    def forward(self, *xs):
+        if not self.training or self.drop_path == 0.0:
+            y = xs[0]
+            for x in xs[1:]:
+                y = y + x
+            return y / len(xs)
+        n, device = len(xs), xs[0].device
+        keep = torch.rand(n, device=device) >= self.drop_path
+        # none kept: keep one, chosen uniformly (tensor ops only: no host sync, traceable)
+        forced = torch.arange(n, device=device) == torch.randint(n, (), device=device)
+        keep = keep | (forced & ~keep.any())
+        w = keep.to(xs[0].dtype) / keep.sum()
+        y = xs[0] * w[0]
+        for i in range(1, n):
+            y = y + xs[i] * w[i]
+        return y
+
+
+class Max(nn.Module):
+    """The element-wise maximum of the inputs."""
+
+    def forward(self, *xs):
+        y = xs[0]
+        for x in xs[1:]:
+            y = torch.maximum(y, x)
+        return y
+
+
+class Multiply(nn.Module):
+    """The element-wise product of the inputs (a Cx1x1 input broadcasts over the others)."""
+
+    def forward(self, *xs):
+        y = xs[0]
+        for x in xs[1:]:
+            y = y * x
+        return y
+
+
+class Gate(nn.Module):
+    """The highway layer's join: `t * h + (1 - t) * x`."""
+
+    def forward(self, t, h, x):
+        return t * h + (1 - t) * x
+
+
+class StochasticDepth(nn.Module):
+    """Stochastic depth (Huang et al. 2016) on a residual branch.
+
+    Training: the input is kept unscaled with probability `survive`, for the whole mini-batch,
+    else zeroed; with `split`, channels [0, split) and [split, C) are kept or zeroed
+    independently (PyramidNet's separated stochastic depth). Eval: the input times `survive`.
+    """
+
+    def __init__(self, survive, split=0):
+        super().__init__()
+        self.survive, self.split = float(survive), int(split)
+
+    def forward(self, x):
+        if not self.training:
+            return x * self.survive
+        groups = 2 if 0 < self.split < x.shape[1] else 1
+        keep = (torch.rand(groups, device=x.device) < self.survive).to(x.dtype)
+        if groups == 1:
+            return x * keep
+        return torch.cat([x[:, :self.split] * keep[0], x[:, self.split:] * keep[1]], 1)
+
+
+class DropPath(nn.Module):
+    """Per-sample drop path (timm's `DropPath`): in training each sample is zeroed with
+    probability `p` and the others scaled by 1 / (1 - p); the identity in eval mode."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * mask / keep
+
+
+class Swapout(nn.Module):
+    """One of swapout's masks (Singh et al. 2016): in training every unit is kept with
+    probability `keep`, unscaled, else zeroed; in eval mode the input times `keep`."""
+
+    def __init__(self, keep):
+        super().__init__()
+        self.keep = float(keep)
+
+    def forward(self, x):
+        if not self.training:
+            return x * self.keep
+        return x * torch.empty_like(x).bernoulli_(self.keep)
+
+
+class LearnedScale(nn.Module):
+    """The input times one learned scalar, `weight`, starting at `init` (Weighted Residuals)."""
+
+    def __init__(self, init=0.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((1,), float(init)))
+
+    def forward(self, x):
+        return x * self.weight
+
+
 class LinearAct(nn.Linear):
     """A linear layer followed by an activation; same state-dict keys as `nn.Linear`."""
 

@@ -1,0 +1,33 @@
+"""A learned scalar that multiplies its input: the weight of a residual branch in Weighted
+Residual Networks (Shen & Zeng 2016, "Weighted Residuals for Very Deep Networks", arXiv
+1605.08831: ``y = x + lambda * F(x)`` with one learned lambda per residual unit, optimised by
+projected SGD, which keeps it in [-1, 1]; the projection is the optimiser's business and is
+not done here). Written `residual(scale = learned)` or `residual(scale = learned(0.1))`, or as
+the layer `learned_scale 0.1`.
+
+Attribute: init, the starting value (0 by default: every weighted unit starts as the identity).
+Parameters: 1 (a weight for `--against`). MACs: none: an element-wise product, free by the
+convention of `passes/cost.py`.
+"""
+from __future__ import annotations
+
+from ..lang.values import t_float
+from .base import Op, Signature, p_num, same_shape
+from .marks import num
+
+LEARNED = "learned"
+
+
+def cost(attrs, ins, out):
+    return 1, 0
+
+
+OPS = (
+    Op("learned_scale", "norm", Signature({"init": t_float}, {"init": 0.0}, (("init", p_num),), False,
+                                          "a starting value such as `0.1`"),
+       same_shape, lambda a: f"x learned scale (init {num(a['init'])})",
+       lambda a, ins, out, lit: f"LearnedScale({lit(a['init'])})", cost=cost, words=(LEARNED,),
+       # a branch that starts at 0 passes no gradient: the 3x3 one starts at 0.5 for the field probe
+       example=("residual(scale = learned(0.5)):", "    conv 3x3 4 S", "residual(scale = learned):", "    conv 1x1 4",
+                "learned_scale 2")),
+)
