@@ -121,9 +121,9 @@ class SizeEstimate:
         return sizes
 
     def min_element(self, e: s.Element, env: dict) -> int:
-        """A block call counts as at least one: it costs time even if empty."""
+        """A block call counts as at least one: it costs time even if empty. `take` makes nothing."""
         if e.name not in self.blocks:
-            return 1
+            return int(e.name != "take")
         if e.name in self.recursive:
             return max(1, self.min_instance(e.name, self.call_env(e, env)))
         return max(1, self.min_size(e.name))
@@ -135,7 +135,7 @@ class SizeEstimate:
             size = 0
             for e in st.elements:  # `min_element`, inlined for the common case: every point of a search is checked
                 size += self.min_element(e, env) if e.name in self.recursive else \
-                    max(1, self.min_size(e.name)) if e.name in self.blocks else 1
+                    max(1, self.min_size(e.name)) if e.name in self.blocks else e.name != "take"
             return min(size, SIZE_CAP)
         if isinstance(st, s.IfStmt):
             return self.min_if(st, env)

@@ -15,11 +15,13 @@ from ..diagnostics import Diagnostic, Label, Span, did_you_mean
 from .graph import format_shape
 from ..ops.base import Signature, p_num
 from ..ops.residual import RESIDUAL, residual_parts
+from ..ops.slicing import centred
 from ..ops.table import ALIASES, GROUPS, LAYER_OPS, OPS
 from ..passes.shapes import ShapeError, infer_node
 from ..lang.values import EvalError, checked, evaluate, show, t_float, t_nonneg, t_shape
 from .control import ControlFlow
 from .estimate import SizeEstimate
+from .tensors import NamedTensors
 from .limits import (LIMIT_HINT, MAX_CALL_DEPTH, MAX_LAYERS, MAX_NESTING, MAX_NODES, NAME_CHARS_PER_LAYER, SIZE_CAP,  # noqa: F401
                      VALUES_PER_LAYER)
 from .program import (CONTROL_WORDS, KEYWORDS, MAX_INCLUDE_DEPTH, RESERVED, Program, first_token, load_program,  # noqa: F401
@@ -45,12 +47,14 @@ class Ctx:
     repeats: tuple = ()  # ((count, span), ...) of enclosing repeats, outermost first
     block: str | None = None
     repeat_base: int = 0  # nodes made before the outermost enclosing repeat began
+    home: str = ""  # scope of the block instance being lowered ("" in the network): labels stay inside
+    in_node: str | None = None  # the tensor `in` names: the input of the enclosing block, residual or network
 
 
 
 # --- lowering --------------------------------------------------------------------------------
 
-class Lowerer(ControlFlow):
+class Lowerer(ControlFlow, NamedTensors):
     """Lowers one program into a sink (`sink.py`; the IR graph by default).
 
     Parameters:
@@ -75,6 +79,7 @@ class Lowerer(ControlFlow):
         self.labels: dict[str, list[tuple[str, str, Span]]] = {}
         self.warnings: list[Diagnostic] = []
         self.instances: dict[str, dict] = {}
+        self.rewired = False  # a `take` or `branch from` read an earlier tensor: some may be left unused
         self.nesting = 0  # bodies being lowered, one inside the other (each takes Python stack)
         self.estimate = SizeEstimate(program.blocks, max_layers)
 
@@ -183,8 +188,10 @@ class Lowerer(ControlFlow):
         self.claim("", "input", first.span, ctx)
         self.sink.add("input", node_data("input", {"shape": shape}, shape, first.span, "", None, None), [])
         self.sink.graph.update(name=net.name, input="input", aux=[], params=env)
-        out = self.lower_body(body, "input", replace(ctx, in_shape=shape))  # `in` is the network's input here
+        out = self.lower_body(body, "input", replace(ctx, in_shape=shape, in_node="input"))  # `in` is the network's input here
         self.sink.graph.update(output=out, instances=self.instances)
+        if self.rewired:
+            self.check_all_used(out)
         return self.sink.result()
 
     def bind_params(self, d: s.Definition, args, kwargs: dict, call_span: Span, ctx: Ctx, overrides=False) -> dict:
@@ -270,6 +277,8 @@ class Lowerer(ControlFlow):
             return self.lower_call(el, cur, ctx, scope_name)
         if el.name in LAYER_OPS:
             return self.lower_layer(el, cur, ctx)
+        if el.name == "take":
+            return self.lower_take(el, ctx)
         if el.name == "choice":
             self.fail("this spec is a search space: `choice` has no single block here", el.name_span, ctx,
                       hint="`incdsl check` describes the space; `incdsl sample` writes concrete specs from it")
@@ -412,7 +421,7 @@ class Lowerer(ControlFlow):
             scope_name = self.claim(ctx.scope, el.label, el.label_span, ctx) if el.label else \
                 self.fresh(ctx.scope, el.name, el.span, ctx, numbered=False)
         self.instances[scope_name] = {"block": el.name, "args": env, "span": el.span}
-        out = self.lower_instance(d, cur, replace(inner, scope=scope_name, env=env))
+        out = self.lower_instance(d, cur, replace(inner, scope=scope_name, env=env, home=scope_name, in_node=cur))
         if self.made() == before:
             self.idle += 1
         if el.label and scope_name.rpartition("/")[2] == el.label:
@@ -463,27 +472,46 @@ class Lowerer(ControlFlow):
         return self.claim(ctx.scope, stmt.label, stmt.label_span, ctx) if stmt.label else ctx.scope
 
     def lower_join(self, stmt: s.Composite, cur: str, ctx: Ctx) -> str:
+        self.check_join_args(stmt, ctx)
         attrs = self.bind_args(stmt.kind, stmt.args, ctx, stmt.span)
         scope = self.composite_scope(stmt, ctx)
         inner = replace(ctx, scope=scope)
-        outs, branches = [], []
+        outs, branches, where = [], [], []
         for b, bctx in self.join_branches(stmt.body, stmt.kind, inner):
             before = self.made()
             bscope = self.claim(scope, b.label, b.label_span, ctx) if b.label else self.fresh(scope, "branch", b.span, ctx)
-            outs.append(self.lower_body(b.body, cur, replace(bctx, scope=bscope)))
+            outs.append(self.lower_body(b.body, self.branch_input(b, cur, bctx), replace(bctx, scope=bscope)))
             branches.append(b)
+            where.append(replace(bctx, scope=bscope))
             if self.made() == before:  # a branch that makes nothing (only `let`s) still counts
                 self.idle += 1
         join = OPS[stmt.kind]
         if len(outs) < join.min_branches:
             self.fail(f"`{stmt.kind}` needs at least {'two' if join.min_branches == 2 else join.min_branches} branches",
                       stmt.span, ctx)
+        if attrs.pop("pad", False):
+            outs = self.pad_to_largest(branches, outs, where)
         if join.aligned:
             self.check_aligned(stmt, branches, outs, ctx)
         node_attrs = join.join(attrs, len(outs))
         name = self.fresh(scope, stmt.kind, stmt.span, ctx)
         out = self.add_node(name, stmt.kind, node_attrs, outs, stmt.span, ctx)
         return self.note_label(stmt.label, stmt.label_span, ctx, out)
+
+    def pad_to_largest(self, branches, outs: list[str], where: list[Ctx]) -> list[str]:
+        """`concat(pad = yes)`: each branch smaller than the largest height and width gets a
+        `zeropad` (centred, the odd row or column after) at its end, in its own scope."""
+        shapes = [self.shape(o) for o in outs]
+        if any(len(sh) != 3 for sh in shapes):
+            return outs  # flat vectors: nothing to pad; the join's shape rule reports a mix
+        target = (max(sh[1] for sh in shapes), max(sh[2] for sh in shapes))
+        padded = []
+        for b, out, sh, bctx in zip(branches, outs, shapes, where):
+            if sh[1:] != target:
+                name = self.fresh(bctx.scope, "zeropad", b.span, bctx)
+                out = self.add_node(name, "zeropad", {"pad": centred(sh[1:], target)}, [out], b.span, bctx)
+            padded.append(out)
+        return padded
 
     def check_aligned(self, stmt: s.Composite, branches, outs, ctx: Ctx):
         shapes = [self.shape(o) for o in outs]
@@ -508,7 +536,7 @@ class Lowerer(ControlFlow):
         if not body:
             self.fail("a residual needs a branch besides its shortcut", stmt.span, ctx)
         scope = self.composite_scope(stmt, ctx)
-        inner = replace(ctx, scope=scope, in_shape=self.shape(cur))
+        inner = replace(ctx, scope=scope, in_shape=self.shape(cur), in_node=cur)
         branch = self.lower_body(body, cur, inner)
         short = cur
         if shortcuts:

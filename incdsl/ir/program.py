@@ -19,7 +19,7 @@ from ..ops.table import LAYER_OPS, SYMBOLS
 
 CONTROL_WORDS = {"let", "if", "elif", "else", "and", "or", "not"}  # words of `let`, `if` and conditions
 KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "mean", "max", "multiply", "gate", "branch", "shortcut", "repeat",
-            "with", "aux", "from", "as", "named"} | CONTROL_WORDS
+            "with", "aux", "from", "as", "named", "take"} | CONTROL_WORDS
 RESERVED = WORDS | SYMBOLS | {"in"}  # words that are values, never names
 
 

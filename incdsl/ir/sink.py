@@ -22,7 +22,8 @@ class GraphSink:
     A sink has `add(name, data, ins, cost=None)` (a node, its attributes from `node_data`, the
     nodes it reads in order; `cost`, where known, is for sinks that count), `node(name)` (the
     attributes), `len()` (nodes so far), `graph` (graph-level attributes) and `result()` (what
-    `lower_network` returns). `search/fastcost.py` has one that only adds up the cost.
+    `lower_network` returns); a sink that keeps edges also has `names()` and `used(name)`.
+    `search/fastcost.py` has one that only adds up the cost.
     """
 
     def __init__(self):
@@ -36,6 +37,14 @@ class GraphSink:
 
     def node(self, name: str) -> dict:
         return self.g.nodes[name]
+
+    def names(self):
+        """Every node, in the order made."""
+        return iter(self.g)
+
+    def used(self, name: str) -> bool:
+        """Whether a node is read by another."""
+        return self.g.out_degree(name) > 0
 
     def __len__(self) -> int:
         return len(self.g)

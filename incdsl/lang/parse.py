@@ -227,6 +227,10 @@ class _ToAst(Transformer):
     def kw_arg(self, meta, c):
         return s.Arg("kw", c[1], self.sp(meta), str(c[0]), _tok_span(self.file, c[0]))
 
+    def range_arg(self, meta, c):
+        span = self.sp(meta)
+        return s.Arg("pos", s.RangeLit(c[0], c[1], span), span)
+
     def stride_arg(self, meta, c):
         return s.Arg("stride", c[0], self.sp(meta))
 
@@ -279,9 +283,13 @@ class _ToAst(Transformer):
         return str(c[0])
 
     def branch_stmt(self, meta, c):
-        label, body = c
+        source, label, body = c
         return s.BranchStmt(str(label) if label else None, body, self.sp(meta),
-                            _tok_span(self.file, label) if label else None)
+                            _tok_span(self.file, label) if label else None,
+                            str(source) if source else None, _tok_span(self.file, source) if source else None)
+
+    def branch_source(self, meta, c):
+        return c[0]
 
     def shortcut_stmt(self, meta, c):
         return s.ShortcutStmt(c[0], self.sp(meta))

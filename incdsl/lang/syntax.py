@@ -68,12 +68,20 @@ class Not:
 
 
 @dataclass(frozen=True)
+class RangeLit:
+    """`0:64`, a layer argument: a channel range (start included, stop excluded)."""
+    start: "Expr"
+    stop: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
 class TupleLit:
     items: tuple["Expr", ...]
     span: Span
 
 
-Expr = Union[Num, DimsLit, Name, Attr, Call, BinOp, Neg, Not, TupleLit]
+Expr = Union[Num, DimsLit, Name, Attr, Call, BinOp, Neg, Not, TupleLit, RangeLit]
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,8 @@ class BranchStmt:
     body: tuple["Stmt", ...]
     span: Span
     label_span: Span | None = None
+    source: str | None = None  # `branch from NAME:`: a labelled tensor (or `in`) the branch reads
+    source_span: Span | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,10 @@ class Dims(tuple):
     """A literal such as `3x3` or `3x299x299`."""
 
 
+class ChannelRange(tuple):
+    """A literal `A:B` (start, stop): the channels a `channels` layer keeps."""
+
+
 class InDepth(int):
     """`in.c`: a depth that matches the input, so a width multiplier leaves it alone.
 
@@ -49,6 +53,8 @@ def symbols() -> frozenset:
 def show(value) -> str:
     if isinstance(value, Dims):
         return "x".join(map(str, value))
+    if isinstance(value, ChannelRange):
+        return ":".join(show(v) for v in value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     if value is None:
@@ -187,6 +193,8 @@ def evaluate(expr: s.Expr, env: dict, in_shape: tuple | None):
         return checked(value, expr.span)
     if isinstance(expr, s.TupleLit):
         return tuple(evaluate(e, env, in_shape) for e in expr.items)
+    if isinstance(expr, s.RangeLit):
+        return ChannelRange((evaluate(expr.start, env, in_shape), evaluate(expr.stop, env, in_shape)))
     raise AssertionError(f"unknown expression {expr!r}")
 
 

@@ -62,6 +62,8 @@ def expr_children(e) -> tuple:
         return e.args
     if isinstance(e, s.TupleLit):
         return e.items
+    if isinstance(e, s.RangeLit):
+        return (e.start, e.stop)
     return ()
 
 

@@ -8,7 +8,7 @@ per input) and act (activation name, or None).
 from __future__ import annotations
 
 from ..ir.names import literal
-from ..lang.values import show
+from ..lang.values import show, t_bool
 from .activation import p_act, t_act
 from .base import NO_ARGS, Op, Signature
 from .marks import num
@@ -62,7 +62,9 @@ def scale_note(attrs, index: int) -> str | None:
 # `residual(...)`, a statement that makes an `add` node of (shortcut, scale * branch), is in `residual.py`
 
 OPS = (
-    Op("concat", "concat", NO_ARGS, concat_shape, lambda a: "Filter concat", lambda a, ins, out, lit: "Concat()",
+    # `concat(pad = yes)`: lowering zero-pads smaller branches to the largest (`ops/slicing.py`)
+    Op("concat", "concat", Signature({"pad": t_bool}, {"pad": False}, (), False, "`pad = yes`"), concat_shape,
+       lambda a: "Filter concat", lambda a, ins, out, lit: "Concat()", attributes=(),
        arity=None, receptive=widest_field, join=lambda attrs, n: {}, aligned=True,
        example=("concat:", "    branch: conv 1x1 3", "    branch: conv 3x3 2 S -> conv 3x3 2 S", "    branch: maxpool 3x3 S")),
     Op("add", "add", Signature({"act": t_act, "weights": t_weights}, {"act": None, "weights": None}, (("act", p_act),),
