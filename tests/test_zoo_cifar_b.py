@@ -35,6 +35,7 @@ SPECS = {
     "wresnet_d.inc": (19_227_436, 2_800_927_360, dict(depth=16), "weighted_stage"),
     "pyramidnet110_a270.inc": (28_485_477, 4_717_983_724, dict(depth=20, alpha=12), "pyramid_stage"),
     "pyramidsepdrop182_a150.inc": (16_626_381, 2_946_036_028, dict(depth=20, alpha=12), "pyramid_stage"),
+    "fractalnet20.inc": (33_724_618, 845_222_912, dict(base=8), "fractal_block"),
 }
 # specs whose paper prints no parameter count (zoo.csv has no row; the spec says so)
 NO_ROW = {"swapout_v2_32_w4.inc", "wresnet_d.inc", "pyramidsepdrop182_a150.inc"}
@@ -377,3 +378,36 @@ def test_wresnet_weights_each_of_its_594_units_by_a_learned_scalar_from_zero():
     scales = nodes_of(net, "learned_scale")
     assert len(scales) == 3 * 198 and {a["init"] for a in scales} == {0.0}
     assert [a["survive"] for a in nodes_of(net, "stochastic_depth")] == pytest.approx(linear_decay(594, 0.5))
+
+
+def test_fractalnet_equals_a_hand_written_reference_in_eval_mode():
+    """The spec's joins (the columns that end at a level meet in one mean) against the reference
+    built level by level; weights paired by data flow (the two register their convs in different
+    orders), then again by execution order."""
+    torch = pytest.importorskip("torch")
+    from test_weights import randomise_norms
+
+    net = load("fractalnet20.inc", dict(base=8))
+    torch.manual_seed(0)
+    reference = randomise_norms(fractalnet_reference((8, 16, 32, 64, 64))).eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = reference(x)
+    ours = incdsl.to_torch(net, seed=1).eval()
+    assert len(incdsl.load_weights(ours, reference)) == len(reference.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), want, rtol=1e-5, atol=1e-6)
+    ours = incdsl.to_torch(net, seed=1).eval()
+    assert copy_in_execution_order(ours, reference, x) == 5 * 7 * 2 + 1  # conv and BN of 35 layers, the linear
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), want, rtol=1e-5, atol=1e-6)
+
+
+def test_fractalnet_reference_has_the_specs_count():
+    pytest.importorskip("torch")
+    assert sum(p.numel() for p in fractalnet_reference().parameters()) == SPECS["fractalnet20.inc"][0]
+
+
+def test_fractalnet_joins_drop_their_inputs_locally():
+    joins = nodes_of(load("fractalnet20.inc"), "mean")
+    assert len(joins) == 10 and {a["drop_path"] for a in joins} == {0.15}
