@@ -36,6 +36,7 @@ SPECS = {
     "pyramidnet110_a270.inc": (28_485_477, 4_717_983_724, dict(depth=20, alpha=12), "pyramid_stage"),
     "pyramidsepdrop182_a150.inc": (16_626_381, 2_946_036_028, dict(depth=20, alpha=12), "pyramid_stage"),
     "fractalnet20.inc": (33_724_618, 845_222_912, dict(base=8), "fractal_block"),
+    "nas_v1.inc": (4_121_626, 2_307_724_176, None, "nas_layer"),
 }
 # specs whose paper prints no parameter count (zoo.csv has no row; the spec says so)
 NO_ROW = {"swapout_v2_32_w4.inc", "wresnet_d.inc", "pyramidsepdrop182_a150.inc"}
@@ -411,3 +412,27 @@ def test_fractalnet_reference_has_the_specs_count():
 def test_fractalnet_joins_drop_their_inputs_locally():
     joins = nodes_of(load("fractalnet20.inc"), "mean")
     assert len(joins) == 10 and {a["drop_path"] for a in joins} == {0.15}
+
+
+# Figure 7 of Zoph & Le as the survey's code transcribes it: the layers each layer reads
+# (besides the one before it), and the input depths that follow.
+NAS_SKIPS = {3: [1], 4: [1, 2], 5: [3], 6: [2, 3, 4], 7: [2, 3, 4, 5], 8: [1, 6], 9: [1, 5, 6],
+             10: [1, 3, 4, 5, 6, 7, 8], 11: [1, 2, 5, 6, 7, 8, 9], 12: [1, 2, 3, 4, 6], 13: [1, 3, 6, 7, 8, 9, 10, 11],
+             14: [3, 7, 12], 15: [7, 11, 12, 13]}
+NAS_FILTERS = [36, 48, 36, 36, 48, 48, 48, 36, 36, 36, 36, 48, 48, 48, 48]
+
+
+def test_nas_layers_read_the_concatenation_of_their_inputs_padded_to_the_largest():
+    net = load("nas_v1.inc")
+    g = net.graph
+    convs = [n for n in net.layers if g.nodes[n]["op"] == "conv"]
+    depths = [g.nodes[next(iter(g.predecessors(n)))]["shape"][0] for n in convs]
+    want = [3] + [sum(NAS_FILTERS[j - 1] for j in NAS_SKIPS.get(i, []) + [i - 1]) for i in range(2, 16)]
+    assert depths == want
+    # every concatenated input is brought to the largest input's size, centred
+    for n in net.layers:
+        if g.nodes[n]["op"] == "concat":
+            sizes = {g.nodes[p]["shape"][1:] for p in g.predecessors(n)}
+            assert len(sizes) == 1
+    pads = [g.nodes[n]["attrs"]["pad"] for n in net.layers if g.nodes[n]["op"] == "zeropad"]
+    assert pads and all(0 <= b - t <= 1 and 0 <= r - l <= 1 for t, b, l, r in pads)
