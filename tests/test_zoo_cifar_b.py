@@ -141,7 +141,14 @@ def train_steps(net, steps: int = 2):
     return model
 
 
-@pytest.mark.parametrize("spec", sorted(s for s, v in SPECS.items() if v[2] is not None))
+# the default run trains the networks whose layers behave differently while training; the
+# others' small configurations train under `-m slow` with the full networks
+TRAINING_FORMS = {"resnet110_sd.inc", "swapout_v2_32_w4.inc", "wresnet_d.inc", "pyramidsepdrop182_a150.inc",
+                  "fractalnet20.inc", "ror3_wrn58_4.inc"}
+
+
+@pytest.mark.parametrize("spec", [pytest.param(s, marks=[] if s in TRAINING_FORMS else [pytest.mark.slow])
+                                  for s in sorted(s for s, v in SPECS.items() if v[2] is not None)])
 def test_a_small_configuration_trains(spec):
     train_steps(load(spec, SPECS[spec][2]))
 
@@ -307,31 +314,6 @@ def fractalnet_reference(channels=(64, 128, 256, 512, 512), columns: int = 3, cl
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(cin, classes))
 
 
-def copy_in_execution_order(ours, reference, x):
-    """Copy the reference's weights into ours, pairing convs, batch norms and linear layers in
-    the order one forward pass runs them (the two register them in different orders)."""
-    import torch
-
-    def run_order(model):
-        order, hooks = [], []
-        for m in model.modules():
-            if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.Linear)):
-                hooks.append(m.register_forward_hook(lambda mod, i, o: order.append(mod)))
-        with torch.no_grad():
-            model(x)
-        for h in hooks:
-            h.remove()
-        return order
-
-    pairs = list(zip(run_order(ours), run_order(reference), strict=True))
-    with torch.no_grad():
-        for a, b in pairs:
-            assert type(a) is type(b)
-            for key, value in b.state_dict().items():
-                a.state_dict()[key].copy_(value)
-    return len(pairs)
-
-
 # --- the training-time behaviour each spec asks for, read off the IR ---------------------
 
 def nodes_of(net, op: str) -> list[dict]:
@@ -384,7 +366,7 @@ def test_wresnet_weights_each_of_its_594_units_by_a_learned_scalar_from_zero():
 def test_fractalnet_equals_a_hand_written_reference_in_eval_mode():
     """The spec's joins (the columns that end at a level meet in one mean) against the reference
     built level by level; weights paired by data flow (the two register their convs in different
-    orders), then again by execution order."""
+    orders)."""
     torch = pytest.importorskip("torch")
     from test_weights import randomise_norms
 
@@ -396,10 +378,6 @@ def test_fractalnet_equals_a_hand_written_reference_in_eval_mode():
         want = reference(x)
     ours = incdsl.to_torch(net, seed=1).eval()
     assert len(incdsl.load_weights(ours, reference)) == len(reference.state_dict())
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), want, rtol=1e-5, atol=1e-6)
-    ours = incdsl.to_torch(net, seed=1).eval()
-    assert copy_in_execution_order(ours, reference, x) == 5 * 7 * 2 + 1  # conv and BN of 35 layers, the linear
     with torch.no_grad():
         torch.testing.assert_close(ours(x), want, rtol=1e-5, atol=1e-6)
 
