@@ -414,3 +414,87 @@ def test_nas_layers_read_the_concatenation_of_their_inputs_padded_to_the_largest
             assert len(sizes) == 1
     pads = [g.nodes[n]["attrs"]["pad"] for n in net.layers if g.nodes[n]["op"] == "zeropad"]
     assert pads and all(0 <= b - t <= 1 and 0 <= r - l <= 1 for t, b, l, r in pads)
+
+
+def option_a(x, depth: int, stride: int):
+    """ResNet's option-A shortcut as the Torch code of stochastic depth writes it: subsample,
+    then append zero channels."""
+    import torch
+
+    x = x[:, :, ::stride, ::stride]
+    n, c, h, w = x.shape
+    return torch.cat([x, x.new_zeros(n, depth - c, h, w)], 1)
+
+
+def resnet_sd_reference(depth: int, last: float, classes: int = 10):
+    """ResNet for CIFAR (He et al. 2015, section 4.2) with option-A shortcuts, at inference
+    under stochastic depth (Huang et al. 2016, equation 5): relu(shortcut + p_l * branch)."""
+    import torch
+    import torch.nn as nn
+
+    n = (depth - 2) // 6
+    survive = linear_decay(3 * n, last)
+
+    class Unit(nn.Module):
+        def __init__(self, cin, cout, stride, p):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+            self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+            self.stride, self.depth, self.p = stride, cout, p
+
+        def forward(self, x):
+            branch = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+            return torch.relu(option_a(x, self.depth, self.stride) + self.p * branch)
+
+    layers, cin = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()], 16
+    for j in range(3 * n):
+        cout = 16 * 2 ** (j // n)
+        layers.append(Unit(cin, cout, 2 if j in (n, 2 * n) else 1, survive[j]))
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes)]
+    return nn.Sequential(*layers)
+
+
+def test_resnet_sd_at_inference_equals_a_hand_written_reference():
+    """Eval mode scales each branch by its survival probability; the option-A shortcuts add zeros."""
+    pytest.importorskip("torch")
+    same_outputs(load("resnet110_sd.inc", dict(depth=20)), resnet_sd_reference(20, 0.5))
+
+
+def test_resnet_sd_reference_has_the_specs_count():
+    pytest.importorskip("torch")
+    assert sum(p.numel() for p in resnet_sd_reference(110, 0.5).parameters()) == SPECS["resnet110_sd.inc"][0]
+
+
+def swapout_reference(depth: int, k: int, last: float, classes: int = 10):
+    """Pre-activation ResNet for CIFAR, k times as wide, with swapout at inference (Singh et al.
+    2016, deterministic inference): each unit gives p_l * shortcut + p_l * branch."""
+    import torch
+    import torch.nn as nn
+
+    n = (depth - 2) // 6
+    keep = linear_decay(3 * n, last)
+
+    class Unit(nn.Module):
+        def __init__(self, cin, cout, stride, p):
+            super().__init__()
+            self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.stride, self.depth, self.p = stride, cout, p
+
+        def forward(self, x):
+            branch = self.conv2(torch.relu(self.bn2(self.conv1(torch.relu(self.bn1(x))))))
+            return self.p * option_a(x, self.depth, self.stride) + self.p * branch
+
+    layers, cin = [nn.Conv2d(3, 16 * k, 3, 1, 1, bias=False)], 16 * k
+    for j in range(3 * n):
+        cout = 16 * k * 2 ** (j // n)
+        layers.append(Unit(cin, cout, 2 if j in (n, 2 * n) else 1, keep[j]))
+        cin = cout
+    layers += [nn.BatchNorm2d(cin), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes)]
+    return nn.Sequential(*layers)
+
+
+def test_swapout_at_inference_equals_a_hand_written_reference():
+    pytest.importorskip("torch")
+    same_outputs(load("swapout_v2_32_w4.inc", dict(depth=14, k=1)), swapout_reference(14, 1, 0.5))
