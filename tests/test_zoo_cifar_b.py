@@ -1,7 +1,9 @@
 """The CIFAR-10 zoo, items 13-24 of issue 12 (specs/zoo/cifar/): each spec's exact totals, the
 papers' own counts in specs/tables/zoo.csv (`cost --against`), drawings at network and block
-level, standalone source, a few training steps, and hand-written PyTorch references that give
-the same outputs for the same weights (DenseNet, PyramidNet, FractalNet).
+level, standalone source, a few training steps, the training-time layers each paper asks for
+(stochastic depth, swapout, drop-path, learned scalars) read off the IR, and hand-written PyTorch
+references that give the same outputs for the same weights (DenseNet, PyramidNet, FractalNet in
+eval mode, ResNet-110 with stochastic depth and Swapout at inference).
 
 The default run trains small configurations of the same specs (`--set` values); the full ones
 are `slow`.
@@ -38,7 +40,7 @@ SPECS = {
     "fractalnet20.inc": (33_724_618, 845_222_912, dict(base=8), "fractal_block"),
     "nas_v1.inc": (4_121_626, 2_307_724_176, None, "nas_layer"),
 }
-# specs whose paper prints no parameter count (zoo.csv has no row; the spec says so)
+# specs without a paper's count that could be checked (zoo.csv has no row; the spec says so)
 NO_ROW = {"swapout_v2_32_w4.inc", "wresnet_d.inc", "pyramidsepdrop182_a150.inc"}
 # network -> the paper's printed count that its layers do not reproduce; the spec says why
 EXPLAINED = {"ror3_wrn58_4": "13.3M", "pyramidnet110_a270": "28.3M", "fractalnet20": "38.6M", "nas_v1": "4.2M"}
@@ -50,14 +52,13 @@ def load(spec: str, params: dict | None = None) -> incdsl.Network:
 
 @lru_cache(maxsize=None)
 def _load(spec: str, params: tuple) -> incdsl.Network:
-    """Each configuration is lowered once for the whole module (WResNet-d has 1,790 layers);
+    """Each configuration is lowered once for the whole module (WResNet-d has 2,978 layers);
     tests only read it."""
     return incdsl.load(str(CIFAR / spec), params=dict(params) or None)
 
 
-def test_every_spec_of_this_part_is_covered():
-    mine = {p.name for p in CIFAR.glob("*.inc") if p.name in SPECS}
-    assert mine == set(SPECS)
+def test_every_spec_of_this_part_exists():
+    assert set(SPECS) <= {p.name for p in CIFAR.glob("*.inc")}
 
 
 @pytest.mark.parametrize("spec", sorted(SPECS))
@@ -66,7 +67,8 @@ def test_totals_are_exact(spec):
     costs = incdsl.count_costs(net)
     assert (costs.total.params, costs.total.macs) == SPECS[spec][:2]
     assert net.input_shape == (3, 32, 32) and net.output_shape == (10,)
-    assert f"{costs.total.params:,} parameters" in (CIFAR / spec).read_text(encoding="utf-8")
+    header = (CIFAR / spec).read_text(encoding="utf-8")  # the comment states both
+    assert f"{costs.total.params:,} parameters" in header and f"{costs.total.macs:,} multiply-adds" in header
 
 
 @pytest.mark.parametrize("spec", sorted(SPECS))
