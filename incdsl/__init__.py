@@ -21,7 +21,7 @@ def count_costs(network, **kwargs):
 
 
 def to_torch(network, *, num_classes=None, seed=None, weights=None, aux="strict", skip_classifier=False,
-             strict=True, **kwargs):
+             strict=True, optimize="none", **kwargs):
     """Build a `torch.nn.Module` that computes `network` (imports torch).
 
     Parameters:
@@ -32,6 +32,9 @@ def to_torch(network, *, num_classes=None, seed=None, weights=None, aux="strict"
         weights: a state dict (timm, torchvision or ours) to load with `load_weights`; the
             one-line `LoadReport` is kept as ``model.weights_report``.
         aux, skip_classifier, strict: as for `load_weights`.
+        optimize: "none", "train" (sibling convolutions run as one) or "infer" (also batch
+            norm folded in eval mode): graph rewrites for speed, each exact, with the same
+            state dict (see `incdsl.torch.rewrite`).
     Returns:
         an `nn.Module` with timm's model API (`num_classes`, `forward_features`,
         `forward_head`, `reset_classifier`); see `incdsl.torch.build.to_torch`.
@@ -41,7 +44,7 @@ def to_torch(network, *, num_classes=None, seed=None, weights=None, aux="strict"
     """
     from .torch.build import to_torch as _to_torch
     return _to_torch(network, num_classes=num_classes, seed=seed, weights=weights, aux=aux,
-                     skip_classifier=skip_classifier, strict=strict, **kwargs)
+                     skip_classifier=skip_classifier, strict=strict, optimize=optimize, **kwargs)
 
 
 def load_weights(module, state_dict, *, aux="strict", skip_classifier=False, strict=True, input_size=None):

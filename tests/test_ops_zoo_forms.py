@@ -429,3 +429,42 @@ def test_counting_tools_agree_on_every_new_form(name):
     with _quiet(), torch.no_grad():
         printed = run(model, torch.zeros(1, *n.input_shape))
     assert int(printed) == printed == count_convention(n, incdsl.count_costs(n), name)
+
+
+@pytest.mark.slow  # the export takes seconds
+def test_every_new_form_exports_to_onnx_with_the_same_outputs():
+    """ONNX has no adaptive max pool: `AdaptiveMaxPool` exports as maxima over torch's windows."""
+    from pathlib import Path
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from incdsl.torch.onnx import export_onnx
+    n = incdsl.load(str(Path(__file__).parent / "data" / "zoo_forms.inc"))
+    model = model_of(n).eval()
+    session = ort.InferenceSession(export_onnx(model, n.input_shape), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, *n.input_shape, generator=torch.Generator().manual_seed(0))
+    (got,) = session.run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        assert torch.allclose(torch.from_numpy(got), model(x), atol=1e-5)
+
+
+# --- the join words stay names elsewhere ----------------------------------------------------
+
+def test_join_words_are_still_functions_and_parameters_in_expressions():
+    n = incdsl.load("""
+network t(max = 3, mean = 2):
+    input 4x8x8
+    conv 1x1 max(mean, max) -> conv 1x1 (mean * 2)
+    max:
+        branch: identity
+        branch: identity
+""")
+    assert [n.graph.nodes[v]["op"] for v in n.layers] == ["conv", "conv", "identity", "identity", "max"]
+    assert shapes(n)[:2] == [(3, 8, 8), (4, 8, 8)]  # max(mean, max) = 3, mean * 2 = 4
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("network t:\n    input 4x8x8\n    mean:\n", "expected an indented body after `:`"),
+    ("block gate:\n    conv 1x1 4\nnetwork t:\n    input 4x8x8\n", "`gate` is a built-in name"),
+])
+def test_join_word_misuse(load_error, spec, message):
+    assert message in load_error(spec).render()

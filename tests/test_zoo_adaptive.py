@@ -64,6 +64,7 @@ def test_outputs_equal_torchvision_at_256(name):
         assert torch.allclose(ours(x), reference(x), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow  # builds two GoogLeNets with their aux heads: seconds
 def test_googlenet_aux_heads_equal_torchvision_at_256():
     torch = pytest.importorskip("torch")
     models = pytest.importorskip("torchvision.models")

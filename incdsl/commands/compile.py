@@ -27,6 +27,10 @@ def register(sub) -> None:
     p.add_argument("--class-name", metavar="NAME",
                    help="the network class's name (default: from the network's name); a Python identifier that "
                         "is no keyword, builtin or name the generated module defines (torch, nn, F, Scope, ...)")
+    p.add_argument("--optimize", choices=("none", "train", "infer"), default="none",
+                   help="graph rewrites for speed, each exact: none (one module per layer, the default); "
+                        "train (sibling convolutions that read one tensor run as one); infer (train, and batch "
+                        "norm folded into the convolutions in eval mode). The state dict is the spec's at every level")
     p.add_argument("--onnx", metavar="FILE.onnx", help="also export the network to ONNX")
     p.add_argument("--seed", type=int, default=0, help="weight initialisation seed for --onnx (default 0)")
     p.add_argument("--weights", metavar="FILE.pt",
@@ -61,7 +65,7 @@ def run(args) -> int:
         raise OutputError(f"cannot write {args.onnx}: -o and --onnx name the same file")
     net = load_spec(args)
     inputs = [*net.sources, *([args.weights] if args.weights else [])]
-    text, cls, _ = generate_source(net, args.class_name)
+    text, cls, _ = generate_source(net, args.class_name, optimize=args.optimize)
     if args.onnx:
         check_output(args.onnx, inputs)  # before the export, which takes a while
     onnx = _onnx_bytes(net, args) if args.onnx else None  # before writing anything: it may fail
@@ -88,7 +92,7 @@ def _onnx_bytes(net, args) -> bytes:
         from ..torch.build import to_torch
     except ImportError as exc:
         raise UsageError(f"--onnx needs torch ({exc}): pip install torch onnx onnxscript") from None
-    model = to_torch(net, seed=args.seed, max_bytes=args.max_memory)
+    model = to_torch(net, seed=args.seed, max_bytes=args.max_memory, optimize=args.optimize)
     if args.weights:
         _load_weights_file(model, net, args.weights)
     try:

@@ -6,6 +6,9 @@ size `n` pooled to `o` reads rows ``floor(i * n / o)`` to ``ceil((i + 1) * n / o
 Heads written with it (AlexNet's 6x6, VGG's 7x7, GoogLeNet's 4x4 auxiliary pools) keep the
 classifier's input size at every input size, as torchvision's models do.
 
+Compiles to `nn.AdaptiveAvgPool2d` and `AdaptiveMaxPool` (`nn.AdaptiveMaxPool2d`, exported to
+ONNX, which has no adaptive max pool, as a max over each window).
+
 Attributes: size (oh, ow). Parameters and MACs: none (pooling is free by the convention of
 `passes/cost.py`). Receptive field: the largest window of each axis.
 """
@@ -49,7 +52,7 @@ def _label(name: str):
 
 
 def _torch(cls: str):
-    return lambda a, ins, out, lit: f"nn.{cls}({lit.pair(a['size'])})"
+    return lambda a, ins, out, lit: f"{cls}({lit.pair(a['size'])})"
 
 
 _SIGNATURE = Signature({"size": t_pair}, {}, (("size", p_dims), ("size", p_int)), False,
@@ -57,7 +60,7 @@ _SIGNATURE = Signature({"size": t_pair}, {}, (("size", p_dims), ("size", p_int))
 
 OPS = (
     Op("adaptive_avgpool", "pool", _SIGNATURE, _shape("adaptive_avgpool"), _label("Avg Pooling"),
-       _torch("AdaptiveAvgPool2d"), receptive=field, example=("adaptive_avgpool 4x4",)),
+       _torch("nn.AdaptiveAvgPool2d"), receptive=field, example=("adaptive_avgpool 4x4",)),
     Op("adaptive_maxpool", "pool", _SIGNATURE, _shape("adaptive_maxpool"), _label("MaxPool"),
-       _torch("AdaptiveMaxPool2d"), receptive=field, example=("adaptive_maxpool 4x6",)),
+       _torch("AdaptiveMaxPool"), receptive=field, example=("adaptive_maxpool 4x6",)),
 )

@@ -99,6 +99,15 @@ class Op:
                `input 4x15x15`): `tests/test_ops.py` checks, costs, draws and compiles it
     post_act   attrs -> activation drawn as its own box after this one, or None
     edge_note  (attrs, input index) -> note on that input's arrow, or None
+    fuse_key   attrs -> a hashable key, or None: nodes of this kind that read the same tensor
+               and share a key run as one module whose output channels are theirs, in order
+               (horizontal fusion, `torch/rewrite.py`; the layer class must merge: see
+               `FusedConvBnAct`); None: never fused
+    channel_linear  attrs -> whether the node maps each channel linearly, zeros to zeros
+               (average pooling): a `pointwise_linear` node after it may run before it
+    pointwise_linear  attrs -> whether the node starts with a bias-free 1x1 linear map over
+               channels (a 1x1 convolution before its norm and activation): it commutes with
+               a `channel_linear` node before it, so it can fuse with that node's siblings
     """
     name: str
     family: str
@@ -126,6 +135,9 @@ class Op:
     aligned: bool = False
     post_act: Callable | None = None
     edge_note: Callable | None = None
+    fuse_key: Callable | None = None
+    channel_linear: Callable | None = None
+    pointwise_linear: Callable | None = None
 
     @property
     def attribute_names(self) -> tuple:

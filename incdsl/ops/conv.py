@@ -116,9 +116,24 @@ def torch(a, ins, out, lit) -> str:
     return f"ConvBnAct({', '.join(args)})"
 
 
+def fuse_key(a: dict):
+    """Convolutions that differ only in filter count fuse along output channels; grouped
+    ones would mix their groups, so they do not."""
+    if a["groups"] != 1:
+        return None
+    return tuple((k, v) for k, v in sorted(a.items()) if k != "filters")
+
+
+def pointwise_linear(a: dict) -> bool:
+    """A 1x1, stride 1, bias-free convolution is a per-position linear map over channels."""
+    return (a["kernel"] == (1, 1) and a["stride"] == (1, 1) and a["dilation"] == (1, 1) and a["groups"] == 1
+            and not a["bias"] and a["pad"] in ("V", "S", (0, 0, 0, 0)))
+
+
 OPS = (
     Op("conv", "conv", SIGNATURE, shape, label, torch, cost=cost, weights=weights_only, receptive=window_field,
-       finish=finish, words=("V", "S", "auto"),
+       finish=finish, words=("V", "S", "auto"), fuse_key=fuse_key,
+       pointwise_linear=pointwise_linear,
        attributes=("filters", "kernel", "stride", "pad", "dilation", "groups", "bias", "bn", "act"),
        example=("conv 3x3 8 /2 S bn = on", "conv 3x3 8 dilation = 2 groups = 2 act = gelu")),
 )

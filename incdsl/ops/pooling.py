@@ -74,5 +74,6 @@ OPS = (
     Op("avgpool", "pool", Signature({**_KEYWORDS, "count_pad": t_bool}, {**_DEFAULTS, "count_pad": True},
                                     _POSITIONAL, True, _DESCRIBE),
        _shape("avgpool"), _label("Avg Pooling"), _torch("avg"), receptive=window_field, group="pool",
+       channel_linear=lambda a: True,  # a weighted sum per channel, zero padding included
        words=("V", "S"), example=("avgpool 3x3 /2 S count_pad = no", "avgpool 5x5 pad = 1")),
 )

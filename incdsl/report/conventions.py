@@ -147,7 +147,8 @@ CONVENTIONS = {c.name: c for c in (
         "LinearAct and LRN partly",
         {"conv2d": lambda p: p.macs + p.bias, "linear": lambda p: p.macs + p.bias,
          "batchnorm": lambda p: 2 * p.in_elems,
-         "maxpool": _twice, "avgpool": _twice, "adaptive_avgpool": _twice, "adaptive_maxpool": _twice,
+         "maxpool": _twice, "avgpool": _twice, "adaptive_avgpool": _twice,
+         "adaptive_maxpool": lambda p: p.in_elems,  # `AdaptiveMaxPool`, a subclass: only the functional call counts
          "padded_maxpool": lambda p: p.in_elems, "padded_avgpool": lambda p: p.in_elems,
          "act:relu": _twice, "act:elu": _twice, "act:gelu": _twice,
          "act:leaky_relu": lambda p: p.in_elems, "act:relu6": lambda p: p.in_elems, "act:silu": lambda p: p.in_elems,

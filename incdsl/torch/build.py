@@ -15,6 +15,7 @@ import torch  # the generated code imports it too; fail here with a clear name
 
 from ..ir.names import identifier
 from .memory import build_bytes, check_size
+from .rewrite import check_level
 from .source import generate_source
 
 _counter = itertools.count()
@@ -35,7 +36,7 @@ def load_source(text: str, name: str = "incdsl_model") -> types.ModuleType:
 
 def to_torch(network, *, num_classes: int | None = None, seed: int | None = None, weights=None,
              aux: str = "strict", skip_classifier: bool = False, strict: bool = True,
-             max_bytes: int | None = None):
+             max_bytes: int | None = None, optimize: str = "none"):
     """Build a `torch.nn.Module` that computes `network`, optionally with a reference's weights.
 
     Parameters:
@@ -53,6 +54,9 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
         max_bytes: refuse to build a network whose estimated memory (see `memory.py`) is
             larger; default: half the machine's memory. Not checked when the default device
             is `meta` (nothing is allocated there).
+        optimize: "none" (one module per node), "train" (sibling convolutions fused) or
+            "infer" (also batch norm folded, in eval mode without autograd); see
+            `rewrite.py`. Every level computes the same outputs and has the same state dict.
     Returns:
         an `nn.Module` (on the CPU, float32, in training mode) with:
 
@@ -79,11 +83,18 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
     if torch.get_default_device().type != "meta":
         check_size(network, build_bytes(network, num_classes), max_bytes, what="building",
                    override="to_torch(..., max_bytes={bytes})")
-    text, cls, paths = generate_source(network)
+    check_level(optimize)
+    text, cls, paths = generate_source(network, optimize=optimize)
     module = load_source(text, "incdsl_" + identifier(network.name))
     model = getattr(module, cls)(num_classes=num_classes, seed=seed)
     model.node_paths = dict(paths)
     if weights is not None:
         from .weights import load_weights
-        model.weights_report = load_weights(model, weights, aux=aux, skip_classifier=skip_classifier, strict=strict)
+        target = model
+        if optimize != "none":  # pair layers on the unfused model, whose modules are the spec's
+            target = to_torch(network, num_classes=num_classes, seed=seed, max_bytes=max_bytes)
+        report = load_weights(target, weights, aux=aux, skip_classifier=skip_classifier, strict=strict)
+        if target is not model:
+            model.load_state_dict(target.state_dict())
+        model.weights_report = report
     return model

@@ -32,6 +32,7 @@ from ..version import __version__
 from ..ir.graph import format_shape, inputs
 from ..ir.names import BUILTINS, PYTHON_KEYWORDS, Namespace, literal
 from .codegen import Printer, build_lines, emit_method, prelude
+from .rewrite import check_level, fusion_groups
 from .plan import (Lits, Owner, attribute_path, build_tree, class_name, classifier_node, constructor, find_owners,
                    head_chain)
 
@@ -59,16 +60,44 @@ def module_namespace() -> Namespace:
     return Namespace(taken=prelude_names() | MODULE_DUNDERS, avoid=BUILTINS)
 
 
-def _items(graph, owner: Owner, owners: dict, paths: dict, members=None) -> list[tuple]:
-    """The (callee, inputs, outputs) calls that run an owner's members (or the given ones)."""
+def _items(graph, owner: Owner, owners: dict, paths: dict, members=None, fused: dict | None = None) -> list[tuple]:
+    """The (callee, inputs, outputs) calls that run an owner's members (or the given ones).
+
+    `fused` maps every node of each fusion group to (the fused module's name, the group): the
+    group runs where its first node ran, as one call that gives every member's output."""
     out = []
+    fused = fused or {}
+    done = set()
     for kind, key in (members if members is not None else owner.members):
-        callee = attribute_path(paths[(kind, key)])
-        if kind == "node":
-            out.append((callee, inputs(graph, key), [key]))
+        if kind == "node" and key in fused:
+            name, group = fused[key]
+            if name not in done:
+                done.add(name)
+                out.append((name, [group.input], list(group.members)))
+        elif kind == "node":
+            out.append((attribute_path(paths[(kind, key)]), inputs(graph, key), [key]))
         else:
-            out.append((callee, owners[key].inputs, owners[key].outputs))
+            out.append((attribute_path(paths[(kind, key)]), owners[key].inputs, owners[key].outputs))
     return out
+
+
+def _fusions(pr: Printer, tree, paths: dict, groups: list) -> dict:
+    """Name each fusion group of an owner in its module tree and print the class's `fusions`
+    attribute ((name, member module paths, pool module paths), ...) that `fuse_siblings` reads; returns the
+    `fused` argument of `_items`."""
+    if not groups:
+        return {}
+    fused, entries = {}, []
+    for group in groups:
+        name = tree.namespace.create_name("fused")
+        for n in (*group.members, *group.pools):
+            if n is not None:
+                fused[n] = (name, group)
+        entries.append((name, tuple(paths[("node", m)] for m in group.members),
+                        tuple(paths[("node", p)] if p else None for p in group.pools)))
+    pr(f"fusions = {literal(tuple(entries))}")
+    pr()
+    return fused
 
 
 # --- block classes ---------------------------------------------------------------------------
@@ -76,8 +105,9 @@ def _items(graph, owner: Owner, owners: dict, paths: dict, members=None) -> list
 class _Classes:
     """Assigns a class to every block-instance owner, deepest first, and prints the classes."""
 
-    def __init__(self, graph, owners: dict[str, Owner], names: Namespace):
+    def __init__(self, graph, owners: dict[str, Owner], names: Namespace, groups: dict | None = None):
         self.graph, self.owners = graph, owners
+        self.groups = groups or {}  # owner scope -> its fusion groups (`rewrite.fusion_groups`)
         self.names = names  # module level: the class names go here
         self.calls: dict[str, tuple[str, list]] = {}  # owner scope -> (class name, [(param, value)])
         self.sources: list[str] = []
@@ -91,12 +121,13 @@ class _Classes:
         self.trees[owner.scope] = (tree, paths)
         pr = Printer()
         pr.level = 1
+        fused = _fusions(pr, tree, paths, self.groups.get(owner.scope, []))
         pr("def __init__(self{params}):")
         with pr.indent():
             pr("super().__init__()")
             build_lines(pr, tree, lambda leaf: self.leaf(leaf, lit))
         pr()
-        items = _items(self.graph, owner, self.owners, paths)
+        items = _items(self.graph, owner, self.owners, paths, fused=fused)
         emit_method(pr, "def forward(self, " + ", ".join("{}" for _ in owner.inputs) + "):",
                     owner.inputs, items, owner.outputs)
         return pr.text(), lit.values
@@ -200,7 +231,7 @@ def _same(a, b) -> bool:
 # --- the network class -----------------------------------------------------------------------
 
 def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: _Classes, cls: str,
-                   doc: str, quoted: tuple[str, ...]) -> dict[str, str]:
+                   doc: str, quoted: tuple[str, ...], optimize: str = "none") -> dict[str, str]:
     """Print the network class; returns the module path of every node."""
     root = owners[""]
     tree, paths = build_tree(root)
@@ -228,6 +259,9 @@ def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: 
     with pr.indent():
         pr.docstring(doc, quoted)
         pr()
+        if optimize != "none":
+            pr(f"optimize_level = {literal(optimize)}")
+        fused = _fusions(pr, tree, paths, classes.groups.get("", []))
         pr(f"def __init__(self, num_classes: int | None = {literal(num_classes)}, seed: int | None = None):")
         with pr.indent():
             pr("super().__init__()")
@@ -245,19 +279,22 @@ def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: 
             with pr.indent():
                 pr("self.reset_classifier(num_classes)")
             pr("init_weights(self, seed)")
-        _network_methods(pr, graph, owners, paths, chain, main)
+            if optimize != "none":
+                pr("self.optimize()")
+        _network_methods(pr, graph, owners, paths, chain, main, fused)
     return module_paths
 
 
-def _network_methods(pr: Printer, graph, owners: dict, paths: dict, chain: list, main: str | None) -> None:
+def _network_methods(pr: Printer, graph, owners: dict, paths: dict, chain: list, main: str | None,
+                     fused: dict) -> None:
     root = owners[""]
     aux = graph.graph["aux"]
     in_head = set(chain)
     rest = [m for m in root.members if m[1] not in in_head]
     trunk_members = [m for m in rest if (graph.nodes[m[1]]["aux"] if m[0] == "node" else owners[m[1]].aux) is None]
     aux_members = [m for m in rest if (graph.nodes[m[1]]["aux"] if m[0] == "node" else owners[m[1]].aux) is not None]
-    trunk = _items(graph, root, owners, paths, trunk_members)
-    aux_items = _items(graph, root, owners, paths, aux_members)
+    trunk = _items(graph, root, owners, paths, trunk_members, fused)
+    aux_items = _items(graph, root, owners, paths, aux_members, fused)
     head = _items(graph, root, owners, paths, [("node", n) for n in chain])
     feature = head[0][1][0] if head else graph.graph["output"]
     made = {v for _, _, outs in aux_items for v in outs}
@@ -353,13 +390,14 @@ def class_name_problem(name: str) -> str | None:
     return None
 
 
-def generate_source(network, class_name_: str | None = None) -> tuple[str, str, dict[str, str]]:
+def generate_source(network, class_name_: str | None = None, optimize: str = "none") -> tuple[str, str, dict[str, str]]:
     """Standalone PyTorch source for a network.
 
     Parameters:
         network: a checked `Network`.
         class_name_: the network class's name (default: the network's name in CamelCase, made
             unique); see `class_name_problem` for the names it may not be.
+        optimize: "none", "train" or "infer" (see `rewrite.py`).
     Returns:
         (source, class name, module path of every IR node).
     Raises:
@@ -380,7 +418,10 @@ def generate_source(network, class_name_: str | None = None) -> tuple[str, str, 
         cls = names.create_name(class_name(network.name))
     graph = network.graph
     owners, node_owner = find_owners(graph)
-    classes = _Classes(graph, owners, names)
+    groups = {}
+    for group in fusion_groups(graph, node_owner, head_chain(graph, node_owner)) if check_level(optimize) != "none" else ():
+        groups.setdefault(group.owner, []).append(group)
+    classes = _Classes(graph, owners, names, groups)
     classes.run()
     spec = os.path.basename(network.file)
     doc = (f"Network `{network.name}` from {spec}, compiled by incdsl {__version__}.\n\n"
@@ -390,7 +431,7 @@ def generate_source(network, class_name_: str | None = None) -> tuple[str, str, 
            f"`{cls}(num_classes=..., seed=0)` builds it with a deterministic initialisation.")
     quoted = (network.name, spec, cls, *(h["name"] for h in graph.graph["aux"]))  # from the spec or the user
     pr = Printer()
-    paths = _network_class(pr, graph, owners, node_owner, classes, cls, doc, quoted)
+    paths = _network_class(pr, graph, owners, node_owner, classes, cls, doc, quoted, optimize)
     header = Printer()
     header.docstring(f"{network.name}: PyTorch model generated by incdsl {__version__} from {spec}.\n\n"
                      f"Needs only torch. Build with `model = {cls}()`; state-dict keys follow the spec's scope names.",

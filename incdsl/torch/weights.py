@@ -322,6 +322,10 @@ def load_weights(module, state_dict, *, aux: str = "strict", skip_classifier: bo
     own = module.state_dict()
     reference = _unwrap(state_dict) if isinstance(state_dict, torch.nn.Module) else None
     if reference is not None:
+        if getattr(module, "fusion_plan", None):
+            raise WeightsError(f"pairing layers with a reference module runs both forwards, and this model's were "
+                               f"rewritten (optimize={getattr(module, 'optimize_level', '?')!r}): pass the reference's "
+                               f"state_dict(), or load with to_torch(..., optimize=..., weights=reference)")
         state_dict = reference.state_dict()
     elif state_dict and all(k.startswith("module.") for k in state_dict):  # saved from DataParallel / DDP
         state_dict = {k[len("module."):]: v for k, v in state_dict.items()}

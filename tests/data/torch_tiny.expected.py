@@ -55,16 +55,142 @@ class ConvBnAct(nn.Module):
         self.bn = nn.BatchNorm2d(filters, eps=bn_eps) if bn_eps is not None else None
         # in place is safe: the activation's input is the fresh output of conv or bn
         self.act = make_act(act, inplace=True) if act is not None else None
+        # optimize="infer": batch norm folded into the conv (see `fold`); not in the state dict
+        self.register_buffer("folded_weight", None, persistent=False)
+        self.register_buffer("folded_bias", None, persistent=False)
+
+    def fold(self, on=True):
+        """Keep (or drop, `on=False`) a copy of the convolution with batch norm folded in:
+        ``w * g / sqrt(var + eps)`` and ``b - mean * g / sqrt(var + eps)``, used in eval mode
+        without autograd. The copy is of the weights now: `IncdslNet` refreshes it whenever
+        the model enters eval mode or loads a state dict."""
+        if not on or self.bn is None:
+            self.folded_weight = self.folded_bias = None
+            return
+        with torch.no_grad():
+            scale = torch.rsqrt(self.bn.running_var.float() + self.bn.eps) * self.bn.weight.float()
+            shift = self.bn.bias.float() - self.bn.running_mean.float() * scale
+            if self.conv.bias is not None:
+                shift = shift + self.conv.bias.float() * scale
+            weight = self.conv.weight.float() * scale.reshape(-1, 1, 1, 1)
+            self.folded_weight = weight.to(self.conv.weight.dtype)
+            self.folded_bias = shift.to(self.conv.weight.dtype)
 
     def forward(self, x):
         if self.pad is not None:
             x = F.pad(x, self.pad)
-        x = self.conv(x)
-        if self.bn is not None:
-            x = self.bn(x)
+        if self.folded_weight is not None and not self.training and not torch.is_grad_enabled():
+            x = F.conv2d(x, self.folded_weight, self.folded_bias, self.conv.stride, self.conv.padding,
+                         self.conv.dilation, self.conv.groups)
+        else:
+            x = self.conv(x)
+            if self.bn is not None:
+                x = self.bn(x)
         if self.act is not None:
             x = self.act(x)
         return x
+
+
+class FusedConvBnAct(ConvBnAct):
+    """Sibling `ConvBnAct`s that read the same tensor and differ only in filter count, run as
+    one (horizontal fusion, optimize="train"): their weights, biases and batch-norm state
+    concatenated along output channels. Exact in training too, as batch norm is per channel.
+    `forward` returns each member's output, a view of its channels.
+
+    `pools[i]`, when given, is an average pool that member i read its input through: it runs
+    after the member's (1x1, bias-free) convolution instead, on the member's channels, before
+    batch norm; average pooling and such a convolution commute, and the pool sees fewer
+    channels. Pooled members come last."""
+
+    def __init__(self, members, pools=None):
+        first = members[0]
+        c = first.conv
+        super().__init__(c.in_channels, sum(m.conv.out_channels for m in members), c.kernel_size, c.stride,
+                         c.padding, first.pad, c.dilation, c.groups, c.bias is not None,
+                         first.bn.eps if first.bn is not None else None)
+        self.act = first.act  # stateless, the same for every member
+        self.splits = [m.conv.out_channels for m in members]
+        with torch.no_grad():
+            for mine, theirs in ((self.conv, [m.conv for m in members]), (self.bn, [m.bn for m in members])):
+                for key, value in (mine.state_dict() if mine is not None else {}).items():
+                    parts = [t.state_dict()[key] for t in theirs]
+                    value.copy_(parts[0] if value.dim() == 0 else torch.cat(parts))
+            if self.bn is not None:
+                self.bn.momentum = first.bn.momentum
+        pools = list(pools or [None] * len(members))
+        self.pooled = sum(p is not None for p in pools)
+        self.pools = nn.ModuleList([p for p in pools if p is not None])
+        self.unpooled = sum(self.splits[:len(self.splits) - self.pooled])
+
+    def forward(self, x):
+        if not self.pooled:
+            return torch.split(super().forward(x), self.splits, 1)
+        if self.pad is not None:
+            x = F.pad(x, self.pad)
+        folded = self.folded_weight is not None and not self.training and not torch.is_grad_enabled()
+        y = F.conv2d(x, self.folded_weight, None, self.conv.stride, self.conv.padding, self.conv.dilation,
+                     self.conv.groups) if folded else self.conv(x)
+        parts = [y[:, :self.unpooled]] if self.unpooled else []
+        start = self.unpooled
+        for pool, width in zip(self.pools, self.splits[len(self.splits) - self.pooled:]):
+            parts.append(pool(y[:, start:start + width]))
+            start += width
+        y = torch.cat(parts, 1)
+        if folded:  # the folded shift comes after the pool: a counted zero pad would scale it
+            y = y + self.folded_bias.reshape(1, -1, 1, 1)
+        elif self.bn is not None:
+            y = self.bn(y)
+        if self.act is not None:
+            y = self.act(y)
+        return torch.split(y, self.splits, 1)
+
+
+def fuse_siblings(net):
+    """Replace each group that a module class lists in its `fusions` ((name, member paths), ...)
+    by one `FusedConvBnAct` registered as `name`. The network's state dict keeps the members'
+    keys, in the unfused order, and loads them (hooks), so checkpoints and references fit."""
+    plain_keys = list(net.state_dict())
+    plan = []  # (fused path, member paths, state leaves)
+    for path, module in list(net.named_modules()):
+        for name, members, pools in getattr(type(module), "fusions", ()):
+            parts = [module.get_submodule(m) for m in members]
+            fused = FusedConvBnAct(parts, [module.get_submodule(p) if p else None for p in pools])
+            for m in (*members, *(p for p in pools if p)):
+                parent, _, leaf = m.rpartition(".")
+                holder = module.get_submodule(parent) if parent else module
+                if isinstance(holder, nn.ModuleList):
+                    holder[int(leaf)] = nn.Identity()  # keeps the indices of the others
+                else:
+                    delattr(holder, leaf)
+            module.add_module(name, fused)
+            prefix = path + "." if path else ""
+            plan.append((prefix + name, tuple(prefix + m for m in members), tuple(fused.state_dict())))
+    net.fusion_plan, net.plain_keys = plan, plain_keys
+    net.register_state_dict_post_hook(_unfused_state)
+    net.register_load_state_dict_pre_hook(_fused_state)
+
+
+def _unfused_state(module, state_dict, prefix, local_metadata):
+    for fused, members, leaves in module.fusion_plan:
+        for leaf in leaves:
+            value = state_dict.pop(f"{prefix}{fused}.{leaf}")
+            splits = module.get_submodule(fused).splits
+            parts = [value] * len(members) if value.dim() == 0 else value.split(splits)
+            for m, part in zip(members, parts):
+                state_dict[f"{prefix}{m}.{leaf}"] = part
+    keys = [prefix + k for k in module.plain_keys]
+    if all(k in state_dict for k in keys):  # the unfused order: references pair layers by it
+        moved = [(k, state_dict.pop(k)) for k in keys]
+        state_dict.update(moved)
+
+
+def _fused_state(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
+    for fused, members, leaves in module.fusion_plan:
+        for leaf in leaves:
+            keys = [f"{prefix}{m}.{leaf}" for m in members]
+            if all(k in state_dict for k in keys):
+                parts = [state_dict.pop(k) for k in keys]
+                state_dict[f"{prefix}{fused}.{leaf}"] = parts[0] if parts[0].dim() == 0 else torch.cat(parts)
 
 
 class PaddedPool(nn.Module):
@@ -221,11 +347,11 @@ class StochasticDepth(nn.Module):
     def forward(self, x):
         if not self.training:
             return x * self.survive
-        groups = 2 if 0 < self.split < x.shape[1] else 1
-        keep = (torch.rand(groups, device=x.device) < self.survive).to(x.dtype)
-        if groups == 1:
+        # decided by the attribute alone, not the input's shape, so torch.fx traces it
+        keep = (torch.rand(2 if self.split else 1, device=x.device) < self.survive).to(x.dtype)
+        if not self.split:
             return x * keep
-        return torch.cat([x[:, :self.split] * keep[0], x[:, self.split:] * keep[1]], 1)
+        return torch.cat([x[:, :self.split] * keep[0], x[:, self.split:] * keep[-1]], 1)
 
 
 class DropPath(nn.Module):
@@ -267,6 +393,20 @@ class LearnedScale(nn.Module):
 
     def forward(self, x):
         return x * self.weight
+
+
+class AdaptiveMaxPool(nn.AdaptiveMaxPool2d):
+    """`nn.AdaptiveMaxPool2d`, which ONNX lacks: exported as the maximum over each of torch's
+    windows (rows ``floor(i * h / oh)`` to ``ceil((i + 1) * h / oh)``, columns alike)."""
+
+    def forward(self, x):
+        if not torch.onnx.is_in_onnx_export():
+            return super().forward(x)
+        size = self.output_size
+        oh, ow = (size, size) if isinstance(size, int) else size
+        h, w = x.shape[-2:]
+        x = torch.cat([x[..., (i * h) // oh:-(-((i + 1) * h) // oh), :].amax(-2, keepdim=True) for i in range(oh)], -2)
+        return torch.cat([x[..., (j * w) // ow:-(-((j + 1) * w) // ow)].amax(-1, keepdim=True) for j in range(ow)], -1)
 
 
 class LinearAct(nn.Linear):
@@ -326,11 +466,31 @@ class IncdslNet(nn.Module):
     """
 
     num_classes = None
+    optimize_level = "none"  # "train": sibling convs fused; "infer": also batch norm folded in eval
     input_shape = None  # (C, H, W) the network was compiled for
     aux_names = ()
     aux_weights = ()
     aux_paths = ()
     classifiers = ()
+
+    def optimize(self):
+        """Apply the rewrites of `optimize_level` (the compiler calls it last in `__init__`)."""
+        if self.optimize_level in ("train", "infer"):
+            fuse_siblings(self)
+        if self.optimize_level == "infer":
+            self.register_load_state_dict_post_hook(lambda module, keys: module.refold())
+
+    def refold(self):
+        """Refresh the folded batch-norm copies (optimize="infer") in eval mode; drop them in training."""
+        if self.optimize_level == "infer":
+            for m in self.modules():
+                if isinstance(m, ConvBnAct):
+                    m.fold(not self.training)
+
+    def train(self, mode=True):
+        super().train(mode)
+        self.refold()
+        return self
 
     def get_classifier(self):
         return self.get_submodule(self.classifiers[0][0]) if self.classifiers else None
