@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import incdsl
 from incdsl import IncdslError
@@ -83,3 +84,29 @@ def test_mutual_recursion_is_found():
     est = estimate_of("block a(n):\n    if n > 0: b(n - 1)\nblock b(n):\n    if n > 0: a(n - 1)\nblock c: conv 1x1 4\n")
     est.min_size("a")
     assert est.recursive == {"a", "b"} and est.endless == frozenset()
+
+
+def recursive_spec(depth: int, calls: int, joined: bool, guard: str, extra: bool) -> str:
+    """A recursive block of varied shape: `calls` self-calls per level, perhaps inside a join,
+    ended by an `if` on its depth; perhaps an `if` with no `else` beside it."""
+    again = " -> ".join(["r(c - 1, w)"] * calls)
+    step = (f"        add:\n            branch: conv 1x1 v\n            branch: {again}\n" if joined
+            else f"        conv 1x1 v -> {again}\n")
+    more = "    if w > 100: conv 1x1 w\n" if extra else ""
+    return (f"block r(c, w):\n    let v = w + 0 * c\n    if {guard}: conv 1x1 w\n    else:\n{step}{more}"
+            f"network t(c = {depth}):\n    input 4x8x8\n    r(c, 4)\n")
+
+
+@given(st.integers(0, 6), st.integers(1, 2), st.booleans(), st.sampled_from(["c <= 0", "c < 1", "not c > 0"]),
+       st.booleans())
+@settings(max_examples=30, deadline=None)
+def test_the_estimate_never_exceeds_what_lowering_makes(depth, calls, joined, guard, extra):
+    text = recursive_spec(depth, calls, joined, guard, extra)
+    net = incdsl.load(text)
+    program = load_program(text, "<spec>")
+    est = SizeEstimate(program.blocks, 100_000)
+    body = program.network.body[1:]
+    estimate = sum(est.network_sizes(body, {"c": depth}))
+    assert 1 <= estimate <= len(net.graph) - 1  # every layer but the input
+    if not extra:  # every condition is known: the bound is exact
+        assert estimate == len(net.graph) - 1

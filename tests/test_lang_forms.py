@@ -297,3 +297,13 @@ def test_else_after_an_if_is_fine_and_a_stray_one_points_at_its_word():
 def test_errors_past_a_statement_header_keep_the_generic_message():
     d = failure("network t:\n    input 3x8x8\n    repeat 2: conv 1x1 4 ->\n").diagnostics[0]
     assert d.message == "unexpected end of line"
+
+
+def test_if_in_a_residual_may_choose_its_shortcut():
+    text = ("block basic(c, stride = 1):\n    residual:\n        conv 3x3 c /stride S -> conv 3x3 c S act = off\n"
+            "        if stride == 2 or c != in.c:\n            shortcut: conv 1x1 c /stride act = off\n"
+            "network t:\n    input 16x16x16\n    basic(16) -> basic(32, 2)\n")
+    net = load(text)
+    assert net.output_shape == (32, 8, 8)
+    assert "basic_1/shortcut/conv_0" in net.layers
+    assert not any(n.startswith("basic/shortcut") for n in net.layers)  # the first keeps the identity

@@ -7,8 +7,6 @@ All of them are decided while lowering, from values known then (parameters, loop
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..diagnostics import Label
 from ..lang import syntax as s
 from ..lang.values import EvalError, t_nonneg, truth
@@ -27,7 +25,7 @@ class ControlFlow:
                            "or compute the value where it is first bound")
         value = self.eval(stmt.value, ctx)
         self.count_values(len(ctx.env) + 1, stmt.span, ctx)
-        return replace(ctx, env={**ctx.env, stmt.name: value})
+        return ctx.but(env={**ctx.env, stmt.name: value})
 
     def _binding_labels(self, name: str, ctx) -> list:
         """Where `name` is declared, when it is a parameter of the definition being lowered."""
@@ -50,6 +48,21 @@ class ControlFlow:
             return truth(value, expr.span, "a condition")
         except EvalError as exc:
             self.fail(exc.message, exc.span, ctx, exc.hint)
+
+    def residual_statements(self, stmts, ctx) -> tuple:
+        """A residual's statements with each `if` that holds a `shortcut:` in a clause replaced by
+        its chosen clause's statements: `if stride == 2: shortcut: ...` chooses the shortcut
+        (its condition is read before the body's `let`s)."""
+        if not any(isinstance(st, s.IfStmt) and _holds_shortcut(st) for st in stmts):
+            return stmts
+        out = []
+        for st in stmts:
+            if isinstance(st, s.IfStmt) and _holds_shortcut(st):
+                clause = self.chosen_clause(st, ctx)
+                out.extend(self.residual_statements(clause.body, ctx) if clause is not None else ())
+            else:
+                out.append(st)
+        return tuple(out)
 
     def lower_if(self, stmt: s.IfStmt, cur: str, ctx) -> str:
         clause = self.chosen_clause(stmt, ctx)
@@ -88,5 +101,10 @@ class ControlFlow:
             inner = ctx
             if st.var:
                 self.count_values(len(ctx.env) + 1, st.count.span, ctx)
-                inner = replace(ctx, env={**ctx.env, st.var: i})
+                inner = ctx.but(env={**ctx.env, st.var: i})
             yield from self.join_branches(st.body, kind, inner)
+
+
+def _holds_shortcut(st: s.IfStmt) -> bool:
+    return any(isinstance(inner, s.ShortcutStmt) or isinstance(inner, s.IfStmt) and _holds_shortcut(inner)
+               for clause in st.body for inner in clause.body)

@@ -186,15 +186,21 @@ class SizeEstimate:
                     bound[p.name] = value
         return bound
 
+    def network_sizes(self, body, env: dict) -> list[int]:
+        """`min_sizes_of` the network's body: recursion found on the way (a block met inside
+        its own estimate) is counted again, its calls with their arguments."""
+        known = self.recursive
+        sizes = self.min_sizes_of(body, env)
+        if self.recursive is not known:
+            sizes = self.min_sizes_of(body, env)
+        return sizes
+
     def oversize(self, body, env: dict):
         """Where `body` (the network's, after its input) passes the limit, if it does:
         (the estimate, the span to point at, notes), or None.
 
         Points at the statement (or chain element) where the running total passes it."""
-        known = self.recursive
-        sizes = self.min_sizes_of(body, env)
-        if self.recursive is not known:  # recursion found on the way: count its calls with their arguments
-            sizes = self.min_sizes_of(body, env)
+        sizes = self.network_sizes(body, env)
         total = 1  # the input
         for st, size in zip(body, sizes):
             if total + size <= self.max_layers:

@@ -17,16 +17,17 @@ class NamedTensors:
         """The node a label (or `in`) names where lowering stands; an error if none is visible."""
         if name == "in":
             return ctx.in_node
-        best = None
-        for entry in self.labels.get(name, ()):
-            if visible(entry[0], ctx.scope, ctx.home) and (best is None or len(entry[0]) >= len(best[0])):
-                best = entry  # the nearest enclosing scope wins, then the latest statement
-        if best is None:
-            self.fail(f"no tensor labelled `{name}` is visible here", span, ctx,
-                      notes=self._hidden_notes(name, ctx),
-                      hint=did_you_mean(name, self.visible_labels(ctx)) or
-                      f"label a layer earlier in this block with `as {name}`, or read the block's input as `in`")
-        return best[1]
+        scope = ctx.scope
+        while True:  # the nearest enclosing scope wins (within it, the latest statement): depth look-ups, not a scan
+            node = self.scoped_labels.get((scope, name))
+            if node is not None:
+                return node
+            if scope == ctx.home or not scope:
+                break
+            scope = scope.rpartition("/")[0]
+        self.fail(f"no tensor labelled `{name}` is visible here", span, ctx, notes=self._hidden_notes(name, ctx),
+                  hint=did_you_mean(name, self.visible_labels(ctx)) or
+                  f"label a layer earlier in this block with `as {name}`, or read the block's input as `in`")
 
     def visible_labels(self, ctx) -> list[str]:
         return ["in"] + sorted(n for n, found in self.labels.items() if any(visible(f[0], ctx.scope, ctx.home) for f in found))
