@@ -508,3 +508,22 @@ def swapout_reference(depth: int, k: int, last: float, classes: int = 10):
 def test_swapout_at_inference_equals_a_hand_written_reference():
     pytest.importorskip("torch")
     same_outputs(load("swapout_v2_32_w4.inc", dict(depth=14, k=1)), swapout_reference(14, 1, 0.5))
+
+
+@pytest.mark.parametrize("spec, params", [("nas_v1.inc", {}), ("fractalnet20.inc", dict(base=8)),
+                                          ("pyramidsepdrop182_a150.inc", dict(depth=20, alpha=12))])
+def test_the_compiled_file_computes_what_to_torch_computes(spec, params, tmp_path):
+    """The standalone source, imported, is the same network: zero-padded concatenations, mean
+    joins and split stochastic depth included (eval mode)."""
+    torch = pytest.importorskip("torch")
+    from incdsl.torch.source import generate_source
+    from test_compile import import_file
+
+    net = load(spec, params)
+    text, cls, _ = generate_source(net)
+    (tmp_path / "model.py").write_text(text, encoding="utf-8")
+    ours = getattr(import_file(tmp_path / "model.py", f"gen_{net.name}"), cls)(seed=3).eval()
+    ref = incdsl.to_torch(net, seed=3).eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=0)
