@@ -527,3 +527,13 @@ def test_the_compiled_file_computes_what_to_torch_computes(spec, params, tmp_pat
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=0)
+
+
+def test_cost_against_the_zoo_table_from_the_command_line(capsys):
+    from incdsl.cli import main
+
+    assert main(["cost", str(CIFAR / "resnet110_sd.inc"), "--against", str(TABLE)]) == 0
+    assert "1 of 1 compared rows reproduced" in capsys.readouterr().out
+    assert main(["cost", str(CIFAR / "pyramidnet110_a270.inc"), "--against", str(TABLE)]) == 0
+    out = capsys.readouterr().out
+    assert "params: the paper prints 28.3M, its layers give 28,485,477 (x1.01)" in out
