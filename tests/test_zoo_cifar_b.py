@@ -37,7 +37,7 @@ SPECS = {
     "wresnet_d.inc": (19_227_436, 2_800_927_360, dict(depth=16), "weighted_stage"),
     "pyramidnet110_a270.inc": (28_485_477, 4_717_983_724, dict(depth=20, alpha=12), "pyramid_stage"),
     "pyramidsepdrop182_a150.inc": (16_626_381, 2_946_036_028, dict(depth=20, alpha=12), "pyramid_stage"),
-    "fractalnet20.inc": (33_724_618, 845_222_912, dict(base=8), "fractal_block"),
+    "fractalnet20.inc": (33_724_618, 845_222_912, dict(base=8), "fractal"),
     "nas_v1.inc": (4_121_626, 2_307_724_176, None, "nas_layer"),
 }
 # specs without a paper's count that could be checked (zoo.csv has no row; the spec says so)

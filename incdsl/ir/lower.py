@@ -90,6 +90,9 @@ class Lowerer(ControlFlow, NamedTensors):
         self.warnings: list[Diagnostic] = []
         self.instances: dict[str, dict] = {}
         self.rewired = False  # a `take` or `branch from` read an earlier tensor: some may be left unused
+        self.joins_made = 0  # joins that accept `flat` made so far: orders them against a branch's start
+        self.mergeable: dict[str, tuple] = {}  # such a join's node -> (its number, kind, inputs, span)
+        self.merged_into: dict[str, tuple] = {}  # a join merged away -> (kind, span of the flat join that took its inputs)
         self.nesting = 0  # bodies being lowered, one inside the other (each takes Python stack)
         self.estimate = SizeEstimate(program.blocks, max_layers)
 
@@ -503,9 +506,10 @@ class Lowerer(ControlFlow, NamedTensors):
         attrs = self.bind_args(stmt.kind, stmt.args, ctx, stmt.span)
         scope = self.composite_scope(stmt, ctx)
         inner = ctx.but(scope=scope)
-        outs, branches, where = [], [], []
+        outs, branches, where, starts = [], [], [], []
         for b, bctx in self.join_branches(stmt.body, stmt.kind, inner):
             before = self.made()
+            starts.append(self.joins_made)
             bscope = self.claim(scope, b.label, b.label_span, ctx) if b.label else self.fresh(scope, "branch", b.span, ctx)
             bctx = bctx.but(scope=bscope)
             outs.append(self.lower_body(b.body, self.branch_input(b, cur, bctx), bctx))
@@ -519,12 +523,64 @@ class Lowerer(ControlFlow, NamedTensors):
                       stmt.span, ctx)
         if attrs.pop("pad", False):
             outs = self.pad_to_largest(branches, outs, where)
+        flat = attrs.pop("flat", None)  # None: the kind has no `flat` option (`ops/elementwise.py`)
+        if flat:
+            outs = self.merge_flat(stmt, attrs, branches, outs, starts, ctx)
         if join.aligned:
             self.check_aligned(stmt, branches, outs, ctx)
         node_attrs = join.join(attrs, len(outs))
         name = self.fresh(scope, stmt.kind, stmt.span, ctx)
         out = self.add_node(name, stmt.kind, node_attrs, outs, stmt.span, ctx)
+        if flat is not None:  # a join that a flat join of its kind may merge later
+            self.joins_made += 1
+            self.mergeable[out] = (self.joins_made, stmt.kind, tuple(outs), stmt.span)
         return self.note_label(stmt.label, stmt.label_span, ctx, out)
+
+    def merge_flat(self, stmt: s.Composite, attrs: dict, branches, outs: list[str], starts: list[int],
+                   ctx: Ctx) -> list[str]:
+        """`mean(flat = yes)`: the inputs of a flat join. A branch whose output is a join of the
+        same kind that its own statements made (after the branch began) gives that join's inputs,
+        in order, and the join is removed; any other branch gives its output."""
+        merged = []
+        for b, out, start in zip(branches, outs, starts):
+            made = self.mergeable.get(out)
+            if made is None or made[0] <= start or made[1] != stmt.kind:
+                merged.append(out)
+                continue
+            self.check_mergeable(stmt, attrs, b, out, made, ctx)
+            del self.mergeable[out]
+            self.sink.remove(out)
+            self.merged_into[out] = (stmt.kind, stmt.span)
+            self.idle += 1  # it was made (and counted against the limit): `made()` never goes back
+            merged.extend(made[2])
+        return merged
+
+    def check_mergeable(self, stmt: s.Composite, attrs: dict, b: s.BranchStmt, out: str, made: tuple, ctx: Ctx):
+        """A join merged into a flat one must be read by nothing else, and have its arguments."""
+        kind, ins, span = stmt.kind, made[2], made[3]
+        readers = self.readers(out)
+        if readers:
+            self.fail(f"this branch ends in a `{kind}` that is also read elsewhere: it cannot be merged into "
+                      f"this flat `{kind}`", b.span, ctx, labels=[Label(span, f"the `{kind}` made here")],
+                      notes=[f"`{out}` is read by {readers}"],
+                      hint=f"read a layer before that `{kind}` instead, or write `{kind}:` without `flat = yes` "
+                           "to keep the joins nested")
+        mine, theirs = OPS[kind].join(attrs, len(ins)), self.sink.node(out)["attrs"]
+        if mine != theirs:
+            differ = ", ".join(f"{k} {show(theirs.get(k))} there, {show(mine.get(k))} here"
+                               for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k))
+            self.fail(f"this branch ends in a `{kind}` with other arguments than this flat `{kind}`: "
+                      f"it cannot be merged ({differ})", b.span, ctx, labels=[Label(span, f"the `{kind}` made here")],
+                      hint=f"give both joins the same arguments (`with {kind}(...)` sets them for a whole block), "
+                           f"or write `{kind}:` without `flat = yes` to keep the joins nested")
+
+    def readers(self, node: str) -> str | None:
+        """What reads `node` besides the join being made: a layer or an auxiliary head, or None."""
+        heads = [h["name"] for h in self.sink.graph.get("aux", ()) if node in (h["tap"], h["output"])]
+        if heads:
+            return f"the auxiliary head `{heads[0]}`"
+        used = getattr(self.sink, "used", None)  # a sink without edges (search's cost) cannot tell
+        return "another layer" if used is not None and used(node) else None
 
     def pad_to_largest(self, branches, outs: list[str], where: list[Ctx]) -> list[str]:
         """`concat(pad = yes)`: each branch smaller than the largest height and width gets a
@@ -655,6 +711,11 @@ class Lowerer(ControlFlow, NamedTensors):
             else:
                 self.fail(f"no statement labelled `{stmt.tap}` comes before this head", stmt.tap_span, ctx,
                           hint=did_you_mean(stmt.tap, self.labels) or "label the tapped statement with `as NAME`")
+        if tap in self.merged_into:
+            kind, span = self.merged_into[tap]
+            self.fail(f"`{stmt.tap}` labels a `{kind}` whose inputs were merged into a flat `{kind}`: "
+                      "no tensor is left to tap", stmt.tap_span, ctx, labels=[Label(span, "merged here")],
+                      hint="tap a layer before it, or drop `flat = yes` from the join that merged it")
         scope = self.claim(ctx.scope, stmt.name, stmt.span, ctx)
         out = self.lower_body(stmt.body, tap, ctx.but(scope=scope, aux=stmt.name))
         self.sink.graph["aux"].append({"name": stmt.name, "weight": attrs["weight"], "tap": tap, "output": out})

@@ -21,7 +21,8 @@ class GraphSink:
 
     A sink has `add(name, data, ins, cost=None)` (a node, its attributes from `node_data`, the
     nodes it reads in order; `cost`, where known, is for sinks that count), `node(name)` (the
-    attributes), `len()` (nodes so far), `graph` (graph-level attributes) and `result()` (what
+    attributes), `remove(name)` (a node that nothing reads, and that costs nothing: a join
+    merged into a flat one), `len()` (nodes so far), `graph` (graph-level attributes) and `result()` (what
     `lower_network` returns); a sink that keeps edges also has `names()` and `used(name)`.
     `search/fastcost.py` has one that only adds up the cost.
     """
@@ -45,6 +46,10 @@ class GraphSink:
     def used(self, name: str) -> bool:
         """Whether a node is read by another."""
         return self.g.out_degree(name) > 0
+
+    def remove(self, name: str) -> None:
+        """Forget a node that nothing reads (a join merged into a flat one, `lower.merge_flat`)."""
+        self.g.remove_node(name)
 
     def __len__(self) -> int:
         return len(self.g)

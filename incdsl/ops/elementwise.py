@@ -5,6 +5,12 @@
         branch: ...              # while training each is dropped with probability 0.15 (for the
         branch: ...              # whole mini-batch, at least one kept: "local" drop-path) and
                                  # the mean is over the kept ones; at inference the plain mean
+    mean(flat = yes):            # one mean of three inputs, (a + b + c) / 3: the second branch
+        branch: conv 3x3 4 S     # ends in a mean of its own, whose inputs take its place here
+        branch:                  # (nested, `mean:` would give (a + (b + c) / 2) / 2)
+            mean:
+                branch: conv 1x1 4
+                branch: conv 3x3 4 S
     multiply:                    # element-wise product; a Cx1x1 branch is broadcast over HxW
         branch: identity
         branch: gap -> conv 1x1 4 -> conv 1x1 16 act = sigmoid
@@ -13,6 +19,18 @@
         branch: conv 3x3 16 S                   # H
         branch: identity                        # X, carried where T is 0
 
+`flat = yes` (mean and max; as Mathematica's `Flat` attribute of associative functions): where
+a branch's output is a join of the same kind that the branch's own statements made (its last
+statement, or the last statement of the block it calls last; with or without `flat`), lowering
+keeps no node for that join: its inputs, in order, take its place among this join's inputs.
+Merging repeats up a recursion, so FractalNet's rule f_{C+1}(z) = join(f_C(f_C(z)), conv(z))
+written once gives one join of every column that ends at a level: each weighted alike, each
+dropped on its own by local drop-path (at least one of all kept). A merged join must have this
+join's arguments (`drop_path`) and be read by nothing else (an auxiliary head): otherwise an
+error at the branch. A branch that ends in anything else, or in a join made before the branch
+began (`branch from m: take m`), is one input as usual. Parameters, MACs and shapes are those of
+the plain join. `ir/lower.py` does it (`merge_flat`); no node keeps the option.
+
 Attributes: mean drop_path (the drop probability, 0 for none); the others none.
 Parameters: none. MACs: none: element-wise sums, products, maxima and means are free by the
 convention of `passes/cost.py` (as residual sums are; torch's flop counter agrees), and
@@ -20,7 +38,7 @@ drop-path changes no count.
 """
 from __future__ import annotations
 
-from ..lang.values import t_prob
+from ..lang.values import t_bool, t_prob
 from .base import NO_ARGS, Op, Signature, p_num
 from .marks import num
 from .window import ShapeError, fmt
@@ -70,17 +88,23 @@ def mean_torch(a, ins, out, lit) -> str:
 
 
 TWO = ("    branch: conv 3x3 4 S", "    branch: conv 1x1 4")  # two branches for the examples
+# a flat mean whose second branch ends in a mean of two: one node, the mean of three
+FLAT_EXAMPLE = ("mean(flat = yes, drop_path = 0.1):", "    branch: conv 3x3 4 S", "    branch:", "        conv 1x1 4",
+                "        mean(drop_path = 0.1):", "            branch: conv 3x3 4 S", "            branch: identity")
 
 
 OPS = (
-    Op("mean", "concat", Signature({"drop_path": t_prob}, {"drop_path": 0.0}, (("drop_path", p_num),), False,
-                                   "a drop-path probability"),
+    # `flat = yes` is lowering's (`ir/lower.py`, `merge_flat`): the nodes keep only `attributes`
+    Op("mean", "concat", Signature({"drop_path": t_prob, "flat": t_bool}, {"drop_path": 0.0, "flat": False},
+                                   (("drop_path", p_num),), False, "a drop-path probability"),
        same_shapes("mean"), mean_label, mean_torch, arity=None, receptive=joined_field,
-       join=lambda attrs, n: {"drop_path": attrs["drop_path"]}, min_branches=2,
-       example=("mean:", *TWO, "mean(drop_path = 0.15):", *TWO)),
-    Op("max", "concat", NO_ARGS, same_shapes("max"), lambda a: "Max", lambda a, ins, out, lit: "Max()",
-       arity=None, receptive=joined_field, join=lambda attrs, n: {}, min_branches=2,
-       example=("max:", *TWO)),
+       join=lambda attrs, n: {"drop_path": attrs["drop_path"]}, min_branches=2, attributes=("drop_path",),
+       example=("mean:", *TWO, "mean(drop_path = 0.15):", *TWO, *FLAT_EXAMPLE)),
+    Op("max", "concat", Signature({"flat": t_bool}, {"flat": False}),
+       same_shapes("max"), lambda a: "Max", lambda a, ins, out, lit: "Max()",
+       arity=None, receptive=joined_field, join=lambda attrs, n: {}, min_branches=2, attributes=(),
+       example=("max:", *TWO, "max(flat = yes):", "    branch: conv 3x3 4 S", "    branch:",
+                "        max:", "            branch: conv 1x1 4", "            branch: conv 3x3 4 S")),
     Op("multiply", "concat", NO_ARGS, broadcast_shape, lambda a: "Multiply", lambda a, ins, out, lit: "Multiply()",
        arity=None, receptive=joined_field, join=lambda attrs, n: {}, min_branches=2,
        example=("multiply:", *TWO, "multiply:", "    branch: identity",

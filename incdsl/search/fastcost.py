@@ -153,6 +153,10 @@ class CostSink:
     def node(self, name: str) -> dict:
         return self.nodes[name]
 
+    def remove(self, name: str) -> None:
+        """A join merged into a flat one: joins that merge cost nothing, so no count changes."""
+        del self.nodes[name]
+
     def __len__(self) -> int:
         return len(self.nodes)
 
