@@ -28,7 +28,7 @@ written once gives one join of every column that ends at a level: each weighted 
 dropped on its own by local drop-path (at least one of all kept). A merged join must have this
 join's arguments (`drop_path`) and be read by nothing else (an auxiliary head): otherwise an
 error at the branch. A branch that ends in anything else, or in a join made before the branch
-began (`branch from m: take m`), is one input as usual. Parameters, MACs and shapes are those of
+began (`branch: take m`), is one input as usual. Parameters, MACs and shapes are those of
 the plain join. `ir/lower.py` does it (`merge_flat`); no node keeps the option.
 
 Attributes: mean drop_path (the drop probability, 0 for none); the others none.
