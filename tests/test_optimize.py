@@ -370,3 +370,16 @@ def test_training_is_channels_last_on_cuda_by_default():
     assert not resolved_channels_last(TrainConfig(data="synthetic", out="x", deterministic=True), "cuda")
     assert resolved_channels_last(TrainConfig(data="synthetic", out="x", channels_last=True), "cpu")
     assert not resolved_channels_last(TrainConfig(data="synthetic", out="x", channels_last=False), "cuda")
+
+
+def test_a_deep_copy_keeps_the_spec_state_dict(fusion_net):
+    """Weight averaging copies the model: the copy's state dict is still the spec's, and loads."""
+    import copy
+    fast = incdsl.to_torch(fusion_net, seed=0, optimize="infer")
+    twin = copy.deepcopy(fast)
+    assert list(twin.state_dict()) == list(incdsl.to_torch(fusion_net, seed=0).state_dict())
+    randomise_batch_norm(fast, seed=4)
+    twin.load_state_dict(fast.state_dict())
+    x = torch.randn(2, *fusion_net.input_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(twin.eval()(x), fast.eval()(x), rtol=0, atol=0)
