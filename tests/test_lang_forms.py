@@ -3,23 +3,13 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import incdsl
-from incdsl import IncdslError
 from incdsl.ir.graph import lint
 from incdsl.lang.parse import parse
 from incdsl.lang.values import evaluate
 
-
-def load(text: str, **kwargs):
-    net = incdsl.load(text, **kwargs)
-    lint(net.graph)
-    return net
+from speclib import failure, load
 
 
-def failure(text: str) -> IncdslError:
-    with pytest.raises(IncdslError) as info:
-        incdsl.load(text)
-    return info.value
 
 
 def value(expr: str, **env):

@@ -3,20 +3,11 @@ spatial zero-padding (`zeropad`) and `concat(pad = yes):`."""
 import pytest
 
 import incdsl
-from incdsl import IncdslError
-from incdsl.ir.graph import inputs, lint
+from incdsl.ir.graph import inputs
+
+from speclib import failure, load
 
 
-def load(text: str, **kwargs):
-    net = incdsl.load(text, **kwargs)
-    lint(net.graph)
-    return net
-
-
-def failure(text: str) -> IncdslError:
-    with pytest.raises(IncdslError) as info:
-        incdsl.load(text)
-    return info.value
 
 
 def shape(net, name):

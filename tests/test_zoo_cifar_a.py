@@ -21,6 +21,8 @@ from incdsl.render.graphviz import build_dot
 from incdsl.render.style import DrawOptions
 from incdsl.report.against import compare, read_table
 
+from speclib import assert_two_steps_learn
+
 ROOT = Path(__file__).resolve().parent.parent
 CIFAR = ROOT / "specs" / "zoo" / "cifar"
 TABLE = ROOT / "specs" / "tables" / "zoo.csv"
@@ -194,17 +196,7 @@ def test_trains_a_few_steps(spec):
     model = incdsl.to_torch(net, seed=0).train()
     gen = torch.Generator().manual_seed(3)
     x, y = torch.randn(4, 3, 32, 32, generator=gen), torch.randint(0, 10, (4,), generator=gen)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    losses = []
-    for _ in range(2):
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        assert torch.isfinite(loss)
-        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
-        opt.step()
-        losses.append(loss.item())
-    assert losses[0] != losses[1]
+    assert_two_steps_learn(model, x, y)
 
 
 # --- ResNet with option-A shortcuts against a reference written by hand -------------------

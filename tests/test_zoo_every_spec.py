@@ -23,6 +23,8 @@ from incdsl.render.collect import block_names
 from incdsl.render.graphviz import build_dot
 from incdsl.render.style import DrawOptions
 
+from speclib import assert_two_steps_learn
+
 ZOO = Path(__file__).resolve().parent.parent / "specs" / "zoo"
 
 VGG = {"vgg11": {}, "vgg13": dict(n1=2, n2=2), "vgg16": dict(n1=2, n2=2, n3=3, n4=3, n5=3),
@@ -138,14 +140,4 @@ def test_trains_a_few_steps(name):
     model = incdsl.to_torch(load(name, input=(3, size, size)), seed=0).train()
     gen = torch.Generator().manual_seed(3)
     x, y = torch.randn(2, 3, size, size, generator=gen), torch.randint(0, 1000, (2,), generator=gen)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    losses = []
-    for _ in range(2):
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        assert torch.isfinite(loss)
-        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
-        opt.step()
-        losses.append(loss.item())
-    assert losses[0] != losses[1]
+    assert_two_steps_learn(model, x, y)
