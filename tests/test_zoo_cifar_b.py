@@ -293,7 +293,9 @@ def fractalnet_reference(channels=(64, 128, 256, 512, 512), columns: int = 3, cl
     """FractalNet for CIFAR (Larsson et al. 2016, section 2 and 4.1) in eval mode, built level by
     level as the expansion rule unrolls: column j (0 = deepest) has a conv at every level that is
     a multiple of 2^j; the convs ending at one level are joined by their mean, and every column
-    that took part continues from that mean. Conv -> BN -> ReLU; a 2x2 max pool after each block."""
+    that took part continues from that mean. Conv -> BN -> ReLU; a 2x2 max pool after each block.
+    Setting `column = j` on the returned model runs column j alone in every block (global
+    drop-path's subnetwork: its convs, in order, and no join)."""
     import torch
     import torch.nn as nn
 
@@ -309,6 +311,11 @@ def fractalnet_reference(channels=(64, 128, 256, 512, 512), columns: int = 3, cl
                 self.levels.append(nn.ModuleList(conv(cin if level == 2 ** j else cout, cout) for j in ends))
 
         def forward(self, x):
+            if network.column is not None:
+                for level in self.levels:
+                    if len(level) > network.column:
+                        x = level[network.column](x)
+                return x
             inputs = [x] * columns
             for level in self.levels:
                 joined = torch.stack([c(inputs[j]) for j, c in enumerate(level)]).mean(0)
@@ -319,7 +326,9 @@ def fractalnet_reference(channels=(64, 128, 256, 512, 512), columns: int = 3, cl
     for cout in channels:
         layers += [Block(cin, cout), nn.MaxPool2d(2)]
         cin = cout
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(cin, classes))
+    network = nn.Sequential(*layers, nn.Flatten(), nn.Linear(cin, classes))
+    network.column = None
+    return network
 
 
 # --- the training-time behaviour each spec asks for, read off the IR ---------------------

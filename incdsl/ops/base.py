@@ -108,6 +108,9 @@ class Op:
     pointwise_linear  attrs -> whether the node starts with a bias-free 1x1 linear map over
                channels (a 1x1 convolution before its norm and activation): it commutes with
                a `channel_linear` node before it, so it can fuse with that node's siblings
+    network_draw  attrs -> whether the node's module reads the network's one random draw per
+               forward pass (`Mean` with global drop-path: the network then shares a
+               `ColumnDraw` and draws before its trunk runs)
     """
     name: str
     family: str
@@ -138,6 +141,7 @@ class Op:
     fuse_key: Callable | None = None
     channel_linear: Callable | None = None
     pointwise_linear: Callable | None = None
+    network_draw: Callable | None = None
 
     @property
     def attribute_names(self) -> tuple:

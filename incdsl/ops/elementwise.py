@@ -5,6 +5,10 @@
         branch: ...              # while training each is dropped with probability 0.15 (for the
         branch: ...              # whole mini-batch, at least one kept: "local" drop-path) and
                                  # the mean is over the kept ones; at inference the plain mean
+    mean(drop_path = 0.15, global_path = 0.5):
+        branch: ...              # and FractalNet's "global" drop-path: for half the mini-batches
+        branch: ...              # (one draw per forward pass) one column, the same input
+                                 # position in every such join of the network, is kept alone
     mean(flat = yes):            # one mean of three inputs, (a + b + c) / 3: the second branch
         branch: conv 3x3 4 S     # ends in a mean of its own, whose inputs take its place here
         branch:                  # (nested, `mean:` would give (a + (b + c) / 2) / 2)
@@ -19,6 +23,18 @@
         branch: conv 3x3 16 S                   # H
         branch: identity                        # X, carried where T is 0
 
+`global_path = G` (mean only; FractalNet's global sampling, Larsson et al. 2016, section 3.1: "a
+single path is selected for the entire network ... restricted to be a single column"): while
+training, once per forward pass of the network, a column j is drawn uniformly from 0..K-1 (K the
+most inputs of any such join) and a number u from [0, 1); every join with u < G keeps only its
+input j, the same j in all joins (one mini-batch, one column: as the Keras port of the paper,
+snf/keras-fractalnet, and the per-batch variant of khanrc/pt.fractalnet). A join with fewer than
+j + 1 inputs lies off that column's path; it does local drop-path as usual (nothing on the path
+reads it). Columns are input positions, so the deepest column must come first in every join:
+FractalNet's rule written as below (`fractal(c - 1) -> fractal(c - 1)` before `conv`) with
+`flat = yes` makes input j of every join the (j+1)-th deepest column, at every level. At
+inference the join is the plain mean.
+
 `flat = yes` (mean and max; as Mathematica's `Flat` attribute of associative functions): where
 a branch's output is a join of the same kind that the branch's own statements made (its last
 statement, or the last statement of the block it calls last; with or without `flat`), lowering
@@ -31,14 +47,15 @@ error at the branch. A branch that ends in anything else, or in a join made befo
 began (`branch: take m`), is one input as usual. Parameters, MACs and shapes are those of
 the plain join. `ir/lower.py` does it (`merge_flat`); no node keeps the option.
 
-Attributes: mean drop_path (the drop probability, 0 for none); the others none.
+Attributes: mean drop_path (the drop probability, 0 for none) and global_path (the share of
+mini-batches that keep one column, 0 for none); the others none.
 Parameters: none. MACs: none: element-wise sums, products, maxima and means are free by the
 convention of `passes/cost.py` (as residual sums are; torch's flop counter agrees), and
 drop-path changes no count.
 """
 from __future__ import annotations
 
-from ..lang.values import t_bool, t_prob
+from ..lang.values import show, t_bool, t_prob
 from .base import NO_ARGS, Op, Signature, p_num
 from .marks import num
 from .window import ShapeError, fmt
@@ -79,11 +96,23 @@ def joined_field(attrs, fields, ins, out) -> tuple:
     return tuple(max(f[i] for f in fields) for i in range(4))
 
 
+def t_share(v):
+    """A probability in [0, 1]: 1 makes every mini-batch train one column."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1:
+        return float(v)
+    raise TypeError(f"expected a probability in [0, 1], found `{show(v)}`")
+
+
 def mean_label(a) -> str:
-    return f"Mean (drop-path {num(a['drop_path'])})" if a["drop_path"] else "Mean"
+    marks = ([f"drop-path {num(a['drop_path'])}"] if a["drop_path"] else []) + \
+            ([f"global {num(a['global_path'])}"] if a["global_path"] else [])
+    return f"Mean ({', '.join(marks)})" if marks else "Mean"
 
 
 def mean_torch(a, ins, out, lit) -> str:
+    if a["global_path"]:
+        # `inputs`: the network draws its column among as many as its widest such join has
+        return f"Mean({lit(a['drop_path'])}, global_path={lit(a['global_path'])}, inputs={len(ins)})"
     return f"Mean({lit(a['drop_path'])})" if a["drop_path"] else "Mean()"
 
 
@@ -95,11 +124,14 @@ FLAT_EXAMPLE = ("mean(flat = yes, drop_path = 0.1):", "    branch: conv 3x3 4 S"
 
 OPS = (
     # `flat = yes` is lowering's (`ir/lower.py`, `merge_flat`): the nodes keep only `attributes`
-    Op("mean", "concat", Signature({"drop_path": t_prob, "flat": t_bool}, {"drop_path": 0.0, "flat": False},
+    Op("mean", "concat", Signature({"drop_path": t_prob, "global_path": t_share, "flat": t_bool},
+                                   {"drop_path": 0.0, "global_path": 0.0, "flat": False},
                                    (("drop_path", p_num),), False, "a drop-path probability"),
        same_shapes("mean"), mean_label, mean_torch, arity=None, receptive=joined_field,
-       join=lambda attrs, n: {"drop_path": attrs["drop_path"]}, min_branches=2, attributes=("drop_path",),
-       example=("mean:", *TWO, "mean(drop_path = 0.15):", *TWO, *FLAT_EXAMPLE)),
+       join=lambda attrs, n: {"drop_path": attrs["drop_path"], "global_path": attrs["global_path"]},
+       min_branches=2, attributes=("drop_path", "global_path"), network_draw=lambda a: a["global_path"] > 0,
+       example=("mean:", *TWO, "mean(drop_path = 0.15):", *TWO, *FLAT_EXAMPLE,
+                "mean(drop_path = 0.15, global_path = 0.5):", *TWO)),
     Op("max", "concat", Signature({"flat": t_bool}, {"flat": False}),
        same_shapes("max"), lambda a: "Max", lambda a, ins, out, lit: "Max()",
        arity=None, receptive=joined_field, join=lambda attrs, n: {}, min_branches=2, attributes=(),

@@ -272,29 +272,54 @@ class PadChannels(nn.Module):
         return F.pad(x, (0, 0) * (x.dim() - 2) + (self.before, self.after))  # channels are dim 1
 
 
+class ColumnDraw:
+    """One draw per forward pass, shared by every `Mean` with `global_path` in a network.
+
+    `chance` is uniform in [0, 1) and `column` uniform in 0..columns-1, both 0-d tensors on the
+    input's device (no host sync); None until the network's first training forward pass.
+    """
+
+    def __init__(self, columns):
+        self.columns = int(columns)
+        self.chance = self.column = None
+
+    def draw(self, device):
+        self.chance = torch.rand((), device=device)
+        self.column = torch.randint(self.columns, (), device=device)
+
+
 class Mean(nn.Module):
     """The element-wise mean of the inputs (FractalNet's join).
 
     With `drop_path` > 0, in training each input is dropped with that probability, for the
     whole mini-batch, keeping at least one (FractalNet's local drop-path), and the mean is
-    over the kept inputs; in eval mode it is the plain mean.
+    over the kept inputs. With `global_path` > 0, when the network's draw for this forward
+    pass has chance < global_path and its column is one of this join's input positions, only
+    that input is kept (global drop-path: one column in every join). In eval mode it is the
+    plain mean.
     """
 
-    def __init__(self, drop_path=0.0):
+    def __init__(self, drop_path=0.0, global_path=0.0, inputs=0):
         super().__init__()
-        self.drop_path = float(drop_path)
+        self.drop_path, self.global_path, self.inputs = float(drop_path), float(global_path), int(inputs)
+        self.column_draw = None  # the network's ColumnDraw (IncdslNet.share_column_draw)
 
     def forward(self, *xs):
-        if not self.training or self.drop_path == 0.0:
+        draw = self.column_draw if self.global_path > 0.0 else None
+        if not self.training or (self.drop_path == 0.0 and (draw is None or draw.column is None)):
             y = xs[0]
             for x in xs[1:]:
                 y = y + x
             return y / len(xs)
         n, device = len(xs), xs[0].device
+        positions = torch.arange(n, device=device)
         keep = torch.rand(n, device=device) >= self.drop_path
         # none kept: keep one, chosen uniformly (tensor ops only: no host sync, traceable)
-        forced = torch.arange(n, device=device) == torch.randint(n, (), device=device)
+        forced = positions == torch.randint(n, (), device=device)
         keep = keep | (forced & ~keep.any())
+        if draw is not None and draw.column is not None:
+            column = positions == draw.column  # all false off the column's path
+            keep = torch.where((draw.chance < self.global_path) & column.any(), column, keep)
         w = keep.to(xs[0].dtype) / keep.sum()
         y = xs[0] * w[0]
         for i in range(1, n):
@@ -471,6 +496,7 @@ class IncdslNet(nn.Module):
     aux_weights = ()
     aux_paths = ()
     classifiers = ()
+    column_draw = None  # the shared draw of global drop-path (`share_column_draw`)
 
     def optimize(self):
         """Apply the rewrites of `optimize_level` (the compiler calls it last in `__init__`)."""
@@ -490,6 +516,19 @@ class IncdslNet(nn.Module):
         super().train(mode)
         self.refold()
         return self
+
+    def share_column_draw(self):
+        """Give every `Mean` with `global_path` one `ColumnDraw` (the compiler calls it in `__init__`)."""
+        joins = [m for m in self.modules() if isinstance(m, Mean) and m.global_path > 0.0]
+        draw = ColumnDraw(max(m.inputs for m in joins)) if joins else None
+        for m in joins:
+            m.column_draw = draw
+        self.column_draw = draw
+
+    def draw_columns(self, x):
+        """The draw of this forward pass for global drop-path (training only; run before the trunk)."""
+        if self.training and self.column_draw is not None:
+            self.column_draw.draw(x.device)
 
     def get_classifier(self):
         return self.get_submodule(self.classifiers[0][0]) if self.classifiers else None

@@ -29,7 +29,7 @@ import re
 import unicodedata
 
 from ..version import __version__
-from ..ir.graph import format_shape, inputs
+from ..ir.graph import format_shape, inputs, kind
 from ..ir.names import BUILTINS, PYTHON_KEYWORDS, Namespace, literal
 from ..ops.activation import fused_act
 from .codegen import Printer, build_lines, emit_method, prelude
@@ -287,6 +287,8 @@ def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: 
             with pr.indent():
                 pr("self.reset_classifier(num_classes)")
             pr("init_weights(self, seed)")
+            if _global_paths(graph):
+                pr("self.share_column_draw()")
             if optimize != "none":
                 pr("self.optimize()")
         _network_methods(pr, graph, owners, paths, chain, main, fused)
@@ -308,6 +310,8 @@ def _network_methods(pr: Printer, graph, owners: dict, paths: dict, chain: list,
     made = {v for _, _, outs in aux_items for v in outs}
     taps = list(dict.fromkeys(v for _, ins, _ in aux_items for v in ins if v not in made))
     x = graph.graph["input"]
+    # global drop-path: one draw per forward pass, before any join reads it
+    draw = {0: lambda var: pr(f"self.draw_columns({var(x)})")} if _global_paths(graph) and trunk else None
     pr()
     if aux:
         pr("def forward_features(self, x):")
@@ -315,9 +319,9 @@ def _network_methods(pr: Printer, graph, owners: dict, paths: dict, chain: list,
             pr("return self.forward_trunk(x)[0]")
         pr()
         emit_method(pr, "def forward_trunk(self, {}):", [x], trunk, [feature] + taps,
-                    lambda v: f"{v[0]}, [{', '.join(v[1:])}]")
+                    lambda v: f"{v[0]}, [{', '.join(v[1:])}]", before=draw)
     else:
-        emit_method(pr, "def forward_features(self, {}):", [x], trunk, [feature])
+        emit_method(pr, "def forward_features(self, {}):", [x], trunk, [feature], before=draw)
     pr()
     before = {}
     for i, (_, ins, outs) in enumerate(head):
@@ -345,6 +349,12 @@ def _network_methods(pr: Printer, graph, owners: dict, paths: dict, chain: list,
             pr("return logits")
         else:
             pr("return self.forward_head(self.forward_features(x))")
+
+
+def _global_paths(graph) -> bool:
+    """Whether a join of the network has global drop-path (then the network shares one draw)."""
+    return any(kind(graph, n).network_draw is not None and kind(graph, n).network_draw(graph.nodes[n]["attrs"])
+               for n in graph.nodes)
 
 
 def _aux_paths(graph, module_paths: dict) -> list[str]:
