@@ -227,3 +227,19 @@ def test_global_drop_path_traces_whole_under_torch_compile():
             assert len(match) == 1 and match[0] is not None
             seen.add(match[0])
     assert len(seen) > 1  # the draw is redone on every call, not frozen into the graph
+
+
+@pytest.mark.parametrize("level", ["train", "infer"])
+def test_fused_levels_draw_the_same_columns_as_level_none(level):
+    """The optimised models draw as level `none` does: seed for seed, training outputs equal."""
+    torch = pytest.importorskip("torch")
+    net = load(SPEC, params=dict(drop_path=0.15, global_path=0.5))
+    plain = incdsl.to_torch(net, seed=1).train()
+    fast = incdsl.to_torch(net, seed=1, optimize=level).train()
+    x = torch.randn(4, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for seed in range(8):
+            torch.manual_seed(seed)
+            want = plain(x)
+            torch.manual_seed(seed)
+            torch.testing.assert_close(fast(x), want, rtol=1e-5, atol=1e-6)
