@@ -27,12 +27,15 @@ from dataclasses import dataclass, field
 import torch
 
 
+INPUT = "<input>"  # the network's input in layouts (no module path has a `<`)
+
+
 @dataclass(frozen=True)
 class Flow:
     """order: the layers (module paths) in the order they first ran; reads: for each, the
     layers its input was computed from, without another weight layer between (empty for
     layers that read the network's input); layouts: for each, its input's channels (a tuple
-    of frozensets of atoms `(layer, channel)`, `("", channel)` for the network's input, with
+    of frozensets of atoms `(layer, channel)`, `(INPUT, channel)` for the network's input, with
     the position within the channel appended after a flatten), or None where an operation on
     the way is not understood; signatures: for each, the operations between it and the layers
     it reads (a string)."""
@@ -159,7 +162,7 @@ def layer_outputs(module, paths, input_shape) -> dict:
     def keep(path):
         def hook(_, args, out):
             if isinstance(out, torch.Tensor) and path not in found:
-                found[path] = out.detach().clone()
+                found[path] = out.detach().to("cpu", torch.float32, copy=True)  # before an in-place op changes it
         return hook
     handles = [m.register_forward_hook(keep(path)) for path, m in layers.items()]
     modes = {m: m.training for m in module.modules()}
@@ -232,7 +235,7 @@ class _Walk:
         if path is not None or node is self.input_node:
             if shape is None or len(shape) < 2:
                 return None
-            return tuple(frozenset({(path or "", i)}) for i in range(shape[1]))
+            return tuple(frozenset({(INPUT if path is None else path, i)}) for i in range(shape[1]))
         op = _op(node)
         children = [c for c in self._children(node) if _op(c) != "AccumulateGrad"]  # parameters: no channels
         inner = [self.layout(c) for c in children]

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .dataflow import INPUT
+
 _BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
@@ -333,7 +335,7 @@ def _map_layout(layout: tuple, atoms: dict):
     for entry in layout:
         mapped = set()
         for atom in entry:
-            if atom[0] == "":
+            if atom[0] == INPUT:
                 mapped.add(atom)
             elif atom[:2] in atoms:
                 mapped.add(atoms[atom[:2]] + atom[2:])
@@ -362,18 +364,17 @@ def _permute(b: Unit, perm: list, width: int):
 def _channel_orders(pairs: list, our_flow, their_flow):
     """(checked, None): the pairs with the reference's tensors permuted where its layers read
     their input channels in another order than ours (branches concatenated in another order),
-    each with its output permutation (None: the same order); or (None, why) when some layer's
-    input channels are not those of ours in any order, or are but in an order it cannot take.
-    Layers whose layouts are unknown (an operation `dataflow` does not follow) keep their order."""
+    each with its output permutation (None: the same order); or (None, why) when a layer would
+    need a permutation it cannot take (a grouped convolution). A layer whose layouts are
+    unknown (an operation `dataflow` does not follow), or hold other channels than ours, keeps
+    its order, as before layouts existed."""
     atoms, out = {}, []  # the reference's (layer, channel) -> ours
     for a, b in pairs:
         ours_l, theirs_l = our_flow.layouts.get(a.prefix), their_flow.layouts.get(b.prefix)
         mapped = _map_layout(theirs_l, atoms) if ours_l is not None and theirs_l is not None else None
+        where = {entry: k for k, entry in enumerate(mapped or ())}
         out_perm = None
-        if mapped is not None and mapped != ours_l:
-            where = {entry: k for k, entry in enumerate(mapped)}
-            if len(where) != len(mapped) or set(where) != set(ours_l):
-                return None, f"the reference's `{b.prefix}` reads other channels than ours `{a.prefix}`"
+        if mapped is not None and mapped != ours_l and len(where) == len(mapped) and set(where) == set(ours_l):
             permuted = _permute(b, [where[entry] for entry in ours_l], len(ours_l))
             if permuted is None:
                 return None, (f"the reference's `{b.prefix}` reads its input channels in another order than ours "
