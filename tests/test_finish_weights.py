@@ -184,3 +184,14 @@ def test_a_grouped_conv_after_a_concatenation_in_another_order_is_refused():
     model, ref = ours(TWINS.replace("GROUPS", "2")), reference(Twins(2))
     with pytest.raises(WeightsError, match="a grouped convolution cannot be reordered"):
         load_weights(model, ref)
+
+
+def test_strict_false_reorders_what_it_can_and_keeps_a_grouped_conv():
+    """strict=False pairs in running order without searching, but reorders input channels too."""
+    model = ours(TWINS.replace("GROUPS", "2"))
+    ref = reference(Twins(2))
+    report = load_weights(model, ref, strict=False)
+    assert report.skipped == ["conv_0.conv"] and "conv_0.conv.weight" not in report
+    model = ours(SPEC)
+    ref = reference(Permuted(cat=("pool", "stack", "b1x1", "b3x3")))
+    assert len(load_weights(model, ref, strict=False)) == len(ref.state_dict()) and same_outputs(model, ref)

@@ -361,13 +361,14 @@ def _permute(b: Unit, perm: list, width: int):
     return None
 
 
-def _channel_orders(pairs: list, our_flow, their_flow):
+def _channel_orders(pairs: list, our_flow, their_flow, kept: list | None = None):
     """(checked, None): the pairs with the reference's tensors permuted where its layers read
     their input channels in another order than ours (branches concatenated in another order),
     each with its output permutation (None: the same order); or (None, why) when a layer would
     need a permutation it cannot take (a grouped convolution). A layer whose layouts are
     unknown (an operation `dataflow` does not follow), or hold other channels than ours, keeps
-    its order, as before layouts existed."""
+    its order, as before layouts existed. Given a list `kept`, a pair that cannot be reordered
+    is left out and its prefix (ours) added to `kept` instead (`strict=False`)."""
     atoms, out = {}, []  # the reference's (layer, channel) -> ours
     for a, b in pairs:
         ours_l, theirs_l = our_flow.layouts.get(a.prefix), their_flow.layouts.get(b.prefix)
@@ -376,6 +377,9 @@ def _channel_orders(pairs: list, our_flow, their_flow):
         out_perm = None
         if mapped is not None and mapped != ours_l and len(where) == len(mapped) and set(where) == set(ours_l):
             permuted = _permute(b, [where[entry] for entry in ours_l], len(ours_l))
+            if permuted is None and kept is not None:
+                kept.append(a.prefix)
+                continue
             if permuted is None:
                 return None, (f"the reference's `{b.prefix}` reads its input channels in another order than ours "
                               f"`{a.prefix}`, and a grouped convolution cannot be reordered")
@@ -562,6 +566,8 @@ def load_weights(module, state_dict, *, aux: str = "strict", skip_classifier: bo
         else:
             pairs, left = _pair_by_flow(our_trunk, ref_trunk, our_flow, their_flow, "trunk", skip, classifiers,
                                         strict)
+            checked, _ = _channel_orders(pairs, our_flow, their_flow, kept=left)
+            pairs = [pair for pair, _ in checked]
     for i, (a, b) in enumerate(zip(our_aux, ref_aux)):
         head_pairs, head_left = _pair(a, b, f"aux head {i + 1}", skip, classifiers, strict)
         pairs, left = pairs + head_pairs, left + head_left
