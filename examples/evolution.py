@@ -79,8 +79,8 @@ def short(option: str, width: int = 12) -> str:
 
 def ranked_table(space, results: dict, records: dict) -> str:
     """Every candidate, lowest validation loss first: rank, loss, top-1, parameters, MACs, options."""
-    header = f"{'rank':>4}  {'val loss':>8}  {'top-1':>6}  {'params':>9}  {'MACs':>11}  options ({', '.join(c.name for c in space.choices)})"
-    lines = [header]
+    names = ", ".join(c.name for c in space.choices)
+    lines = [f"{'rank':>4}  {'val loss':>8}  {'top-1':>6}  {'params':>9}  {'MACs':>11}  options ({names})"]
     for rank, key in enumerate(sorted(results, key=lambda k: (results[k], k)), 1):
         r = records[key]
         options = " ".join(short(v) for v in space.values(list(key)).values())
@@ -121,8 +121,8 @@ def main(argv=None) -> int:
             record = {"val_loss": math.inf, "val_top1": 0.0, "params": 0, "macs": 0}
             note = str(exc).splitlines()[0]
         records[tuple(point.values())] = record
-        print(f"  candidate {len(records):3d}: val loss {record['val_loss']:.4f}, top-1 {100 * record['val_top1']:.1f}%, "
-              f"{note}, {time.perf_counter() - began:.1f} s", flush=True)
+        print(f"  candidate {len(records):3d}: val loss {record['val_loss']:.4f}, "
+              f"top-1 {100 * record['val_top1']:.1f}%, {note}, {time.perf_counter() - began:.1f} s", flush=True)
         return record["val_loss"] if math.isfinite(record["val_loss"]) else math.inf
 
     results = evolve(space, fitness, args.population, args.cycles, args.tournament, random.Random(args.seed))

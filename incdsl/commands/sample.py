@@ -5,7 +5,8 @@ size of the space and checks its points (see `incdsl.search.sampling.check_plan`
 
 Output directory: ``sample_0001.inc`` ... (each a complete spec with included files inlined),
 ``index.json`` and ``index.csv`` (one row per sample: file, params, MACs, the option of each
-choice). index.json gives the space's size as ``size`` and ``size_log10`` (see `size_fields`). Everything is computed and every spec re-checked from its text before anything is
+choice); index.json gives the space's size as ``size`` and ``size_log10`` (see
+`size_fields`). Everything is computed and every spec re-checked from its text before anything is
 written, and flushed to disk in a private folder before anything in DIR changes. A new DIR is
 that folder renamed. In an existing DIR, only files that an earlier `incdsl sample` wrote (the
 samples its ``index.json`` lists, and the index) are replaced or removed; a file of the same
@@ -37,8 +38,8 @@ def register(sub) -> None:
                     "given budgets, and write each as a concrete spec that passes `incdsl check`, with an "
                     "index (index.csv, index.json) of every sample's choices, parameters and MACs. index.json's "
                     "`size` (the space's) is exact up to 2**53, above that a string such as \"3.18e+4423\"; "
-                    "`size_log10` is always a number. The same seed draws the same samples. Exit 0 on success, 1 on a spec error, 2 on bad usage, 3 "
-                    "when the budgets admit fewer than N points.")
+                    "`size_log10` is always a number. The same seed draws the same samples. Exit 0 on success, "
+                    "1 on a spec error, 2 on bad usage, 3 when the budgets admit fewer than N points.")
     add_spec_arguments(p)
     p.add_argument("-n", type=int, metavar="N", help="number of samples (required for random; grid: all by default)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

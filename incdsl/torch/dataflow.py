@@ -259,6 +259,8 @@ class _Walk:
                 return inner[0]
             stop = min(int(node._saved_end), len(inner[0]))
             return inner[0][int(node._saved_start):stop:int(node._saved_step)]
+        if op == "ConstantPadNd" and len(inner) == 1 and shape is not None:
+            return inner[0] if len(node._saved_pad) <= 2 * (len(shape) - 2) else None  # rows and columns only
         if op in _RESHAPES and len(inner) == 1:
             return _reshaped(inner[0], self._shape(children[0]), shape, expand=op == "Expand")
         return None
