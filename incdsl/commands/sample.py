@@ -5,7 +5,8 @@ size of the space and checks its points (see `incdsl.search.sampling.check_plan`
 
 Output directory: ``sample_0001.inc`` ... (each a complete spec with included files inlined),
 ``index.json`` and ``index.csv`` (one row per sample: file, params, MACs, the option of each
-choice). Everything is computed and every spec re-checked from its text before anything is
+choice); index.json gives the space's size as ``size`` and ``size_log10`` (see
+`size_fields`). Everything is computed and every spec re-checked from its text before anything is
 written, and flushed to disk in a private folder before anything in DIR changes. A new DIR is
 that folder renamed. In an existing DIR, only files that an earlier `incdsl sample` wrote (the
 samples its ``index.json`` lists, and the index) are replaced or removed; a file of the same
@@ -16,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import random
 import re
@@ -34,9 +36,10 @@ def register(sub) -> None:
         "sample", help="draw concrete specs from a spec with choices (a search space)",
         description="Draw N distinct points of a search space (a spec with `choice(...)`), each within the "
                     "given budgets, and write each as a concrete spec that passes `incdsl check`, with an "
-                    "index (index.csv, index.json) of every sample's choices, parameters and MACs. The same "
-                    "seed draws the same samples. Exit 0 on success, 1 on a spec error, 2 on bad usage, 3 "
-                    "when the budgets admit fewer than N points.")
+                    "index (index.csv, index.json) of every sample's choices, parameters and MACs. index.json's "
+                    "`size` (the space's) is exact up to 2**53, above that a string such as \"3.18e+4423\"; "
+                    "`size_log10` is always a number. The same seed draws the same samples. Exit 0 on success, "
+                    "1 on a spec error, 2 on bad usage, 3 when the budgets admit fewer than N points.")
     add_spec_arguments(p)
     p.add_argument("-n", type=int, metavar="N", help="number of samples (required for random; grid: all by default)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -87,6 +90,25 @@ def size_text(n: int) -> str:
     if n >= 10**30:  # exact digits would fill lines (and Python prints no more than 4300)
         return f"about {approximate(n)} points"
     return f"{n:,} points ({approximate(n)})" if n >= 10**4 else f"{n:,} point{'s' if n != 1 else ''}"
+
+
+EXACT_LIMIT = 2**53  # the largest integer every JSON reader (a double) holds exactly
+
+
+def size_fields(n: int) -> dict:
+    """index.json's `size` and `size_log10` for a space of `n` points.
+
+    `size` is the exact integer up to 2**53, beyond which JSON readers that store numbers as
+    doubles (JavaScript, jq) would round it and Python refuses to write more than 4,300 digits;
+    a larger size is the string of `approximate` (`"3.18e+4423"`, three significant digits).
+    `size_log10` (four decimals) is always a number, to compare or sort spaces by. The exact
+    size of any space is `incdsl.space(path).size`.
+    """
+    log10 = round(math.log10(n), 4) if n > 0 else None
+    if n <= EXACT_LIMIT:
+        return {"size": n, "size_log10": log10}
+    from ..search.space import approximate
+    return {"size": approximate(n), "size_log10": log10}
 
 
 def check_space(args) -> int | None:
@@ -358,7 +380,7 @@ def _render(space, draw, args) -> dict[str, str]:
         rows.append({"file": name, "params": cand.cost.params, "macs": cand.cost.macs,
                      "point": space.as_point(cand.indices), "choices": space.values(cand.indices)})
     index = {
-        "space": os.path.basename(args.spec), "network": space.name, "size": space.size,
+        "space": os.path.basename(args.spec), "network": space.name, **size_fields(space.size),
         "strategy": args.strategy, "seed": args.seed if args.strategy == "random" else None,
         "budget": {"max_params": _limit(args, "max_params"), "max_macs": _limit(args, "max_macs")},
         "tried": draw.tried, "over_budget": draw.over_budget, "invalid": draw.invalid,

@@ -3,7 +3,10 @@
 `train(network, config)` runs in every process torchrun starts (or the only one). Rank 0
 prints and writes `OUT/last.pt` after every epoch, `OUT/final.pt` and `OUT/summary.json`
 at the end, and rewrites `OUT/metrics.jsonl` (one JSON object per epoch) after each
-checkpoint, so the metrics never run ahead of what a resume would restore.
+checkpoint, each file whole or not at all. The checkpoint goes first on purpose: it holds the
+whole history, so metrics.jsonl is a copy of it that may lag one epoch if the process dies
+between the two writes (a resume rewrites it from the checkpoint at once), but never
+runs ahead of what a resume would restore (a metrics line for weights that were lost).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from . import distributed
 from .data import UnreadableImages, make_loaders, open_data, reseed
 from .epoch import NonFiniteLoss, Run, evaluate, sync_buffers, train_epoch
 from .optim import WeightAverage, build_optimizer
+from .progress import format_rate
 from .recipes import Recipe, as_dict, from_dict, get_recipe, with_overrides
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -121,6 +125,8 @@ def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
         _seed_all(seed + ctx.rank)  # processes share initial weights (DDP copies rank 0's) but not dropout
     if ctx.main:
         os.makedirs(config.out, exist_ok=True)
+        if resumed:  # catch up with the checkpoint, should the last run have died between the two writes
+            _write_metrics(config.out, run.history)
     log(f"{network.name}: {data.description}; {ctx.world} process(es) on {ctx.device.type}")
     for note in data.notes:
         log(f"note: {note}")
@@ -164,7 +170,7 @@ def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
                     f"e.g. {run.skipped[0].path if run.skipped else 'on another process'}")
         run.history.append(record)
         state = _checkpoint(run, network, config, epoch + 1)
-        if ctx.main:
+        if ctx.main:  # this order: see the module docstring
             ckpt.save(os.path.join(config.out, ckpt.LAST), state)
             _write_metrics(config.out, run.history)
         log(_epoch_line(record, recipe.epochs, run.ema is not None))
@@ -376,7 +382,7 @@ def _epoch_line(r: dict, epochs: int, ema: bool) -> str:
     weights = " (EMA)" if ema else ""
     top5 = f"  top-5 {100 * r['val_top5']:.2f}%" if r.get("val_top5") is not None else ""
     return (f"epoch {r['epoch']}/{epochs}  loss {r['train_loss']:.4f}  val top-1{weights} {100 * r['val_top1']:.2f}%"
-            f"{top5}  lr {r['lr']:.4g}  {r['images_per_s']:,.0f} img/s  {r['seconds']:.1f} s")
+            f"{top5}  lr {r['lr']:.4g}  {format_rate(r['images_per_s'])} img/s  {r['seconds']:.1f} s")
 
 
 def resume_command(out: str, world: int = 1) -> str:

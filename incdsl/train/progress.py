@@ -1,6 +1,7 @@
 """A progress line per epoch: a redrawn bar on a terminal, occasional plain lines otherwise."""
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -13,6 +14,18 @@ def format_duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def format_rate(per_second: float) -> str:
+    """`1,234`, `56.7`, `0.31`: a throughput to three significant digits (two below one), so a
+    slow run shows its rate instead of `0`; whole numbers from 100 up."""
+    if not math.isfinite(per_second) or per_second <= 0:
+        return "0" if per_second == 0 else str(per_second)
+    digits = 3 if per_second >= 1 else 2
+    shown = float(f"{per_second:.{digits}g}")  # rounded first: 9.996 shows as 10.0, not 10.00
+    if shown >= 100:
+        return f"{per_second:,.0f}"
+    return f"{shown:.{max(0, digits - 1 - math.floor(math.log10(shown)))}f}"
 
 
 def estimate_left(done: int, total: int, elapsed: float, later_epochs: int = 0,
@@ -88,7 +101,7 @@ class Progress:
             if self.later_epochs:
                 eta += f" (run {format_duration(run_left)})"
         shown = f"{loss:.4f}" if loss == loss else "-"  # NaN: no loss summed over processes yet
-        return f"{done}/{self.total}  {rate:,.0f} img/s  loss {shown}  lr {lr:.4g}{eta}"
+        return f"{done}/{self.total}  {format_rate(rate)} img/s  loss {shown}  lr {lr:.4g}{eta}"
 
     def _draw(self, now: float) -> None:
         done = self.state[0]
