@@ -230,3 +230,8 @@ def test_check_and_sample_do_not_import_torch(space, tmp_path):
         proc = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip().splitlines()[-1] == "HEAVY"
+
+
+def test_one_sample_is_reported_in_the_singular(space, tmp_path, capsys):
+    code, stdout, _ = run(capsys, "sample", space, "-n", 1, "--seed", 3, "-o", tmp_path / "one")
+    assert code == 0 and "wrote 1 sample of" in stdout

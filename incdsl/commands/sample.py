@@ -208,7 +208,8 @@ def run(args) -> int:
     files = _render(space, draw, args)
     _write_dir(out, files, inputs=list(space.program.sources))
     costs = [c.cost for c in draw.samples]
-    print(f"wrote {len(draw.samples):,} samples of {space.name} to {out} (index.csv, index.json): "
+    count = len(draw.samples)
+    print(f"wrote {count:,} sample{'' if count == 1 else 's'} of {space.name} to {out} (index.csv, index.json): "
           f"tried {draw.tried:,} points, {draw.over_budget:,} over budget, {draw.invalid:,} invalid; "
           f"parameters {min(c.params for c in costs):,} to {max(c.params for c in costs):,}, "
           f"MACs {min(c.macs for c in costs):,} to {max(c.macs for c in costs):,}")
