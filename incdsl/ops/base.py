@@ -108,6 +108,13 @@ class Op:
     pointwise_linear  attrs -> whether the node starts with a bias-free 1x1 linear map over
                channels (a 1x1 convolution before its norm and activation): it commutes with
                a `channel_linear` node before it, so it can fuse with that node's siblings
+    defers     attrs -> whether the node's module, called with `defer=True`, may leave its last
+               step to the `concat_into` node that alone reads it, in eager inference (level
+               infer): it returns a `layers.Pending` (an activation not yet applied, a nested
+               concatenation's parts) that the join writes straight into its channel slice of
+               the output, so no copy is made (concat elision, `torch/rewrite.py`); None: never
+    concat_into  the node joins its inputs along channels into a new tensor and takes the
+               `Pending` inputs of `defers` nodes
     """
     name: str
     family: str
@@ -138,6 +145,8 @@ class Op:
     fuse_key: Callable | None = None
     channel_linear: Callable | None = None
     pointwise_linear: Callable | None = None
+    defers: Callable | None = None
+    concat_into: bool = False
 
     @property
     def attribute_names(self) -> tuple:
