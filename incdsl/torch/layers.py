@@ -581,14 +581,18 @@ class CapturedGraph:
             raise ValueError(f"CUDA-graph capture needs a CUDA device: the example input is on {example.device}")
         self.model, self.example = model, (tuple(example.shape), example.dtype, example.device)
         self.input = example.clone()
+        # the caller's autocast without its cache of cast weights: cached outside the capture,
+        # they would be freed when the caller's autocast ends, under the graph's feet
+        amp = torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), enabled=torch.is_autocast_enabled("cuda"),
+                             cache_enabled=False)
         stream = torch.cuda.Stream(example.device)
         stream.wait_stream(torch.cuda.current_stream(example.device))
-        with torch.no_grad(), torch.cuda.stream(stream):
+        with torch.no_grad(), amp, torch.cuda.stream(stream):
             for _ in range(warmup):
                 model(self.input)
         torch.cuda.current_stream(example.device).wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), torch.cuda.graph(self.graph):
+        with torch.no_grad(), amp, torch.cuda.graph(self.graph):
             self.output = model(self.input)
 
     def __call__(self, x):

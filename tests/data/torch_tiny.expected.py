@@ -554,6 +554,56 @@ def init_weights(module, seed=None):
                     m.bias.zero_()
 
 
+class CapturedGraph:
+    """One inference forward of `model` recorded as a CUDA graph for inputs like `example`
+    (shape, dtype, device): calling it copies the input into the graph's own input
+    tensor and replays the recorded kernels, without Python or launch overhead. The result is
+    the graph's own output tensor, overwritten by the next call (clone it to keep it).
+
+    Recorded in eval mode without autograd, under the caller's autocast if any, after `warmup`
+    forwards on a side stream (cuDNN picks its algorithms there). Works for any module; a
+    network's `capture` checks that it is on the example's device."""
+
+    def __init__(self, model, example, warmup=3):
+        if not isinstance(example, torch.Tensor):
+            raise TypeError(f"CUDA-graph capture needs an example input tensor, got {type(example).__name__}")
+        if model.training:
+            raise RuntimeError("CUDA-graph capture records inference: call model.eval() first")
+        if example.device.type != "cuda" or not torch.cuda.is_available():
+            raise ValueError(f"CUDA-graph capture needs a CUDA device: the example input is on {example.device}")
+        self.model, self.example = model, (tuple(example.shape), example.dtype, example.device)
+        self.input = example.clone()
+        # the caller's autocast without its cache of cast weights: cached outside the capture,
+        # they would be freed when the caller's autocast ends, under the graph's feet
+        amp = torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), enabled=torch.is_autocast_enabled("cuda"),
+                             cache_enabled=False)
+        stream = torch.cuda.Stream(example.device)
+        stream.wait_stream(torch.cuda.current_stream(example.device))
+        with torch.no_grad(), amp, torch.cuda.stream(stream):
+            for _ in range(warmup):
+                model(self.input)
+        torch.cuda.current_stream(example.device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), amp, torch.cuda.graph(self.graph):
+            self.output = model(self.input)
+
+    def __call__(self, x):
+        got = (tuple(x.shape), x.dtype, x.device) if isinstance(x, torch.Tensor) else None
+        if got != self.example:
+            raise ValueError(f"this CUDA graph was captured for input {self.describe(self.example)}, got "
+                             + (self.describe(got) if got else type(x).__name__) + ": capture again for it")
+        if self.model.training:
+            raise RuntimeError("the model is in training mode; a captured CUDA graph replays inference only")
+        self.input.copy_(x)
+        self.graph.replay()
+        return self.output
+
+    @staticmethod
+    def describe(key) -> str:
+        shape, dtype, device = key
+        return f"{'x'.join(map(str, shape))} {str(dtype).replace('torch.', '')} on {device}"
+
+
 class IncdslNet(nn.Module):
     """What every compiled network shares: the timm-style model API.
 
@@ -589,6 +639,17 @@ class IncdslNet(nn.Module):
         super().train(mode)
         self.refold()
         return self
+
+    def capture(self, example, warmup=3):
+        """A `CapturedGraph` of this network's inference on inputs like `example` (fixed shape,
+        dtype and device; CUDA only, eval mode): ``run = model.eval().capture(x)``,
+        then ``run(x)``. Refused on the CPU, in training mode, and for a model not on the
+        example's device."""
+        ref = next(self.parameters(), None)
+        if isinstance(example, torch.Tensor) and ref is not None and ref.device != example.device:
+            raise ValueError(f"the model is on {ref.device} but the example input on {example.device}: "
+                             "move one of them (model.to(device))")
+        return CapturedGraph(self, example, warmup)
 
     def get_classifier(self):
         return self.get_submodule(self.classifiers[0][0]) if self.classifiers else None
