@@ -162,6 +162,18 @@ def test_compile_fullgraph_traces_the_eval_model(net, models):
         torch.testing.assert_close(got, plain(x), rtol=1e-5, atol=1e-5)
 
 
+def test_fx_traces_the_model(net):
+    """torch.fx traces in training mode (as in tests/test_torch.py): no `Pending`, the plain joins."""
+    import torch.fx
+    fast = incdsl.to_torch(net, seed=0, optimize="infer")
+    traced = torch.fx.symbolic_trace(fast)
+    x = torch.randn(2, *net.input_shape)
+    torch.manual_seed(0)
+    expect = fast(x)
+    torch.manual_seed(0)
+    torch.testing.assert_close(traced(x)[0], expect[0], rtol=0, atol=0)
+
+
 def test_state_dict_is_the_specs(net):
     plain = incdsl.to_torch(net, seed=1)
     fast = incdsl.to_torch(net, seed=1, optimize="infer").eval()

@@ -195,15 +195,15 @@ class FusedConvBnAct(ConvBnAct):
             parts = self.pooled_parts(x, folded=True)
             if self.act is not None and not deferring:
                 parts = [self.act(p) for p in parts]
-            members = [*(torch.split(parts[0], self.splits[:len(self.splits) - self.pooled], 1)
-                         if self.unpooled else ()), *parts[1 if self.unpooled else 0:]]
+            members = (*(torch.split(parts[0], self.splits[:len(self.splits) - self.pooled], 1)
+                         if self.unpooled else ()), *parts[1 if self.unpooled else 0:])
         else:
             y = self.conv_bn(x)
             if self.act is not None and not deferring:  # one activation, in place, over every member
                 y = self.act(y)
             members = torch.split(y, self.splits, 1)
         if self.act is None or not deferring:
-            return tuple(members)
+            return members  # as it is: torch.fx unpacks a traced split, but cannot iterate it
         return tuple(Pending(m, self.act) if d else self.act(m) for m, d in zip(members, defer))
 
     def conv_bn(self, x):
