@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# One-command GPU check: the CUDA tests, the runtime table (ours vs timm/torchvision, eager and
-# torch.compile, inference and training, bf16 + channels_last, batch 256) and an `incdsl train`
-# throughput run, each under its own time cap and all within GPU_SH_BUDGET seconds (470);
-# then one summary table, also written to $OUT/summary.md when OUT is set.
+# One-command GPU check: the CUDA tests, the runtime table (ours vs timm/torchvision, eager,
+# CUDA-graph replay and torch.compile, inference and training, bf16 + channels_last, batch 256)
+# and an `incdsl train` throughput run, each under its own time cap and all within
+# GPU_SH_BUDGET seconds (470); then one summary table, also written to $OUT/summary.md when OUT
+# is set. Compiling takes most of the time: compiled inference and compiled training are
+# separate parts (caps 120 s and 180 s), run last, on GPU_SH_COMPILE_NETWORKS.
 #
 #   benchmarks/gpu.sh                        run on the GPU machine (no network needed there)
 #   benchmarks/gpu.sh --prepare              here, with network: fetch the pure-Python wheels the
@@ -13,10 +15,11 @@
 #
 # Without a CUDA GPU it says so and exits 0. A failing or timed-out part is reported in the
 # table and the next part still runs. Settings (environment): GPU_SH_BUDGET (total seconds),
-# GPU_SH_BATCH (256), GPU_SH_STEPS (training steps, 200), GPU_SH_LEVELS (eager: none,train,infer),
-# GPU_SH_COMPILE_LEVELS (train,infer: under torch.compile level none times like the reference),
-# GPU_SH_SKIP (parts to leave out, e.g. "train" or "tests train"),
-# GPU_SH_NETWORKS ("inception_v4 googlenet"),
+# GPU_SH_BATCH (256), GPU_SH_STEPS (training steps, 150), GPU_SH_LEVELS (eager and CUDA graphs:
+# none,train,infer), GPU_SH_COMPILE_LEVELS (train,infer: under torch.compile level none times like
+# the reference; compiled training times those that hold in training),
+# GPU_SH_SKIP (parts to leave out, any of "tests eager graph train compile"),
+# GPU_SH_NETWORKS ("inception_v4 googlenet"), GPU_SH_COMPILE_NETWORKS ("inception_v4"),
 # PYTHON (python3), DEVICE_PYTHON_VERSION (3.12, the GPU machine's, for --prepare); to try the
 # script itself on a CPU: GPU_SH_DEVICE=cpu GPU_SH_BATCH=1 GPU_SH_STEPS=2 GPU_SH_ITERS=1 GPU_SH_WARMUP=0.
 set -u
@@ -27,12 +30,13 @@ WHEELS=.whl
 SITE=${GPU_SH_SITE:-/tmp/incdsl-site}
 BUDGET=${GPU_SH_BUDGET:-470}
 BATCH=${GPU_SH_BATCH:-256}
-STEPS=${GPU_SH_STEPS:-200}
+STEPS=${GPU_SH_STEPS:-150}
 LEVELS=${GPU_SH_LEVELS:-none,train,infer}
 COMPILE_LEVELS=${GPU_SH_COMPILE_LEVELS:-train,infer}
 SKIP=" ${GPU_SH_SKIP:-} "
 skipped() { [[ $SKIP == *" $1 "* ]]; }
 NETWORKS=${GPU_SH_NETWORKS:-inception_v4 googlenet}
+COMPILE_NETWORKS=${GPU_SH_COMPILE_NETWORKS:-inception_v4}
 DEVICE_PY=${DEVICE_PYTHON_VERSION:-3.12}
 DEVICE=${GPU_SH_DEVICE:-cuda}  # cpu: run the same parts on the CPU, to try the script itself
 ITERS=${GPU_SH_ITERS:-}        # timed iterations (default: 20 eager, 10 compiled)
@@ -196,24 +200,29 @@ fi
 
 # 1. wheels -> private site (PYTHONPATH first, so the carried versions win)
 [[ -d $WHEELS ]] && export PYTHONPATH=$SITE:$PYTHONPATH
-part install 40 bash -c install_wheels
+part install 20 bash -c install_wheels
 (( dry )) || note "$(ls "$WHEELS"/*.whl 2>/dev/null | wc -l) wheels"
 
 # 2. the CUDA tests: every test marked `cuda`, the slow ones included (-m replaces addopts' -m)
 mapfile -t cuda_files < <(grep -l "mark\.cuda" tests/test_*.py)
-skipped tests || part "cuda tests" 110 env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "$PY" -m pytest -q -m cuda -p no:cacheprovider \
+skipped tests || part "cuda tests" 100 env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "$PY" -m pytest -q -m cuda -p no:cacheprovider \
     "${cuda_files[@]}"
 skipped tests || (( dry )) || note "$(grep -aE '(passed|failed|skipped|errors?|deselected|no tests ran).* in [0-9.]+s' "$PART_LOG" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')"
 
 # 3. runtime table, eager: both networks, inference and training
 # shellcheck disable=SC2086  # NETWORKS is a list of words
-skipped eager || runtime "runtime eager" 120 "$WORK/runtime-eager.json" "$LEVELS" --exec eager --networks $NETWORKS \
-    --iters "${ITERS:-20}" --warmup "$WARMUP"
+skipped eager || runtime "runtime eager" 80 "$WORK/runtime-eager.json" "$LEVELS" --exec eager --networks $NETWORKS \
+    --iters "${ITERS:-15}" --warmup "$WARMUP"
 
-# 4. training throughput: `incdsl train` on synthetic data, one epoch of STEPS steps; images are
+# 4. inference replayed from CUDA graphs (IncdslNet.capture; the reference recorded alike)
+# shellcheck disable=SC2086
+skipped graph || [[ $DEVICE != cuda ]] || runtime "runtime cuda-graph" 40 "$WORK/runtime-graph.json" "$LEVELS" --exec cuda-graph --modes infer \
+    --networks $NETWORKS --iters "${ITERS:-15}" --warmup "$WARMUP"
+
+# 5. training throughput: `incdsl train` on synthetic data, one epoch of STEPS steps; images are
 #    made on the fly, so loader processes keep the GPU fed
 WORKERS=$(nproc 2>/dev/null || echo 2); WORKERS=$(( WORKERS < 8 ? WORKERS : 8 ))
-skipped train || part "incdsl train" 100 "$PY" -m incdsl train specs/inception_v4.inc --data synthetic \
+skipped train || part "incdsl train" 70 "$PY" -m incdsl train specs/inception_v4.inc --data synthetic \
     --synthetic-size $((BATCH * STEPS)) --batch-size "$BATCH" --epochs 1 --warmup-epochs 0 \
     --amp bf16 --channels-last --optimize train --device "$DEVICE" --workers "$WORKERS" --out "$WORK/train"
 skipped train || (( dry )) || note "$("$PY" - "$WORK/train/metrics.jsonl" "$PART_LOG" "$STEPS" "$BATCH" <<'EOF' 2>/dev/null
@@ -228,14 +237,17 @@ print(f"Inception-v4 {rate:,.1f} img/s training ({steps} steps of {batch}, bf16,
 EOF
 )"
 
-# 5-6. runtime table under torch.compile, one part per network (compiling takes most of the time:
-#      ours and the reference, inference and training, for each level)
-for net in $NETWORKS; do
-    skipped compile && break
-    case $net in inception_v4) cap=200 ;; googlenet) cap=120 ;; *) cap=150 ;; esac
-    runtime "runtime compile $net" "$cap" "$WORK/runtime-compile-$net.json" "$COMPILE_LEVELS" --exec compile \
-        --networks "$net" --iters "${ITERS:-10}" --warmup "$WARMUP"
-done
+# 6-7. runtime table under torch.compile: inference, then training, each its own part and cap
+#      (compiling takes most of the time: the reference and each level, per network and mode;
+#      training compiles forward and backward, and only the levels exact in training)
+TRAIN_COMPILE_LEVELS=$(tr ',' '\n' <<<"$COMPILE_LEVELS" | grep -vx infer | paste -sd, -)
+# shellcheck disable=SC2086  # COMPILE_NETWORKS is a list of words
+skipped compile || runtime "runtime compile infer" 120 "$WORK/runtime-compile-infer.json" "$COMPILE_LEVELS" \
+    --exec compile --modes infer --networks $COMPILE_NETWORKS --iters "${ITERS:-10}" --warmup "$WARMUP"
+# shellcheck disable=SC2086
+skipped compile || [[ -z $TRAIN_COMPILE_LEVELS ]] || runtime "runtime compile train" 180 \
+    "$WORK/runtime-compile-train.json" "$TRAIN_COMPILE_LEVELS" --exec compile --modes train \
+    --networks $COMPILE_NETWORKS --iters "${ITERS:-10}" --warmup "$WARMUP"
 
 (( dry )) && exit 0
 
@@ -248,7 +260,7 @@ done
     printf '%s\n' "${TABLE[@]}"
     echo
     jsons=()
-    for f in eager $(printf 'compile-%s ' $NETWORKS); do
+    for f in eager graph compile-infer compile-train; do
         [[ -s $WORK/runtime-$f.json ]] && jsons+=("$WORK/runtime-$f.json")
     done
     if (( ${#jsons[@]} )); then

@@ -4,13 +4,15 @@ Inception-v4 (specs/inception_v4.inc vs timm `inception_v4`) and GoogLeNet
 (specs/variants/googlenet_torchvision.inc vs torchvision `googlenet`), same weights (the
 reference's, loaded with `incdsl.load_weights`), same batch, same machine, in one run: every
 optimisation level asked for (`--levels`, passed to `incdsl.to_torch(optimize=...)` where this
-version has it), inference and training, eager and `torch.compile` (`--exec`).
+version has it), inference and training, eager and `torch.compile` (`--exec`), and inference
+replayed from CUDA graphs (`--cuda-graph`: `IncdslNet.capture`, the reference recorded alike).
 Iterations of all the models of one row group alternate, so background load hits them alike;
 the median iteration time of each gives images per second. `ours/ref` is ours / reference
 time (1.00: as fast, above 1: slower); `speedup` is its inverse.
 
     python benchmarks/runtime.py --device cpu --batch 8
     python benchmarks/runtime.py --device cuda --batch 256 --amp bf16 --channels-last --exec eager compile
+    python benchmarks/runtime.py --device cuda --batch 256 --amp bf16 --channels-last --modes infer --cuda-graph
     python benchmarks/runtime.py --merge a.json b.json     # one table from earlier --json files
 """
 from __future__ import annotations
@@ -114,6 +116,29 @@ def make_step(model, x, y, train: bool, amp, aux_weight: float):
     return step
 
 
+def capture(model, x):
+    """A model's inference recorded as a CUDA graph: `IncdslNet.capture` where the model has it,
+    else (the reference) the same recorder, `CapturedGraph`."""
+    if hasattr(model, "capture"):
+        return model.capture(x)
+    from incdsl.torch.layers import CapturedGraph
+    return CapturedGraph(model, x)
+
+
+def graph_steps(models: dict, x, amp) -> dict:
+    """Each model's inference captured (under the autocast of the eager rows); a step replays it."""
+    autocast = (lambda: torch.autocast(x.device.type, dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+    runs = {}
+    with torch.no_grad(), autocast():
+        for k, m in models.items():
+            runs[k] = capture(m, x)
+    return {k: (lambda run=run: run(x)) for k, run in runs.items()}
+
+
+def cuda_graphs_possible(device) -> bool:
+    return device.type == "cuda"
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -197,18 +222,26 @@ def run_network(name: str, levels: list, args, device, clock, progress, save=lam
         rows.append(r)
 
     for how in args.exec:
-        wrap = (lambda m: compiled(m, args)) if how == "compile" else (lambda m: m)
+        wrap = (lambda m: compiled(m, args)) if how == "compile" else (lambda m: m)  # cuda-graph: at timing
         ready = {level: m for level, m in ours.items() if not isinstance(m, str)}
         models = {"ref": wrap(ref), **{level: wrap(m) for level, m in ready.items()}}
         for mode in args.modes:
             train = mode == "train"
             timed_levels = [lv for lv in ready if not (train and lv in INFERENCE_ONLY)]
+            if how == "cuda-graph" and train:
+                for level in levels:
+                    row(mode, how, level, ours[level] if isinstance(ours[level], str) else "CUDA graphs: inference only")
+                continue
             for m in (ref, *ready.values()):
                 m.train(train)
             progress(f"{name} {mode} {how}: timing ref + {', '.join(timed_levels) or 'nothing'}")
             try:
-                t = timed({k: make_step(models[k], x, y, train, args.amp, aux_weight) for k in ("ref", *timed_levels)},
-                          device, args.warmup, args.iters, clock)
+                if how == "cuda-graph":
+                    steps = graph_steps({k: models[k] for k in ("ref", *timed_levels)}, x, args.amp)
+                else:
+                    steps = {k: make_step(models[k], x, y, train, args.amp, aux_weight) for k in ("ref", *timed_levels)}
+                t = timed(steps, device, args.warmup, args.iters, clock)
+                del steps  # a captured graph holds its memory pool
             except Exception as exc:  # noqa: BLE001  (one failing group must not hide the rest)
                 for level in levels:
                     row(mode, how, level, f"error: {type(exc).__name__}: {first_line(exc)}")
@@ -286,8 +319,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--amp", choices=("bf16",), help="bfloat16 autocast")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--exec", nargs="+", choices=("eager", "compile"), default=None,
-                   help="eager and/or torch.compile, in one run (default: eager)")
+    p.add_argument("--exec", nargs="+", choices=("eager", "compile", "cuda-graph"), default=None,
+                   help="eager, torch.compile and/or CUDA-graph replay (inference only), in one run (default: eager)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="also time inference replayed from a CUDA graph (same as adding cuda-graph to --exec)")
     p.add_argument("--compile", action="store_true", help="torch.compile both models (same as --exec compile)")
     p.add_argument("--compile-mode", help="torch.compile mode, e.g. max-autotune (default: torch's)")
     p.add_argument("--fullgraph", action="store_true", help="torch.compile(fullgraph=True)")
@@ -310,12 +345,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.merge:
         return merge(args.merge)
-    args.exec = list(dict.fromkeys(args.exec or (["compile"] if args.compile else ["eager"])))
+    args.exec = list(dict.fromkeys((args.exec or (["compile"] if args.compile else ["eager"]))
+                                   + (["cuda-graph"] if args.cuda_graph else [])))
     if args.batch < 1 or args.iters < 1 or args.warmup < 0:
         p.error("--batch and --iters must be at least 1, --warmup at least 0")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda was asked for, but PyTorch finds no CUDA device")
+    if "cuda-graph" in args.exec and not cuda_graphs_possible(device):
+        p.error("--cuda-graph (exec cuda-graph) replays CUDA graphs: use it with --device cuda")
     if args.clock == "cpu" and device.type == "cuda":
         p.error("--clock cpu measures CPU time; use it with --device cpu")
     if args.threads:

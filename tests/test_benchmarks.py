@@ -225,19 +225,27 @@ def test_gpu_sh_plan_runs_every_part_with_arguments_runtime_accepts(runtime):
     assert done.returncode == 0, done.stderr
     plan = {line[1:line.index("]")]: line.split(": ", 1)[1] for line in done.stdout.splitlines()
             if line.startswith("[")}
-    assert list(plan) == ["install", "cuda tests", "runtime eager", "incdsl train", "runtime compile inception_v4",
-                          "runtime compile googlenet"]
+    assert list(plan) == ["install", "cuda tests", "runtime eager", "runtime cuda-graph", "incdsl train",
+                          "runtime compile infer", "runtime compile train"]
     assert "-m cuda" in plan["cuda tests"] and "tests/test_torch_cuda.py" in plan["cuda tests"]
+    assert "tests/test_cuda_graph.py" in plan["cuda tests"]
     train = shlex.split(plan["incdsl train"])
     assert train[train.index("--data") + 1] == "synthetic" and "--channels-last" in train
     assert train[train.index("--amp") + 1] == "bf16"
-    for name in ("runtime eager", "runtime compile inception_v4", "runtime compile googlenet"):
+    expect = {  # (levels, exec, modes); under torch.compile level none times like the reference,
+        # and compiled training times the levels exact in training
+        "runtime eager": (["none", "train", "infer"], ["eager"], ["infer", "train"]),
+        "runtime cuda-graph": (["none", "train", "infer"], ["cuda-graph"], ["infer"]),
+        "runtime compile infer": (["train", "infer"], ["compile"], ["infer"]),
+        "runtime compile train": (["train"], ["compile"], ["train"]),
+    }
+    for name, (levels, how, modes) in expect.items():
         argv = shlex.split(plan[name])
         args = runtime.parser().parse_args(argv[argv.index("benchmarks/runtime.py") + 1:])
         assert (args.device, args.batch, args.amp, args.channels_last) == ("cuda", 256, "bf16", True)
-        # under torch.compile level none times like the reference: the rewritten levels only
-        assert args.levels == (["none", "train", "infer"] if name == "runtime eager" else ["train", "infer"])
-        assert args.json and args.exec == [name.split()[1]]
+        assert (args.levels, args.exec, args.modes) == (levels, how, modes) and args.json
+    assert sum(int(line.split("cap ")[1].split("s:")[0]) for line in done.stdout.splitlines()
+               if line.startswith("[runtime compile")) == 300  # the compile budget, split by mode
     assert train[train.index("--optimize") + 1] == "train"
     skipping = gpu_sh("--dry-run", env={**os.environ, "GPU_SH_SKIP": "tests train"}).stdout
     assert "[cuda tests]" not in skipping and "[incdsl train]" not in skipping and "[runtime eager]" in skipping

@@ -111,6 +111,13 @@ class Op:
     network_draw  attrs -> whether the node's module reads the network's one random draw per
                forward pass (`Mean` with global drop-path: the network then shares a
                `ColumnDraw` and draws before its trunk runs)
+    defers     attrs -> whether the node's module, called with `defer=True`, may leave its last
+               step to the `concat_into` node that alone reads it, in eager inference (level
+               infer): it returns a `layers.Pending` (an activation not yet applied, a nested
+               concatenation's parts) that the join writes straight into its channel slice of
+               the output, so no copy is made (concat elision, `torch/rewrite.py`); None: never
+    concat_into  the node joins its inputs along channels into a new tensor and takes the
+               `Pending` inputs of `defers` nodes
     """
     name: str
     family: str
@@ -142,6 +149,8 @@ class Op:
     channel_linear: Callable | None = None
     pointwise_linear: Callable | None = None
     network_draw: Callable | None = None
+    defers: Callable | None = None
+    concat_into: bool = False
 
     @property
     def attribute_names(self) -> tuple:

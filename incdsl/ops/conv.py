@@ -132,7 +132,7 @@ def pointwise_linear(a: dict) -> bool:
 OPS = (
     Op("conv", "conv", SIGNATURE, shape, label, torch, cost=cost, weights=weights_only, receptive=window_field,
        finish=finish, words=("V", "S", "auto"), fuse_key=fuse_key,
-       pointwise_linear=pointwise_linear,
+       pointwise_linear=pointwise_linear, defers=lambda a: a["act"] is not None,  # the activation, into the slice
        attributes=("filters", "kernel", "stride", "pad", "dilation", "groups", "bias", "bn", "act"),
        example=("conv 3x3 8 /2 S bn = on", "conv 3x3 8 dilation = 2 groups = 2 act = gelu")),
 )

@@ -65,6 +65,7 @@ OPS = (
     Op("concat", "concat", Signature({"pad": t_bool}, {"pad": False}, (), False, "`pad = yes`"), concat_shape,
        lambda a: "Filter concat", lambda a, ins, out, lit: "Concat()", attributes=(),
        arity=None, receptive=widest_field, join=lambda attrs, n: {}, aligned=True,
+       concat_into=True, defers=lambda a: True,  # a nested concat: its parts, into the outer slice
        example=("concat:", "    branch: conv 1x1 3", "    branch: conv 3x3 2 S -> conv 3x3 2 S", "    branch: maxpool 3x3 S")),
     Op("add", "add", Signature({"act": t_act, "weights": t_weights}, {"act": None, "weights": None}, (("act", p_act),),
                                False, "an activation"),

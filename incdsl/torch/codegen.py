@@ -68,13 +68,14 @@ def emit_method(pr: Printer, signature: str, params: list[str], items: list[tupl
                 ret_format=None, before: dict | None = None) -> None:
     """Print a method that runs `items` in order.
 
-    Items are (callee, input values, output values). Each value gets a variable named `x`,
+    Items are (callee, input values, output values[, keyword arguments' text, such as
+    ", defer=True"]). Each value gets a variable named `x`,
     `x1`, ... and a variable is reused once its value is dead, so tensors are freed as soon as
     possible, as in hand-written code. `before` maps an item index to a function of the
     variables that prints extra lines before that item.
     """
     last = {}
-    for i, (_, ins, _) in enumerate(items):
+    for i, (_, ins, *_) in enumerate(items):
         for v in ins:
             last[v] = i
     keep = set(returns)
@@ -97,10 +98,10 @@ def emit_method(pr: Printer, signature: str, params: list[str], items: list[tupl
         alloc(v)
     pr(signature.format(*[var(v) for v in params]))
     with pr.indent():
-        for i, (callee, ins, outs) in enumerate(items):
+        for i, (callee, ins, outs, *keywords) in enumerate(items):
             if before and i in before:
                 before[i](lambda v: var(v))
-            args = ", ".join(var(v) for v in ins)
+            args = ", ".join(var(v) for v in ins) + "".join(keywords)
             for v in dict.fromkeys(ins):
                 if last[v] == i and v not in keep:
                     free.append(slot[v])

@@ -38,7 +38,7 @@ register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_
 to to_empty train type xpu zero_grad training
 num_classes input_shape aux_names aux_weights aux_paths classifiers get_classifier reset_classifier
 forward_features forward_head forward_trunk forward_aux node_paths self
-optimize optimize_level refold fusions fusion_plan plain_keys
+optimize optimize_level refold fusions fusion_plan plain_keys capture
 """.split())
 
 _COMPONENT = re.compile(r"^(?P<base>[^.]+)(?:\.(?P<index>\d+))?$")

@@ -12,7 +12,11 @@ Levels, each exact (same outputs as "none", up to float rounding):
   An average pool before a 1x1 convolution (Inception's pool branch) is moved after it, on
   the convolution's fewer channels, so that convolution joins its siblings too.
 * ``infer``: ``train`` plus batch norm folded into the preceding convolution, used in eval mode
-  without autograd (`layers.ConvBnAct.fold`); training mode computes as ``train``.
+  without autograd (`layers.ConvBnAct.fold`); training mode computes as ``train``. And concat
+  elision (`deferred_nodes`): in eager inference a concatenation's inputs are written straight
+  into their channel slices of its output (a branch's last activation applied with `out=`
+  the slice) instead of `torch.cat` copying them. Not under autograd (`out=` is not
+  differentiable) nor under `torch.compile`, whose inductor plans concatenations itself.
 
 This module plans the rewrites from the IR alone (no torch): `source.py` prints the plan into
 the generated classes, and the layer classes apply it when the network is built.
@@ -69,6 +73,29 @@ def fusion_groups(graph, node_owner: dict, head=()) -> list[FusionGroup]:
             members.sort(key=lambda m: m[0])  # stable: graph order, pooled members last
             groups.append(FusionGroup(owner, source, tuple(m for _, m, _ in members), tuple(p for _, _, p in members)))
     return groups
+
+
+def deferred_nodes(graph, node_owner: dict, head=()) -> frozenset:
+    """Concat elision: the nodes whose module is called with `defer=True`, handing the
+    concatenation that reads it a `layers.Pending` to write into its slice (op fields `defers`,
+    `concat_into`). Such a node's kind defers; a `concat_into` node of feature maps is its only
+    reader and reads it once; both run in the same `forward` (same owner module, same aux
+    head, neither in the network's head chain)."""
+    skip = set(head) | {graph.graph["input"], graph.graph["output"]}
+    found = set()
+    for name in graph.nodes:
+        if name in skip:
+            continue
+        n = node(graph, name)
+        readers = list(graph.successors(name))
+        if n.kind.defers is None or not n.kind.defers(n.attrs) or len(set(readers)) != 1:
+            continue
+        join = node(graph, readers[0])
+        if (join.kind.concat_into and join.name not in skip and len(join.shape) == 3
+                and inputs(graph, join.name).count(name) == 1
+                and node_owner[join.name] == node_owner[name] and join.aux == n.aux):
+            found.add(name)
+    return frozenset(found)
 
 
 def _commuting_pool(graph, node_owner: dict, n, src: str) -> str | None:

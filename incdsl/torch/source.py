@@ -33,7 +33,7 @@ from ..ir.graph import format_shape, inputs, kind
 from ..ir.names import BUILTINS, PYTHON_KEYWORDS, Namespace, literal
 from ..ops.activation import fused_act
 from .codegen import Printer, build_lines, emit_method, prelude
-from .rewrite import check_level, fusion_groups
+from .rewrite import check_level, deferred_nodes, fusion_groups
 from .plan import (Lits, Owner, attribute_path, build_tree, class_name, classifier_node, constructor, find_owners,
                    head_chain)
 
@@ -61,11 +61,14 @@ def module_namespace() -> Namespace:
     return Namespace(taken=prelude_names() | MODULE_DUNDERS, avoid=BUILTINS)
 
 
-def _items(graph, owner: Owner, owners: dict, paths: dict, members=None, fused: dict | None = None) -> list[tuple]:
-    """The (callee, inputs, outputs) calls that run an owner's members (or the given ones).
+def _items(graph, owner: Owner, owners: dict, paths: dict, members=None, fused: dict | None = None,
+           deferred: frozenset = frozenset()) -> list[tuple]:
+    """The (callee, inputs, outputs[, keywords]) calls that run an owner's members (or the given ones).
 
     `fused` maps every node of each fusion group to (the fused module's name, the group): the
-    group runs where its first node ran, as one call that gives every member's output."""
+    group runs where its first node ran, as one call that gives every member's output.
+    Nodes in `deferred` (`rewrite.deferred_nodes`) are called with `defer=True`; a fused
+    module with one flag per member."""
     out = []
     fused = fused or {}
     done = set()
@@ -74,9 +77,11 @@ def _items(graph, owner: Owner, owners: dict, paths: dict, members=None, fused: 
             name, group = fused[key]
             if name not in done:
                 done.add(name)
-                out.append((name, [group.input], list(group.members)))
+                flags = tuple(m in deferred for m in group.members)
+                out.append((name, [group.input], list(group.members)) + ((f", defer={flags!r}",) if any(flags) else ()))
         elif kind == "node":
-            out.append((attribute_path(paths[(kind, key)]), inputs(graph, key), [key]))
+            out.append((attribute_path(paths[(kind, key)]), inputs(graph, key), [key])
+                       + ((", defer=True",) if key in deferred else ()))
         else:
             out.append((attribute_path(paths[(kind, key)]), owners[key].inputs, owners[key].outputs))
     return out
@@ -106,9 +111,11 @@ def _fusions(pr: Printer, tree, paths: dict, groups: list) -> dict:
 class _Classes:
     """Assigns a class to every block-instance owner, deepest first, and prints the classes."""
 
-    def __init__(self, graph, owners: dict[str, Owner], names: Namespace, groups: dict | None = None):
+    def __init__(self, graph, owners: dict[str, Owner], names: Namespace, groups: dict | None = None,
+                 deferred: frozenset = frozenset()):
         self.graph, self.owners = graph, owners
         self.groups = groups or {}  # owner scope -> its fusion groups (`rewrite.fusion_groups`)
+        self.deferred = deferred  # nodes called with defer=True (`rewrite.deferred_nodes`)
         self.names = names  # module level: the class names go here
         self.calls: dict[str, tuple[str, list]] = {}  # owner scope -> (class name, [(param, value)])
         self.sources: list[str] = []
@@ -128,7 +135,7 @@ class _Classes:
             pr("super().__init__()")
             build_lines(pr, tree, lambda leaf: self.leaf(leaf, lit))
         pr()
-        items = _items(self.graph, owner, self.owners, paths, fused=fused)
+        items = _items(self.graph, owner, self.owners, paths, fused=fused, deferred=self.deferred)
         emit_method(pr, "def forward(self, " + ", ".join("{}" for _ in owner.inputs) + "):",
                     owner.inputs, items, owner.outputs)
         return pr.text(), lit.values
@@ -291,24 +298,24 @@ def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: 
                 pr("self.share_column_draw()")
             if optimize != "none":
                 pr("self.optimize()")
-        _network_methods(pr, graph, owners, paths, chain, main, fused)
+        _network_methods(pr, graph, owners, paths, chain, main, fused, classes.deferred)
     return module_paths
 
 
 def _network_methods(pr: Printer, graph, owners: dict, paths: dict, chain: list, main: str | None,
-                     fused: dict) -> None:
+                     fused: dict, deferred: frozenset) -> None:
     root = owners[""]
     aux = graph.graph["aux"]
     in_head = set(chain)
     rest = [m for m in root.members if m[1] not in in_head]
     trunk_members = [m for m in rest if (graph.nodes[m[1]]["aux"] if m[0] == "node" else owners[m[1]].aux) is None]
     aux_members = [m for m in rest if (graph.nodes[m[1]]["aux"] if m[0] == "node" else owners[m[1]].aux) is not None]
-    trunk = _items(graph, root, owners, paths, trunk_members, fused)
-    aux_items = _items(graph, root, owners, paths, aux_members, fused)
+    trunk = _items(graph, root, owners, paths, trunk_members, fused, deferred)
+    aux_items = _items(graph, root, owners, paths, aux_members, fused, deferred)
     head = _items(graph, root, owners, paths, [("node", n) for n in chain])
     feature = head[0][1][0] if head else graph.graph["output"]
-    made = {v for _, _, outs in aux_items for v in outs}
-    taps = list(dict.fromkeys(v for _, ins, _ in aux_items for v in ins if v not in made))
+    made = {v for _, _, outs, *_ in aux_items for v in outs}
+    taps = list(dict.fromkeys(v for _, ins, *_ in aux_items for v in ins if v not in made))
     x = graph.graph["input"]
     # global drop-path: one draw per forward pass, before any join reads it
     draw = {0: lambda var: pr(f"self.draw_columns({var(x)})")} if _global_paths(graph) and trunk else None
@@ -324,7 +331,7 @@ def _network_methods(pr: Printer, graph, owners: dict, paths: dict, chain: list,
         emit_method(pr, "def forward_features(self, {}):", [x], trunk, [feature], before=draw)
     pr()
     before = {}
-    for i, (_, ins, outs) in enumerate(head):
+    for i, (_, ins, outs, *_) in enumerate(head):
         if outs[0] == main:
             def stop(var, v=ins[0]):
                 pr("if pre_logits:")
@@ -437,9 +444,11 @@ def generate_source(network, class_name_: str | None = None, optimize: str = "no
     graph = network.graph
     owners, node_owner = find_owners(graph)
     groups = {}
-    for group in fusion_groups(graph, node_owner, head_chain(graph, node_owner)) if check_level(optimize) != "none" else ():
+    head = head_chain(graph, node_owner)
+    for group in fusion_groups(graph, node_owner, head) if check_level(optimize) != "none" else ():
         groups.setdefault(group.owner, []).append(group)
-    classes = _Classes(graph, owners, names, groups)
+    deferred = deferred_nodes(graph, node_owner, head) if optimize == "infer" else frozenset()
+    classes = _Classes(graph, owners, names, groups, deferred)
     classes.run()
     spec = os.path.basename(network.file)
     doc = (f"Network `{network.name}` from {spec}, compiled by incdsl {__version__}.\n\n"

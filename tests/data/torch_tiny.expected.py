@@ -20,6 +20,76 @@ class Scope(nn.Module):
             self.add_module(name, child)
 
 
+def eager_inference(module, x) -> bool:
+    """Whether `module` computes `x` eagerly for inference: eval mode, autograd off, no compiler
+    or tracer at work. Only then may a concatenation's inputs be written into its output
+    (`Pending`): `out=` is not differentiable, and inductor plans concatenations itself."""
+    return not (module.training or torch.is_grad_enabled() or torch.compiler.is_compiling()
+                or torch.jit.is_tracing() or not isinstance(x, torch.Tensor))  # torch.fx traces proxies
+
+
+class Pending:
+    """What a module called with `defer=True` hands the concatenation that alone reads it, in
+    eager inference (optimize="infer"): its output less the last step, which the concatenation
+    does straight into its channel slice of the output, so `torch.cat` copies nothing. Either
+    an activation not yet applied (`value`, `act`) or a nested concatenation's `parts`."""
+
+    def __init__(self, value=None, act=None, parts=()):
+        self.value, self.act, self.parts = value, act, tuple(parts)
+
+    def leaves(self) -> list:
+        """The tensors it is made of, in channel order."""
+        if self.value is not None:
+            return [self.value]
+        return [t for p in self.parts for t in (p.leaves() if isinstance(p, Pending) else [p])]
+
+    def finish(self):
+        """The value itself, as the module would have returned it."""
+        if self.value is not None:
+            return self.act(self.value)
+        return torch.cat([p.finish() if isinstance(p, Pending) else p for p in self.parts], 1)
+
+    def write(self, out) -> None:
+        """Write the value into `out`, a tensor view of its shape."""
+        if self.value is None:
+            write_parts(self.parts, out)
+        elif type(self.act) is nn.ReLU:
+            torch.clamp_min(self.value, 0, out=out)
+        elif isinstance(self.act, nn.Hardtanh):  # ReLU6
+            torch.clamp(self.value, self.act.min_val, self.act.max_val, out=out)
+        else:  # no `out=` form: computed, then copied
+            out.copy_(self.act(self.value))
+
+
+def write_parts(parts, out) -> None:
+    """`out.copy_(torch.cat(parts, 1))` without the intermediate: each part into its slice."""
+    start = 0
+    for p in parts:
+        width = sum(t.shape[1] for t in p.leaves()) if isinstance(p, Pending) else p.shape[1]
+        piece = out[:, start:start + width]
+        if isinstance(p, Pending):
+            p.write(piece)
+        else:
+            piece.copy_(p)
+        start += width
+
+
+def concat_pending(xs):
+    """`torch.cat(xs, 1)` where some of `xs` are `Pending`: each written into its slice of one new
+    tensor (in torch.cat's memory format). Inputs that torch.cat would promote or refuse (mixed
+    dtypes or devices, unequal sizes) are finished and left to torch.cat."""
+    leaves = [t for x in xs for t in (x.leaves() if isinstance(x, Pending) else [x])]
+    first = leaves[0]
+    if any(t.dim() != 4 or t.dtype != first.dtype or t.device != first.device or t.shape[0] != first.shape[0]
+           or t.shape[2:] != first.shape[2:] for t in leaves):
+        return torch.cat([x.finish() if isinstance(x, Pending) else x for x in xs], 1)
+    channels_last = all(t.stride(1) < t.stride(3) for t in leaves)  # torch.cat keeps a common layout
+    out = torch.empty((first.shape[0], sum(t.shape[1] for t in leaves), *first.shape[2:]), dtype=first.dtype,
+                      device=first.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    write_parts(xs, out)
+    return out
+
+
 class ConvBnAct(nn.Module):
     """Convolution, optional batch norm, optional activation (children `conv`, `bn`, `act`).
 
@@ -65,19 +135,25 @@ class ConvBnAct(nn.Module):
         return (self.folded_weight is not None and not self.training and not torch.is_grad_enabled()
                 and (x.device.type != "cuda" or torch.compiler.is_compiling()))
 
-    def forward(self, x):
+    def forward(self, x, defer=False):
+        """`defer=True` (optimize="infer", the output goes only into a concatenation): in eager
+        inference return the output before the activation as a `Pending`."""
+        y = self.conv_bn(x)
+        if self.act is None:
+            return y
+        if defer and eager_inference(self, x):
+            return Pending(y, self.act)
+        return self.act(y)
+
+    def conv_bn(self, x):
+        """The output before the activation: padding, convolution, batch norm (or the folded copy)."""
         if self.pad is not None:
             x = F.pad(x, self.pad)
         if self.use_folded(x):
-            x = F.conv2d(x, self.folded_weight, self.folded_bias, self.conv.stride, self.conv.padding,
-                         self.conv.dilation, self.conv.groups)
-        else:
-            x = self.conv(x)
-            if self.bn is not None:
-                x = self.bn(x)
-        if self.act is not None:
-            x = self.act(x)
-        return x
+            return F.conv2d(x, self.folded_weight, self.folded_bias, self.conv.stride, self.conv.padding,
+                            self.conv.dilation, self.conv.groups)
+        x = self.conv(x)
+        return self.bn(x) if self.bn is not None else x
 
 
 class FusedConvBnAct(ConvBnAct):
@@ -111,12 +187,38 @@ class FusedConvBnAct(ConvBnAct):
         self.pools = nn.ModuleList([p for p in pools if p is not None])
         self.unpooled = sum(self.splits[:len(self.splits) - self.pooled])
 
-    def forward(self, x):
+    def forward(self, x, defer=()):
+        """Each member's output; `defer` (optimize="infer") flags the members whose output goes
+        only into a concatenation: in eager inference those are `Pending` (see `ConvBnAct`)."""
+        deferring = any(defer) and eager_inference(self, x)
+        if self.pooled and self.use_folded(x):  # inference: the parts stay apart, no concatenation
+            parts = self.pooled_parts(x, folded=True)
+            if self.act is not None and not deferring:
+                parts = [self.act(p) for p in parts]
+            members = (*(torch.split(parts[0], self.splits[:len(self.splits) - self.pooled], 1)
+                         if self.unpooled else ()), *parts[1 if self.unpooled else 0:])
+        else:
+            y = self.conv_bn(x)
+            if self.act is not None and not deferring:  # one activation, in place, over every member
+                y = self.act(y)
+            members = torch.split(y, self.splits, 1)
+        if self.act is None or not deferring:
+            return members  # as it is: torch.fx unpacks a traced split, but cannot iterate it
+        return tuple(Pending(m, self.act) if d else self.act(m) for m, d in zip(members, defer))
+
+    def conv_bn(self, x):
         if not self.pooled:
-            return torch.split(super().forward(x), self.splits, 1)
+            return super().conv_bn(x)
+        folded = self.use_folded(x)
+        y = torch.cat(self.pooled_parts(x, folded), 1)
+        return self.bn(y) if self.bn is not None and not folded else y
+
+    def pooled_parts(self, x, folded):
+        """The unpooled members' channels, then each pooled member's: the convolution on all
+        channels, each pool on its member's; the folded shift added after the pool (a counted
+        zero pad would scale it), in place on the fresh tensors (`folded`: autograd is off)."""
         if self.pad is not None:
             x = F.pad(x, self.pad)
-        folded = self.use_folded(x)
         y = F.conv2d(x, self.folded_weight, None, self.conv.stride, self.conv.padding, self.conv.dilation,
                      self.conv.groups) if folded else self.conv(x)
         parts = [y[:, :self.unpooled]] if self.unpooled else []
@@ -124,14 +226,12 @@ class FusedConvBnAct(ConvBnAct):
         for pool, width in zip(self.pools, self.splits[len(self.splits) - self.pooled:]):
             parts.append(pool(y[:, start:start + width]))
             start += width
-        y = torch.cat(parts, 1)
-        if folded:  # the folded shift comes after the pool: a counted zero pad would scale it
-            y = y + self.folded_bias.reshape(1, -1, 1, 1)
-        elif self.bn is not None:
-            y = self.bn(y)
-        if self.act is not None:
-            y = self.act(y)
-        return torch.split(y, self.splits, 1)
+        if folded:
+            start = 0
+            for p in parts:
+                p.add_(self.folded_bias[start:start + p.shape[1]].reshape(1, -1, 1, 1))
+                start += p.shape[1]
+        return parts
 
 
 def fuse_siblings(net):
@@ -229,9 +329,16 @@ class PaddedPool(nn.Module):
 
 
 class Concat(nn.Module):
-    """Inputs joined along channels, in order."""
+    """Inputs joined along channels, in order. Inputs that are `Pending` (optimize="infer") are
+    written into their slices of the output; with `defer=True` (the output goes only into an
+    enclosing concatenation) it returns its inputs as a `Pending` in eager inference."""
 
-    def forward(self, *xs):
+    def forward(self, *xs, defer=False):
+        if defer and eager_inference(self, xs[0] if not isinstance(xs[0], Pending) else xs[0].leaves()[0]):
+            return Pending(parts=xs)
+        for x in xs:
+            if isinstance(x, Pending):
+                return concat_pending(xs)
         return torch.cat(xs, 1)
 
 
@@ -472,6 +579,56 @@ def init_weights(module, seed=None):
                     m.bias.zero_()
 
 
+class CapturedGraph:
+    """One inference forward of `model` recorded as a CUDA graph for inputs like `example`
+    (shape, dtype, device): calling it copies the input into the graph's own input
+    tensor and replays the recorded kernels, without Python or launch overhead. The result is
+    the graph's own output tensor, overwritten by the next call (clone it to keep it).
+
+    Recorded in eval mode without autograd, under the caller's autocast if any, after `warmup`
+    forwards on a side stream (cuDNN picks its algorithms there). Works for any module; a
+    network's `capture` checks that it is on the example's device."""
+
+    def __init__(self, model, example, warmup=3):
+        if not isinstance(example, torch.Tensor):
+            raise TypeError(f"CUDA-graph capture needs an example input tensor, got {type(example).__name__}")
+        if model.training:
+            raise RuntimeError("CUDA-graph capture records inference: call model.eval() first")
+        if example.device.type != "cuda" or not torch.cuda.is_available():
+            raise ValueError(f"CUDA-graph capture needs a CUDA device: the example input is on {example.device}")
+        self.model, self.example = model, (tuple(example.shape), example.dtype, example.device)
+        self.input = example.clone()
+        # the caller's autocast without its cache of cast weights: cached outside the capture,
+        # they would be freed when the caller's autocast ends, under the graph's feet
+        amp = torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), enabled=torch.is_autocast_enabled("cuda"),
+                             cache_enabled=False)
+        stream = torch.cuda.Stream(example.device)
+        stream.wait_stream(torch.cuda.current_stream(example.device))
+        with torch.no_grad(), amp, torch.cuda.stream(stream):
+            for _ in range(warmup):
+                model(self.input)
+        torch.cuda.current_stream(example.device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), amp, torch.cuda.graph(self.graph):
+            self.output = model(self.input)
+
+    def __call__(self, x):
+        got = (tuple(x.shape), x.dtype, x.device) if isinstance(x, torch.Tensor) else None
+        if got != self.example:
+            raise ValueError(f"this CUDA graph was captured for input {self.describe(self.example)}, got "
+                             + (self.describe(got) if got else type(x).__name__) + ": capture again for it")
+        if self.model.training:
+            raise RuntimeError("the model is in training mode; a captured CUDA graph replays inference only")
+        self.input.copy_(x)
+        self.graph.replay()
+        return self.output
+
+    @staticmethod
+    def describe(key) -> str:
+        shape, dtype, device = key
+        return f"{'x'.join(map(str, shape))} {str(dtype).replace('torch.', '')} on {device}"
+
+
 class IncdslNet(nn.Module):
     """What every compiled network shares: the timm-style model API.
 
@@ -521,6 +678,17 @@ class IncdslNet(nn.Module):
         """The draw of this forward pass for global drop-path (training only; run before the trunk)."""
         if self.training and self.column_draw is not None:
             self.column_draw.draw(x.device)
+
+    def capture(self, example, warmup=3):
+        """A `CapturedGraph` of this network's inference on inputs like `example` (fixed shape,
+        dtype and device; CUDA only, eval mode): ``run = model.eval().capture(x)``,
+        then ``run(x)``. Refused on the CPU, in training mode, and for a model not on the
+        example's device."""
+        ref = next(self.parameters(), None)
+        if isinstance(example, torch.Tensor) and ref is not None and ref.device != example.device:
+            raise ValueError(f"the model is on {ref.device} but the example input on {example.device}: "
+                             "move one of them (model.to(device))")
+        return CapturedGraph(self, example, warmup)
 
     def get_classifier(self):
         return self.get_submodule(self.classifiers[0][0]) if self.classifiers else None
