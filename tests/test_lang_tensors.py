@@ -195,3 +195,33 @@ def test_without_pad_the_sizes_must_agree():
 @pytest.mark.parametrize("line, expected", [("zeropad(1, 0, 2, 1)", (3, 17, 19)), ("zeropad bottom = 2", (3, 18, 16))])
 def test_zeropad(line, expected):
     assert load(HEAD + f"    {line}\n").output_shape == expected
+
+
+# --- one tensor read twice (the IR keeps one edge per pair of nodes) ---------------------------
+
+@pytest.mark.parametrize("kind", ["concat", "add", "mean", "max", "multiply"])
+def test_a_join_given_one_tensor_twice_is_an_error_at_the_second_branch(kind):
+    error = failure("network n:\n    input 3x8x8\n    conv 3x3 6 S as u\n"
+                    f"    {kind}:\n        branch: take u\n        branch: conv 1x1 6\n        branch: take u\n")
+    assert "the same tensor as branch 1" in str(error) and error.span.line == 7
+    assert "identity" in error.diagnostics[0].hint
+
+
+def test_one_tensor_twice_through_identity_is_read_twice():
+    net = load("network n:\n    input 3x8x8\n    conv 3x3 6 S as u\n"
+               "    concat:\n        branch: take u\n        branch: take u -> identity\n")
+    assert net.output_shape == (12, 8, 8)
+    join = [n for n in net.layers if net.graph.nodes[n]["op"] == "concat"][0]
+    assert len(inputs(net.graph, join)) == 2
+
+
+def test_a_residual_whose_branch_is_its_input_is_an_error():
+    error = failure("network n:\n    input 3x8x8\n    conv 3x3 6 S\n    residual:\n        take in\n")
+    assert "reads one tensor twice" in str(error) or "read one tensor twice" in str(error)
+
+
+def test_a_flat_join_merging_one_tensor_twice_is_an_error():
+    error = failure("network n:\n    input 3x8x8\n    conv 3x3 6 S as u\n    mean(flat = yes):\n"
+                    "        branch: take u\n        branch:\n            mean:\n"
+                    "                branch: take u\n                branch: conv 1x1 6\n")
+    assert "same tensor" in str(error)

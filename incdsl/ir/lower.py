@@ -164,6 +164,9 @@ class Lowerer(ControlFlow, NamedTensors):
     def add_node(self, name: str, op: str, attrs: dict, ins: list[str], span: Span, ctx: Ctx) -> str:
         if self.made() >= self.max_layers:
             self.too_big(self.made() + 1, span, ctx)
+        if len(set(ins)) < len(ins):  # the IR has one edge per pair of nodes
+            self.fail(f"this `{op}` would read one tensor twice", span, ctx,
+                      "a layer takes each tensor once: pass one of the two through `identity`")
         try:
             shape, warnings = infer_node(op, attrs, [self.sink.node(i)["shape"] for i in ins])
         except ShapeError as exc:
@@ -528,6 +531,7 @@ class Lowerer(ControlFlow, NamedTensors):
             outs = self.merge_flat(stmt, attrs, branches, outs, starts, ctx)
         if join.aligned:
             self.check_aligned(stmt, branches, outs, ctx)
+        self.check_distinct(stmt, branches, outs, ctx)
         node_attrs = join.join(attrs, len(outs))
         name = self.fresh(scope, stmt.kind, stmt.span, ctx)
         out = self.add_node(name, stmt.kind, node_attrs, outs, stmt.span, ctx)
@@ -535,6 +539,19 @@ class Lowerer(ControlFlow, NamedTensors):
             self.joins_made += 1
             self.mergeable[out] = (self.joins_made, stmt.kind, tuple(outs), stmt.span)
         return self.note_label(stmt.label, stmt.label_span, ctx, out)
+
+    def check_distinct(self, stmt: s.Composite, branches, outs: list[str], ctx: Ctx) -> None:
+        """Two branches that give the same tensor (`take u` twice) are an error at the second:
+        the IR keeps one edge per pair of nodes, so the join would silently read it once."""
+        first = {}
+        for i, out in enumerate(outs):
+            if out in first:
+                where = branches[i].span if len(branches) == len(outs) else stmt.span
+                other = f"branch {first[out] + 1}" if len(branches) == len(outs) else "another input"
+                self.fail(f"this branch gives the same tensor as {other} of this `{stmt.kind}`", where, ctx,
+                          "a join takes each tensor once; for a second copy, pass it through `identity` "
+                          "(`branch: take NAME -> identity`)")
+            first[out] = i
 
     def merge_flat(self, stmt: s.Composite, attrs: dict, branches, outs: list[str], starts: list[int],
                    ctx: Ctx) -> list[str]:
