@@ -243,3 +243,41 @@ def test_fused_levels_draw_the_same_columns_as_level_none(level):
             want = plain(x)
             torch.manual_seed(seed)
             torch.testing.assert_close(fast(x), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("column", [0, 1, 2])
+def test_keep_column_evaluates_one_column_alone(column):
+    """FractalNet's single-column subnetworks (the paper's deepest-column results): in eval, with
+    running statistics, the network computes the reference's column alone; None restores the mean."""
+    torch = pytest.importorskip("torch")
+    ours, reference = pair(3, drop_path=0.15, global_path=0.5)
+    ours.eval(), reference.eval()
+    x = torch.randn(4, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    want = outputs_per_column(reference, x, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.keep_column(column)(x), want[column], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours.keep_column(None)(x), want[None], rtol=1e-5, atol=1e-6)
+
+
+def test_keep_column_trains_that_column_every_pass():
+    torch = pytest.importorskip("torch")
+    ours, reference = pair(3, drop_path=0.15, global_path=0.5)
+    x = torch.randn(4, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    want = outputs_per_column(reference, x, 3)
+    ours.keep_column(1)
+    torch.manual_seed(8)
+    with torch.no_grad():
+        assert all(which(ours(x), want) == [1] for _ in range(10))
+
+
+@pytest.mark.parametrize("column", [3, -1, 1.0, "0"])
+def test_keep_column_refuses_a_column_the_network_lacks(column):
+    ours, _ = pair(3)
+    with pytest.raises(ValueError, match="0..2"):
+        ours.keep_column(column)
+
+
+def test_keep_column_needs_global_drop_path():
+    net = load(SPEC, params=dict(global_path=0))
+    with pytest.raises(ValueError, match="global_path"):
+        incdsl.to_torch(net).keep_column(0)

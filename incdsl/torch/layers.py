@@ -384,15 +384,21 @@ class ColumnDraw:
 
     `chance` is uniform in [0, 1) and `column` uniform in 0..columns-1, both 0-d tensors on the
     input's device (no host sync); None until the network's first training forward pass.
+    `fixed` (set by `IncdslNet.keep_column`) replaces the draw: that column, every pass, in
+    training and in eval.
     """
 
     def __init__(self, columns):
         self.columns = int(columns)
-        self.chance = self.column = None
+        self.chance = self.column = self.fixed = None
 
     def draw(self, device):
-        self.chance = torch.rand((), device=device)
-        self.column = torch.randint(self.columns, (), device=device)
+        if self.fixed is not None:
+            self.chance = torch.zeros((), device=device)  # below every join's global_path
+            self.column = torch.tensor(self.fixed, device=device)
+        else:
+            self.chance = torch.rand((), device=device)
+            self.column = torch.randint(self.columns, (), device=device)
 
 
 class Mean(nn.Module):
@@ -403,7 +409,7 @@ class Mean(nn.Module):
     over the kept inputs. With `global_path` > 0, when the network's draw for this forward
     pass has chance < global_path and its column is one of this join's input positions, only
     that input is kept (global drop-path: one column in every join). In eval mode it is the
-    plain mean.
+    plain mean, unless the network keeps one column (`IncdslNet.keep_column`).
     """
 
     def __init__(self, drop_path=0.0, global_path=0.0, inputs=0):
@@ -413,18 +419,22 @@ class Mean(nn.Module):
 
     def forward(self, *xs):
         draw = self.column_draw if self.global_path > 0.0 else None
-        if not self.training or (self.drop_path == 0.0 and (draw is None or draw.column is None)):
+        columnar = draw is not None and draw.column is not None and (self.training or draw.fixed is not None)
+        if not columnar and (not self.training or self.drop_path == 0.0):
             y = xs[0]
             for x in xs[1:]:
                 y = y + x
             return y / len(xs)
         n, device = len(xs), xs[0].device
         positions = torch.arange(n, device=device)
-        keep = torch.rand(n, device=device) >= self.drop_path
-        # none kept: keep one, chosen uniformly (tensor ops only: no host sync, traceable)
-        forced = positions == torch.randint(n, (), device=device)
-        keep = keep | (forced & ~keep.any())
-        if draw is not None and draw.column is not None:
+        if self.training and self.drop_path > 0.0:
+            keep = torch.rand(n, device=device) >= self.drop_path
+            # none kept: keep one, chosen uniformly (tensor ops only: no host sync, traceable)
+            forced = positions == torch.randint(n, (), device=device)
+            keep = keep | (forced & ~keep.any())
+        else:
+            keep = torch.ones(n, dtype=torch.bool, device=device)
+        if columnar:
             column = positions == draw.column  # all false off the column's path
             keep = torch.where((draw.chance < self.global_path) & column.any(), column, keep)
         w = keep.to(xs[0].dtype) / keep.sum()
@@ -683,9 +693,21 @@ class IncdslNet(nn.Module):
         self.column_draw = draw
 
     def draw_columns(self, x):
-        """The draw of this forward pass for global drop-path (training only; run before the trunk)."""
-        if self.training and self.column_draw is not None:
+        """The draw of this forward pass for global drop-path (run before the trunk): in training,
+        or in eval while `keep_column` holds a column."""
+        if self.column_draw is not None and (self.training or self.column_draw.fixed is not None):
             self.column_draw.draw(x.device)
+
+    def keep_column(self, column):
+        """Run column `column` alone (0 the deepest) in every `mean(global_path = ...)` join, in
+        training and in eval (FractalNet's single-column subnetworks: the deepest column's
+        results, an anytime answer from a shallow one); None goes back to the full network."""
+        if self.column_draw is None:
+            raise ValueError("this network has no `mean(global_path = ...)` join to choose a column in")
+        if column is not None and not (isinstance(column, int) and 0 <= column < self.column_draw.columns):
+            raise ValueError(f"column must be None or an integer in 0..{self.column_draw.columns - 1}, got {column!r}")
+        self.column_draw.fixed = column
+        return self
 
     def capture(self, example, warmup=3):
         """A `CapturedGraph` of this network's inference on inputs like `example` (fixed shape,
