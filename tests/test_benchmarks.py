@@ -23,7 +23,7 @@ import incdsl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GPU_SH = ROOT / "benchmarks" / "gpu.sh"
-HEADER = "| network | mode | exec | level | ours img/s | ref img/s | ours/ref | speedup | max abs diff | reference |"
+HEADER = "| network | mode | exec | level | ours img/s | ref img/s | ours/ref | speedup | max rel diff | reference |"
 QUICK = ["--device", "cpu", "--batch", "2", "--iters", "1", "--warmup", "0", "--networks", "tiny"]
 needs_bash = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None,
                                 reason="needs bash and coreutils' timeout")
@@ -157,7 +157,7 @@ def test_levels_argument(runtime):
 
 def test_table_marks_missing_numbers(runtime):
     row = {"network": "googlenet", "mode": "train", "exec": "compile", "level": "infer", "ours_img_s": None,
-           "ref_img_s": None, "ratio": None, "speedup": None, "max_abs_diff": None,
+           "ref_img_s": None, "ratio": None, "speedup": None, "max_rel_diff": None,
            "reference": "torchvision googlenet", "note": "error: RuntimeError: boom"}
     lines = runtime.table([row]).splitlines()
     assert lines[0] == HEADER and len(lines) == 3
@@ -167,7 +167,7 @@ def test_table_marks_missing_numbers(runtime):
 
 def test_merge_joins_json_files(runtime, capsys, tmp_path):
     row = {"network": "inception_v4", "mode": "infer", "exec": "eager", "level": "none", "ours_img_s": 3990.0,
-           "ref_img_s": 3990.0, "ratio": 1.0, "speedup": 1.0, "max_abs_diff": 0.0, "reference": "timm inception_v4"}
+           "ref_img_s": 3990.0, "ratio": 1.0, "speedup": 1.0, "max_rel_diff": 0.0, "reference": "timm inception_v4"}
     for i, how in enumerate(("eager", "compile")):
         (tmp_path / f"{i}.json").write_text(json.dumps({"setup": f"setup {how}", "rows": [{**row, "exec": how}]}))
     assert runtime.main(["--merge", str(tmp_path / "0.json"), str(tmp_path / "1.json")]) == 0
