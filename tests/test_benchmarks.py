@@ -260,3 +260,50 @@ def test_gpu_sh_usage_errors(args, env, message):
     import os
     done = gpu_sh(*args, env={**os.environ, **env})
     assert done.returncode == 2 and done.stderr.startswith("gpu.sh: error: ") and message in done.stderr
+
+
+# --- benchmarks/kernels.py: kernel time by category, ours against the reference ----------------
+
+def kernels_module():
+    spec = importlib.util.spec_from_file_location("benchmarks_kernels", ROOT / "benchmarks" / "kernels.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("cudnn::bn_fw_tr_1C11_singleread_spec_kernel", "batch norm"),
+    ("aten::native_batch_norm_backward", "batch norm"),
+    ("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32", "convolution / GEMM"),
+    ("aten::mkldnn_convolution", "convolution / GEMM"),
+    ("void at::native::(anonymous namespace)::max_pool_forward_nhwc", "pooling"),
+    ("void at::native::(anonymous namespace)::CatArrayBatchedCopy", "concatenation / copy"),
+    ("void at::native::vectorized_elementwise_kernel<4, at::native::threshold_kernel_impl>", "elementwise"),
+    ("Optimizer.step#SGD.step", "optimizer"),
+    ("aten::nll_loss_forward", "reduction"),
+    ("ncclDevKernel_Broadcast", "other"),
+])
+def test_kernels_are_put_in_categories_by_name(name, expected):
+    assert kernels_module().category(name) == expected
+
+
+def test_kernels_profiles_both_models_side_by_side(capsys):
+    """On the CPU, GoogLeNet at batch 1: one table whose rows add up to its total, and both
+    models' largest operators."""
+    pytest.importorskip("torchvision")
+    kernels = kernels_module()
+    assert kernels.main(["--device", "cpu", "--batch", "1", "--network", "googlenet", "--mode", "infer",
+                         "--level", "infer", "--warmup", "0", "--steps", "1", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and "ms/step" not in line]
+    table = [r for r in rows if len(r) == 4 and not r[0].strip().startswith("**")]
+    total = next(r for r in rows if len(r) == 4 and r[0].strip() == "**total**")
+    ours = sum(float(r[1]) for r in table)
+    assert ours == pytest.approx(float(total[1].strip("* ")), abs=0.02 * len(table))
+    assert any(r[0].strip() == "convolution / GEMM" and float(r[1]) > 0 and float(r[2]) > 0 for r in table)
+    assert "largest, ours:" in out and "largest, reference:" in out
+
+
+def test_kernels_refuses_an_inference_level_in_training(capsys):
+    assert kernels_module().main(["--device", "cpu", "--mode", "train", "--level", "infer"]) == 2
+    assert "inference only" in capsys.readouterr().err
