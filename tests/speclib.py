@@ -1,5 +1,5 @@
-"""Helpers several test files share: load a spec and lint its IR, catch a spec's error, and the
-two-step training check of the zoo tests."""
+"""Helpers several test files share: load a spec and lint its IR, catch a spec's error, the
+two-step training check of the zoo tests, and the comparison with a reference written by hand."""
 import pytest
 
 import incdsl
@@ -36,3 +36,25 @@ def assert_two_steps_learn(model, x, y) -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[0] != losses[1]
+
+
+def same_outputs(net, reference, size: int = 32, *, rtol: float = 1e-4, atol: float = 1e-5,
+                 count: bool = False) -> None:
+    """Load the reference's weights (registration order; batch norms randomised first) into
+    our compiled `net` and compare outputs in eval mode; `count`: the reference also has the
+    spec's parameter count."""
+    torch = pytest.importorskip("torch")
+    from test_weights import randomise_norms
+
+    torch.manual_seed(0)
+    reference = randomise_norms(reference).eval()
+    if count:
+        assert sum(p.numel() for p in reference.parameters()) == incdsl.count_costs(net).total.params
+    ours = incdsl.to_torch(net, seed=1).eval()
+    report = incdsl.load_weights(ours, reference.state_dict())
+    assert len(report) == len(reference.state_dict())
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        got, want = ours(x), reference(x)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=rtol, atol=atol)

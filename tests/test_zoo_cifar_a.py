@@ -21,7 +21,7 @@ from incdsl.render.graphviz import build_dot
 from incdsl.render.style import DrawOptions
 from incdsl.report.against import compare, read_table
 
-from speclib import assert_two_steps_learn
+from speclib import assert_two_steps_learn, same_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 CIFAR = ROOT / "specs" / "zoo" / "cifar"
@@ -246,18 +246,9 @@ def reference_cifar_resnet(n: int, classes: int = 10):
 @pytest.mark.parametrize("n", [3, pytest.param(18, marks=pytest.mark.slow)])
 def test_option_a_resnet_matches_a_reference_written_by_hand(n):
     torch = pytest.importorskip("torch")
-    from test_weights import randomise_norms
-
     torch.manual_seed(0)
-    reference = randomise_norms(reference_cifar_resnet(n)).eval()
-    net = incdsl.load(str(CIFAR / "resnet110.inc"), params={"n": n})
-    assert sum(p.numel() for p in reference.parameters()) == incdsl.count_costs(net).total.params
-    ours = incdsl.to_torch(net, seed=1).eval()
-    incdsl.load_weights(ours, reference.state_dict())
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        got, expected = ours(x), reference(x)
-    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5), (got - expected).abs().max()
+    same_outputs(incdsl.load(str(CIFAR / "resnet110.inc"), params={"n": n}), reference_cifar_resnet(n),
+                 rtol=1e-5, atol=1e-5, count=True)
 
 
 # --- ResNet in ResNet against a reference written by hand ---------------------------------
@@ -319,18 +310,9 @@ def reference_rir(width: int, classes: int = 10):
 
 def test_rir_matches_a_reference_written_by_hand():
     torch = pytest.importorskip("torch")
-    from test_weights import randomise_norms
-
     torch.manual_seed(0)
-    reference = randomise_norms(reference_rir(width=4)).eval()
-    net = incdsl.load(str(CIFAR / "rir.inc"), params={"width": 4})
-    assert sum(p.numel() for p in reference.parameters()) == incdsl.count_costs(net).total.params
-    ours = incdsl.to_torch(net, seed=1).eval()
-    incdsl.load_weights(ours, reference.state_dict())
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        got, expected = ours(x), reference(x)
-    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5), (got - expected).abs().max()
+    same_outputs(incdsl.load(str(CIFAR / "rir.inc"), params={"width": 4}), reference_rir(width=4),
+                 rtol=1e-5, atol=1e-5, count=True)
 
 
 # --- the CIFAR ports of GoogLeNet and SqueezeNet, written here from their descriptions -------
@@ -407,15 +389,5 @@ def reference_squeezenet_bn(classes: int = 10):
                                          pytest.param("googlenet.inc", reference_googlenet, marks=pytest.mark.slow)])
 def test_cifar_ports_match_references_written_by_hand(spec, build):
     torch = pytest.importorskip("torch")
-    from test_weights import randomise_norms
-
     torch.manual_seed(0)
-    reference = randomise_norms(build()).eval()
-    net = incdsl.load(str(CIFAR / spec))
-    assert sum(p.numel() for p in reference.parameters()) == incdsl.count_costs(net).total.params
-    ours = incdsl.to_torch(net, seed=1).eval()
-    incdsl.load_weights(ours, reference.state_dict())
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        got, expected = ours(x), reference(x)
-    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5), (got - expected).abs().max()
+    same_outputs(incdsl.load(str(CIFAR / spec)), build(), rtol=1e-5, atol=1e-5, count=True)

@@ -19,6 +19,7 @@ import pytest
 import incdsl
 from incdsl.render.graphviz import DrawOptions, build_dot
 from incdsl.report.against import compare, read_table
+from speclib import same_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 CIFAR = ROOT / "specs" / "zoo" / "cifar"
@@ -199,23 +200,6 @@ def densenet_reference(depth: int, k: int, classes: int = 10):
 def torch_cat(xs):
     import torch
     return torch.cat(xs, 1)
-
-
-def same_outputs(net, reference, size: int = 32):
-    """Load the reference's weights (registration order) and compare outputs in eval mode."""
-    torch = pytest.importorskip("torch")
-    from test_weights import randomise_norms
-
-    torch.manual_seed(0)
-    reference = randomise_norms(reference).eval()
-    ours = incdsl.to_torch(net, seed=1).eval()
-    report = incdsl.load_weights(ours, reference.state_dict())
-    assert len(report) == len(reference.state_dict())
-    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        got, want = ours(x), reference(x)
-    assert got.shape == want.shape
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_densenet_equals_a_hand_written_reference():
