@@ -4,7 +4,8 @@
 # and an `incdsl train` throughput run, each under its own time cap and all within
 # GPU_SH_BUDGET seconds (470); then one summary table, also written to $OUT/summary.md when OUT
 # is set. Compiling takes most of the time: compiled inference and compiled training are
-# separate parts (caps 120 s and 180 s), run last, on GPU_SH_COMPILE_NETWORKS.
+# separate parts (caps 120 s and 180 s), run last, on GPU_SH_COMPILE_NETWORKS; after them, on
+# what the budget leaves, a kernel profile of eager training (benchmarks/kernels.py).
 #
 #   benchmarks/gpu.sh                        run on the GPU machine (no network needed there)
 #   benchmarks/gpu.sh --prepare              here, with network: fetch the pure-Python wheels the
@@ -18,7 +19,7 @@
 # GPU_SH_BATCH (256), GPU_SH_STEPS (training steps, 150), GPU_SH_LEVELS (eager and CUDA graphs:
 # none,train,infer), GPU_SH_COMPILE_LEVELS (train,infer: under torch.compile level none times like
 # the reference; compiled training times those that hold in training),
-# GPU_SH_SKIP (parts to leave out, any of "tests eager graph train compile"),
+# GPU_SH_SKIP (parts to leave out, any of "tests eager graph train compile kernels"),
 # GPU_SH_NETWORKS ("inception_v4 googlenet"), GPU_SH_COMPILE_NETWORKS ("inception_v4"),
 # PYTHON (python3), DEVICE_PYTHON_VERSION (3.12, the GPU machine's, for --prepare); to try the
 # script itself on a CPU: GPU_SH_DEVICE=cpu GPU_SH_BATCH=1 GPU_SH_STEPS=2 GPU_SH_ITERS=1 GPU_SH_WARMUP=0.
@@ -249,6 +250,15 @@ skipped compile || [[ -z $TRAIN_COMPILE_LEVELS ]] || runtime "runtime compile tr
     "$WORK/runtime-compile-train.json" "$TRAIN_COMPILE_LEVELS" --exec compile --modes train \
     --networks $COMPILE_NETWORKS --iters "${ITERS:-10}" --warmup "$WARMUP"
 
+# 8. where the training time goes (benchmarks/kernels.py: kernel time by category, ours vs the
+#    reference, eager training at level train): last, so it runs only on what the budget leaves
+skipped kernels || part "kernels train" 45 "$PY" benchmarks/kernels.py --device "$DEVICE" --batch "$BATCH" \
+    --amp bf16 --channels-last --mode train --level train --network inception_v4 --warmup "$WARMUP" --steps 5
+if ! skipped kernels && (( ! dry )) && [[ $PART_STATUS != skipped* ]]; then
+    note "$(grep -a '^| \*\*total' "$PART_LOG" | tail -n 1 | tr -d '*|' | sed 's/^ *total *//; s/  */ /g; s/ *$//; s/^/ms\/step ours, ref, difference: /')"
+    grep -avE '^[A-Z]+:' "$PART_LOG" >"$WORK/kernels.md"  # the tables, without the profiler's log lines
+fi
+
 (( dry )) && exit 0
 
 # --- summary ---------------------------------------------------------------------------------
@@ -273,6 +283,12 @@ skipped compile || [[ -z $TRAIN_COMPILE_LEVELS ]] || runtime "runtime compile tr
     fi
     echo
     grep -a '^level .*not available' "$LOG" | sort -u
+    if [[ -s $WORK/kernels.md ]]; then
+        echo
+        echo "Where the training time goes (benchmarks/kernels.py, eager, level train):"
+        echo
+        cat "$WORK/kernels.md"
+    fi
 } >"$WORK/summary.md"
 cp "$WORK/train/metrics.jsonl" "$RESULTS/train-metrics.jsonl" 2>/dev/null
 cp "$WORK/summary.md" "$RESULTS/summary.md"

@@ -226,7 +226,11 @@ def test_gpu_sh_plan_runs_every_part_with_arguments_runtime_accepts(runtime):
     plan = {line[1:line.index("]")]: line.split(": ", 1)[1] for line in done.stdout.splitlines()
             if line.startswith("[")}
     assert list(plan) == ["install", "cuda tests", "runtime eager", "runtime cuda-graph", "incdsl train",
-                          "runtime compile infer", "runtime compile train"]
+                          "runtime compile infer", "runtime compile train", "kernels train"]
+    kernels = shlex.split(plan["kernels train"])
+    profile = kernels_module().parser().parse_args(kernels[kernels.index("benchmarks/kernels.py") + 1:])
+    assert (profile.device, profile.batch, profile.amp, profile.channels_last) == ("cuda", 256, "bf16", True)
+    assert (profile.mode, profile.level, profile.network) == ("train", "train", "inception_v4")
     assert "-m cuda" in plan["cuda tests"] and "tests/test_torch_cuda.py" in plan["cuda tests"]
     assert "tests/test_cuda_graph.py" in plan["cuda tests"]
     train = shlex.split(plan["incdsl train"])
