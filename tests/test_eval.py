@@ -98,3 +98,57 @@ def test_confusion_renderings():
     assert table[1].split() == ["cat", "3", "1", "75.0%"] and table[2].split() == ["dog", "0", "4", "100.0%"]
     assert top_confusions(["a", "b", "c"], [[5, 2, 0], [0, 5, 7], [1, 0, 5]]) == ["  b -> c: 7", "  a -> b: 2",
                                                                                  "  c -> a: 1"]
+
+
+# --- --column: FractalNet's single-column subnetworks ---------------------------------------
+
+FRACTAL = """\
+network fractal_run(classes = 4):
+    input 3x8x8
+    with conv(bn = 1e-5, act = relu, bias = no, pad = 1), mean(drop_path = 0.15, global_path = 0.5):
+        fractal(3, 4) -> maxpool 2x2 /2
+    gap -> flatten -> linear classes
+
+block fractal(c, filters):
+    if c == 1:
+        conv 3x3 filters
+    else:
+        mean(flat = yes):
+            branch: fractal(c - 1, filters) -> fractal(c - 1, filters)
+            branch: fractal(1, filters)
+"""
+
+
+@pytest.fixture(scope="module")
+def fractal_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fractal")
+    spec = root / "fractal.inc"
+    spec.write_text(FRACTAL)
+    assert main(["train", str(spec), "--data", "synthetic", "--synthetic-size", "32", "--batch-size", "8",
+                 "--epochs", "1", "--device", "cpu", "--threads", "1", "--out", str(root / "run")]) == 0
+    return root / "run"
+
+
+def test_eval_column_scores_that_column_alone(capsys, fractal_run):
+    """Each column is its own subnetwork: the three losses differ from each other and from the whole
+    network's; the report says which column it scored."""
+    reports = {}
+    for column in (None, 0, 1, 2):
+        extra = [] if column is None else ["--column", column]
+        code, stdout, err = run(capsys, "eval", "--checkpoint", fractal_run, "--format", "json", "--device", "cpu", *extra)
+        assert code == 0, err
+        reports[column] = json.loads(stdout)
+        assert reports[column]["column"] == column
+    assert len({r["loss"] for r in reports.values()}) == 4
+    code, stdout, _ = run(capsys, "eval", "--checkpoint", fractal_run, "--device", "cpu", "--column", "0")
+    assert code == 0 and "column 0 alone" in stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize("column, run_name, message", [
+    ("3", "fractal", "0..2"),
+    ("0", "tiny", "global_path"),
+])
+def test_eval_column_the_network_lacks_is_a_usage_error(capsys, fractal_run, trained, column, run_name, message):
+    path = fractal_run if run_name == "fractal" else trained
+    code, _, err = run(capsys, "eval", "--checkpoint", path, "--device", "cpu", "--column", column)
+    assert code == 2 and "--column:" in err and message in err and "Traceback" not in err

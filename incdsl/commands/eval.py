@@ -11,7 +11,8 @@ the data it was trained on): loss, top-1, top-5 (more than five classes only) an
 confusion matrix (rows: true class, columns: predicted). The network is the checkpoint's
 own (spec text, parameters, input size, classes) unless SPEC is given. The weight average
 is evaluated when the checkpoint keeps one, as training reported it; --raw takes the
-trained weights."""
+trained weights. --column J evaluates one column alone in every `mean(global_path = ...)` join
+(FractalNet's single-column subnetworks; 0 is the deepest)."""
 
 MAX_MATRIX_CLASSES = 20  # wider matrices are listed as their largest confusions in text
 
@@ -31,6 +32,8 @@ def register(sub) -> None:
                    help="data loading processes (0: load in this process)")
     p.add_argument("--threads", type=bounded_int(1, 1024, "a thread count"), metavar="N", help="CPU threads")
     p.add_argument("--raw", action="store_true", help="evaluate the trained weights, not their average")
+    p.add_argument("--column", type=bounded_int(0, 1 << 20, "a column number"), metavar="J",
+                   help="column J alone in every `mean(global_path = ...)` join (FractalNet; 0: the deepest)")
     p.add_argument("--skip-bad-images", action="store_true", help="skip image files that cannot be decoded")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=run)
@@ -50,7 +53,7 @@ def run(args) -> int:
     import torch
     from ..diagnostics import error
     from ..train import checkpoint as ckpt
-    from ..train.evaluation import evaluate_checkpoint
+    from ..train.evaluation import ColumnError, evaluate_checkpoint
     from ..train.resume import data_source
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -63,9 +66,13 @@ def run(args) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise error("--device cuda was asked for, but PyTorch finds no CUDA device", hint="use --device cpu")
-    result = evaluate_checkpoint(network, state, source, num_classes=reset_classes, batch_size=args.batch_size,
-                                 device=device, workers=args.workers, raw=args.raw,
-                                 skip_bad_images=args.skip_bad_images)
+    from ..cli import UsageError
+    try:
+        result = evaluate_checkpoint(network, state, source, num_classes=reset_classes, batch_size=args.batch_size,
+                                     device=device, workers=args.workers, raw=args.raw,
+                                     skip_bad_images=args.skip_bad_images, column=args.column)
+    except ColumnError as exc:
+        raise UsageError(f"--column: {exc}") from None
     if args.format == "json":
         print(json.dumps({"checkpoint": path, **result.as_dict()}, indent=2))
     else:
@@ -76,7 +83,8 @@ def run(args) -> int:
 def render_text(r, path: str) -> str:
     """The evaluation as text: a header, the accuracies, and the confusion matrix (or, for many
     classes, its largest off-diagonal entries)."""
-    lines = [f"{r.network}: {path} (epoch {r.epoch}, {r.weights} weights) on {r.data}",
+    alone = f", column {r.column} alone" if r.column is not None else ""
+    lines = [f"{r.network}: {path} (epoch {r.epoch}, {r.weights} weights{alone}) on {r.data}",
              f"{r.images} images  loss {r.loss:.4f}  top-1 {100 * r.top1:.2f}%"
              + (f"  top-5 {100 * r.top5:.2f}%" if r.top5 is not None else "")]
     if r.skipped_images:

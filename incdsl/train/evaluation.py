@@ -30,9 +30,14 @@ class Evaluation:
     top5: float | None    # None for five classes or fewer
     confusion: list
     skipped_images: int = 0
+    column: int | None = None  # the one column every global drop-path join kept (`--column`)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+class ColumnError(ValueError):
+    """`column` names no column of the network (or it has no global drop-path joins)."""
 
 
 def build_model(network, state: dict, *, num_classes: int | None, raw: bool = False):
@@ -71,13 +76,20 @@ def confusion_matrix(model, loader, classes: int, device, *, skip_bad_images: bo
 
 def evaluate_checkpoint(network, state: dict, source: str, *, num_classes: int | None = None, batch_size: int = 64,
                         device: str = "cpu", workers: int | None = None, raw: bool = False,
-                        skip_bad_images: bool = False) -> Evaluation:
-    """Evaluate checkpoint `state` (from `checkpoint.load`) of `network` on `source`'s validation split.
+                        skip_bad_images: bool = False, column: int | None = None) -> Evaluation:
+    """Evaluate checkpoint `state` (from `checkpoint.load`) of `network` on `source`'s validation split;
+    with `column`, that column alone in every `mean(global_path = ...)` join (`IncdslNet.keep_column`).
 
-    Raises IncdslError for data that does not fit the network or an unreadable image.
+    Raises IncdslError for data that does not fit the network or an unreadable image, ColumnError
+    for a column the network does not have.
     """
     settings = state.get("settings") or {}
     model, which = build_model(network, state, num_classes=num_classes, raw=raw)
+    if column is not None:
+        try:
+            model.keep_column(column)
+        except ValueError as exc:
+            raise ColumnError(str(exc)) from None
     data = open_data(source, network.input_shape, num_classes=model.num_classes, seed=state["seed"],
                      synthetic_size=settings.get("synthetic_size") or 1024, workers=workers)
     if len(data.classes) != model.num_classes:
@@ -96,4 +108,4 @@ def evaluate_checkpoint(network, state: dict, source: str, *, num_classes: int |
     top1 = int(confusion.diagonal().sum())
     return Evaluation(network.name, which, int(state["epoch"]), data.description, n, list(data.classes),
                       loss / max(n, 1), top1 / max(n, 1), top5 / max(n, 1) if has_top5(len(data.classes)) else None,
-                      confusion.tolist(), skipped)
+                      confusion.tolist(), skipped, column)
