@@ -39,10 +39,11 @@ def assert_two_steps_learn(model, x, y) -> None:
 
 
 def same_outputs(net, reference, size: int = 32, *, rtol: float = 1e-4, atol: float = 1e-5,
-                 count: bool = False) -> None:
-    """Load the reference's weights (registration order; batch norms randomised first) into
-    our compiled `net` and compare outputs in eval mode; `count`: the reference also has the
-    spec's parameter count."""
+                 count: bool = False, by_flow: bool = False) -> None:
+    """Load the reference's weights (batch norms randomised first) into our compiled `net` and
+    compare outputs in eval mode. Layers pair in registration order, or with `by_flow` by data
+    flow (a reference that registers its layers in another order); `count`: the reference also
+    has the spec's parameter count."""
     torch = pytest.importorskip("torch")
     from test_weights import randomise_norms
 
@@ -51,10 +52,23 @@ def same_outputs(net, reference, size: int = 32, *, rtol: float = 1e-4, atol: fl
     if count:
         assert sum(p.numel() for p in reference.parameters()) == incdsl.count_costs(net).total.params
     ours = incdsl.to_torch(net, seed=1).eval()
-    report = incdsl.load_weights(ours, reference.state_dict())
+    report = incdsl.load_weights(ours, reference if by_flow else reference.state_dict())
     assert len(report) == len(reference.state_dict())
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         got, want = ours(x), reference(x)
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=rtol, atol=atol)
+
+
+# FractalNet's expansion rule as a recursive block, deepest column first (specs/zoo/cifar/fractalnet20.inc
+# without its dropout), for the test specs that build small fractal networks
+FRACTAL_BLOCK = """\
+block fractal(c, filters):
+    if c == 1:
+        conv 3x3 filters
+    else:
+        mean(flat = yes):
+            branch: fractal(c - 1, filters) -> fractal(c - 1, filters)
+            branch: fractal(1, filters)
+"""

@@ -12,6 +12,7 @@ pytest.importorskip("torchvision")
 from incdsl.cli import main  # noqa: E402
 from incdsl.commands.eval import confusion_table, top_confusions  # noqa: E402
 from incdsl.train import checkpoint as ckpt  # noqa: E402
+from speclib import FRACTAL_BLOCK  # noqa: E402
 
 TINY = os.path.join(os.path.dirname(__file__), "data", "train_tiny.inc")
 
@@ -108,15 +109,7 @@ network fractal_run(classes = 4):
     with conv(bn = 1e-5, act = relu, bias = no, pad = 1), mean(drop_path = 0.15, global_path = 0.5):
         fractal(3, 4) -> maxpool 2x2 /2
     gap -> flatten -> linear classes
-
-block fractal(c, filters):
-    if c == 1:
-        conv 3x3 filters
-    else:
-        mean(flat = yes):
-            branch: fractal(c - 1, filters) -> fractal(c - 1, filters)
-            branch: fractal(1, filters)
-"""
+""" + FRACTAL_BLOCK
 
 
 @pytest.fixture(scope="module")

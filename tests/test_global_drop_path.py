@@ -12,7 +12,7 @@ import pytest
 
 import incdsl
 from incdsl.cli import main
-from speclib import failure, load
+from speclib import FRACTAL_BLOCK, failure, load
 
 FRACTALNET = Path(__file__).resolve().parent.parent / "specs" / "zoo" / "cifar" / "fractalnet20.inc"
 
@@ -24,15 +24,7 @@ network small_fractal(columns = 3, drop_path = 0, global_path = 1):
         fractal(columns, 4) -> maxpool 2x2 /2
         fractal(columns, 8) -> maxpool 2x2 /2
     flatten -> linear 10
-
-block fractal(c, filters):
-    if c == 1:
-        conv 3x3 filters
-    else:
-        mean(flat = yes):
-            branch: fractal(c - 1, filters) -> fractal(c - 1, filters)
-            branch: fractal(1, filters)
-"""
+""" + FRACTAL_BLOCK
 
 
 def binomial_bounds(n: int, p: float, sigmas: float = 4.0) -> tuple[float, float]:

@@ -369,18 +369,10 @@ def test_fractalnet_equals_a_hand_written_reference_in_eval_mode():
     built level by level; weights paired by data flow (the two register their convs in different
     orders)."""
     torch = pytest.importorskip("torch")
-    from test_weights import randomise_norms
 
     net = load("fractalnet20.inc", dict(base=8))
     torch.manual_seed(0)
-    reference = randomise_norms(fractalnet_reference((8, 16, 32, 64, 64))).eval()
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        want = reference(x)
-    ours = incdsl.to_torch(net, seed=1).eval()
-    assert len(incdsl.load_weights(ours, reference)) == len(reference.state_dict())
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), want, rtol=1e-5, atol=1e-6)
+    same_outputs(net, fractalnet_reference((8, 16, 32, 64, 64)), by_flow=True, rtol=1e-5, atol=1e-6)
 
 
 def test_fractalnet_reference_has_the_specs_count():
