@@ -98,3 +98,20 @@ def test_replay_under_autocast_records_bf16(net):
             expect = model(x)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), expect.float(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.cuda
+@cuda_only
+def test_replay_of_one_kept_fractal_column():
+    """`keep_column` draws its fixed column inside the forward pass: that draw must be a kernel
+    the graph records (a host-to-device copy is refused while a stream is capturing)."""
+    from speclib import FRACTAL_BLOCK, load
+    spec = ("network f:\n    input 3x8x8\n    with conv(pad = 1), mean(global_path = 0.5):\n"
+            "        fractal(3, 4)\n    gap -> flatten -> linear 10\n" + FRACTAL_BLOCK)
+    model = incdsl.to_torch(load(spec), seed=0).cuda().eval().keep_column(1)
+    x = torch.randn(4, 3, 8, 8, device="cuda")
+    run = model.capture(x)
+    with torch.no_grad():
+        torch.testing.assert_close(run(x).clone(), model(x), rtol=1e-4, atol=1e-5)
+        full = model.keep_column(None)(x)
+    assert not torch.allclose(full, run(x))  # the graph keeps the column it was captured with

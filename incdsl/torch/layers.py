@@ -394,8 +394,9 @@ class ColumnDraw:
 
     def draw(self, device):
         if self.fixed is not None:
+            # fill kernels, not host copies: safe inside a CUDA-graph capture
             self.chance = torch.zeros((), device=device)  # below every join's global_path
-            self.column = torch.tensor(self.fixed, device=device)
+            self.column = torch.full((), self.fixed, dtype=torch.long, device=device)
         else:
             self.chance = torch.rand((), device=device)
             self.column = torch.randint(self.columns, (), device=device)
