@@ -63,6 +63,17 @@ def same_outputs(net, reference, size: int = 32, *, rtol: float = 1e-4, atol: fl
 
 # FractalNet's expansion rule as a recursive block, deepest column first (specs/zoo/cifar/fractalnet20.inc
 # without its dropout), for the test specs that build small fractal networks
+# the fractal rule with a residual sum as its join: one recursive block whose expansion size the
+# estimate knows exactly, (2^c - 1) + (2^(c-1) - 1) layers
+ADD_FRACTAL_BLOCK = """\
+block fractal(c, f):
+    if c == 1: conv 3x3 f pad = 1
+    else:
+        add:
+            branch: conv 3x3 f pad = 1
+            branch: fractal(c - 1, f) -> fractal(c - 1, f)
+"""
+
 FRACTAL_BLOCK = """\
 block fractal(c, filters):
     if c == 1:

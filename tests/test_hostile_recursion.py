@@ -14,17 +14,11 @@ import incdsl
 from incdsl import IncdslError
 from incdsl.ir.estimate import STEP_BUDGET, SizeEstimate
 from incdsl.ir.program import load_program
+from speclib import ADD_FRACTAL_BLOCK
 
 REPO = Path(__file__).resolve().parent.parent
 
-FRACTAL = """\
-block fractal(c, f):
-    if c == 1: conv 3x3 f pad = 1
-    else:
-        add:
-            branch: conv 3x3 f pad = 1
-            branch: fractal(c - 1, f) -> fractal(c - 1, f)
-"""
+FRACTAL = ADD_FRACTAL_BLOCK
 
 
 def failure(text: str) -> IncdslError:

@@ -7,7 +7,7 @@ from incdsl.ir.graph import lint
 from incdsl.lang.parse import parse
 from incdsl.lang.values import evaluate
 
-from speclib import failure, load
+from speclib import ADD_FRACTAL_BLOCK, failure, load
 
 
 
@@ -197,13 +197,7 @@ def test_other_statements_in_a_join_are_still_refused():
 
 # --- recursive blocks ----------------------------------------------------------------------
 
-FRACTAL = """\
-block fractal(c, f):
-    if c == 1: conv 3x3 f pad = 1
-    else:
-        add:
-            branch: conv 3x3 f pad = 1
-            branch: fractal(c - 1, f) -> fractal(c - 1, f)
+FRACTAL = ADD_FRACTAL_BLOCK + """\
 network fractalnet(c = 3):
     input 3x16x16
     conv 3x3 8 pad = 1
