@@ -101,7 +101,8 @@ def load_spec(args):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="incdsl", description="Describe, check, cost, draw, compile and train Inception-family networks.")
+        prog="incdsl", description="Check, cost, draw, compile, train, evaluate and search convolutional networks "
+                                   "written as incdsl specs (the Inception family and a zoo).")
     parser.add_argument("--version", action="version", version=f"incdsl {__version__}")
     parser.add_argument("--debug", action="store_true", help="check the IR's invariants; show Python tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
