@@ -94,3 +94,15 @@ def test_common_slips_get_a_way_out(tmp_path, body, top, message, hint):
         incdsl.load(str(path))
     diag = exc.value.diagnostics[0]
     assert diag.message == message and diag.span is not None and hint in diag.hint
+
+
+def test_a_padding_in_lower_case_suggests_the_capital(tmp_path):
+    diag = diagnostic(tmp_path, "    input 3x32x32\n    conv 3x3 8 /2 s\n")
+    assert diag.message == "unknown name `s`" and diag.hint == "did you mean `S`?"
+
+
+def test_did_you_mean_puts_a_case_difference_first():
+    from incdsl.diagnostics import did_you_mean
+    assert did_you_mean("v", ["S", "V", "relu"]) == "did you mean `V`?"
+    assert did_you_mean("Relu", ["relu", "elu", "gelu", "relu6"]).startswith("did you mean `relu` or ")
+    assert did_you_mean("xyz", ["relu"]) is None
