@@ -106,3 +106,13 @@ def test_did_you_mean_puts_a_case_difference_first():
     assert did_you_mean("v", ["S", "V", "relu"]) == "did you mean `V`?"
     assert did_you_mean("Relu", ["relu", "elu", "gelu", "relu6"]).startswith("did you mean `relu` or ")
     assert did_you_mean("xyz", ["relu"]) is None
+
+
+def test_a_misspelt_set_names_where_the_value_came_from(capsys):
+    from pathlib import Path
+    from incdsl.cli import main
+    spec = str(Path(__file__).resolve().parent.parent / "specs" / "inception_v4.inc")
+    assert main(["check", spec, "--set", "clases=10"]) == 1
+    err = capsys.readouterr().err
+    assert "network `inception_v4` has no parameter `clases`" in err
+    assert "given with `--set`" in err and "did you mean `classes`?" in err
