@@ -334,3 +334,34 @@ def test_only_torch_and_train_import_torch_at_module_level():
                 [stmt.module or ""] if isinstance(stmt, ast.ImportFrom) and not stmt.level else []
             if any(n == "torch" or n.startswith("torch.") for n in names):
                 assert package in ("torch", "train"), f"{path.relative_to(ROOT)} imports torch at import time"
+
+
+# --- the language reference ---------------------------------------------------------------------
+
+def readme_section(title: str) -> str:
+    return README.split(f"### {title}\n", 1)[1].split("\n### ", 1)[0]
+
+
+def test_every_layer_kind_has_a_row_in_the_layers_table():
+    from incdsl.ops.table import LAYER_OPS
+    table = readme_section("Layers")
+    missing = sorted(name for name in LAYER_OPS if not re.search(rf"`{name}[` ]", table))
+    assert not missing, f"layer kinds missing from README's Layers table: {missing}"
+
+
+def test_every_join_is_shown_in_composition():
+    from incdsl.ops.table import OPS
+    shown = readme_section("Composition")
+    joins = sorted(name for name, op in OPS.items() if op.arity != 1 and name != "input")
+    assert [j for j in joins if not re.search(rf"^\s*{j}[(:]|`{j}[(:]", shown, re.M)] == []
+
+
+def test_the_activations_listed_are_the_tables():
+    from incdsl.ops.activation import ACTIVATIONS
+    listed = re.search(r"^Activations: `([^`]*)`", README, re.M)[1].split()
+    assert listed == list(ACTIVATIONS)
+
+
+def test_eval_lists_confusions_above_the_documented_class_count():
+    from incdsl.commands.eval import MAX_MATRIX_CLASSES
+    assert f"Above {MAX_MATRIX_CLASSES} classes the text lists the most frequent confusions" in prose(TRAINING)
