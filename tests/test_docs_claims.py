@@ -365,3 +365,11 @@ def test_the_activations_listed_are_the_tables():
 def test_eval_lists_confusions_above_the_documented_class_count():
     from incdsl.commands.eval import MAX_MATRIX_CLASSES
     assert f"Above {MAX_MATRIX_CLASSES} classes the text lists the most frequent confusions" in prose(TRAINING)
+
+
+def test_every_extra_is_in_the_install_table():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    table = README.split("| you want | install |", 1)[1].split("\n\n", 1)[0]
+    listed = set(re.findall(r'pip install -e "\.\[(\w+)\]"', table))
+    assert listed == set(extras) - {"test"}
