@@ -7,8 +7,10 @@ the code that makes them disagree fails here.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -373,3 +375,35 @@ def test_every_extra_is_in_the_install_table():
     table = README.split("| you want | install |", 1)[1].split("\n\n", 1)[0]
     listed = set(re.findall(r'pip install -e "\.\[(\w+)\]"', table))
     assert listed == set(extras) - {"test"}
+
+
+# --- the code blocks of docs/drawing.md ---------------------------------------------------------
+
+def fenced(page: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", page, re.S)
+
+
+def test_drawing_python_block_runs(monkeypatch):
+    if shutil.which("dot") is None:
+        pytest.skip("needs Graphviz `dot`")
+    (block,) = fenced(DRAWING, "python")
+    monkeypatch.chdir(ROOT)
+    scope: dict = {}
+    exec(compile(block, "docs/drawing.md", "exec"), scope)
+    assert scope["text"].startswith("digraph") and scope["pdf"].startswith(b"%PDF")
+
+
+@pytest.mark.slow
+def test_drawing_sh_blocks_run(tmp_path):
+    """Every command of docs/drawing.md, in a copy of specs/ (the last block writes into docs/)."""
+    import subprocess
+    if shutil.which("dot") is None:
+        pytest.skip("needs Graphviz `dot`")
+    shutil.copytree(ROOT / "specs", tmp_path / "specs")
+    (tmp_path / "docs").mkdir()
+    script = f'incdsl() {{ "{sys.executable}" -m incdsl "$@"; }}\nset -e\n' + "\n".join(fenced(DRAWING, "sh"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("v4.svg", "a.pdf", "v3.png", "g.svg", "v4.dot", "docs/inception_v4_network.svg"):
+        assert (tmp_path / name).stat().st_size > 0, name
