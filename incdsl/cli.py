@@ -113,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_command(argv: list[str], parser: argparse.ArgumentParser) -> None:
+    """A misspelt command is a usage error that names the closest commands (argparse only lists them)."""
+    word = next((a for a in argv if not a.startswith("-")), None)  # the top level's options take no value
+    if word is not None and word not in COMMANDS:
+        hint = did_you_mean(word, COMMANDS)
+        parser.error(f"unknown command `{word}`" + (f"; {hint}" if hint else "") + f" (commands: {', '.join(COMMANDS)})")
+
+
 def unrecognized(extra: list[str], command: argparse.ArgumentParser) -> str:
     """argparse's complaint about arguments no option takes, with the closest options named."""
     message = f"unrecognized arguments: {' '.join(extra)}"
@@ -128,6 +136,7 @@ def unrecognized(extra: list[str], command: argparse.ArgumentParser) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    check_command(sys.argv[1:] if argv is None else argv, parser)
     args, extra = parser.parse_known_args(argv)
     command = parser.command_parsers[args.command]
     if extra:

@@ -89,3 +89,12 @@ def test_a_mistyped_data_source(data, hint, tmp_path, capsys):
     assert main(["train", MINI, "--data", data, "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
     assert f"no such data folder: {data}" in err and hint in err
+
+
+@pytest.mark.parametrize("argv, hint", [(["chek", V4], "did you mean `check`?"), (["--debug", "drow", V4], "`draw`"),
+                                        (["zzz"], None)])
+def test_a_misspelt_command_names_the_close_ones(argv, hint, capsys):
+    err = usage_error(argv, capsys)
+    assert f"unknown command `{[a for a in argv if not a.startswith('-')][0]}`" in err
+    assert "(commands: check, cost, draw, compile, train, eval, sample, search)" in err
+    assert (hint in err) if hint else "did you mean" not in err
