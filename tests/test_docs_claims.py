@@ -233,6 +233,9 @@ def test_metrics_fields_are_a_records(tmp_path):
     readme = re.search(r"`metrics\.jsonl` \(([^)]*)\)", prose(README))[1]
     training = re.search(r"\| `metrics\.jsonl` \| after every epoch \| one JSON object per epoch: ([^|]*)\|", TRAINING)[1]
     assert metrics_fields(readme) == record
+    summary = set(json.loads((out / "summary.json").read_text()))
+    documented = re.search(r"\| `summary\.json` \|[^|]*\| ([^|]*)\|", TRAINING)[1]
+    assert set(re.findall(r"`(\w+)`", documented)) <= summary
     assert metrics_fields(training) - {"training", "and", "evaluation", "image", "folders"} == record | {"skipped_images"}
 
 
