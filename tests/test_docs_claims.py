@@ -194,6 +194,29 @@ def test_documented_limits_are_the_codes():
     assert f"(default {DrawOptions.dpi}, for print; 10 to 2400)" in DRAWING
 
 
+def test_documented_reading_limits_are_the_codes():
+    from incdsl.diagnostics import WINDOW
+    from incdsl.io.reading import ENV_INCLUDE_PATH, MAX_FILE_BYTES, MAX_TOTAL_BYTES, ROOT_MARKER
+    text = prose(README)
+    mib = f"{MAX_FILE_BYTES >> 20} MiB ({MAX_TOTAL_BYTES >> 20} MiB for all the files one spec includes)"
+    assert f"a regular file of at most {mib}" in text
+    assert f"listed in `{ENV_INCLUDE_PATH}`" in text and f"a file named `{ROOT_MARKER}`" in text
+    assert f"a long line as the {WINDOW} columns around the caret" in text
+
+
+def test_documented_search_limits_are_the_codes():
+    from incdsl.ir.limits import NAME_CHARS_PER_LAYER, VALUES_PER_LAYER
+    from incdsl.search.choices import MAX_CHOICES, MAX_OPTIONS, MAX_TOTAL_OPTIONS
+    from incdsl.search.sampling import CHECK_ALL_LIMIT, CHECK_RANDOM, CHECK_WORK
+    text = prose(README)
+    assert f"checks every point of a space of up to {CHECK_ALL_LIMIT} points" in text
+    assert f"and {CHECK_RANDOM} random points (seed 0)" in text
+    assert f"at most about {CHECK_WORK:,} layers in all" in text
+    assert (f"at most {MAX_CHOICES:,} choices and {MAX_TOTAL_OPTIONS:,} options in all "
+            f"(a `range` at most {MAX_OPTIONS:,})") in text
+    assert f"({NAME_CHARS_PER_LAYER} characters a layer)" in text and f"({VALUES_PER_LAYER} a layer)" in text
+
+
 def test_dpi_range_is_the_codes(capsys):
     for dpi, ok in (("9", False), ("10", True), ("2400", True), ("2401", False)):
         args = ["draw", str(ROOT / "specs/googlenet.inc"), "--dpi", dpi, "--format", "dot", "-o", "-"]
