@@ -98,3 +98,8 @@ def test_a_misspelt_command_names_the_close_ones(argv, hint, capsys):
     assert f"unknown command `{[a for a in argv if not a.startswith('-')][0]}`" in err
     assert "(commands: check, cost, draw, compile, train, eval, sample, search)" in err
     assert (hint in err) if hint else "did you mean" not in err
+
+
+def test_sampling_a_spec_without_choices_says_so(tmp_path, capsys):
+    assert main(["sample", str(ROOT / "specs" / "googlenet.inc"), "-n", "2", "-o", str(tmp_path / "s")]) == 2
+    assert "the spec has no `choice(...)`: it is one network" in capsys.readouterr().err

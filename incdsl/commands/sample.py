@@ -198,7 +198,8 @@ def run(args) -> int:
             raise UsageError(f"{exc}; use --strategy random") from None
     else:
         if args.n > space.size:
-            raise UsageError(f"the space has {size_text(space.size)}; cannot draw {args.n:,} distinct samples")
+            what = " (the spec has no `choice(...)`: it is one network)" if not space.choices else ""
+            raise UsageError(f"the space has {size_text(space.size)}{what}; cannot draw {args.n:,} distinct samples")
         draw = draw_random(space, args.n, random.Random(args.seed), budget, args.max_tries)
     _report_invalid(draw)
     wanted = args.n if args.n is not None else 1
