@@ -49,7 +49,9 @@ def register(sub) -> None:
     p.add_argument("--max-macs", metavar="N", help="keep only points with at most N multiply-adds, e.g. 6G")
     p.add_argument("--max-tries", type=int, metavar="T",
                    help="random: give up after costing T distinct points (default 20 N + 1000)")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="the folder for the specs and their index (created; of its files, only those an "
+                        "earlier `sample` listed are replaced or removed)")
     p.set_defaults(func=run)
 
 
