@@ -103,3 +103,12 @@ def test_a_misspelt_command_names_the_close_ones(argv, hint, capsys):
 def test_sampling_a_spec_without_choices_says_so(tmp_path, capsys):
     assert main(["sample", str(ROOT / "specs" / "googlenet.inc"), "-n", "2", "-o", str(tmp_path / "s")]) == 2
     assert "the spec has no `choice(...)`: it is one network" in capsys.readouterr().err
+
+
+def test_a_data_file_is_not_a_folder(tmp_path, capsys):
+    pytest.importorskip("torchvision")
+    images = tmp_path / "images.zip"
+    images.write_bytes(b"PK")
+    assert main(["train", MINI, "--data", str(images), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert f"--data {images} is a file, not a folder" in err and "DIR/train/<class>/*.jpg" in err

@@ -232,6 +232,8 @@ def _class_dirs(split_dir: str) -> list:
 def _check_folder(root: str) -> list:
     """The class names, after checking the train/val layout; raises IncdslError."""
     layout = "expected DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg"
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise error(f"--data {root} is a file, not a folder", notes=[layout])
     if not os.path.isdir(root):
         raise error(f"no such data folder: {root}",
                     hint=did_you_mean(root, ("digits", "synthetic"))
