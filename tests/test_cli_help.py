@@ -112,3 +112,10 @@ def test_a_data_file_is_not_a_folder(tmp_path, capsys):
     assert main(["train", MINI, "--data", str(images), "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
     assert f"--data {images} is a file, not a folder" in err and "DIR/train/<class>/*.jpg" in err
+
+
+def test_eval_without_a_checkpoint_names_its_own_option(tmp_path, capsys):
+    pytest.importorskip("torchvision")
+    assert main(["eval", "--checkpoint", str(tmp_path / "nothing")]) == 1
+    err = capsys.readouterr().err
+    assert "no checkpoint at" in err and "wrote to --checkpoint" in err and "--resume" not in err

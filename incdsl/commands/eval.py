@@ -45,7 +45,7 @@ def _checkpoint_file(path: str) -> str:
     from ..train import checkpoint as ckpt
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, ckpt.FINAL)):
         return os.path.join(path, ckpt.FINAL)
-    return ckpt.find(path)
+    return ckpt.find(path, "--checkpoint")
 
 
 def run(args) -> int:
