@@ -243,6 +243,7 @@ def metrics_fields(text: str) -> set:
 def test_metrics_fields_are_a_records(tmp_path):
     """README's and training.md's lists of what a `metrics.jsonl` record holds."""
     pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
     import json
     from incdsl.train.loop import TrainConfig, train
     path = tmp_path / "tiny.inc"
