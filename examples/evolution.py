@@ -11,6 +11,7 @@ steps top-1 accuracy moves in coarse jumps, the loss does not). A point proposed
 trained again. At the end every candidate trained is ranked in a table, best first.
 
     python3 examples/evolution.py                      # examples/mini_space.inc: 15 s on 2 CPU cores
+    python3 examples/evolution.py --threads 1          # faster on a machine busy with other work
     python3 examples/evolution.py --population 4 --cycles 4 --images 64 -o best.inc
 
 For a real search use more data and steps (`--data digits` or an image folder, `--epochs`),

@@ -10,11 +10,12 @@ import argparse
 import importlib
 import math
 import sys
+import textwrap
 
 from .lang.values import parse_value
 from .version import __version__
 from .commands import COMMANDS
-from .diagnostics import IncdslError, render, terminal_safe
+from .diagnostics import IncdslError, did_you_mean, render, terminal_safe
 from .io import OutputError
 
 EXIT_SPEC, EXIT_USAGE = 1, 2
@@ -22,6 +23,18 @@ EXIT_SPEC, EXIT_USAGE = 1, 2
 
 class UsageError(Exception):
     """Bad command-line usage found after argparse (exit 2)."""
+
+
+class ParagraphHelpFormatter(argparse.HelpFormatter):
+    """Help whose description has paragraphs (blank-line separated), each filled to the terminal's
+    width like argparse's own; a paragraph with indented lines (a table) is kept as written."""
+
+    def _fill_text(self, text, width, indent):
+        def fill(para: str) -> str:  # as argparse fills, but never inside `--budget-epochs`
+            return textwrap.fill(" ".join(para.split()), width, initial_indent=indent, subsequent_indent=indent,
+                                 break_on_hyphens=False, break_long_words=False)
+        return "\n\n".join(para if "\n " in para or para[:1].isspace() else fill(para)
+                           for para in text.split("\n\n"))
 
 
 def parse_shape(text: str) -> tuple:
@@ -88,19 +101,46 @@ def load_spec(args):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="incdsl", description="Describe, check, cost, draw, compile and train Inception-family networks.")
+        prog="incdsl", description="Check, cost, draw, compile, train, evaluate and search convolutional networks "
+                                   "written as incdsl specs (the Inception family and a zoo).")
     parser.add_argument("--version", action="version", version=f"incdsl {__version__}")
     parser.add_argument("--debug", action="store_true", help="check the IR's invariants; show Python tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"incdsl.commands.{name}").register(sub)
+    parser.command_parsers = sub.choices  # each command's own parser: its usage goes with its errors
     return parser
+
+
+def check_command(argv: list[str], parser: argparse.ArgumentParser) -> None:
+    """A misspelt command is a usage error that names the closest commands (argparse only lists them)."""
+    word = next((a for a in argv if not a.startswith("-")), None)  # the top level's options take no value
+    if word is not None and word not in COMMANDS:
+        hint = did_you_mean(word, COMMANDS)
+        parser.error(f"unknown command `{word}`" + (f"; {hint}" if hint else "") + f" (commands: {', '.join(COMMANDS)})")
+
+
+def unrecognized(extra: list[str], command: argparse.ArgumentParser) -> str:
+    """argparse's complaint about arguments no option takes, with the closest options named."""
+    message = f"unrecognized arguments: {' '.join(extra)}"
+    options = [o for action in command._actions if action.dest != "help"
+               for o in action.option_strings if o.startswith("--")]
+    for arg in extra:
+        if arg.startswith("--"):
+            hint = did_you_mean(arg.partition("=")[0], options)
+            if hint:
+                return f"{message}; {hint}"
+    return message
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    check_command(sys.argv[1:] if argv is None else argv, parser)
+    args, extra = parser.parse_known_args(argv)
+    command = parser.command_parsers[args.command]
+    if extra:
+        command.error(unrecognized(extra, command))
     try:
         return args.func(args) or 0
     except IncdslError as exc:
@@ -110,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"incdsl: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return EXIT_SPEC
     except UsageError as exc:
-        parser.print_usage(sys.stderr)
+        command.print_usage(sys.stderr)
         print(f"incdsl: error: {terminal_safe(str(exc))}", file=sys.stderr)  # it may quote a file name
         return EXIT_USAGE
     except KeyboardInterrupt:

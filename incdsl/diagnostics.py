@@ -84,8 +84,11 @@ def error(message: str, span: Span | None = None, *, notes: Iterable[str] = (), 
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
-    """A hint naming the closest candidates to a misspelt name, or None."""
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
+    """A hint naming the closest candidates to a misspelt name, or None. A candidate that differs
+    only in case comes first (`s` for `S`: difflib finds no likeness in one letter)."""
+    candidates = sorted(set(candidates))
+    same = [c for c in candidates if c.lower() == name.lower() and c != name]
+    close = (same + [c for c in difflib.get_close_matches(name, candidates, n=3, cutoff=0.6) if c not in same])[:3]
     if not close:
         return None
     return "did you mean " + " or ".join(f"`{c}`" for c in close) + "?"

@@ -268,7 +268,7 @@ def syntax_error(text: str):
     ("network t:", "expected an indented body after `:`, found end of file", 1, 11),
     ("network t:\n    input 3x32x32\n    repeat: conv 1x1 3\n", "unexpected `:`", 3, 11),
     ("network t:\n    input 3x32x32 -> conv 1x1 3\n", "unexpected `->`", 2, 19),
-    ("foo\n", "unexpected `foo`", 1, 1),
+    ("foo\n", "unknown statement `foo`", 1, 1),
     ('include "lib.inc\n', 'unexpected character `"`', 1, 9),
     ("network t(a = ):\n    input 3x8x8\n", "unexpected `)`", 1, 15),
     ("network t:\n    input 3x8x8\n    conv 1x1 (" + "9" * 200 + ")\n", "number too large: 200 digits", 3, 15),

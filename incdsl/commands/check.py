@@ -6,9 +6,12 @@ from collections import Counter
 
 def register(sub) -> None:
     from ..cli import add_spec_arguments
+    from ..search.sampling import CHECK_ALL_LIMIT
     p = sub.add_parser("check", help="check a spec and print a summary",
                        description="Parse and check a spec completely (syntax, names, types, shapes) and print "
-                                   "a summary. Exit 0 when it is sound, 1 with diagnostics when not.")
+                                   "a summary. A search space (a spec with `choice(...)`) gets its exact size and "
+                                   f"its choices, and a check of its points (all of them up to {CHECK_ALL_LIMIT}). Exit 0 when it "
+                                   "is sound, 1 with diagnostics when not.")
     add_spec_arguments(p)
     p.add_argument("--ir", action="store_true", help="also print the IR, one node a line")
     p.set_defaults(func=run)

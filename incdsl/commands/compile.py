@@ -17,11 +17,9 @@ estimates the memory that takes and refuses above --max-memory."""
 
 
 def register(sub) -> None:
-    import argparse
-
-    from ..cli import add_spec_arguments
+    from ..cli import ParagraphHelpFormatter, add_spec_arguments
     p = sub.add_parser("compile", help="compile the network to standalone PyTorch source (and ONNX)",
-                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION, formatter_class=ParagraphHelpFormatter)
     add_spec_arguments(p)
     p.add_argument("-o", "--output", metavar="FILE.py", help="where the source goes (default or -: standard output)")
     p.add_argument("--class-name", metavar="NAME",
@@ -29,8 +27,10 @@ def register(sub) -> None:
                         "is no keyword, builtin or name the generated module defines (torch, nn, F, Scope, ...)")
     p.add_argument("--optimize", choices=("none", "train", "infer"), default="none",
                    help="graph rewrites for speed, each exact: none (one module per layer, the default); "
-                        "train (sibling convolutions that read one tensor run as one); infer (train, and batch "
-                        "norm folded into the convolutions in eval mode). The state dict is the spec's at every level")
+                        "train (sibling convolutions that read one tensor run as one); infer (train, and in eval "
+                        "mode batch norm folded into the convolutions and, eagerly without autograd, each "
+                        "concatenation's branches written into their slices of its output). The state dict is the "
+                        "spec's at every level")
     p.add_argument("--onnx", metavar="FILE.onnx", help="also export the network to ONNX")
     p.add_argument("--seed", type=int, default=0, help="weight initialisation seed for --onnx (default 0)")
     p.add_argument("--weights", metavar="FILE.pt",

@@ -18,10 +18,13 @@ def register(sub) -> None:
     p.add_argument("other", nargs="?", metavar="SPEC_B",
                    help="a second spec: its totals and per-row deltas beside the first's (ablations, reviews)")
     p.add_argument("--by", choices=("layer", "block", "stage"), default="block", help="row granularity (default block)")
-    p.add_argument("--format", choices=("text", "csv", "json", "markdown", "latex"), default="text")
+    p.add_argument("--format", choices=("text", "csv", "json", "markdown", "latex"), default="text",
+                   help="text (default), csv, json, or a markdown or LaTeX table for a paper")
     p.add_argument("--aux", action="store_true", help="include auxiliary heads in the totals")
-    p.add_argument("--dtype", choices=sorted(DTYPE_BYTES), default="float32", help="for activation memory")
-    p.add_argument("--batch", type=int, default=1, help="batch size: scales activations and memory; params, MACs and FLOPs stay per image (default 1)")
+    p.add_argument("--dtype", choices=sorted(DTYPE_BYTES), default="float32", metavar="TYPE",
+                   help="bytes per activation value, for activation memory: float32 (fp32, the default), "
+                        "bfloat16 (bf16), float16 (fp16), float64 or int8")
+    p.add_argument("--batch", type=int, default=1, metavar="N", help="batch size: scales activations and memory; params, MACs and FLOPs stay per image (default 1)")
     p.add_argument("--max-params", metavar="N", help="budget, e.g. 25M; exit 3 when exceeded")
     p.add_argument("--max-macs", metavar="N", help="budget, e.g. 6G; exit 3 when exceeded")
     p.add_argument("--max-flops", metavar="N", help="budget, e.g. 12G; exit 3 when exceeded")

@@ -2,7 +2,6 @@
 of a trained checkpoint on a data set's validation split (imports torch only when run)."""
 from __future__ import annotations
 
-import argparse
 import json
 
 DESCRIPTION = """\
@@ -18,15 +17,16 @@ MAX_MATRIX_CLASSES = 20  # wider matrices are listed as their largest confusions
 
 
 def register(sub) -> None:
-    from ..cli import add_spec_arguments
+    from ..cli import ParagraphHelpFormatter, add_spec_arguments
     from .train import bounded_int
     p = sub.add_parser("eval", help="accuracy and confusion matrix of a trained checkpoint",
-                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION, formatter_class=ParagraphHelpFormatter)
     add_spec_arguments(p, spec_help="the .inc spec file (default: the checkpoint's own copy)")
     p.add_argument("--checkpoint", required=True, metavar="PATH",
                    help="a checkpoint file, or a run folder (its final.pt, else last.pt)")
     p.add_argument("--data", metavar="DIR|digits|synthetic", help="the data (default: the run's)")
-    p.add_argument("--batch-size", type=bounded_int(1, 1 << 20, "a batch size"), default=64, metavar="N")
+    p.add_argument("--batch-size", type=bounded_int(1, 1 << 20, "a batch size"), default=64, metavar="N",
+                   help="images per step (default 64)")
     p.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when there is one")
     p.add_argument("--workers", type=bounded_int(0, 1024, "a process count"), metavar="N",
                    help="data loading processes (0: load in this process)")
@@ -35,7 +35,8 @@ def register(sub) -> None:
     p.add_argument("--column", type=bounded_int(0, 1 << 20, "a column number"), metavar="J",
                    help="column J alone in every `mean(global_path = ...)` join (FractalNet; 0: the deepest)")
     p.add_argument("--skip-bad-images", action="store_true", help="skip image files that cannot be decoded")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="text (default), or json with the whole confusion matrix")
     p.set_defaults(func=run)
 
 
@@ -44,12 +45,12 @@ def _checkpoint_file(path: str) -> str:
     from ..train import checkpoint as ckpt
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, ckpt.FINAL)):
         return os.path.join(path, ckpt.FINAL)
-    return ckpt.find(path)
+    return ckpt.find(path, "--checkpoint")
 
 
 def run(args) -> int:
     from .train import check_dependencies, resume_network
-    check_dependencies(args.data or "")
+    check_dependencies(args.data or "", "eval")
     import torch
     from ..diagnostics import error
     from ..train import checkpoint as ckpt
@@ -62,7 +63,7 @@ def run(args) -> int:
     args.classes = None  # the checkpoint's class count
     network, reset_classes = resume_network(args, state)
     source = data_source(state.get("settings"), args.data)
-    check_dependencies(source)
+    check_dependencies(source, "eval")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise error("--device cuda was asked for, but PyTorch finds no CUDA device", hint="use --device cpu")

@@ -49,7 +49,9 @@ def register(sub) -> None:
     p.add_argument("--max-macs", metavar="N", help="keep only points with at most N multiply-adds, e.g. 6G")
     p.add_argument("--max-tries", type=int, metavar="T",
                    help="random: give up after costing T distinct points (default 20 N + 1000)")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="the folder for the specs and their index (created; of its files, only those an "
+                        "earlier `sample` listed are replaced or removed)")
     p.set_defaults(func=run)
 
 
@@ -198,7 +200,8 @@ def run(args) -> int:
             raise UsageError(f"{exc}; use --strategy random") from None
     else:
         if args.n > space.size:
-            raise UsageError(f"the space has {size_text(space.size)}; cannot draw {args.n:,} distinct samples")
+            what = " (the spec has no `choice(...)`: it is one network)" if not space.choices else ""
+            raise UsageError(f"the space has {size_text(space.size)}{what}; cannot draw {args.n:,} distinct samples")
         draw = draw_random(space, args.n, random.Random(args.seed), budget, args.max_tries)
     _report_invalid(draw)
     wanted = args.n if args.n is not None else 1

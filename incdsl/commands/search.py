@@ -44,10 +44,10 @@ def _amount(text: str) -> float:
 
 
 def register(sub) -> None:
-    from ..cli import add_spec_arguments
+    from ..cli import ParagraphHelpFormatter, add_spec_arguments
     from ..search.proposers import ALGORITHMS
     p = sub.add_parser("search", help="run a search experiment on Ray Tune (needs the `search` extra)",
-                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION, formatter_class=ParagraphHelpFormatter)
     add_spec_arguments(p, spec_help="the space: a .inc spec with choices (not needed with --resume)")
     p.add_argument("--data", metavar="DIR|digits|synthetic", help="training data, as `incdsl train --data`")
     p.add_argument("--trials", type=_positive, metavar="N", help="candidates to train")

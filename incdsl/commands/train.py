@@ -15,7 +15,7 @@ DIR/val/<class>/*.jpg), `digits` (scikit-learn's 8x8 handwritten digits, upscale
 input size) or `synthetic` (generated images, for speed runs). Images are resized to the
 spec's input; --input and --classes change the network instead. --weights starts from a
 state dict file or a library model's pretrained weights (timm:NAME, torchvision:NAME);
-the classifier is kept when the class counts differ.
+a classifier of another size keeps its fresh initialisation.
 
 OUT gets last.pt after every epoch (model, optimiser, schedule, weight average, random
 states and how the run was started), final.pt at the end, metrics.jsonl (one JSON line an
@@ -82,16 +82,16 @@ def _recipes_epilog() -> str:
     import textwrap
     lines = ["recipes (--recipe NAME; each value can be overridden by its option):"]
     for name, (summary, _) in RECIPES.items():
-        lines += textwrap.wrap(summary, 92, initial_indent=f"  {name:<14}", subsequent_indent=" " * 16,
+        lines += textwrap.wrap(summary, 78, initial_indent=f"  {name:<14}", subsequent_indent=" " * 16,
                                break_on_hyphens=False)
     return "\n".join(lines)
 
 
 def register(sub) -> None:
-    from ..cli import add_spec_arguments
+    from ..cli import ParagraphHelpFormatter, add_spec_arguments
     p = sub.add_parser("train", help="train the network on images, digits or synthetic data",
                        description=DESCRIPTION, epilog=_recipes_epilog(),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=ParagraphHelpFormatter)
     add_spec_arguments(p, spec_help="the .inc spec file (with --resume DIR: default the run's own copy)")
     p.add_argument("--data", metavar="DIR|digits|synthetic", help="the training data (with --resume: the run's)")
     p.add_argument("--out", metavar="DIR", help="where checkpoints and metrics go (default: runs/NETWORK, "
@@ -113,7 +113,8 @@ def register(sub) -> None:
     p.add_argument("--compile", action="store_true", help="compile the model with torch.compile")
     p.add_argument("--optimize", choices=("none", "train", "infer"),
                    help="graph rewrites for speed, each exact (see `incdsl compile --help`): train fuses sibling "
-                        "convolutions; infer also folds batch norm for validation (default: none, or the checkpoint's)")
+                        "convolutions; infer also folds batch norm and writes concatenations in place for validation "
+                        "(default: none, or the checkpoint's)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic algorithms only, so a resumed run equals an uninterrupted one")
     p.add_argument("--seed", type=bounded_int(0, 2**32 - 1, "a seed"),

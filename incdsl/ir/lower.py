@@ -226,7 +226,9 @@ class Lowerer(ControlFlow, NamedTensors):
                 what = "network" if d.kind == "network" else "block"
                 hint = did_you_mean(key, names) or (f"its parameters are {', '.join(names)}" if names else f"`{d.name}` has no parameters")
                 if overrides:
-                    raise spec_error(f"{what} `{d.name}` has no parameter `{key}`", None, self.program.sources, hint=hint)
+                    raise spec_error(f"{what} `{d.name}` has no parameter `{key}`", None, self.program.sources,
+                                     hint=hint, notes=[f"`{key}` is given with `--set` (or `load(params=...)`); "
+                                                       f"`{d.name}` is defined at {d.name_span}"])
                 self.fail(f"{what} `{d.name}` has no parameter `{key}`", span, site, hint=hint,
                           notes=[f"`{d.name}` is defined at {d.name_span}"])
             if key in env:

@@ -21,7 +21,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.indenter import DedentError, Indenter
 
 from . import syntax as s
-from ..diagnostics import IncdslError, Span, error, normalize_newlines
+from ..diagnostics import TAB_WIDTH, IncdslError, Span, did_you_mean, error, normalize_newlines
 
 
 MAX_DIGITS = 100
@@ -357,7 +357,7 @@ _TERMINAL_NAMES = {
     "STRING": "a quoted path", "_NL": "end of line", "_INDENT": "an indented block",
     "_DEDENT": "end of the indented block", "COLON": "`:`", "LPAR": "`(`", "RPAR": "`)`",
     "COMMA": "`,`", "EQUAL": "`=`", "SLASH": "`/`", "__ANON_0": "`->`", "$END": "end of file",
-    "MINUS": "`-`", "PLUS": "`+`", "STAR": "`*`", "DOT": "`.`",
+    "MINUS": "`-`", "PLUS": "`+`", "STAR": "`*`", "DOT": "`.`", "COMPARE": "a comparison such as `==`",
 }
 
 _EXAMPLE = ("a spec looks like:\n"
@@ -478,6 +478,38 @@ def misplaced_statement(line_text: str, col: int) -> tuple[str, str, int] | None
             f"below; {written}", found.start(2) + 1)
 
 
+# The words that open a statement with a body (`WORD ...:`), at the top level and inside one.
+_TOP_WORDS = ("block", "network", "include")
+_BODY_WORDS = ("concat", "add", "residual", "mean", "max", "multiply", "gate", "branch", "shortcut", "repeat",
+               "with", "aux", "if", "elif", "else")
+
+
+def _misspelt_statement(text: str, line: int, col: int, tok: Token, expected) -> tuple[str, int, str] | None:
+    """For a word where a statement's word belongs (`conact:`, `netwrk n:`): (the word, its
+    column, a hint naming the statements it may mean), or None. Inside a body, `WORD:` or
+    `WORD(...):` can only be a statement with a body; at the top level, only `block`,
+    `network` and `include` start a line."""
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        return None
+    source = lines[line - 1].split("#")[0]
+    if tok.type == "COLON" and "->" not in source[:col - 1]:
+        m = re.fullmatch(r"([ \t]*)([A-Za-z_][A-Za-z0-9_]*)[ \t]*(\(.*\))?[ \t]*", source[:col - 1])
+        words = _BODY_WORDS
+    elif tok.type == "NAME" and {"BLOCK", "NETWORK", "INCLUDE"} & set(expected):
+        m = re.match(r"()([A-Za-z_][A-Za-z0-9_]*)", source)
+        words = _TOP_WORDS
+    else:
+        return None
+    if m is None or m.group(2) in words:
+        return None
+    word, at = m.group(2), len(m.group(1)) + 1
+    listed = ", ".join(f"`{w}`" for w in words[:-1]) + f" or `{words[-1]}`"
+    where = "only " + listed + " take a body after `:`" if words is _BODY_WORDS else \
+        "a line at the top level starts with " + listed
+    return word, at, did_you_mean(word, words) or where
+
+
 def _no_if_before(lines: list[str], line: int, indent: int) -> bool:
     """Whether the statement before line `line` at indentation `indent` is not an `if` clause."""
     for raw in reversed(lines[:line - 1]):
@@ -520,12 +552,18 @@ def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> IncdslError:
         elif tok.type == "_INDENT":
             line, col = _next_code_line(text, line)
             return error("unexpected indentation", Span(file, line, col, line, col + 1),
-                         hint="indent only the body of a `block`, `network`, `concat`, `branch`, `repeat`, `with` or `aux`")
+                         notes=_tab_note(text, line),
+                         hint="indent a line further only as the body of a statement that ends in `:` "
+                              "(`block`, `network`, `concat`, `branch`, `residual`, `repeat`, `if`, ...)")
         span = Span(file, line, col, line, col + max(1, len(str(tok)) if tok.type not in ("_NL", "$END", "_INDENT", "_DEDENT") else 1))
         if set(exc.expected or ()) == {"_INDENT"} or _after_colon_newline(exc):  # `concat:` and no body
             found = "end of file" if tok.type == "$END" else "a line that is not indented further"
             return error(f"expected an indented body after `:`, found {found}", span,
                          hint="indent the statements of the body below the line that ends in `:`")
+        misspelt = _misspelt_statement(text, line, col, tok, exc.expected or ())
+        if misspelt is not None:
+            word, at, hint = misspelt
+            return error(f"unknown statement `{word}`", Span(file, line, at, line, at + len(word)), hint=hint)
         msg = f"unexpected {_describe_token(tok)}"
         exp = _expected(exc.expected or exc.accepts or ())
         notes = [f"expected {exp}"] if exp else []
@@ -611,6 +649,15 @@ def _next_code_line(text: str, after: int) -> tuple[int, int]:
     return after, 1
 
 
+def _tab_note(text: str, line: int) -> list[str]:
+    """A note when line `line` is indented with a tab, which counts to the next multiple of 8 columns."""
+    lines = text.split("\n")
+    raw = lines[line - 1] if 1 <= line <= len(lines) else ""
+    if "\t" in raw[:len(raw) - len(raw.lstrip(" \t"))]:
+        return [f"this line is indented with a tab, which counts to the next multiple of {TAB_WIDTH} columns"]
+    return []
+
+
 def _dedent_error(exc: DedentError, file: str, text: str) -> IncdslError:
     # Lark does not say where; find the first line whose indentation matches no open level.
     levels = [0]
@@ -622,10 +669,13 @@ def _dedent_error(exc: DedentError, file: str, text: str) -> IncdslError:
         if indent > levels[-1]:
             levels.append(indent)
             continue
+        inner = levels[-1]
         while indent < levels[-1]:
-            levels.pop()
+            inner = levels.pop()
         if indent != levels[-1]:
             col = len(raw) - len(stripped) + 1
             return error("indentation does not match any outer level", Span(file, number, col, number, col + 1),
-                         hint=f"indent it by {levels[-1]} columns, like the block it belongs to")
+                         notes=_tab_note(text, number),
+                         hint=f"indent it by {inner} columns, as the lines above it, or by {levels[-1]}, "
+                              "as the statement that holds them")
     return error("inconsistent indentation", Span(file, 1, 1, 1, 2))

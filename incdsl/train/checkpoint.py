@@ -90,12 +90,12 @@ def save(path: str, checkpoint: dict) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-def find(path: str) -> str:
-    """The checkpoint file for `--resume PATH`: the file itself, or DIR/last.pt."""
+def find(path: str, option: str = "--resume") -> str:
+    """The checkpoint file for `--resume PATH` (or `option PATH`): the file itself, or DIR/last.pt."""
     candidate = os.path.join(path, LAST) if os.path.isdir(path) else path
     if not os.path.isfile(candidate):
         raise error(f"no checkpoint at {candidate}",
-                    hint="pass the run's --out folder or a .pt file it wrote to --resume")
+                    hint=f"pass the run's --out folder or a .pt file it wrote to {option}")
     return candidate
 
 

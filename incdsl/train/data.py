@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
-from ..diagnostics import error
+from ..diagnostics import did_you_mean, error
 
 EVAL_CROP = 0.875  # the Inception papers' central crop: 87.5% of the resized image
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -232,9 +232,12 @@ def _class_dirs(split_dir: str) -> list:
 def _check_folder(root: str) -> list:
     """The class names, after checking the train/val layout; raises IncdslError."""
     layout = "expected DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg"
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise error(f"--data {root} is a file, not a folder", notes=[layout])
     if not os.path.isdir(root):
         raise error(f"no such data folder: {root}",
-                    hint="pass an ImageFolder directory, `digits` or `synthetic` to --data")
+                    hint=did_you_mean(root, ("digits", "synthetic"))
+                    or "pass an ImageFolder directory, `digits` or `synthetic` to --data")
     for split in ("train", "val"):
         if not os.path.isdir(os.path.join(root, split)):
             raise error(f"data folder {root} has no `{split}` folder", notes=[layout])

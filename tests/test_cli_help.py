@@ -1,0 +1,121 @@
+"""The command line's help and its answers to a newcomer's slips: an option misspelt, a stray
+argument, a missing extra, a mistyped `--data`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from incdsl.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parent.parent
+V4 = str(ROOT / "specs" / "inception_v4.inc")
+MINI = str(ROOT / "examples" / "mini_inception.inc")
+COMMANDS = sorted(build_parser().command_parsers)
+
+
+def usage_error(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, command, suggestion", [
+    (["draw", V4, "--levl", "layer"], "draw", "did you mean `--level`?"),
+    (["cost", V4, "--formt", "csv"], "cost", "did you mean `--format`?"),
+    (["train", MINI, "--optimiser", "sgd"], "train", "`--optimizer`"),
+    (["sample", V4, "--max-try=3", "-o", "x"], "sample", "did you mean `--max-tries`"),
+])
+def test_a_misspelt_option_names_the_close_ones(argv, command, suggestion, capsys):
+    err = usage_error(argv, capsys)
+    assert err.startswith(f"usage: incdsl {command} ")  # the command's usage, not the top level's
+    assert "unrecognized arguments: " + argv[2] in err and suggestion in err
+    assert "`--help`" not in err
+
+
+def test_a_stray_argument_is_named_without_a_guess(capsys):
+    err = usage_error(["check", V4, "specs/googlenet.inc"], capsys)
+    assert err.startswith("usage: incdsl check ")
+    assert err.rstrip().endswith("unrecognized arguments: specs/googlenet.inc")
+
+
+def test_a_usage_error_after_parsing_shows_the_commands_usage(capsys):
+    assert main(["draw", V4, "--block", "inception_x", "--format", "dot"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: incdsl draw ") and "did you mean `inception_c`" in err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_fits_an_80_column_terminal(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    wide = [line for line in out.splitlines() if len(line) > 80]
+    assert not wide, wide
+    assert "--budget-\n" not in out and "-\nepochs" not in out  # an option's name is never split
+
+
+def test_help_keeps_the_recipes_table(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    recipes = out.split("recipes (--recipe NAME", 1)[1].splitlines()[1:]
+    assert [line.split()[0] for line in recipes if line.startswith("  ") and not line.startswith("   ")] == \
+        ["default", "googlenet", "inception_v3", "inception_v4"]
+
+
+@pytest.mark.parametrize("command, argv", [
+    ("train", ["train", MINI, "--data", "digits", "--out", "OUT"]),
+    ("eval", ["eval", "--checkpoint", "OUT"]),
+])
+def test_without_pytorch_the_command_says_which_and_how_to_install(command, argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails, as where it is not installed
+    argv = [str(tmp_path / a) if a == "OUT" else a for a in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"`incdsl {command}` needs PyTorch and torchvision" in err and "incdsl[train]" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("data, hint", [("digit", "did you mean `digits`?"), ("synthetc", "did you mean `synthetic`?"),
+                                        ("./no_such_folder", "pass an ImageFolder directory")])
+def test_a_mistyped_data_source(data, hint, tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    assert main(["train", MINI, "--data", data, "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert f"no such data folder: {data}" in err and hint in err
+
+
+@pytest.mark.parametrize("argv, hint", [(["chek", V4], "did you mean `check`?"), (["--debug", "drow", V4], "`draw`"),
+                                        (["zzz"], None)])
+def test_a_misspelt_command_names_the_close_ones(argv, hint, capsys):
+    err = usage_error(argv, capsys)
+    assert f"unknown command `{[a for a in argv if not a.startswith('-')][0]}`" in err
+    assert "(commands: check, cost, draw, compile, train, eval, sample, search)" in err
+    assert (hint in err) if hint else "did you mean" not in err
+
+
+def test_sampling_a_spec_without_choices_says_so(tmp_path, capsys):
+    assert main(["sample", str(ROOT / "specs" / "googlenet.inc"), "-n", "2", "-o", str(tmp_path / "s")]) == 2
+    assert "the spec has no `choice(...)`: it is one network" in capsys.readouterr().err
+
+
+def test_a_data_file_is_not_a_folder(tmp_path, capsys):
+    pytest.importorskip("torchvision")
+    images = tmp_path / "images.zip"
+    images.write_bytes(b"PK")
+    assert main(["train", MINI, "--data", str(images), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert f"--data {images} is a file, not a folder" in err and "DIR/train/<class>/*.jpg" in err
+
+
+def test_eval_without_a_checkpoint_names_its_own_option(tmp_path, capsys):
+    pytest.importorskip("torchvision")
+    assert main(["eval", "--checkpoint", str(tmp_path / "nothing")]) == 1
+    err = capsys.readouterr().err
+    assert "no checkpoint at" in err and "wrote to --checkpoint" in err and "--resume" not in err
