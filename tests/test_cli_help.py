@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, strategies as st
 
 from incdsl.cli import build_parser, main
 
@@ -119,3 +120,10 @@ def test_eval_without_a_checkpoint_names_its_own_option(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path / "nothing")]) == 1
     err = capsys.readouterr().err
     assert "no checkpoint at" in err and "wrote to --checkpoint" in err and "--resume" not in err
+
+
+@given(st.integers(min_value=0, max_value=10**7))
+def test_counted_nouns_agree_with_their_number(n):
+    from incdsl.report.tables import counted
+    text = counted(n, "epoch")
+    assert text.endswith("epoch" if n == 1 else "epochs") and text.startswith(f"{n:,} ")

@@ -137,7 +137,7 @@ def test_resume_with_nothing_left_to_do(capsys, tmp_path, tiny):
     assert train(capsys, tiny, *data, "--batch-size", 16, "--epochs", 1)[0] == 0
     final, summary = (out / "final.pt").read_bytes(), (out / "summary.json").read_bytes()
     code, stdout, _ = train(capsys, tiny, *data, "--resume")
-    assert code == 0 and "nothing to do: 1 of 1 epochs already trained" in stdout
+    assert code == 0 and "nothing to do: 1 of 1 epoch already trained" in stdout
     assert (out / "final.pt").read_bytes() == final and (out / "summary.json").read_bytes() == summary
     code, stdout, _ = train(capsys, tiny, *data, "--resume", "--epochs", 2)  # the batch size is the checkpoint's
     assert code == 0 and "resumed after epoch 1" in stdout and "warning" not in stdout

@@ -52,6 +52,11 @@ def parse_amount(text: str) -> int:
     return round(value)
 
 
+def counted(n: int, noun: str) -> str:
+    """1 -> '1 epoch', 3 -> '3 epochs' (regular plurals only), with thousands separators."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def human(n: int) -> str:
     """42679816 -> '42.68M'."""
     for suffix, unit in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):

@@ -10,6 +10,7 @@ import io
 import json
 import os
 
+from ..report.tables import counted
 from .pareto import pareto_front, plot_front
 
 COLUMNS = ("trial", "status", "accuracy", "best_accuracy", "epochs", "params", "macs", "train_seconds",
@@ -78,7 +79,7 @@ def write_results(out: str, rows: list[dict], specs: dict[str, str], experiment:
 
 
 def _epochs(n) -> str:
-    return f"{n} epoch" + ("" if n == 1 else "s")
+    return counted(n, "epoch") if isinstance(n, int) else f"{n} epochs"
 
 
 def _csv(rows: list[dict]) -> str:

@@ -28,6 +28,7 @@ from .data import UnreadableImages, make_loaders, open_data, reseed
 from .epoch import NonFiniteLoss, Run, evaluate, sync_buffers, train_epoch
 from .optim import WeightAverage, build_optimizer
 from .progress import format_rate
+from ..report.tables import counted
 from .recipes import Recipe, as_dict, from_dict, get_recipe, with_overrides
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -299,7 +300,7 @@ def _restore(run: Run, state: dict, network, log) -> int:
 
 
 def _describe(recipe: Recipe, config: TrainConfig) -> str:
-    parts = [f"{recipe.optimizer} lr {recipe.lr:g} ({recipe.schedule})", f"{recipe.epochs} epochs",
+    parts = [f"{recipe.optimizer} lr {recipe.lr:g} ({recipe.schedule})", counted(recipe.epochs, "epoch"),
              f"batch {recipe.batch_size}"]
     if recipe.weight_decay:
         parts.append(f"weight decay {recipe.weight_decay:g}")
@@ -418,13 +419,13 @@ def _finish(run: Run, network, config: TrainConfig, state, stopped_at: int, ran:
     distributed.barrier(ctx)
     resumed_part = f" (this session: {seconds:.1f} s)" if resumed else ""
     if not ran:
-        log(f"{network.name}: nothing to do: {len(run.history)} of {run.recipe.epochs} epochs already trained")
+        log(f"{network.name}: nothing to do: {len(run.history)} of {counted(run.recipe.epochs, 'epoch')} already trained")
     elif not done:
         log(f"{network.name}: stopped after epoch {len(run.history)} of {run.recipe.epochs}, {total_seconds:.1f} s "
             f"in all{resumed_part}; continue with: {resume_command(config.out, ctx.world)}")
     else:
         top5 = f" top-5 {100 * last['val_top5']:.2f}%" if last.get("val_top5") is not None else ""
-        log(f"{network.name}: {len(run.history)} epochs in {total_seconds:.1f} s{resumed_part}; val top-1 "
+        log(f"{network.name}: {counted(len(run.history), 'epoch')} in {total_seconds:.1f} s{resumed_part}; val top-1 "
             f"{100 * last['val_top1']:.2f}%{top5} (best top-1 {100 * best['val_top1']:.2f}% at epoch "
             f"{best['epoch']}); checkpoints and metrics in {config.out}")
     return summary
