@@ -141,6 +141,26 @@ def test_train_out_is_checked_before_training(tmp_path):
     assert (tmp_path / "new" / "run").is_dir()
 
 
+def test_train_out_checked_without_creating_it(tmp_path):
+    from incdsl.io import OutputError, prepare_output_dir
+    (tmp_path / "plain").write_text("x")
+    for target in (tmp_path / "plain", tmp_path / "plain" / "run" / "deeper"):
+        with pytest.raises(OutputError, match=f"^cannot write {target}: .*not a directory"):
+            prepare_output_dir(str(target), create=False)
+    prepare_output_dir(str(tmp_path / "new" / "run"), create=False)
+    assert not (tmp_path / "new").exists()
+
+
+def test_train_with_bad_data_leaves_no_out_folder(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    out = tmp_path / "runs" / "one"
+    code, _, err = run(capsys, "train", ROOT / "tests" / "data" / "train_tiny.inc", "--data", tmp_path / "nowhere",
+                       "--out", out, "--device", "cpu")
+    assert code == 1 and "no such data folder" in err
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.slow  # imports torch
 def test_train_out_errors_are_one_line_exit_1(tmp_path, capsys):
     pytest.importorskip("torch")

@@ -248,7 +248,9 @@ def run(args) -> int:
         args.data = data_source(settings, args.data)
         check_dependencies(args.data)
         del state  # `train` reads the checkpoint again; do not hold two copies
-    prepare_output_dir(out)  # a bad --out is a one-line error now, not after the first epoch
+    # a bad --out is a one-line error now, not after the first epoch; the folder itself is made
+    # once the data has opened, so a bad --data leaves none behind
+    prepare_output_dir(out, create=False)
     overrides = {f.name: getattr(args, "recipe_" + f.name) for f in recipe_fields()}
     config = TrainConfig(
         data=args.data, out=out, recipe=args.recipe, overrides={k: v for k, v in overrides.items() if v is not None},

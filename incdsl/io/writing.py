@@ -248,12 +248,17 @@ def _sync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def prepare_output_dir(path: str) -> None:
+def prepare_output_dir(path: str, create: bool = True) -> None:
     """Create an output directory (with its parents) or check an existing one takes files.
+    With `create=False`, only check that it could be created: a command that may still fail
+    on other input (`train` on a bad --data) then leaves no empty folder behind.
 
     Raises:
         OutputError: it cannot be created, is not a directory, or is not writable.
     """
+    if not create:
+        _check_creatable_dir(path)
+        return
     try:
         os.makedirs(path, exist_ok=True)
     except FileExistsError:
@@ -261,4 +266,16 @@ def prepare_output_dir(path: str) -> None:
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {reason(exc)}") from None
     if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: permission denied")
+
+
+def _check_creatable_dir(path: str) -> None:
+    """`path` is a writable directory, or the nearest existing folder above it is one."""
+    here = os.path.abspath(path)
+    while not os.path.lexists(here) and os.path.dirname(here) != here:
+        here = os.path.dirname(here)
+    if not os.path.isdir(here):
+        what = "it" if here == os.path.abspath(path) else here
+        raise OutputError(f"cannot write {path}: {what} exists and is not a directory")
+    if not os.access(here, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {path}: permission denied")

@@ -125,7 +125,8 @@ def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
     if not resumed:
         _seed_all(seed + ctx.rank)  # processes share initial weights (DDP copies rank 0's) but not dropout
     if ctx.main:
-        os.makedirs(config.out, exist_ok=True)
+        from ..io import prepare_output_dir
+        prepare_output_dir(config.out)
         if resumed:  # catch up with the checkpoint, should the last run have died between the two writes
             _write_metrics(config.out, run.history)
     log(f"{network.name}: {data.description}; {ctx.world} process(es) on {ctx.device.type}")
