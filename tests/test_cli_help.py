@@ -127,3 +127,11 @@ def test_counted_nouns_agree_with_their_number(n):
     from incdsl.report.tables import counted
     text = counted(n, "epoch")
     assert text.endswith("epoch" if n == 1 else "epochs") and text.startswith(f"{n:,} ")
+
+
+@pytest.mark.parametrize("option", [["--weights", "w.pt"], ["--seed", "3"], ["--max-memory", "1G"]])
+def test_compile_refuses_onnx_options_without_onnx(option, tmp_path, capsys):
+    out = tmp_path / "net.py"
+    assert main(["compile", MINI, "-o", str(out), *option]) == 2
+    assert f"{option[0]} is only used with --onnx" in capsys.readouterr().err
+    assert not out.exists()

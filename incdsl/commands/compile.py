@@ -32,7 +32,7 @@ def register(sub) -> None:
                         "concatenation's branches written into their slices of its output). The state dict is the "
                         "spec's at every level")
     p.add_argument("--onnx", metavar="FILE.onnx", help="also export the network to ONNX")
-    p.add_argument("--seed", type=int, default=0, help="weight initialisation seed for --onnx (default 0)")
+    p.add_argument("--seed", type=int, help="weight initialisation seed for --onnx (default 0)")
     p.add_argument("--weights", metavar="FILE.pt",
                    help="for --onnx: a state dict to load (ours, or a timm/torchvision reference's)")
     p.add_argument("--max-memory", metavar="SIZE", type=_size,
@@ -59,8 +59,9 @@ def run(args) -> int:
         problem = class_name_problem(args.class_name)
         if problem:
             raise UsageError(f"--class-name: {problem}")
-    if args.weights and not args.onnx:
-        raise UsageError("--weights is only used with --onnx")
+    for option, value in (("--weights", args.weights), ("--seed", args.seed), ("--max-memory", args.max_memory)):
+        if value is not None and not args.onnx:  # the source alone has no weights or memory to bound
+            raise UsageError(f"{option} is only used with --onnx")
     if args.output and args.onnx and (args.output == args.onnx or same_file(args.output, args.onnx)):
         raise OutputError(f"cannot write {args.onnx}: -o and --onnx name the same file")
     net = load_spec(args)
@@ -92,7 +93,7 @@ def _onnx_bytes(net, args) -> bytes:
         from ..torch.build import to_torch
     except ImportError as exc:
         raise UsageError(f"--onnx needs torch ({exc}): pip install torch onnx onnxscript") from None
-    model = to_torch(net, seed=args.seed, max_bytes=args.max_memory, optimize=args.optimize)
+    model = to_torch(net, seed=args.seed or 0, max_bytes=args.max_memory, optimize=args.optimize)
     if args.weights:
         _load_weights_file(model, net, args.weights)
     try:
