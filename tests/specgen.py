@@ -1,0 +1,472 @@
+"""Random spec TEXT for differential tests: networks of many layer kinds and join forms, at odd
+sizes, written in the language's surface forms (chains, joins, residuals, blocks, repeats,
+labels, `with` scopes, aux heads).
+
+The generator keeps its own idea of the current shape, from closed-form window formulas
+written here (not incdsl's), only to steer towards specs that should check: branches of a
+join end at the same size, a residual body ends at its input's depth. Whether a spec is valid
+and what its shapes are is for the oracles in tests/test_differential.py to decide (torch runs
+the compiled model), so a slip here costs a rejected case, not a wrong verdict.
+
+Draws go through a `Pick` so the same generator serves Hypothesis (`HypothesisPick`, which
+shrinks) and a seeded `random.Random` (`RandomPick`, for long local runs).
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+ACTS = ("relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "elu", "leaky_relu")
+
+
+class RandomPick:
+    def __init__(self, seed):
+        self.rng = random.Random(seed)
+
+    def int(self, lo: int, hi: int) -> int:
+        return self.rng.randint(lo, hi)
+
+    def choice(self, options):
+        return options[self.rng.randrange(len(options))]
+
+    def bool(self, p: float = 0.5) -> bool:
+        return self.rng.random() < p
+
+
+class HypothesisPick:
+    def __init__(self, data):
+        from hypothesis import strategies as st
+        self.data, self.st = data, st
+
+    def int(self, lo: int, hi: int) -> int:
+        return self.data.draw(self.st.integers(lo, hi))
+
+    def choice(self, options):
+        return self.data.draw(self.st.sampled_from(list(options)))
+
+    def bool(self, p: float = 0.5) -> bool:
+        # shrinks towards False; p is a hint only (Hypothesis draws booleans evenly)
+        return self.data.draw(self.st.booleans())
+
+
+# --- shape formulas (PyTorch's, per axis) ---------------------------------------------------------
+
+def window_out(n: int, k: int, s: int, d: int, pad, ceil: bool) -> int:
+    """Output length of a window over n: pad "V", "S" or (before, after); k before dilation."""
+    k = d * (k - 1) + 1
+    if pad == "S":
+        return math.ceil(n / s)
+    before, after = (0, 0) if pad == "V" else pad
+    span = n + before + after - k
+    if span < 0:
+        return 0
+    if not ceil:
+        return span // s + 1
+    out = -(-span // s) + 1
+    if (out - 1) * s >= n + before:
+        out -= 1
+    return out
+
+
+@dataclass
+class Ctx:
+    """What a statement may use: the blocks and labels written so far."""
+    pick: object
+    blocks: list = field(default_factory=list)
+    labels: dict = field(default_factory=dict)  # label -> shape, visible in this body
+    counter: list = field(default_factory=lambda: [0])
+    depth: int = 0
+
+    def fresh(self, stem: str) -> str:
+        self.counter[0] += 1
+        return f"{stem}{self.counter[0]}"
+
+
+# --- single layers ------------------------------------------------------------------------------
+
+def pad_clause(p, kh: int, kw: int, pool: bool):
+    """(text, per-axis pads). Pools pad at most half their window (PyTorch's rule)."""
+    kind = p.choice(["V", "", "S", "int", "pair", "four"])
+    if kind in ("V", ""):
+        return (" V" if kind else ""), ("V", "V")
+    if kind == "S":
+        return " S", ("S", "S")
+    lh, lw = (kh // 2, kw // 2) if pool else (3, 3)
+    if kind == "int":
+        v = p.int(0, min(lh, lw))
+        return f" pad = {v}", ((v, v), (v, v))
+    if kind == "pair":
+        a, b = p.int(0, lh), p.int(0, lw)
+        return f" pad = ({a}, {b})", ((a, a), (b, b))
+    t, b, l, r = p.int(0, lh), p.int(0, lh), p.int(0, lw), p.int(0, lw)
+    return f" pad = ({t}, {b}, {l}, {r})", ((t, b), (l, r))
+
+
+def conv_layer(ctx: Ctx, shape, *, keep_size: bool = False, filters: int | None = None):
+    p = ctx.pick
+    c, h, w = shape
+    if keep_size:
+        kh, kw = p.choice([(1, 1), (3, 3), (1, 3), (3, 1), (5, 5), (2, 2), (1, 7)])
+        s, d, pad_text, pads = 1, 1, (" S" if (kh, kw) != (1, 1) else ""), ("S", "S")
+        if (kh, kw) != (1, 1) and p.bool(0.3):
+            d = p.int(1, 2)
+    else:
+        kh, kw = p.int(1, 5), p.int(1, 5)
+        s, d = p.choice([1, 1, 2, 2, 3]), p.choice([1, 1, 1, 2])
+        pad_text, pads = pad_clause(p, kh, kw, pool=False)
+    oh = window_out(h, kh, s, d, pads[0], False)
+    ow = window_out(w, kw, s, d, pads[1], False)
+    if oh < 1 or ow < 1:
+        pad_text, pads, oh, ow = " S", ("S", "S"), -(-h // s), -(-w // s)
+    groups = 1
+    kind = p.choice(["plain", "plain", "grouped", "depthwise"])
+    if kind == "depthwise":
+        groups = c
+    elif kind == "grouped":
+        groups = p.choice([g for g in (1, 2, 3, 4) if c % g == 0])
+    if filters is None:
+        filters = groups * p.int(1, 4) if groups > 1 else p.int(1, 8)
+    elif filters % groups:
+        groups = 1
+    extra = ""
+    if d > 1:
+        extra += f" dilation = {d}"
+    if groups > 1:
+        extra += f" groups = {groups}"
+    extra += p.choice(["", "", " bn = 0.001", " bn = on", " act = off", " bias = no", " bias = yes bn = on",
+                       f" act = {p.choice(ACTS)}", f" bn = on act = {p.choice(ACTS)}"])
+    stride = f" /{s}" if s > 1 else p.choice(["", " /1"])
+    kernel = f"{kh}x{kw}"
+    return f"conv {kernel} {filters}{stride}{pad_text}{extra}", (filters, oh, ow)
+
+
+def pool_layer(ctx: Ctx, shape, *, keep_size: bool = False):
+    p = ctx.pick
+    c, h, w = shape
+    op = p.choice(["maxpool", "avgpool"])
+    if keep_size:
+        k = p.choice([1, 2, 3, 5])
+        return f"{op} {k}x{k} S" + (" count_pad = no" if op == "avgpool" and p.bool() else ""), shape
+    kh, kw = p.int(1, 4), p.int(1, 4)
+    s = p.choice([1, 2, 2, 3])
+    pad_text, pads = pad_clause(p, kh, kw, pool=True)
+    ceil = p.bool(0.4)
+    oh = window_out(h, kh, s, 1, pads[0], ceil)
+    ow = window_out(w, kw, s, 1, pads[1], ceil)
+    if oh < 1 or ow < 1:
+        pad_text, pads, ceil, oh, ow = " S", ("S", "S"), False, -(-h // s), -(-w // s)
+    extra = " ceil = yes" if ceil else ""
+    if op == "avgpool" and p.bool():
+        extra += " count_pad = no"
+    kernel = f"{kh}" if kh == kw and p.bool() else f"{kh}x{kw}"
+    return f"{op} {kernel} /{s}{pad_text}{extra}", (c, oh, ow)
+
+
+def same_shape_layer(ctx: Ctx, shape):
+    """A layer that keeps C x H x W."""
+    p = ctx.pick
+    kind = p.choice(["bn", "act", "relu", "prelu", "dropout", "identity", "lrn", "learned_scale",
+                     "stochastic_depth", "drop_path", "conv1", "pool"])
+    if kind == "act":
+        return f"act {p.choice(ACTS)}", shape
+    if kind == "prelu":
+        return "prelu" + (" shared = yes" if p.bool(0.3) else ""), shape
+    if kind == "dropout":
+        return f"dropout {p.choice(['0.1', '0.5', '0'])}", shape
+    if kind == "lrn":
+        return f"lrn {p.choice([1, 2, 3, 5])}", shape
+    if kind == "learned_scale":
+        return f"learned_scale {p.choice(['0.5', '1', '(-2)'])}", shape
+    if kind == "stochastic_depth":
+        return f"stochastic_depth {p.choice(['0.8', '1', '0.5'])}", shape
+    if kind == "drop_path":
+        return f"drop_path {p.choice(['0.2', '0'])}", shape
+    if kind == "conv1":
+        return conv_layer(ctx, shape, keep_size=True, filters=shape[0])
+    if kind == "pool":
+        return pool_layer(ctx, shape, keep_size=True)
+    return kind, shape
+
+
+def reshape_layer(ctx: Ctx, shape):
+    """A layer that changes the shape without weights (mostly)."""
+    p = ctx.pick
+    c, h, w = shape
+    kind = p.choice(["upsample", "upsample_to", "channels", "zeropad", "pad_channels", "adaptive", "gap"])
+    if kind == "upsample" and h * w <= 400:
+        f = p.int(1, 3)
+        return f"upsample {f}" + (" mode = bilinear" if p.bool(0.3) else ""), (c, h * f, w * f)
+    if kind == "upsample_to":
+        oh, ow = p.int(1, 2 * h + 1), p.int(1, 2 * w + 1)
+        return f"upsample to {oh}x{ow} mode = {p.choice(['nearest', 'bilinear'])}", (c, oh, ow)
+    if kind == "channels" and c > 1:
+        a = p.int(0, c - 1)
+        b = p.int(a + 1, c)
+        return f"channels {a}:{b}", (b - a, h, w)
+    if kind == "zeropad":
+        t, b, l, r = (p.int(0, 2) for _ in range(4))
+        if p.bool():
+            return f"zeropad({t}, {b}, {l}, {r})", (c, h + t + b, w + l + r)
+        return f"zeropad right = {r}", (c, h, w + r)
+    if kind == "pad_channels":
+        d = c + p.int(0, 4)
+        return f"pad_channels {d}" + (" place = both" if p.bool() else ""), (d, h, w)
+    if kind == "adaptive":
+        oh, ow = p.int(1, h + 1), p.int(1, w + 1)
+        return f"{p.choice(['adaptive_avgpool', 'adaptive_maxpool'])} {oh}x{ow}", (c, oh, ow)
+    return "gap", (c, 1, 1)
+
+
+def any_layer(ctx: Ctx, shape):
+    r = ctx.pick.choice(["conv", "conv", "conv", "pool", "pool", "same", "same", "reshape"])
+    if r == "conv":
+        return conv_layer(ctx, shape)
+    if r == "pool":
+        return pool_layer(ctx, shape)
+    if r == "same":
+        return same_shape_layer(ctx, shape)
+    return reshape_layer(ctx, shape)
+
+
+def keep_layer(ctx: Ctx, shape):
+    """A layer that keeps the spatial size (branches of a join)."""
+    r = ctx.pick.choice(["conv", "conv", "pool", "same"])
+    if r == "conv":
+        return conv_layer(ctx, shape, keep_size=True)
+    if r == "pool":
+        return pool_layer(ctx, shape, keep_size=True)
+    return same_shape_layer(ctx, shape)
+
+
+def chain(ctx: Ctx, shape, layer, n_max: int = 3):
+    parts = []
+    for _ in range(ctx.pick.int(1, n_max)):
+        text, shape = layer(ctx, shape)
+        parts.append(text)
+    return " -> ".join(parts), shape
+
+
+def to_depth(ctx: Ctx, text: str, shape, depth: int):
+    """Append a 1x1 conv to `depth` channels unless the chain already ends there."""
+    if shape[0] == depth and ctx.pick.bool():
+        return text, shape
+    act = ctx.pick.choice(["", " act = off", " bn = on act = off"])
+    return f"{text} -> conv 1x1 {depth}{act}", (depth,) + shape[1:]
+
+
+# --- statements ---------------------------------------------------------------------------------
+
+def indent(lines, n: int = 1):
+    return ["    " * n + ln for ln in lines]
+
+
+def branch_lines(ctx: Ctx, shape, depth: int | None, reduce: bool):
+    """One join branch: (lines, shape). `depth`: the channels it must end with; `reduce`: stride 2
+    (SAME, so every branch gives ceil(n / 2))."""
+    p = ctx.pick
+    if reduce:
+        c = depth or p.int(1, 8)
+        kind = p.choice(["conv", "pool"]) if depth in (None, shape[0]) else "conv"
+        if kind == "pool":
+            text, out = f"{p.choice(['maxpool', 'avgpool'])} 3x3 /2 S", (shape[0], -(-shape[1] // 2), -(-shape[2] // 2))
+        else:
+            k = p.choice([1, 3, 2])
+            text, out = f"conv {k}x{k} {c} /2 S", (c, -(-shape[1] // 2), -(-shape[2] // 2))
+        return [f"branch: {text}"], out
+    if depth == shape[0] and p.bool(0.3):
+        return ["branch: identity"], shape
+    if ctx.depth < 2 and p.bool(0.25):  # a nested statement inside the branch
+        inner = Ctx(p, ctx.blocks, dict(ctx.labels), ctx.counter, ctx.depth + 1)
+        lines, out = statement(inner, shape, keep=True)
+        if depth is not None and out[0] != depth:
+            lines.append(f"conv 1x1 {depth} act = off")
+            out = (depth,) + out[1:]
+        return ["branch:"] + indent(lines), out
+    text, out = chain(ctx, shape, keep_layer)
+    if depth is not None:
+        text, out = to_depth(ctx, text, out, depth)
+    return [f"branch: {text}"], out
+
+
+def join_statement(ctx: Ctx, shape, keep: bool = False):
+    p = ctx.pick
+    kind = p.choice(["concat", "concat", "add", "add", "mean", "max", "multiply", "gate"] + ([] if keep else ["concat_pad"]))
+    reduce = not keep and kind in ("concat", "add", "mean", "max") and p.bool(0.25)
+    n = p.int(3, 3) if kind == "gate" else p.int(2, 4) if kind != "concat" else p.int(1, 4)
+    if kind == "concat_pad":
+        return concat_pad(ctx, shape)
+    if kind == "multiply" and p.bool():  # squeeze-and-excitation: a Cx1x1 branch scales channels
+        r = p.int(1, 4)
+        return ["multiply:", "    branch: identity",
+                f"    branch: gap -> conv 1x1 {r} -> conv 1x1 {shape[0]} act = sigmoid"], shape
+    depth = None if kind == "concat" else p.choice([shape[0], p.int(1, 8)])
+    header = kind + ":"
+    if kind == "add":
+        opts = []
+        if p.bool():
+            opts.append(f"act = {p.choice(ACTS)}")
+        if p.bool(0.4):
+            opts.append("weights = (" + ", ".join(p.choice(["0.5", "1", "0.25", "-1", "2"]) for _ in range(n)) + ")")
+        header = f"add({', '.join(opts)}):" if opts else "add:"
+    elif kind == "mean" and p.bool(0.4):
+        header = f"mean(drop_path = {p.choice(['0.15', '0.5'])}):"
+    lines, outs = [header], []
+    for _ in range(n):
+        b, out = branch_lines(ctx, shape, depth, reduce)
+        lines += indent(b)
+        outs.append(out)
+    if kind == "gate":
+        lines[1] = lines[1] + " -> act sigmoid" if not lines[1].endswith(":") else lines[1]
+    if kind == "concat":
+        return lines, (sum(o[0] for o in outs),) + outs[0][1:]
+    return lines, outs[0]
+
+
+def concat_pad(ctx: Ctx, shape):
+    """`concat(pad = yes)`: branches of different sizes, smaller ones zero-padded."""
+    p = ctx.pick
+    lines, outs = ["concat(pad = yes):"], []
+    for _ in range(p.int(2, 3)):
+        text, out = chain(ctx, shape, lambda c, s: conv_layer(c, s) if p.bool() else pool_layer(c, s), 2)
+        lines.append(f"    branch: {text}")
+        outs.append(out)
+    return lines, (sum(o[0] for o in outs), max(o[1] for o in outs), max(o[2] for o in outs))
+
+
+def residual_statement(ctx: Ctx, shape, keep: bool = False):
+    p = ctx.pick
+    c, h, w = shape
+    opts = []
+    form = p.choice(["plain", "scale", "learned", "survive", "drop_path", "swapout", "separate", "project"])
+    if form == "scale":
+        opts.append(f"scale = {p.choice(['0.17', '0.1', '2', '-0.5'])}")
+    elif form == "learned":
+        opts.append(p.choice(["scale = learned", "scale = learned(0.1)"]))
+    elif form == "survive":
+        opts.append(f"survive = {p.choice(['0.8', '0.5', '1'])}")
+    elif form == "drop_path":
+        opts.append(f"drop_path = {p.choice(['0.1', '0'])}")
+    elif form == "swapout":
+        opts.append("swapout = (0.9, 0.5)")
+    if p.bool(0.3):
+        opts.append(f"act = {p.choice(ACTS + ('off',))}")
+    if form == "separate":
+        grow = c + p.int(1, 4)
+        opts = [f"survive = {p.choice(['0.8', '0.5'])}", "separate = yes"]
+        header = f"residual({', '.join(opts)}):"
+        return [header, f"    conv 3x3 {grow} S", f"    shortcut: pad_channels {grow}"], (grow, h, w)
+    header = f"residual({', '.join(opts)}):" if opts else "residual:"
+    if form == "project":
+        f = p.int(1, 8)
+        s = 1 if keep else p.choice([1, 2])
+        body = [f"conv 3x3 {f} /{s} S" + p.choice(["", " act = off", " bn = on"])]
+        if p.bool():
+            body.append(f"conv 3x3 {f} S act = off")
+        short = p.choice([f"conv 1x1 {f} /{s} act = off",
+                          f"conv 1x1 {f} /{s} S bn = on act = off"] +
+                         ([f"maxpool 1x1 /{s} -> pad_channels {f}"] if f >= c else []))
+        return [header] + indent(body + [f"shortcut: {short}"]), (f, -(-h // s), -(-w // s))
+    text, out = chain(ctx, shape, keep_layer, 2)
+    body = [text]
+    if p.bool(0.3) and ctx.depth < 2:  # a join inside the body
+        inner = Ctx(p, ctx.blocks, dict(ctx.labels), ctx.counter, ctx.depth + 1)
+        lines, out = join_statement(inner, out, keep=True)
+        body += lines if out[1:] == shape[1:] else []
+        if out[1:] != shape[1:]:
+            out = shape[:0] + (out[0],) + shape[1:]
+    body.append(f"conv 1x1 in.c{p.choice(['', ' act = off', ' bn = on act = off'])}")
+    return [header] + indent(body), shape
+
+
+def block_statement(ctx: Ctx, shape):
+    p = ctx.pick
+    name = ctx.fresh("blk")
+    n, m = p.int(1, 6), p.int(1, 3)
+    variant = p.choice(["plain", "if", "residual"])
+    if variant == "if":
+        body = ["    let d = n * m",
+                "    if m > 1:", "        conv 3x3 d S", "    else:", "        conv 1x1 d -> bn"]
+    elif variant == "residual":
+        body = ["    conv 1x1 n -> conv 3x3 (n * m) S", "    residual:", "        conv 3x3 in.c S act = off"]
+    else:
+        body = ["    conv 1x1 n -> conv 3x3 (n * m) S"]
+    ctx.blocks.append(f"block {name}(n, m = 2):\n" + "\n".join(body) + "\n")
+    call = p.choice([f"{name}({n}, {m})", f"{name}(n = {n}, m = {m})", f"{name}({n}, m = {m})"])
+    count = p.int(1, 3)
+    return [f"repeat {count}: {call}" if count > 1 else call], (n * m, shape[1], shape[2])
+
+
+def statement(ctx: Ctx, shape, keep: bool = False):
+    """One statement: (lines, shape). `keep`: the spatial size stays (inside branches)."""
+    p = ctx.pick
+    kinds = ["layer", "layer", "chain", "join", "join", "residual", "repeat", "block", "with"]
+    if keep:
+        kinds = ["keep", "join", "residual"]
+    kind = p.choice(kinds)
+    if kind == "keep":
+        text, out = chain(ctx, shape, keep_layer, 2)
+        return [text], out
+    if kind == "layer":
+        text, out = any_layer(ctx, shape)
+        return [text], out
+    if kind == "chain":
+        text, out = chain(ctx, shape, any_layer)
+        return [text], out
+    if kind == "join":
+        return join_statement(ctx, shape, keep)
+    if kind == "residual":
+        return residual_statement(ctx, shape, keep)
+    if kind == "repeat":
+        count, base = p.int(0, 3), p.int(1, 5)
+        out = (base + 2 * (count - 1),) + shape[1:] if count else shape
+        return [f"repeat {count} as i: conv 1x1 ({base} + 2 * i) S"], out
+    if kind == "block":
+        return block_statement(ctx, shape)
+    inner = Ctx(p, ctx.blocks, ctx.labels, ctx.counter, ctx.depth + 1)
+    lines, out = statement(inner, shape)
+    scope = p.choice(["conv(bn = 0.001, act = relu6)", "conv(pad = S), pool(pad = S)", "avgpool(count_pad = no)",
+                      "conv(bn = on), residual(act = off)", "add(act = relu)"])
+    return [f"with {scope}:"] + indent(lines), out
+
+
+def head(ctx: Ctx, shape):
+    p = ctx.pick
+    kind = p.choice(["none", "gap", "flatten", "gap_act"])
+    if kind == "none":
+        return [], shape
+    parts = ["gap"] if kind != "flatten" else []
+    parts.append("flatten")
+    if p.bool():
+        parts.append(f"dropout {p.choice(['0.2', '0.5'])}")
+    if p.bool(0.3):
+        parts.append(f"linear {p.int(2, 12)} act = {p.choice(ACTS)}")
+    if p.bool(0.3):
+        parts.append("bn")
+    parts.append("linear classes" + p.choice(["", " bias = no"]))
+    if p.bool(0.2):
+        parts.append("softmax")
+    return [" -> ".join(parts)], (None,)
+
+
+def network(pick, max_statements: int = 6) -> str:
+    """A whole spec's text."""
+    ctx = Ctx(pick)
+    c = pick.choice([1, 2, 3, 4, 6])
+    h, w = pick.choice([(1, 1), (7, 5), (5, 7), (8, 8), (9, 9), (13, 11), (16, 16), (2, 3), (17, 17)])
+    shape = (c, h, w)
+    lines = []
+    aux = None
+    for i in range(pick.int(1, max_statements)):
+        stmt, shape = statement(ctx, shape)
+        if aux is None and shape[1] >= 1 and pick.bool(0.15) and not stmt[0].startswith(("with", "repeat")):
+            aux = ctx.fresh("tap")
+            stmt = [stmt[0] + f" as {aux}"] + stmt[1:] if not stmt[0].endswith(":") else \
+                [stmt[0][:-1] + f" as {aux}:"] + stmt[1:]
+        lines += stmt
+    if aux is not None:
+        lines.append(f"aux side(weight = 0.3) from {aux}: gap -> flatten -> linear classes")
+    tail, _ = head(ctx, shape)
+    lines += tail
+    body = "".join(f"    {ln}\n" for ln in lines)
+    return f"network gen(classes = 5):\n    input {c}x{h}x{w}\n{body}" + "".join(ctx.blocks)
