@@ -125,6 +125,7 @@ def conv_layer(ctx: Ctx, shape, *, keep_size: bool = False, filters: int | None 
         groups = c
     elif kind == "grouped":
         groups = p.choice([g for g in (1, 2, 3, 4) if c % g == 0])
+    fixed = filters is not None
     if filters is None:
         filters = groups * p.int(1, 4) if groups > 1 else p.int(1, 8)
     elif filters % groups:
@@ -134,11 +135,16 @@ def conv_layer(ctx: Ctx, shape, *, keep_size: bool = False, filters: int | None 
         extra += f" dilation = {d}"
     if groups > 1:
         extra += f" groups = {groups}"
+    if p.bool(0.1) and groups == 1 and not fixed:  # scaled to a multiple of 8 (timm's make_divisible)
+        width = p.choice([0.5, 1.5, 2])
+        extra += f" width = {width}"
+        filters, scaled = 16, int(16 * width)
     extra += p.choice(["", "", " bn = 0.001", " bn = on", " act = off", " bias = no", " bias = yes bn = on",
                        f" act = {p.choice(ACTS)}", f" bn = on act = {p.choice(ACTS)}"])
     stride = f" /{s}" if s > 1 else p.choice(["", " /1"])
     kernel = f"{kh}x{kw}"
-    return f"conv {kernel} {filters}{stride}{pad_text}{extra}", (filters, oh, ow)
+    text = f"conv {kernel} {filters}{stride}{pad_text}{extra}"
+    return text, (scaled if " width = " in extra else filters, oh, ow)
 
 
 def pool_layer(ctx: Ctx, shape, *, keep_size: bool = False):
@@ -397,13 +403,77 @@ def block_statement(ctx: Ctx, shape):
     return [f"repeat {count}: {call}" if count > 1 else call], (n * m, shape[1], shape[2])
 
 
+FRACTAL = """block fractal(c, f):
+    if c == 1:
+        conv 3x3 f S
+    else:
+        mean(flat = yes{args}):
+            branch: fractal(c - 1, f) -> fractal(c - 1, f)
+            branch: fractal(1, f)
+"""
+
+
+def fractal_statement(ctx: Ctx, shape):
+    """FractalNet's recursive expansion (one flat mean of c columns), drop-path and all."""
+    p = ctx.pick
+    if any(b.startswith("block fractal(") for b in ctx.blocks):
+        f = p.int(1, 6)
+        return [f"fractal({p.int(1, 3)}, {f})"], (f,) + shape[1:]
+    args = p.choice(["", ", drop_path = 0.15", ", drop_path = 0.15, global_path = 0.5"])
+    ctx.blocks.append(FRACTAL.format(args=args))
+    f = p.int(1, 6)
+    return [f"fractal({p.int(2, 3)}, {f})"], (f,) + shape[1:]
+
+
+def named_statement(ctx: Ctx, shape):
+    """Named tensors: `as`, `branch from`, `channels`, `concat(pad = yes)` of earlier taps."""
+    p = ctx.pick
+    c, h, w = shape
+    a, b = ctx.fresh("t"), ctx.fresh("t")
+    if p.bool() and c >= 2:
+        k = p.int(1, c - 1)
+        return [f"channels 0:{k} as {a}", "add(act = relu):",
+                f"    branch from {a}: conv 3x3 {k} S act = off",
+                f"    branch from {a}: identity"], (k, h, w)
+    f, r = p.int(1, 6), p.int(1, 4)
+    return [f"conv 1x1 {f} as {a}",
+            f"conv 3x3 {f} /2 S as {b}",
+            "concat(pad = yes):",
+            f"    branch from {a}: identity",
+            f"    branch from {b}: conv 1x1 {r}",
+            "    branch: maxpool 2x2 /2 S"], (2 * f + r, h, w)
+
+
+def take_statement(ctx: Ctx, shape):
+    """`take NAME`: two streams split off one tensor by channels, joined again."""
+    p = ctx.pick
+    c, h, w = shape
+    a, b = ctx.fresh("t"), ctx.fresh("t")
+    k = p.int(1, c - 1)
+    return [f"identity as {a}",
+            f"take {a} -> channels 0:{k} as {b}",
+            f"take {a} -> channels {k}:{c}",
+            "concat:",
+            f"    branch: conv 3x3 {c - k} S act = off",
+            f"    branch from {b}: conv 1x1 {k}"], (c, h, w)
+
+
 def statement(ctx: Ctx, shape, keep: bool = False):
     """One statement: (lines, shape). `keep`: the spatial size stays (inside branches)."""
     p = ctx.pick
-    kinds = ["layer", "layer", "chain", "join", "join", "residual", "repeat", "block", "with"]
+    kinds = ["layer", "layer", "chain", "join", "join", "residual", "repeat", "block", "with", "fractal", "named"]
+    if shape[0] >= 2:
+        kinds.append("take")
+
     if keep:
         kinds = ["keep", "join", "residual"]
     kind = p.choice(kinds)
+    if kind == "fractal":
+        return fractal_statement(ctx, shape)
+    if kind == "named":
+        return named_statement(ctx, shape)
+    if kind == "take":
+        return take_statement(ctx, shape)
     if kind == "keep":
         text, out = chain(ctx, shape, keep_layer, 2)
         return [text], out
@@ -459,7 +529,8 @@ def network(pick, max_statements: int = 6) -> str:
     aux = None
     for i in range(pick.int(1, max_statements)):
         stmt, shape = statement(ctx, shape)
-        if aux is None and shape[1] >= 1 and pick.bool(0.15) and not stmt[0].startswith(("with", "repeat")):
+        if aux is None and shape[1] >= 1 and pick.bool(0.15) and not stmt[0].startswith(("with", "repeat")) \
+                and " as " not in stmt[0]:
             aux = ctx.fresh("tap")
             stmt = [stmt[0] + f" as {aux}"] + stmt[1:] if not stmt[0].endswith(":") else \
                 [stmt[0][:-1] + f" as {aux}:"] + stmt[1:]

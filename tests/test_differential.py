@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 import incdsl  # noqa: E402
 from incdsl.ir.graph import lint  # noqa: E402
-from incdsl.report.conventions import count_convention  # noqa: E402
+from incdsl.report.conventions import count_convention, per_node  # noqa: E402
 
 from specgen import HypothesisPick, network  # noqa: E402
 
@@ -292,3 +292,147 @@ def test_generated_networks_conventions_agree_with_the_tools(data):
 @given(data=st.data())
 def test_many_generated_networks(data):
     check_all(generated(data), conventions=("fvcore", "thop", "ptflops", "ptflops-aten", "torchinfo"))
+
+
+# --- a single window: accepted iff torch's own layer runs -------------------------------------------
+
+def same_pads(n: int, k: int, s: int, d: int) -> tuple[int, int]:
+    """TensorFlow's SAME: total padding for ceil(n / s) outputs, the odd pixel after."""
+    total = max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+    return total // 2, total - total // 2
+
+
+def torch_window(op: str, x, k, s, d, pads, ceil: bool, count_pad: bool):
+    """Torch's layer on x: pads (top, bottom, left, right) within the layer where they are
+    symmetric (torch's own rule for pools: at most half the window), else with F.pad first."""
+    t, b, l, r = pads
+    if t == b and l == r:
+        inner, x_padded = (t, l), x
+    else:
+        value = float("-inf") if op == "maxpool" else 0.0
+        inner, x_padded = (0, 0), torch.nn.functional.pad(x, (l, r, t, b), value=value)
+    if op == "conv":
+        layer = torch.nn.Conv2d(x.shape[1], 3, k, s, inner, d)
+    elif op == "maxpool":
+        layer = torch.nn.MaxPool2d(k, s, inner, ceil_mode=ceil)
+    else:
+        layer = torch.nn.AvgPool2d(k, s, inner, ceil_mode=ceil, count_include_pad=count_pad)
+    return layer(x_padded)
+
+
+@st.composite
+def windows(draw):
+    op = draw(st.sampled_from(["conv", "maxpool", "avgpool"]))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    k = (draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    d = (draw(st.integers(1, 3)), draw(st.integers(1, 3))) if op == "conv" else (1, 1)
+    form = draw(st.sampled_from(["V", "S", "int", "pair"] + (["four"] if op == "conv" else [])))
+    if form == "V":
+        pads, text = (0, 0, 0, 0), " V"
+    elif form == "S":
+        pads = same_pads(h, k[0], s[0], d[0]) + same_pads(w, k[1], s[1], d[1])
+        text = " S"
+    elif form == "int":
+        p = draw(st.integers(0, 4))
+        pads, text = (p, p, p, p), f" pad = {p}"
+    elif form == "pair":
+        a, b = draw(st.integers(0, 4)), draw(st.integers(0, 4))
+        pads, text = (a, a, b, b), f" pad = ({a}, {b})"
+    else:
+        pads = tuple(draw(st.integers(0, 4)) for _ in range(4))
+        text = " pad = ({}, {}, {}, {})".format(*pads)
+    ceil = op != "conv" and form != "S" and draw(st.booleans())
+    count_pad = draw(st.booleans())
+    layer = f"{op} {k[0]}x{k[1]}" + (" 3" if op == "conv" else "") + f" /({s[0]}, {s[1]})" * 0 + text
+    layer = f"{op} {k[0]}x{k[1]}" + (" 3" if op == "conv" else "") + text + f" stride = ({s[0]}, {s[1]})"
+    if op == "conv":
+        layer += f" dilation = ({d[0]}, {d[1]})"
+    if ceil:
+        layer += " ceil = yes"
+    if op == "avgpool" and not count_pad:
+        layer += " count_pad = no"
+    return op, (2, h, w), k, s, d, pads, ceil, count_pad, layer
+
+
+@settings(deadline=None, max_examples=300, suppress_health_check=list(HealthCheck))
+@given(windows())
+def test_a_window_checks_iff_torch_runs_it(case):
+    op, shape, k, s, d, pads, ceil, count_pad, layer = case
+    text = f"network w:\n    input {shape[0]}x{shape[1]}x{shape[2]}\n    {layer}\n"
+    try:
+        net = incdsl.load(text)
+    except incdsl.IncdslError as exc:
+        net, why = None, exc.diagnostics[0].message
+    try:
+        out = torch_window(op, torch.zeros(1, *shape), k, s, d, pads, ceil, count_pad)
+        torch_shape = tuple(out.shape[1:]) if out.numel() else None
+    except RuntimeError:
+        torch_shape = None
+    if net is None:
+        assert torch_shape is None, (text, why, torch_shape)
+    else:
+        assert net.output_shape == torch_shape, text
+        model = incdsl.to_torch(net, seed=0).eval()
+        with torch.no_grad():
+            assert tuple(model(torch.zeros(1, *shape)).shape[1:]) == torch_shape
+
+
+# --- what the generated networks found (each once, as a plain regression test) ---------------------
+
+def test_a_residual_around_squeeze_and_excitation_has_costs():
+    """The residual's sum joins a path whose field is the whole image (the SE scales come from a
+    global pool): `cost` crashed with an IndexError in the receptive-field pass."""
+    net = incdsl.load("network se:\n    input 4x8x8\n    residual:\n        multiply:\n"
+                      "            branch: identity\n"
+                      "            branch: gap -> conv 1x1 2 -> conv 1x1 4 act = sigmoid\n"
+                      "    conv 3x3 4 S\n")
+    rows = incdsl.count_costs(net).by_name()
+    assert rows["add_0"].rf == () and rows["conv_0"].rf == ()  # sees the whole image
+    assert rows["branch_0/identity_0"].rf == (1, 1)
+
+
+def test_a_pool_in_ceil_mode_overhanging_a_small_input_checks_as_torch_runs_it():
+    """PyTorch's ceil rounding gives one output where the window overhangs the whole input
+    by less than the stride; check refused it ('leaves no output')."""
+    for layer, shape in (("maxpool 2x2 /2 ceil = yes", (3, 1, 1)), ("avgpool 3x3 /2 pad = 1 ceil = yes", (3, 1, 1)),
+                         ("maxpool 3x2 /3 ceil = yes", (3, 1, 1))):
+        net = incdsl.load(f"network p:\n    input 3x1x1\n    {layer}\n")
+        assert net.output_shape == shape
+        with torch.no_grad():
+            assert tuple(incdsl.to_torch(net, seed=0).eval()(torch.randn(1, 3, 1, 1)).shape[1:]) == shape
+    with pytest.raises(incdsl.IncdslError, match="leaves no output"):  # torch refuses these too
+        incdsl.load("network p:\n    input 3x1x1\n    maxpool 2x2 ceil = yes\n")
+    with pytest.raises(incdsl.IncdslError, match="leaves no output"):
+        incdsl.load("network p:\n    input 3x1x2\n    maxpool 3x3 /2 ceil = yes\n")
+
+
+UPSAMPLE = """network up(classes = 3):
+    input 3x5x7
+    conv 3x3 4 S
+    upsample 2
+    conv 1x1 4
+    upsample to 9x11 mode = bilinear
+    gap -> flatten -> linear classes
+"""
+
+
+def test_upsample_counts_in_each_convention():
+    """fvcore, ptflops and thop count nn.Upsample (the convention tables left it out): per
+    output element, fvcore 1 (nearest) or 4 (bilinear), ptflops 2 (its module hook and the
+    patched F.interpolate), thop 1 or 11; the others nothing."""
+    net = incdsl.load(UPSAMPLE)
+    costs = incdsl.count_costs(net)
+    nearest, bilinear = 4 * 10 * 14, 4 * 9 * 11  # the upsamples' output elements
+    expect = {"fvcore": (nearest, 4 * bilinear), "ptflops": (2 * nearest, 2 * bilinear),
+              "thop": (nearest, 11 * bilinear), "ptflops-aten": (0, 0), "torchinfo": (0, 0), "flop_counter": (0, 0),
+              "incdsl": (0, 0)}
+    for name, counts in expect.items():
+        rows = per_node(net, costs, name)
+        assert (rows["upsample_0"], rows["upsample_1"]) == counts, name
+
+
+@pytest.mark.parametrize("name", ["fvcore", "ptflops", "thop", "torchinfo", "ptflops-aten", "flop_counter"])
+def test_upsample_conventions_agree_with_the_tools(name):
+    pytest.importorskip(name.split("-")[0] if name != "flop_counter" else "torch")
+    check_convention(incdsl.load(UPSAMPLE), name)
