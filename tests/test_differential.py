@@ -243,10 +243,161 @@ def check_state_dicts(net, level):
             near(run_all(model, x), want, 1e-4, f"round trip at {level}")
 
 
+# --- an independent evaluator: the language's meaning, from the IR's attributes and torch.nn.functional
+
+F = torch.nn.functional
+ACT_FNS = {"relu": F.relu, "relu6": F.relu6, "gelu": F.gelu, "silu": F.silu, "sigmoid": torch.sigmoid,
+           "tanh": torch.tanh, "elu": F.elu, "leaky_relu": F.leaky_relu, None: lambda x: x}
+
+
+def axis_pads(n: int, k: int, s: int, d: int, pad, axis: int) -> tuple[int, int]:
+    """(before, after) on one axis, as the README states V, S and explicit padding."""
+    if pad == "V":
+        return 0, 0
+    if pad == "S":
+        return same_pads(n, k, s, d)
+    return pad[2 * axis], pad[2 * axis + 1]
+
+
+def out_len(n: int, k: int, s: int, before: int, after: int, ceil: bool) -> int:
+    """PyTorch's rule: ceil rounding, less a last window that starts in the trailing padding."""
+    span = n + before + after - k
+    if not ceil:
+        return span // s + 1
+    out = -(-span // s) + 1
+    return out - 1 if (out - 1) * s >= n + before else out
+
+
+def ref_pool(x, a, op: str):
+    """Pooling by its definition: windows over the padded input (the ceil overhang reads
+    nothing); an average divides by the cells of its window in the input, plus the padding
+    when `count_pad` (never the overhang)."""
+    (kh, kw), (sh, sw) = a["kernel"], a["stride"]
+    h, w = x.shape[-2:]
+    t, b = axis_pads(h, kh, sh, 1, a["pad"], 0)
+    l, r = axis_pads(w, kw, sw, 1, a["pad"], 1)
+    oh, ow = out_len(h, kh, sh, t, b, a["ceil"]), out_len(w, kw, sw, l, r, a["ceil"])
+    extra_h, extra_w = max((oh - 1) * sh + kh - (h + t + b), 0), max((ow - 1) * sw + kw - (w + l + r), 0)
+    if op == "maxpool":
+        padded = F.pad(x, (l, r + extra_w, t, b + extra_h), value=float("-inf"))
+        return F.max_pool2d(padded, (kh, kw), (sh, sw))[..., :oh, :ow]
+    mask = torch.ones(1, 1, h, w, dtype=x.dtype)
+    mask = F.pad(mask, (l, r, t, b), value=1.0 if a["count_pad"] else 0.0)
+    mask = F.pad(mask, (0, extra_w, 0, extra_h))
+    total = F.avg_pool2d(F.pad(x, (l, r + extra_w, t, b + extra_h)), (kh, kw), (sh, sw), divisor_override=1)
+    cells = F.avg_pool2d(mask, (kh, kw), (sh, sw), divisor_override=1)
+    return (total / cells)[..., :oh, :ow]
+
+
+def ref_node(op: str, a: dict, xs: list, p):
+    """One node's output in eval mode; `p(leaf)` reads the node's parameters."""
+    x = xs[0] if xs else None
+    if op == "conv":
+        (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["stride"], a["dilation"]
+        t, b = axis_pads(x.shape[2], kh, sh, dh, a["pad"], 0)
+        l, r = axis_pads(x.shape[3], kw, sw, dw, a["pad"], 1)
+        y = F.conv2d(F.pad(x, (l, r, t, b)), p("conv.weight"), p("conv.bias") if a["bias"] else None,
+                     (sh, sw), 0, (dh, dw), a["groups"])
+        if a["bn"] is not None:
+            y = F.batch_norm(y, p("bn.running_mean"), p("bn.running_var"), p("bn.weight"), p("bn.bias"), False, 0.0, a["bn"])
+        return ACT_FNS[a["act"]](y)
+    if op in ("maxpool", "avgpool"):
+        return ref_pool(x, a, op)
+    if op == "bn":
+        return F.batch_norm(x, p("running_mean"), p("running_var"), p("weight"), p("bias"), False, 0.0, a["eps"])
+    if op == "act":
+        return ACT_FNS[a["fn"]](x)
+    if op == "prelu":
+        return torch.where(x >= 0, x, x * p("weight").view(1, -1, 1, 1) if x.dim() == 4 else x * p("weight"))
+    if op == "linear":
+        return ACT_FNS[a["act"]](F.linear(x, p("weight"), p("bias") if a["bias"] else None))
+    if op in ("dropout", "identity", "drop_path"):  # eval mode
+        return x
+    if op == "stochastic_depth":
+        return x * a["survive"]
+    if op == "swapout":
+        return x * a["keep"]
+    if op == "learned_scale":
+        return x * p("weight")
+    if op == "gap":
+        return x.mean((2, 3), keepdim=True)
+    if op == "adaptive_avgpool":
+        return F.adaptive_avg_pool2d(x, a["size"])
+    if op == "adaptive_maxpool":
+        return F.adaptive_max_pool2d(x, a["size"])
+    if op == "lrn":
+        return F.local_response_norm(x, a["size"], a["alpha"], a["beta"], a["k"])
+    if op == "flatten":
+        return x.flatten(1)
+    if op == "softmax":
+        return x.softmax(1)
+    if op == "concat":
+        return torch.cat(xs, 1)
+    if op == "add":
+        return ACT_FNS[a["act"]](sum(s * v for s, v in zip(a["scales"], xs)))
+    if op == "mean":
+        return sum(xs) / len(xs)
+    if op == "max":
+        return torch.stack(xs).amax(0)
+    if op == "multiply":
+        return math.prod(xs)
+    if op == "gate":
+        t, h, x = xs
+        return t * h + (1 - t) * x
+    if op == "upsample":
+        size = a["size"] or (x.shape[2] * a["factor"], x.shape[3] * a["factor"])
+        return F.interpolate(x, size=size, mode=a["mode"], **({"align_corners": False} if a["mode"] == "bilinear" else {}))
+    if op == "pad_channels":
+        more = a["depth"] - x.shape[1]
+        before = more // 2 if a["place"] == "both" else 0
+        return F.pad(x, (0, 0, 0, 0, before, more - before))
+    if op == "channels":
+        return x[:, a["start"]:a["stop"]]
+    if op == "zeropad":
+        t, b, l, r = a["pad"]
+        return F.pad(x, (l, r, t, b))
+    raise NotImplementedError(op)
+
+
+def reference_outputs(net, model, x) -> dict:
+    """Every node's output, computed from the IR with the model's parameters."""
+    from incdsl.ir.graph import inputs
+    state = model.state_dict()
+    values = {}
+    for name in net.graph.nodes:  # graph order is a topological order
+        node = net.graph.nodes[name]
+        if node["op"] == "input":
+            values[name] = x
+            continue
+        path = model.node_paths[name]
+        values[name] = ref_node(node["op"], node["attrs"], [values[i] for i in inputs(net.graph, name)],
+                                lambda leaf, path=path: state[f"{path}.{leaf}"])
+    return values
+
+
+def check_reference(net, model):
+    """The compiled model's every node output equals the reference evaluator's (eval mode)."""
+    model = randomise(model).eval().double()
+    x = torch.randn(2, *net.input_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    got = {}
+    handles = [model.get_submodule(path).register_forward_hook(
+        lambda mod, args, out, node=node: got.__setitem__(node, out)) for node, path in model.node_paths.items()]
+    try:
+        with torch.no_grad():
+            run_all(model, x)
+            want = reference_outputs(net, model, x)
+    finally:
+        for h in handles:
+            h.remove()
+    for node in model.node_paths:
+        near([got[node]], [want[node]], 1e-9, node)
+
+
 CHECKS = {
     "shapes": lambda net, model: check_shapes_and_activations(net, model),
     "params": lambda net, model: check_params(net, model),
     "macs": lambda net, model: check_macs(net, model),
+    "reference": lambda net, model: check_reference(net, model),
 }
 
 
