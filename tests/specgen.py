@@ -435,6 +435,12 @@ def named_statement(ctx: Ctx, shape):
         return [f"channels 0:{k} as {a}", "add(act = relu):",
                 f"    branch from {a}: conv 3x3 {k} S act = off",
                 f"    branch from {a}: identity"], (k, h, w)
+    if p.bool():  # a concatenation read twice: by the next statement and by name
+        f, g = p.int(1, 4), p.int(1, 4)
+        return [f"concat as {a}:", f"    branch: conv 1x1 {f}", f"    branch: conv 1x1 {g} -> conv 3x3 {g} S",
+                "add:", f"    branch from {a}: identity",
+                f"    branch: conv 1x1 {f + g} act = off",
+                f"    branch from {a}: maxpool 3x3 S"], (f + g, h, w)
     f, r = p.int(1, 6), p.int(1, 4)
     return [f"conv 1x1 {f} as {a}",
             f"conv 3x3 {f} /2 S as {b}",
