@@ -33,7 +33,8 @@ from incdsl.report.conventions import count_convention, per_node  # noqa: E402
 
 from specgen import HypothesisPick, network  # noqa: E402
 
-FAST = settings(deadline=None, max_examples=8, suppress_health_check=list(HealthCheck))
+FAST = settings(deadline=None, max_examples=6, suppress_health_check=list(HealthCheck))
+FEW = settings(deadline=None, max_examples=3, suppress_health_check=list(HealthCheck))
 SLOW = settings(deadline=None, max_examples=300, suppress_health_check=list(HealthCheck))
 
 
@@ -103,6 +104,32 @@ def check_shapes_and_activations(net, model):
         expect = math.prod(shapes[row.name]) if row.name in shapes else math.prod(net.input_shape)
         assert row.activations == expect, row.name
     assert costs.total_with_aux.activations == math.prod(net.input_shape) + sum(math.prod(s) for s in shapes.values())
+
+
+def check_memory(net, model, batch: int = 3):
+    """`cost --batch B --dtype D`: each row's activation memory is the bytes of that node's
+    output tensor for a batch of B in dtype D, and the total adds the input's."""
+    from incdsl.report.tables import build_report
+    costs = incdsl.count_costs(net)
+    for dtype, name in ((torch.float64, "float64"), (torch.float32, "float32")):
+        sizes, handles = {}, []
+        for node, path in model.node_paths.items():
+            def hook(mod, args, out, node=node):
+                sizes[node] = (out.numel(), out.numel() * out.element_size())
+            handles.append(model.get_submodule(path).register_forward_hook(hook))
+        x = torch.randn(batch, *net.input_shape, dtype=dtype)
+        try:
+            with torch.no_grad():
+                run_all(model.eval().to(dtype), x)
+        finally:
+            for h in handles:
+                h.remove()
+        report = build_report(net, costs, "layer", True, name, batch)
+        by_row = {r["name"]: r for r in report["rows"]}
+        for node, (elements, size) in sizes.items():
+            assert (by_row[node]["activations"], by_row[node]["memory_bytes"]) == (elements, size), node
+        assert report["total"]["memory_bytes"] == x.numel() * x.element_size() + sum(b for _, b in sizes.values())
+    model.float()
 
 
 def check_params(net, model):
@@ -396,6 +423,7 @@ def check_reference(net, model):
 CHECKS = {
     "shapes": lambda net, model: check_shapes_and_activations(net, model),
     "params": lambda net, model: check_params(net, model),
+    "memory": lambda net, model: check_memory(net, model),
     "macs": lambda net, model: check_macs(net, model),
     "reference": lambda net, model: check_reference(net, model),
 }
@@ -414,8 +442,8 @@ def check_all(net, *, conventions=("thop", "ptflops", "ptflops-aten", "torchinfo
         check_convention(net, name)
 
 
-def generated(data) -> incdsl.Network:
-    text = network(HypothesisPick(data))
+def generated(data, max_statements: int = 4) -> incdsl.Network:
+    text = network(HypothesisPick(data), max_statements)
     net = incdsl.load(text)  # the generator writes only specs that should check
     lint(net.graph)
     return net
@@ -426,10 +454,28 @@ def generated(data) -> incdsl.Network:
 @FAST
 @given(data=st.data())
 def test_generated_networks_agree_with_torch(data):
-    check_all(generated(data), conventions=())
+    """Shapes, parameters, MACs, activation memory and every node's values."""
+    net = generated(data)
+    model = incdsl.to_torch(net, seed=0)
+    for check in CHECKS.values():
+        check(net, model)
 
 
-@FAST
+@FEW
+@given(data=st.data(), level=st.sampled_from(["train", "infer"]))
+def test_generated_networks_at_each_optimize_level(data, level):
+    net = generated(data)
+    check_levels_eval(net, level)
+    check_levels_train(net, level)
+
+
+@FEW
+@given(data=st.data(), level=st.sampled_from(["train", "infer"]))
+def test_generated_networks_state_dicts_round_trip(data, level):
+    check_state_dicts(generated(data), level)
+
+
+@FEW
 @given(data=st.data())
 def test_generated_networks_conventions_agree_with_the_tools(data):
     net = generated(data)
@@ -442,7 +488,7 @@ def test_generated_networks_conventions_agree_with_the_tools(data):
 @SLOW
 @given(data=st.data())
 def test_many_generated_networks(data):
-    check_all(generated(data), conventions=("fvcore", "thop", "ptflops", "ptflops-aten", "torchinfo"))
+    check_all(generated(data, max_statements=8), conventions=("fvcore", "thop", "ptflops", "ptflops-aten", "torchinfo"))
 
 
 # --- a single window: accepted iff torch's own layer runs -------------------------------------------
@@ -506,7 +552,7 @@ def windows(draw):
     return op, (2, h, w), k, s, d, pads, ceil, count_pad, layer
 
 
-@settings(deadline=None, max_examples=300, suppress_health_check=list(HealthCheck))
+@settings(deadline=None, max_examples=150, suppress_health_check=list(HealthCheck))
 @given(windows())
 def test_a_window_checks_iff_torch_runs_it(case):
     op, shape, k, s, d, pads, ceil, count_pad, layer = case
