@@ -519,10 +519,19 @@ def head(ctx: Ctx, shape):
         parts.append(f"linear {p.int(2, 12)} act = {p.choice(ACTS)}")
     if p.bool(0.3):
         parts.append("bn")
+    lines = []
+    if p.bool(0.3):  # layers and joins on a flat vector
+        parts.append(p.choice(["prelu", "prelu shared = yes", "learned_scale 0.5", "stochastic_depth 0.8",
+                               "swapout 0.5", "drop_path 0.1", "linear 6 -> pad_channels 9", "act gelu"]))
+    if p.bool(0.2):
+        u = p.int(2, 6)
+        join = p.choice(["concat", "add", "mean", "max", "multiply"])
+        lines = [" -> ".join(parts), f"{join}:", f"    branch: linear {u}", f"    branch: linear {u} act = tanh -> prelu"]
+        parts = []
     parts.append("linear classes" + p.choice(["", " bias = no"]))
     if p.bool(0.2):
         parts.append("softmax")
-    return [" -> ".join(parts)], (None,)
+    return lines + [" -> ".join(parts)], (None,)
 
 
 def network(pick, max_statements: int = 6) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import re
 import warnings
 
 import pytest
@@ -99,6 +100,11 @@ def check_shapes_and_activations(net, model):
     wrong = {n: (shapes.get(n), net.graph.nodes[n]["shape"]) for n in model.node_paths
              if shapes.get(n) != tuple(net.graph.nodes[n]["shape"])}
     assert not wrong, wrong
+    # what `check --ir` prints: one node a line, ending in its shape
+    printed = dict(re.fullmatch(r"(\S+) = .* -> (\S+)(?: \[aux \S+\])?", line).groups() for line in net.format().splitlines()[1:])
+    assert all(printed[n] == "x".join(map(str, shapes[n])) for n in shapes)
+    with torch.no_grad():
+        assert tuple(model(x).shape[1:]) == tuple(net.output_shape)  # check's `output` line
     costs = incdsl.count_costs(net)
     for row in costs.nodes:
         expect = math.prod(shapes[row.name]) if row.name in shapes else math.prod(net.input_shape)
