@@ -289,7 +289,12 @@ def branch_lines(ctx: Ctx, shape, depth: int | None, reduce: bool):
             lines.append(f"conv 1x1 {depth} act = off")
             out = (depth,) + out[1:]
         return ["branch:"] + indent(lines), out
-    text, out = chain(ctx, shape, keep_layer)
+    start, prefix = shape, ""
+    if p.bool(0.3):  # a plain 1x1 first: siblings that `--optimize train` runs as one conv
+        k = p.int(1, 6)
+        start, prefix = (k,) + shape[1:], f"conv 1x1 {k} -> "
+    text, out = chain(ctx, start, keep_layer)
+    text = prefix + text
     if depth is not None:
         text, out = to_depth(ctx, text, out, depth)
     return [f"branch: {text}"], out
