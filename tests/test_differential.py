@@ -7,7 +7,10 @@ does not share incdsl's code.
     `cost` parameters (all, and the trunk's)           numel of the model's parameters
     `cost` MACs                                        torch.utils.flop_counter (2 per MAC)
     `cost --convention NAME`                           the tool NAME itself (fvcore, thop, ...)
-    activations per node                               numel of the node's output tensor
+    activations per node, and `cost --batch --dtype`   numel and bytes of the node's output tensor
+      activation memory
+    every node's values (the language's meaning)       an evaluator written here from the README,
+                                                       torch.nn.functional and the IR's attributes
     `--optimize train/infer` = level none              outputs, gradients, running statistics
     state dicts and `load_weights` across levels       outputs after the round trip
     a single window is accepted iff torch runs it      torch's own layer on that input
@@ -94,6 +97,8 @@ def quiet():
 # --- the claims, one function each (the scratch runner calls them too) ---------------------------
 
 def check_shapes_and_activations(net, model):
+    """Every node's shape (the IR's, and as `check --ir` prints it) and activation count are
+    those of torch's tensor."""
     x = torch.randn(2, *net.input_shape)
     shapes = hooked_shapes(model.eval(), x)
     assert set(model.node_paths) == set(net.graph.nodes) - {net.input}
@@ -101,7 +106,8 @@ def check_shapes_and_activations(net, model):
              if shapes.get(n) != tuple(net.graph.nodes[n]["shape"])}
     assert not wrong, wrong
     # what `check --ir` prints: one node a line, ending in its shape
-    printed = dict(re.fullmatch(r"(\S+) = .* -> (\S+)(?: \[aux \S+\])?", line).groups() for line in net.format().splitlines()[1:])
+    line_re = re.compile(r"(\S+) = .* -> (\S+)(?: \[aux \S+\])?")
+    printed = dict(line_re.fullmatch(line).groups() for line in net.format().splitlines()[1:])
     assert all(printed[n] == "x".join(map(str, shapes[n])) for n in shapes)
     with torch.no_grad():
         assert tuple(model(x).shape[1:]) == tuple(net.output_shape)  # check's `output` line
@@ -547,7 +553,6 @@ def windows(draw):
         text = " pad = ({}, {}, {}, {})".format(*pads)
     ceil = op != "conv" and form != "S" and draw(st.booleans())
     count_pad = draw(st.booleans())
-    layer = f"{op} {k[0]}x{k[1]}" + (" 3" if op == "conv" else "") + f" /({s[0]}, {s[1]})" * 0 + text
     layer = f"{op} {k[0]}x{k[1]}" + (" 3" if op == "conv" else "") + text + f" stride = ({s[0]}, {s[1]})"
     if op == "conv":
         layer += f" dilation = ({d[0]}, {d[1]})"
