@@ -389,7 +389,7 @@ def ref_node(op: str, a: dict, xs: list, p):
     if op == "pad_channels":
         more = a["depth"] - x.shape[1]
         before = more // 2 if a["place"] == "both" else 0
-        return F.pad(x, (0, 0, 0, 0, before, more - before))
+        return F.pad(x, (0, 0) * (x.dim() - 2) + (before, more - before))  # channels are dim 1, flat or not
     if op == "channels":
         return x[:, a["start"]:a["stop"]]
     if op == "zeropad":
