@@ -150,6 +150,10 @@ def check_params(net, model):
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == costs.total_with_aux.params
     aux = tuple(p + "." for p in model.aux_paths)
     assert sum(p.numel() for k, p in model.named_parameters() if not k.startswith(aux)) == costs.total.params
+    for row in costs.nodes:
+        if row.op != "input":
+            module = model.get_submodule(model.node_paths[row.name])
+            assert sum(p.numel() for p in module.parameters()) == row.params, row.name
 
 
 def check_macs(net, model):
@@ -157,7 +161,25 @@ def check_macs(net, model):
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         run_all(model.eval(), torch.randn(1, *net.input_shape))
-    assert counter.get_total_flops() == 2 * incdsl.count_costs(net).total_with_aux.macs
+    costs = incdsl.count_costs(net)
+    assert counter.get_total_flops() == 2 * costs.total_with_aux.macs
+    # node by node, so that no two errors cancel: each node's module again on its recorded inputs
+    inputs, handles = {}, []
+    for node, path in model.node_paths.items():
+        handles.append(model.get_submodule(path).register_forward_pre_hook(
+            lambda mod, args, node=node: inputs.__setitem__(node, args)))
+    try:
+        with torch.no_grad():
+            run_all(model, torch.randn(1, *net.input_shape))
+    finally:
+        for h in handles:
+            h.remove()
+    for row in costs.nodes:
+        if row.op != "input":
+            one = FlopCounterMode(display=False)
+            with torch.no_grad(), one:
+                model.get_submodule(model.node_paths[row.name])(*inputs[row.name])
+            assert one.get_total_flops() == 2 * row.macs, row.name
 
 
 def tool_count(name: str, model, x):
