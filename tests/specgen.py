@@ -282,7 +282,7 @@ def branch_lines(ctx: Ctx, shape, depth: int | None, reduce: bool):
         return [f"branch: {text}"], out
     if depth == shape[0] and p.bool(0.3):
         return ["branch: identity"], shape
-    if ctx.depth < 2 and p.bool(0.25):  # a nested statement inside the branch
+    if ctx.depth < 3 and p.bool(0.25):  # a nested statement inside the branch
         inner = Ctx(p, ctx.blocks, dict(ctx.labels), ctx.counter, ctx.depth + 1)
         lines, out = statement(inner, shape, keep=True)
         if depth is not None and out[0] != depth:
@@ -380,7 +380,7 @@ def residual_statement(ctx: Ctx, shape, keep: bool = False):
         return [header] + indent(body + [f"shortcut: {short}"]), (f, -(-h // s), -(-w // s))
     text, out = chain(ctx, shape, keep_layer, 2)
     body = [text]
-    if p.bool(0.3) and ctx.depth < 2:  # a join inside the body
+    if p.bool(0.3) and ctx.depth < 3:  # a join inside the body
         inner = Ctx(p, ctx.blocks, dict(ctx.labels), ctx.counter, ctx.depth + 1)
         lines, out = join_statement(inner, out, keep=True)
         body += lines if out[1:] == shape[1:] else []
@@ -469,10 +469,35 @@ def take_statement(ctx: Ctx, shape):
             f"    branch from {b}: conv 1x1 {k}"], (c, h, w)
 
 
+def repeated_statement(ctx: Ctx, shape):
+    """`repeat N:` (or a block called N times) around a residual or a join that keeps the
+    shape, so that every instance reads what the first did: repeated scopes, sibling fusion
+    in each instance, aux heads inside blocks."""
+    p = ctx.pick
+    inner = Ctx(p, ctx.blocks, {}, ctx.counter, ctx.depth + 1)
+    if p.bool():
+        lines, out = residual_statement(inner, shape, keep=True)
+        if out != shape:  # a residual that changes the depth: project back
+            lines += [f"conv 1x1 {shape[0]} act = off"]
+    else:
+        lines = ["add(act = relu):"]
+        for _ in range(p.int(2, 3)):
+            b, _ = branch_lines(inner, shape, shape[0], False)
+            lines += indent(b)
+    count = p.int(1, 3)
+    if p.bool():
+        return [f"repeat {count}{p.choice(['', ' as i'])}:"] + indent(lines), shape
+    name = ctx.fresh("rep")
+    body = lines + (["aux inner(weight = 0.2): gap -> flatten -> linear 3"] if p.bool(0.3) else [])
+    ctx.blocks.append(f"block {name}:\n" + "".join(f"    {ln}\n" for ln in body))
+    return [f"repeat {count}: {name}" if count > 1 else name], shape
+
+
 def statement(ctx: Ctx, shape, keep: bool = False):
     """One statement: (lines, shape). `keep`: the spatial size stays (inside branches)."""
     p = ctx.pick
-    kinds = ["layer", "layer", "chain", "join", "join", "residual", "repeat", "block", "with", "fractal", "named"]
+    kinds = ["layer", "layer", "chain", "join", "join", "residual", "repeat", "block", "with", "fractal", "named",
+             "repeated"]
     if shape[0] >= 2:
         kinds.append("take")
 
@@ -481,6 +506,8 @@ def statement(ctx: Ctx, shape, keep: bool = False):
     kind = p.choice(kinds)
     if kind == "fractal":
         return fractal_statement(ctx, shape)
+    if kind == "repeated":
+        return repeated_statement(ctx, shape)
     if kind == "named":
         return named_statement(ctx, shape)
     if kind == "take":

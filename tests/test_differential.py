@@ -39,7 +39,7 @@ from specgen import HypothesisPick, network  # noqa: E402
 
 FAST = settings(deadline=None, max_examples=6, suppress_health_check=list(HealthCheck))
 FEW = settings(deadline=None, max_examples=3, suppress_health_check=list(HealthCheck))
-SLOW = settings(deadline=None, max_examples=300, suppress_health_check=list(HealthCheck))
+SLOW = settings(deadline=None, max_examples=200, suppress_health_check=list(HealthCheck))
 
 
 # --- helpers --------------------------------------------------------------------------------------
