@@ -301,6 +301,8 @@ def branch_lines(ctx: Ctx, shape, depth: int | None, reduce: bool):
 
 
 def join_statement(ctx: Ctx, shape, keep: bool = False):
+    """concat, add (weights, act), mean (drop path), max, multiply (SE), gate or concat(pad = yes);
+    stride-2 branches unless `keep`."""
     p = ctx.pick
     kind = p.choice(["concat", "concat", "add", "add", "mean", "max", "multiply", "gate"] + ([] if keep else ["concat_pad"]))
     reduce = not keep and kind in ("concat", "add", "mean", "max") and p.bool(0.25)
@@ -346,6 +348,8 @@ def concat_pad(ctx: Ctx, shape):
 
 
 def residual_statement(ctx: Ctx, shape, keep: bool = False):
+    """A residual of any form: scaled, learned, stochastic depth, drop path, swapout, PyramidNet's
+    separated form, or a projection shortcut (stride 2 unless `keep`)."""
     p = ctx.pick
     c, h, w = shape
     opts = []
@@ -382,10 +386,7 @@ def residual_statement(ctx: Ctx, shape, keep: bool = False):
     body = [text]
     if p.bool(0.3) and ctx.depth < 3:  # a join inside the body
         inner = Ctx(p, ctx.blocks, dict(ctx.labels), ctx.counter, ctx.depth + 1)
-        lines, out = join_statement(inner, out, keep=True)
-        body += lines if out[1:] == shape[1:] else []
-        if out[1:] != shape[1:]:
-            out = shape[:0] + (out[0],) + shape[1:]
+        body += join_statement(inner, out, keep=True)[0]  # keeps the size; the 1x1 below sets the depth
     body.append(f"conv 1x1 in.c{p.choice(['', ' act = off', ' bn = on act = off'])}")
     return [header] + indent(body), shape
 
