@@ -489,7 +489,8 @@ def repeated_statement(ctx: Ctx, shape):
     if p.bool():
         return [f"repeat {count}{p.choice(['', ' as i'])}:"] + indent(lines), shape
     name = ctx.fresh("rep")
-    body = lines + (["aux inner(weight = 0.2): gap -> flatten -> linear 3"] if p.bool(0.3) else [])
+    aux = count == 1 and p.bool(0.3)  # a head's name is its identity: only in a block made once
+    body = lines + ([f"aux {name}_head(weight = 0.2): gap -> flatten -> linear 3"] if aux else [])
     ctx.blocks.append(f"block {name}:\n" + "".join(f"    {ln}\n" for ln in body))
     return [f"repeat {count}: {name}" if count > 1 else name], shape
 

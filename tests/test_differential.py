@@ -666,3 +666,25 @@ def test_upsample_counts_in_each_convention():
 def test_upsample_conventions_agree_with_the_tools(name):
     pytest.importorskip(name.split("-")[0] if name != "flop_counter" else "torch")
     check_convention(incdsl.load(UPSAMPLE), name)
+
+
+def test_an_aux_head_made_twice_is_an_error():
+    """A head's layers carry its name, and the compiled model's aux_paths, the drawing and the cost
+    rows group by it: two heads of one name gave aux_paths ['unit', 'unit'] (the whole block), so
+    `load_weights` of the network's own state dict failed ('ours has 2 auxiliary head(s), the
+    reference 1'), the drawing showed one head and `cost --by block` one row."""
+    head = "    aux inner(weight = 0.2): gap -> flatten -> linear 5\n"
+    repeated = ("network a(classes = 5):\n    input 3x8x8\n    repeat 2: unit\n    gap -> flatten -> linear classes\n"
+                "block unit:\n    conv 3x3 6 S\n" + head)
+    with pytest.raises(incdsl.IncdslError, match="aux head `inner` is made more than once") as info:
+        incdsl.load(repeated)
+    assert "in block `unit` instantiated at" in info.value.render()
+    twice = ("network a(classes = 5):\n    input 3x8x8\n    conv 3x3 6 S\n" + head + "    conv 3x3 6 S\n" + head +
+             "    gap -> flatten -> linear classes\n")
+    with pytest.raises(incdsl.IncdslError, match="aux head `inner` is defined twice") as info:
+        incdsl.load(twice)
+    assert "first defined here" in info.value.render()
+    once = incdsl.load(repeated.replace("repeat 2: unit", "unit"))  # a block made once keeps its head
+    model = incdsl.to_torch(once, seed=0)
+    assert model.aux_paths == ["unit.inner"]
+    check_state_dicts(once, "train")

@@ -94,6 +94,7 @@ class Lowerer(ControlFlow, NamedTensors):
         self.mergeable: dict[str, tuple] = {}  # such a join's node -> (its number, kind, inputs, span)
         self.merged_into: dict[str, tuple] = {}  # a join merged away -> (kind, span of the flat join that took its inputs)
         self.nesting = 0  # bodies being lowered, one inside the other (each takes Python stack)
+        self.aux_spans: dict[str, Span] = {}  # aux head name -> the statement that made it
         self.estimate = SizeEstimate(program.blocks, max_layers)
 
     # errors
@@ -700,6 +701,21 @@ class Lowerer(ControlFlow, NamedTensors):
                              notes=[f"each repetition adds {each:,} layers"] + inside)
         return cur
 
+    def claim_aux_name(self, stmt: s.AuxStmt, ctx: Ctx) -> None:
+        """A head's name is its identity (its layers carry it, and the compiled model's aux_paths,
+        the drawing and the cost rows group by it): a second head of the same name is an error."""
+        first = self.aux_spans.get(stmt.name)
+        if first is None:
+            self.aux_spans[stmt.name] = stmt.span
+            return
+        if first == stmt.span:  # the same statement again: its block runs more than once
+            self.fail(f"aux head `{stmt.name}` is made more than once: a repetition or another block call runs "
+                      "its statement again",
+                      stmt.span, ctx, hint="put the head after the repetition or the block calls, tapping a "
+                                           "labelled statement with `aux NAME from LABEL:`")
+        self.fail(f"aux head `{stmt.name}` is defined twice", stmt.span, ctx,
+                  labels=[Label(first, "first defined here")], hint="give each head its own name")
+
     def lower_with(self, stmt: s.WithStmt, cur: str, ctx: Ctx) -> str:
         defaults = {op: dict(kw) for op, kw in ctx.defaults.items()}
         for d in stmt.defaults:
@@ -713,6 +729,7 @@ class Lowerer(ControlFlow, NamedTensors):
 
     def lower_aux(self, stmt: s.AuxStmt, cur: str, ctx: Ctx):
         attrs = self.bind_args("aux", stmt.args, ctx, stmt.span)
+        self.claim_aux_name(stmt, ctx)
         tap = cur
         if stmt.tap:
             found = self.labels.get(stmt.tap, [])
