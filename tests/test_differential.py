@@ -679,8 +679,8 @@ def test_an_aux_head_made_twice_is_an_error():
     with pytest.raises(incdsl.IncdslError, match="aux head `inner` is made more than once") as info:
         incdsl.load(repeated)
     assert "in block `unit` instantiated at" in info.value.render()
-    twice = ("network a(classes = 5):\n    input 3x8x8\n    conv 3x3 6 S\n" + head + "    conv 3x3 6 S\n" + head +
-             "    gap -> flatten -> linear classes\n")
+    twice = ("network a(classes = 5):\n    input 3x8x8\n    one\n    two\n    gap -> flatten -> linear classes\n"
+             "block one:\n    conv 3x3 6 S\n" + head + "block two:\n    conv 3x3 6 S\n" + head)
     with pytest.raises(incdsl.IncdslError, match="aux head `inner` is defined twice") as info:
         incdsl.load(twice)
     assert "first defined here" in info.value.render()

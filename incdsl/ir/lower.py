@@ -729,7 +729,6 @@ class Lowerer(ControlFlow, NamedTensors):
 
     def lower_aux(self, stmt: s.AuxStmt, cur: str, ctx: Ctx):
         attrs = self.bind_args("aux", stmt.args, ctx, stmt.span)
-        self.claim_aux_name(stmt, ctx)
         tap = cur
         if stmt.tap:
             found = self.labels.get(stmt.tap, [])
@@ -751,5 +750,6 @@ class Lowerer(ControlFlow, NamedTensors):
                       "no tensor is left to tap", stmt.tap_span, ctx, labels=[Label(span, "merged here")],
                       hint="tap a layer before it, or drop `flat = yes` from the join that merged it")
         scope = self.claim(ctx.scope, stmt.name, stmt.span, ctx)
+        self.claim_aux_name(stmt, ctx)  # across scopes too (one scope's names are claimed above)
         out = self.lower_body(stmt.body, tap, ctx.but(scope=scope, aux=stmt.name))
         self.sink.graph["aux"].append({"name": stmt.name, "weight": attrs["weight"], "tap": tap, "output": out})
