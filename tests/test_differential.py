@@ -242,6 +242,8 @@ def unfused_grads(model) -> dict:
 
 
 def check_levels_eval(net, level):
+    """Eval mode at `level`: level none's outputs (aux heads too), the same on a second run
+    (dropout and the stochastic layers are off), and with autograd on."""
     plain, fast = level_pair(net, level)
     x = torch.randn(3, *net.input_shape, generator=torch.Generator().manual_seed(4))
     plain.eval(), fast.eval()
@@ -257,6 +259,8 @@ def check_levels_eval(net, level):
 
 
 def check_levels_train(net, level):
+    """Training mode at `level`, in float64 under one seed: level none's outputs, input and
+    parameter gradients and updated running statistics, to rounding."""
     plain, fast = level_pair(net, level, torch.float64)
     x = torch.randn(4, *net.input_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     plain.train(), fast.train()
