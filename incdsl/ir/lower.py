@@ -94,6 +94,7 @@ class Lowerer(ControlFlow, NamedTensors):
         self.mergeable: dict[str, tuple] = {}  # such a join's node -> (its number, kind, inputs, span)
         self.merged_into: dict[str, tuple] = {}  # a join merged away -> (kind, span of the flat join that took its inputs)
         self.nesting = 0  # bodies being lowered, one inside the other (each takes Python stack)
+        self.aux_spans: dict[str, Span] = {}  # aux head name -> the statement that made it
         self.estimate = SizeEstimate(program.blocks, max_layers)
 
     # errors
@@ -702,6 +703,21 @@ class Lowerer(ControlFlow, NamedTensors):
                              notes=[f"each repetition adds {each:,} layers"] + inside)
         return cur
 
+    def claim_aux_name(self, stmt: s.AuxStmt, ctx: Ctx) -> None:
+        """A head's name is its identity (its layers carry it, and the compiled model's aux_paths,
+        the drawing and the cost rows group by it): a second head of the same name is an error."""
+        first = self.aux_spans.get(stmt.name)
+        if first is None:
+            self.aux_spans[stmt.name] = stmt.span
+            return
+        if first == stmt.span:  # the same statement again: its block runs more than once
+            self.fail(f"aux head `{stmt.name}` is made more than once: a repetition or another block call runs "
+                      "its statement again",
+                      stmt.span, ctx, hint="put the head after the repetition or the block calls, tapping a "
+                                           "labelled statement with `aux NAME from LABEL:`")
+        self.fail(f"aux head `{stmt.name}` is defined twice", stmt.span, ctx,
+                  labels=[Label(first, "first defined here")], hint="give each head its own name")
+
     def lower_with(self, stmt: s.WithStmt, cur: str, ctx: Ctx) -> str:
         defaults = {op: dict(kw) for op, kw in ctx.defaults.items()}
         for d in stmt.defaults:
@@ -736,5 +752,6 @@ class Lowerer(ControlFlow, NamedTensors):
                       "no tensor is left to tap", stmt.tap_span, ctx, labels=[Label(span, "merged here")],
                       hint="tap a layer before it, or drop `flat = yes` from the join that merged it")
         scope = self.claim(ctx.scope, stmt.name, stmt.span, ctx)
+        self.claim_aux_name(stmt, ctx)  # across scopes too (one scope's names are claimed above)
         out = self.lower_body(stmt.body, tap, ctx.but(scope=scope, aux=stmt.name))
         self.sink.graph["aux"].append({"name": stmt.name, "weight": attrs["weight"], "tap": tap, "output": out})

@@ -44,6 +44,10 @@ def add_shape(attrs, ins):
 
 
 def widest_field(attrs, fields, ins, out) -> tuple:
+    """The widest of the inputs' fields; none when an input sees the whole image (a residual
+    around squeeze-and-excitation, whose channel scales come from a global pool)."""
+    if any(not f for f in fields):
+        return ()
     return tuple(max(v[i] for v in fields) for i in range(4))
 
 

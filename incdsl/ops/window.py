@@ -8,7 +8,8 @@ Padding, stated once for the whole project:
   rest after. At stride 1 with an odd kernel this is symmetric ``(k - 1) / 2``.
 * explicit ``(top, bottom, left, right)``: ``out = floor((in + before + after - k_eff) / s) + 1``,
   or with ``ceil`` rounding up, dropping a last window that would start in the trailing
-  padding (PyTorch's rule).
+  padding (PyTorch's rule; so a window larger than the padded input still gives one output
+  where the stride is larger than the overhang, as `nn.MaxPool2d(ceil_mode=True)` does).
 
 ``k_eff = dilation * (k - 1) + 1``.
 """
@@ -45,12 +46,14 @@ def window(size: int, k: int, s: int, d: int, pad, axis: int, ceil: bool = False
         return Window(out, total // 2, total - total // 2, 0)
     before, after = (0, 0) if pad == "V" else (pad[2 * axis], pad[2 * axis + 1])
     span = size + before + after - k_eff
-    if span < 0:
-        return Window(0, before, after, 0)
-    if ceil:
+    if ceil:  # PyTorch's (and Caffe's) rounding: a window may overhang the end, even past a small input
         out = -(-span // s) + 1
         if (out - 1) * s >= size + before:
             out -= 1
+        if out <= 0:
+            return Window(0, before, after, 0)
+    elif span < 0:
+        return Window(0, before, after, 0)
     else:
         out = span // s + 1
     # A window smaller than its stride skips rows by design (a 1x1 /2 shortcut), so only

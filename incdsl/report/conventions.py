@@ -105,6 +105,8 @@ def node_parts(graph, name: str, cost) -> list[Part]:
         return [Part("lrn", name, n_in, n_out, extra=(c + a["size"] - 1) * h * w)]
     if op == "softmax":
         return [Part("softmax", name, n_in, n_out, rows=n_in // out[0])]
+    if op == "upsample":  # nn.Upsample, mode nearest or bilinear
+        return [Part("upsample_" + a["mode"], name, n_in, n_out)]
     if op == "add":
         # Add.forward: y + x for scale 1 (Tensor.__add__), torch.add(y, x, alpha=s) otherwise
         calls = sum(1 for s in a["scales"][1:] if float(s) != 1.0)
@@ -137,13 +139,17 @@ CONVENTIONS = {c.name: c for c in (
     Convention(
         "fvcore", "fvcore.nn.FlopCountAnalysis(model, x).total()", "flops (= MACs)",
         "conv and linear MACs without bias, plus 2 per element of each batch norm (eval) and 1 per input element "
-        "of adaptive average pooling; plain pooling, activations and sums are free",
+        "of adaptive average pooling, 1 per output element of a nearest and 4 of a bilinear upsample; plain pooling, "
+        "activations and sums are free",
         {"conv2d": lambda p: p.macs, "linear": lambda p: p.macs, "linear_act": lambda p: p.macs,
-         "batchnorm": lambda p: 2 * p.in_elems, "adaptive_avgpool": lambda p: p.in_elems}),
+         "batchnorm": lambda p: 2 * p.in_elems, "adaptive_avgpool": lambda p: p.in_elems,
+         # fvcore/nn/flop_count.py: aten::upsample_nearest2d 1, aten::upsample_bilinear2d 4 per output element
+         "upsample_nearest": lambda p: p.out_elems, "upsample_bilinear": lambda p: 4 * p.out_elems}),
     Convention(
         "ptflops", "ptflops.get_model_complexity_info(..., backend='pytorch')", "MACs",
         "conv and linear MACs with bias, BN 2 per element, pooling and ReLU/ELU/GELU/PReLU modules 2 per element (the "
-        "module hook and the patched functional both count), LeakyReLU/ReLU6 1, SiLU, softmax, torch.add 1; "
+        "module hook and the patched functional both count), LeakyReLU/ReLU6 1, SiLU, softmax, torch.add 1, upsample "
+        "2 per output element (module hook and F.interpolate); "
         "LinearAct and LRN partly",
         {"conv2d": lambda p: p.macs + p.bias, "linear": lambda p: p.macs + p.bias,
          "batchnorm": lambda p: 2 * p.in_elems,
@@ -153,6 +159,7 @@ CONVENTIONS = {c.name: c for c in (
          "act:relu": _twice, "act:elu": _twice, "act:gelu": _twice,
          "act:leaky_relu": lambda p: p.in_elems, "act:relu6": lambda p: p.in_elems, "act:silu": lambda p: p.in_elems,
          "softmax": lambda p: p.in_elems, "add": lambda p: p.extra * p.out_elems, "prelu": _twice,
+         "upsample_nearest": lambda p: 2 * p.out_elems, "upsample_bilinear": lambda p: 2 * p.out_elems,
          # F.local_response_norm: input.mul(input), avg_pool3d on the padded squares, .mul(alpha), .add(k)
          "lrn": lambda p: 3 * p.in_elems + p.extra}),
     Convention(
@@ -163,11 +170,14 @@ CONVENTIONS = {c.name: c for c in (
     Convention(
         "thop", "thop.profile(model, (x,))[0]", "MACs",
         "conv and nn.Linear MACs without bias, BN 4 per element (2, doubled for the affine part), AvgPool2d 1 per output, adaptive pool "
-        "(window + 1) per output, softmax 3n - 1 per row, PReLU 1 per element; modules of other types (LinearAct, PaddedPool, LRN) "
+        "(window + 1) per output, softmax 3n - 1 per row, PReLU 1 per element, upsample 1 (nearest) or 11 (bilinear) per "
+        "output; modules of other types (LinearAct, PaddedPool, LRN) "
         "count 0",
         {"conv2d": lambda p: p.macs, "linear": lambda p: p.macs, "batchnorm": lambda p: 4 * p.in_elems,
          "avgpool": lambda p: p.out_elems, "adaptive_avgpool": lambda p: int((p.window + 1) * p.out_elems),
-         "softmax": lambda p: 3 * p.in_elems - p.rows, "prelu": lambda p: p.out_elems}),
+         "softmax": lambda p: 3 * p.in_elems - p.rows, "prelu": lambda p: p.out_elems,
+         # thop/vision/calc_func.py calculate_upsample: the output's elements, times 11 for bilinear
+         "upsample_nearest": lambda p: p.out_elems, "upsample_bilinear": lambda p: 11 * p.out_elems}),
     Convention(
         "torchinfo", "torchinfo.summary(model, input_size).total_mult_adds", "mult-adds",
         "each leaf module's weight and bias count times its output positions: conv MACs plus bias, linear MACs plus "
