@@ -32,7 +32,9 @@ def register(sub) -> None:
                         "train (sibling convolutions that read one tensor run as one); infer (train, and batch "
                         "norm folded into the convolutions in eval mode). The state dict is the spec's at every level")
     p.add_argument("--onnx", metavar="FILE.onnx", help="also export the network to ONNX")
-    p.add_argument("--seed", type=int, default=0, help="weight initialisation seed for --onnx (default 0)")
+    from .train import bounded_int
+    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1, "a seed"), default=0,
+                   help="weight initialisation seed for --onnx (default 0)")
     p.add_argument("--weights", metavar="FILE.pt",
                    help="for --onnx: a state dict to load (ours, or a timm/torchvision reference's)")
     p.add_argument("--max-memory", metavar="SIZE", type=_size,

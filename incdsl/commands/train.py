@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..train import MAX_SYNTHETIC
 from ..train.recipes import RECIPES, recipe_fields
 
 DESCRIPTION = """\
@@ -25,7 +26,6 @@ them. For several processes or GPUs, start it with
 `torchrun --nproc_per_node=N -m incdsl train ...`; --batch-size is per process."""
 
 MAX_THREADS = MAX_WORKERS = 1024
-MAX_SYNTHETIC = 10_000_000
 MAX_CLASSES = 1_000_000
 
 
@@ -126,6 +126,10 @@ def register(sub) -> None:
                    help="stop after this many epochs, as if interrupted (continue with --resume)")
     p.add_argument("--synthetic-size", type=bounded_int(1, MAX_SYNTHETIC, "an image count"), metavar="N",
                    help="training images of --data synthetic (validation: N/4; default 1024)")
+    from .compile import _size
+    p.add_argument("--max-memory", metavar="SIZE", type=_size,
+                   help="on the CPU: refuse a run whose estimated memory (the network, its optimiser state and "
+                        "one batch's activations) is larger, e.g. 8G (default: half this machine's memory)")
     g = p.add_argument_group("recipe overrides", "each replaces one value of the chosen recipe")
     for f in recipe_fields():
         kind, metavar = {"bool": (_bool, "yes|no"), "int": (_int, "N"), "float": (float, "X"),
@@ -258,7 +262,8 @@ def run(args) -> int:
         deterministic=args.deterministic or bool(settings.get("deterministic")), seed=args.seed,
         workers=args.workers, threads=args.threads, num_classes=reset_classes, resume=resume,
         stop_after=args.stop_after, synthetic_size=args.synthetic_size or settings.get("synthetic_size") or 1024,
-        weights=args.weights, skip_bad_images=args.skip_bad_images or bool(settings.get("skip_bad_images")))
+        weights=args.weights, skip_bad_images=args.skip_bad_images or bool(settings.get("skip_bad_images")),
+        max_memory=args.max_memory)
     try:
         train(net, config, log=lambda line: print(line, flush=True))
     except KeyboardInterrupt:

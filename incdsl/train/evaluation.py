@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..diagnostics import error
+from ..torch.memory import is_out_of_memory, out_of_memory_error
 from .data import UnreadableImages, make_loaders, open_data, split_batch
 from .epoch import has_top5
 
@@ -104,6 +105,10 @@ def evaluate_checkpoint(network, state: dict, source: str, *, num_classes: int |
         path, reason = exc.bad[0]
         raise error(f"cannot read image {path}: {reason}",
                     hint="replace or delete the file, or pass --skip-bad-images to skip unreadable files") from None
+    except (RuntimeError, MemoryError) as exc:
+        if is_out_of_memory(exc):
+            raise out_of_memory_error(exc, f"evaluating `{network.name}`", batch_size) from None
+        raise
     n = int(confusion.sum())
     top1 = int(confusion.diagonal().sum())
     return Evaluation(network.name, which, int(state["epoch"]), data.description, n, list(data.classes),
