@@ -83,8 +83,9 @@ def run(args) -> int:
 def render_text(r, path: str) -> str:
     """The evaluation as text: a header, the accuracies, and the confusion matrix (or, for many
     classes, its largest off-diagonal entries)."""
+    from ..diagnostics import terminal_safe
     alone = f", column {r.column} alone" if r.column is not None else ""
-    lines = [f"{r.network}: {path} (epoch {r.epoch}, {r.weights} weights{alone}) on {r.data}",
+    lines = [terminal_safe(f"{r.network}: {path} (epoch {r.epoch}, {r.weights} weights{alone}) on {r.data}", newlines=False),
              f"{r.images} images  loss {r.loss:.4f}  top-1 {100 * r.top1:.2f}%"
              + (f"  top-5 {100 * r.top5:.2f}%" if r.top5 is not None else "")]
     if r.skipped_images:
@@ -98,8 +99,14 @@ def render_text(r, path: str) -> str:
     return "\n".join(lines)
 
 
+def _class_names(classes: list) -> list:
+    """Class names as they print: a data folder's names may hold any character."""
+    from ..diagnostics import terminal_safe
+    return [terminal_safe(str(c), newlines=False) for c in classes]
+
+
 def confusion_table(classes: list, matrix: list) -> list:
-    names = [str(c) for c in classes]
+    names = _class_names(classes)
     width = max([len(n) for n in names] + [len(str(v)) for row in matrix for v in row] + [1])
     label = max(len(n) for n in names)
     out = [" " * label + "  " + " ".join(n[:width].rjust(width) for n in names) + "  recall"]
@@ -113,4 +120,5 @@ def confusion_table(classes: list, matrix: list) -> list:
 def top_confusions(classes: list, matrix: list, count: int = 10) -> list:
     pairs = sorted(((v, i, j) for i, row in enumerate(matrix) for j, v in enumerate(row) if i != j and v),
                    key=lambda t: (-t[0], t[1], t[2]))[:count]
-    return [f"  {classes[i]} -> {classes[j]}: {v}" for v, i, j in pairs] or ["  none"]
+    names = _class_names(classes)
+    return [f"  {names[i]} -> {names[j]}: {v}" for v, i, j in pairs] or ["  none"]

@@ -265,7 +265,8 @@ def run(args) -> int:
         weights=args.weights, skip_bad_images=args.skip_bad_images or bool(settings.get("skip_bad_images")),
         max_memory=args.max_memory)
     try:
-        train(net, config, log=lambda line: print(line, flush=True))
+        from ..diagnostics import terminal_safe  # the log quotes data folder and image names
+        train(net, config, log=lambda line: print(terminal_safe(line), flush=True))
     except KeyboardInterrupt:
         if os.path.isfile(os.path.join(out, ckpt.LAST)):
             print(f"incdsl: interrupted; continue with: {resume_command(out, int(os.environ.get('WORLD_SIZE', 1)))}",
