@@ -225,6 +225,16 @@ def _resume_target(args) -> str:
     raise UsageError("--resume needs the run folder: --resume DIR")
 
 
+def _check_outputs(out: str, net, weights: str | None, resume: str | None) -> None:
+    """The files training writes in `out` are none of its inputs (the spec and its includes,
+    --weights), whatever they are named; a resumed checkpoint is replaced by design."""
+    from ..io import check_not_inputs, same_file
+    from ..train import checkpoint as ckpt
+    outputs = [os.path.join(out, name) for name in (ckpt.LAST, ckpt.FINAL, "metrics.jsonl", "summary.json")]
+    check_not_inputs([p for p in outputs if not (resume and same_file(p, resume))],
+                     [*net.sources, *([weights] if weights else [])])
+
+
 def run(args) -> int:
     import sys
     from ..cli import UsageError
@@ -252,6 +262,7 @@ def run(args) -> int:
         check_dependencies(args.data)
         del state  # `train` reads the checkpoint again; do not hold two copies
     prepare_output_dir(out)  # a bad --out is a one-line error now, not after the first epoch
+    _check_outputs(out, net, args.weights, resume)
     overrides = {f.name: getattr(args, "recipe_" + f.name) for f in recipe_fields()}
     config = TrainConfig(
         data=args.data, out=out, recipe=args.recipe, overrides={k: v for k, v in overrides.items() if v is not None},
