@@ -207,6 +207,12 @@ def test_running_out_of_memory_is_a_one_line_error(torch_train, tmp_path, capsys
     assert "--batch-size" in err and "internal error" not in err
 
 
+def test_evaluation_beyond_memory_is_refused_before_allocating(torch_train, good_run, capsys):
+    # `--input 1x20000x20000` (1.4 TiB estimated) was an internal error, or the process was killed
+    code, _, err = run(capsys, "eval", "--checkpoint", good_run, "--threads", 1, "--max-memory", "1")
+    assert code == 1 and "evaluating `tiny` needs about" in err and "--batch-size" in err
+
+
 def test_eval_out_of_memory_is_a_one_line_error(torch_train, good_run, tmp_path, capsys, monkeypatch):
     import incdsl.train.evaluation as evaluation
 

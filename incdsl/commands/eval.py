@@ -35,6 +35,10 @@ def register(sub) -> None:
     p.add_argument("--column", type=bounded_int(0, 1 << 20, "a column number"), metavar="J",
                    help="column J alone in every `mean(global_path = ...)` join (FractalNet; 0: the deepest)")
     p.add_argument("--skip-bad-images", action="store_true", help="skip image files that cannot be decoded")
+    from .compile import _size
+    p.add_argument("--max-memory", metavar="SIZE", type=_size,
+                   help="on the CPU: refuse an evaluation whose estimated memory is larger, e.g. 8G "
+                        "(default: half this machine's memory)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=run)
 
@@ -70,7 +74,8 @@ def run(args) -> int:
     try:
         result = evaluate_checkpoint(network, state, source, num_classes=reset_classes, batch_size=args.batch_size,
                                      device=device, workers=args.workers, raw=args.raw,
-                                     skip_bad_images=args.skip_bad_images, column=args.column)
+                                     skip_bad_images=args.skip_bad_images, column=args.column,
+                                     max_bytes=args.max_memory)
     except ColumnError as exc:
         raise UsageError(f"--column: {exc}") from None
     if args.format == "json":

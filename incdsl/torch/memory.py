@@ -84,6 +84,13 @@ def train_bytes(network, batch_size: int, num_classes: int | None = None) -> int
             + FLOAT_BYTES * ACTIVATION_COPIES * batch_size * costs.activations)
 
 
+def eval_bytes(network, batch_size: int, num_classes: int | None = None) -> int:
+    """Bytes evaluating `network` in batches of `batch_size` takes at least: the built module and,
+    with autograd off, a few of the largest layer outputs of one batch alive at once."""
+    largest = max((n.activations for n in count_costs(network).nodes), default=0)
+    return build_bytes(network, num_classes) + FLOAT_BYTES * ACTIVATION_COPIES * batch_size * largest
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether `exc` is an allocation that failed: Python's MemoryError, torch's CUDA
     `OutOfMemoryError`, or the CPU allocator's RuntimeError (torch raises no type of its own)."""

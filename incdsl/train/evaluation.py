@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..diagnostics import error
-from ..torch.memory import is_out_of_memory, out_of_memory_error
+from ..torch.memory import check_size, eval_bytes, is_out_of_memory, out_of_memory_error
 from .data import UnreadableImages, make_loaders, open_data, split_batch
 from .epoch import has_top5
 
@@ -77,7 +77,8 @@ def confusion_matrix(model, loader, classes: int, device, *, skip_bad_images: bo
 
 def evaluate_checkpoint(network, state: dict, source: str, *, num_classes: int | None = None, batch_size: int = 64,
                         device: str = "cpu", workers: int | None = None, raw: bool = False,
-                        skip_bad_images: bool = False, column: int | None = None) -> Evaluation:
+                        skip_bad_images: bool = False, column: int | None = None,
+                        max_bytes: int | None = None) -> Evaluation:
     """Evaluate checkpoint `state` (from `checkpoint.load`) of `network` on `source`'s validation split;
     with `column`, that column alone in every `mean(global_path = ...)` join (`IncdslNet.keep_column`).
 
@@ -85,6 +86,9 @@ def evaluate_checkpoint(network, state: dict, source: str, *, num_classes: int |
     for a column the network does not have.
     """
     settings = state.get("settings") or {}
+    if device == "cpu":  # refused before anything is allocated; CUDA says so itself when it runs out
+        check_size(network, eval_bytes(network, batch_size, num_classes), max_bytes, what="evaluating",
+                   override="--max-memory {gib}G, or pass a smaller --batch-size")
     model, which = build_model(network, state, num_classes=num_classes, raw=raw)
     if column is not None:
         try:
