@@ -185,6 +185,14 @@ def test_training_beyond_memory_is_refused_before_allocating(torch_train, tmp_pa
     assert "internal error" not in err and not (tmp_path / "run" / "last.pt").exists()
 
 
+def test_the_digits_count_at_the_input_size(torch_train, tmp_path, capsys):
+    # all 1797 digits are upscaled to the input size up front: 160 GiB at 3x2000x2000
+    pytest.importorskip("sklearn")
+    code, _, err = run(capsys, "train", TINY, "--data", "digits", "--input", "1x64x64", "--out", tmp_path / "run",
+                       *QUICK, "--max-memory", "40M")
+    assert code == 1 and "the data set holds 56.2 MiB at that size" in err
+
+
 def test_max_memory_lets_a_run_through(torch_train, tmp_path, capsys):
     code, _, err = run(capsys, "train", TINY, "--data", "synthetic", "--out", tmp_path / "run", *QUICK,
                        "--max-memory", "1")

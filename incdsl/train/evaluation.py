@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ..diagnostics import error
 from ..torch.memory import check_size, eval_bytes, is_out_of_memory, out_of_memory_error
-from .data import UnreadableImages, make_loaders, open_data, split_batch
+from .data import UnreadableImages, held_bytes, make_loaders, open_data, split_batch
 from .epoch import has_top5
 
 
@@ -87,7 +87,8 @@ def evaluate_checkpoint(network, state: dict, source: str, *, num_classes: int |
     """
     settings = state.get("settings") or {}
     if device == "cpu":  # refused before anything is allocated; CUDA says so itself when it runs out
-        check_size(network, eval_bytes(network, batch_size, num_classes), max_bytes, what="evaluating",
+        check_size(network, eval_bytes(network, batch_size, num_classes) + held_bytes(source, network.input_shape),
+                   max_bytes, what="evaluating",
                    override="--max-memory {gib}G, or pass a smaller --batch-size")
     model, which = build_model(network, state, num_classes=num_classes, raw=raw)
     if column is not None:

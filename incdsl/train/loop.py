@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from ..diagnostics import error
-from ..torch.memory import check_size, is_out_of_memory, out_of_memory_error, train_bytes
+from ..torch.memory import check_size, format_bytes, is_out_of_memory, out_of_memory_error, train_bytes
 from . import checkpoint as ckpt
 from . import distributed
-from .data import UnreadableImages, make_loaders, open_data, reseed
+from .data import UnreadableImages, held_bytes, make_loaders, open_data, reseed
 from .epoch import NonFiniteLoss, Run, evaluate, sync_buffers, train_epoch
 from .optim import WeightAverage, build_optimizer
 from .progress import format_rate
@@ -235,12 +235,15 @@ def _seed_all(seed: int) -> None:
 
 def _check_train_memory(network, config: TrainConfig, recipe: Recipe) -> None:
     """Refuse, before anything is allocated, a run whose memory estimate is over the limit."""
-    needed = train_bytes(network, recipe.batch_size, config.num_classes)
+    held = held_bytes(config.data, network.input_shape)
+    needed = train_bytes(network, recipe.batch_size, config.num_classes) + held
     shape = "x".join(str(d) for d in network.input_shape)
+    notes = [f"in batches of {recipe.batch_size:,} images of {shape}, every layer's output is kept "
+             "for the backward pass"]
+    if held:
+        notes.append(f"the data set holds {format_bytes(held)} at that size")
     check_size(network, needed, config.max_memory, what="training",
-               override="--max-memory {gib}G, or pass a smaller --batch-size",
-               notes=[f"in batches of {recipe.batch_size:,} images of {shape}, every layer's output is kept "
-                      "for the backward pass"])
+               override="--max-memory {gib}G, or pass a smaller --batch-size", notes=notes)
 
 
 def _output_classes(network, config: TrainConfig) -> int | None:
