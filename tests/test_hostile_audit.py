@@ -150,14 +150,27 @@ def test_compile_seed_out_of_range_is_a_usage_error(capsys, seed, tmp_path):
     assert not os.listdir(tmp_path)
 
 
-def test_search_refuses_an_infinite_learning_rate_before_any_trial(capsys, tmp_path, monkeypatch):
+@pytest.mark.parametrize("lr, message", [("1e999", "--lr must be a finite number"), ("1e300", "--lr must be at most 3.4e+38")])
+def test_search_refuses_a_learning_rate_out_of_range_before_any_trial(capsys, tmp_path, monkeypatch, lr, message):
     import incdsl.commands.search as search
     monkeypatch.setattr(search, "missing_extra", lambda: None)
     monkeypatch.setattr("incdsl.search.experiment.start_ray",
                         lambda *a: pytest.fail("the experiment started"), raising=False)
     code, _, err = run(capsys, "search", "examples/mini_space.inc", "--data", "synthetic", "--trials", 1,
-                       "--budget-epochs", 1, "--out", tmp_path / "exp", "--lr", "1e999")
-    assert code == 2 and "--lr must be a positive finite number" in err
+                       "--budget-epochs", 1, "--out", tmp_path / "exp", "--lr", lr)
+    assert code == 2 and message in err
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--lr", "1e300", "--lr must be at most 3.4e+38"),  # torch: value cannot be converted to float (exit 70)
+    ("--weight-decay", "1e300", "--weight-decay must be at most 3.4e+38"),
+    ("--decay-rate", "1e300", "--decay-rate must be at most"),  # OverflowError in the step schedule
+    ("--decay-rate", "2", "--decay-rate must be in (0, 1]"),
+])
+def test_recipe_values_a_float32_optimiser_cannot_take_are_usage_errors(capsys, flag, value, message):
+    with pytest.raises(SystemExit) as info:
+        main(["train", TINY, "--data", "synthetic", flag, value])
+    assert info.value.code == 2 and message in capsys.readouterr().err
 
 
 # training: memory, checkpoints, outputs -------------------------------------------------------------------

@@ -195,8 +195,12 @@ def _check_recipe(args) -> None:
     if args.recipe is not None and args.recipe not in RECIPES:
         raise UsageError(f"unknown recipe `{args.recipe}`; "
                          + (did_you_mean(args.recipe, RECIPES) or f"the recipes are {', '.join(RECIPES)}"))
-    if args.lr is not None and not 0 < args.lr < float("inf"):
-        raise UsageError("--lr must be a positive finite number")  # checked here, not in every trial
+    if args.lr is not None:  # checked here, not in every trial
+        from ..train.recipes import check_value
+        try:
+            check_value("lr", args.lr)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
 
 class OverBudget(Exception):
