@@ -23,6 +23,12 @@ TINY = os.path.join(os.path.dirname(__file__), "data", "train_tiny.inc")
 QUICK = ["--device", "cpu", "--threads", "1", "--batch-size", "4", "--epochs", "1", "--synthetic-size", "8"]
 
 
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
 def run(capsys, *argv):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -139,6 +145,26 @@ def test_class_names_print_escaped_in_the_confusion_matrix():
     assert len(lines) == 3 + 2  # header, one line a class; two confusions
 
 
+# sample: a space whose every point fails alike --------------------------------------------------
+
+def test_sample_stops_when_every_point_fails_at_the_same_place(tmp_path, capsys):
+    # it tried 20 n + 1000 points: an hour for points of 100,000 layers each
+    space = write(tmp_path, "s.inc", HEAD + "    conv 1x1 choice(range(1, 1000))\n    conv 9x9 4\n")
+    code, _, err = run(capsys, "sample", space, "-n", 1, "-o", tmp_path / "out")
+    assert code == 1 and "no valid point among the 8 tried (they fail at the same place" in err
+
+
+def test_sample_goes_on_when_a_choice_decides_the_failure(tmp_path, capsys):
+    from incdsl.search.sampling import draw_random
+    from incdsl.search.space import load_space
+    import random
+    space = load_space(str(write(tmp_path, "s.inc", HEAD + "    conv choice(9x9, 1x1) 4\n"
+                                                                      "    conv 1x1 choice(range(1, 9))\n")))
+    for seed in range(20):  # the first points often all take 9x9: that choice never varied, so no stop
+        draw = draw_random(space, 3, random.Random(seed))
+        assert len(draw.samples) == 3 and not draw.same_failure
+
+
 # command-line numbers -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", ["99999999999999999999999", "-1"])
@@ -179,12 +205,6 @@ def test_recipe_values_a_float32_optimiser_cannot_take_are_usage_errors(capsys, 
 def torch_train():
     pytest.importorskip("torch")
     pytest.importorskip("torchvision")
-
-
-def write(tmp_path, name, text):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 def test_training_beyond_memory_is_refused_before_allocating(torch_train, tmp_path, capsys):
