@@ -165,6 +165,33 @@ def test_sample_goes_on_when_a_choice_decides_the_failure(tmp_path, capsys):
         assert len(draw.samples) == 3 and not draw.same_failure
 
 
+# search --resume: a damaged experiment.json ----------------------------------------------------------
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "cannot read"),  # JSONDecodeError, exit 70
+    ("[1, 2]", "is damaged: it is not a JSON object"),
+    ('{"nosuch": 1}', "is damaged: unknown field `nosuch`"),  # TypeError, exit 70
+    ("{}", "is damaged: no `spec`"),
+    ('{"spec": "a.inc", "data": "synthetic", "out": "x", "trials": "many", "budget_epochs": 1}',
+     "is damaged: `trials` is not a int"),
+    ('{"spec": "a.inc", "data": "synthetic", "out": "x", "trials": 0, "budget_epochs": 1}', "out of range"),
+])
+def test_search_resume_names_a_damaged_experiment_file(tmp_path, capsys, monkeypatch, content, message):
+    import incdsl.commands.search as search
+    monkeypatch.setattr(search, "missing_extra", lambda: None)
+    (tmp_path / "experiment.json").write_text(content)
+    code, _, err = run(capsys, "search", "--resume", tmp_path)
+    assert code == 1 and message in err and "internal error" not in err
+
+
+def test_saved_search_settings_load_back(tmp_path):
+    from incdsl.search.experiment import Settings, load_settings, save_settings
+    settings = Settings(spec="/a.inc", data="synthetic", out=str(tmp_path), trials=3, budget_epochs=1,
+                        input=[3, 8, 8], lr=0.1, max_macs=10**9, cpus_per_trial=0.5)
+    save_settings(settings)
+    assert load_settings(str(tmp_path)) == settings
+
+
 # command-line numbers -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", ["99999999999999999999999", "-1"])
