@@ -104,6 +104,17 @@ def test_a_join_with_a_global_input_has_no_receptive_field(text):
     assert joins and all(r.rf == () for r in joins)
 
 
+# diagnostics stay short ---------------------------------------------------------------------------
+
+def test_a_label_used_by_thousands_of_instances_gives_a_short_message(load_error):
+    # one note per instance: 20,000 lines, 1.2 MB
+    err = load_error("block b:\n    conv 1x1 3 as x\n" + HEAD + "    repeat 2000: b\n"
+                     "    aux a from x:\n        gap -> flatten -> linear 3\n    gap -> flatten -> linear 3\n")
+    text = err.render()
+    assert len(err.diagnostics[0].notes) == 2000 and len(text.splitlines()) < 30
+    assert "b.0/x" in text and "b.1999/x" in text and "1,980 more notes" in text
+
+
 # --against: a table's text is data ---------------------------------------------------------------
 
 SPEC = "specs/googlenet.inc"

@@ -37,13 +37,14 @@ def register(sub) -> None:
                    help="weight initialisation seed for --onnx (default 0)")
     p.add_argument("--weights", metavar="FILE.pt",
                    help="for --onnx: a state dict to load (ours, or a timm/torchvision reference's)")
-    p.add_argument("--max-memory", metavar="SIZE", type=_size,
+    p.add_argument("--max-memory", metavar="SIZE", type=memory_size,
                    help="for --onnx: refuse a network whose estimated memory is larger, e.g. 8G or 512M "
                         "(default: half this machine's memory)")
     p.set_defaults(func=run)
 
 
-def _size(text: str) -> int:
+def memory_size(text: str) -> int:
+    """`--max-memory SIZE` (compile, train, eval): bytes, or a usage error."""
     import argparse
 
     from ..torch.memory import parse_size

@@ -35,8 +35,8 @@ def register(sub) -> None:
     p.add_argument("--column", type=bounded_int(0, 1 << 20, "a column number"), metavar="J",
                    help="column J alone in every `mean(global_path = ...)` join (FractalNet; 0: the deepest)")
     p.add_argument("--skip-bad-images", action="store_true", help="skip image files that cannot be decoded")
-    from .compile import _size
-    p.add_argument("--max-memory", metavar="SIZE", type=_size,
+    from .compile import memory_size
+    p.add_argument("--max-memory", metavar="SIZE", type=memory_size,
                    help="on the CPU: refuse an evaluation whose estimated memory is larger, e.g. 8G "
                         "(default: half this machine's memory)")
     p.add_argument("--format", choices=("text", "json"), default="text")

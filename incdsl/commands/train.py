@@ -126,8 +126,8 @@ def register(sub) -> None:
                    help="stop after this many epochs, as if interrupted (continue with --resume)")
     p.add_argument("--synthetic-size", type=bounded_int(1, MAX_SYNTHETIC, "an image count"), metavar="N",
                    help="training images of --data synthetic (validation: N/4; default 1024)")
-    from .compile import _size
-    p.add_argument("--max-memory", metavar="SIZE", type=_size,
+    from .compile import memory_size
+    p.add_argument("--max-memory", metavar="SIZE", type=memory_size,
                    help="on the CPU: refuse a run whose estimated memory (the network, its optimiser state and "
                         "one batch's activations) is larger, e.g. 8G (default: half this machine's memory)")
     g = p.add_argument_group("recipe overrides", "each replaces one value of the chosen recipe")
