@@ -375,6 +375,18 @@ def test_a_resumed_checkpoint_is_still_replaced(torch_train, good_run, tmp_path,
     assert code == 0 and "resumed after epoch 1" in out, err
 
 
+@pytest.mark.parametrize("env, message", [
+    ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc' is not a process count"),  # ValueError from int(), exit 70
+    ({"WORLD_SIZE": "0"}, "WORLD_SIZE=0 and RANK=0 name no process"),  # torch's ValueError, exit 70
+    ({"WORLD_SIZE": "2", "RANK": "5"}, "WORLD_SIZE=2 and RANK=5 name no process"),
+])
+def test_a_bad_torchrun_environment_is_a_one_line_error(torch_train, tmp_path, capsys, monkeypatch, env, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, _, err = run(capsys, "train", TINY, "--data", "synthetic", "--out", tmp_path / "run", *QUICK)
+    assert code == 1 and message in err and "internal error" not in err
+
+
 def test_train_prints_data_names_escaped(torch_train, tmp_path, capsys):
     from PIL import Image
     for split in ("train", "val"):
