@@ -219,10 +219,22 @@ def render(diag: Diagnostic, sources: Mapping[str, str]) -> str:
         pad = " " * (len(str(span.line)) if span else 0)
         if span is not None:
             out.append(f"{pad} |")
-        out += [f"{pad} = note: {terminal_safe(n)}" for n in diag.notes]
+        out += [f"{pad} = note: {terminal_safe(n)}" for n in _shown_notes(diag.notes)]
         if diag.hint:
             out.append(f"{pad} = hint: {terminal_safe(diag.hint)}")
     return "\n".join(out)
+
+
+MAX_NOTES = 20  # a label used by 20,000 block instances made a 20,000-line message
+
+
+def _shown_notes(notes: tuple) -> list:
+    """The notes to print: all, or the first and last `MAX_NOTES // 2` and how many lie between
+    (a chain of block calls keeps both ends: the error's place and the outermost call)."""
+    if len(notes) <= MAX_NOTES:
+        return list(notes)
+    half = MAX_NOTES // 2
+    return [*notes[:half], f"{ELLIPSIS} {len(notes) - 2 * half:,} more notes like these", *notes[-half:]]
 
 
 def _label_lines(label: Label, sources: Mapping[str, str], width: int) -> list[str]:

@@ -32,16 +32,19 @@ def register(sub) -> None:
                         "concatenation's branches written into their slices of its output). The state dict is the "
                         "spec's at every level")
     p.add_argument("--onnx", metavar="FILE.onnx", help="also export the network to ONNX")
-    p.add_argument("--seed", type=int, help="weight initialisation seed for --onnx (default 0)")
+    from .train import bounded_int
+    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1, "a seed"),
+                   help="weight initialisation seed for --onnx (default 0)")
     p.add_argument("--weights", metavar="FILE.pt",
                    help="for --onnx: a state dict to load (ours, or a timm/torchvision reference's)")
-    p.add_argument("--max-memory", metavar="SIZE", type=_size,
+    p.add_argument("--max-memory", metavar="SIZE", type=memory_size,
                    help="for --onnx: refuse a network whose estimated memory is larger, e.g. 8G or 512M "
                         "(default: half this machine's memory)")
     p.set_defaults(func=run)
 
 
-def _size(text: str) -> int:
+def memory_size(text: str) -> int:
+    """`--max-memory SIZE` (compile, train, eval): bytes, or a usage error."""
     import argparse
 
     from ..torch.memory import parse_size

@@ -35,6 +35,10 @@ def register(sub) -> None:
     p.add_argument("--column", type=bounded_int(0, 1 << 20, "a column number"), metavar="J",
                    help="column J alone in every `mean(global_path = ...)` join (FractalNet; 0: the deepest)")
     p.add_argument("--skip-bad-images", action="store_true", help="skip image files that cannot be decoded")
+    from .compile import memory_size
+    p.add_argument("--max-memory", metavar="SIZE", type=memory_size,
+                   help="on the CPU: refuse an evaluation whose estimated memory is larger, e.g. 8G "
+                        "(default: half this machine's memory)")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="text (default), or json with the whole confusion matrix")
     p.set_defaults(func=run)
@@ -71,7 +75,8 @@ def run(args) -> int:
     try:
         result = evaluate_checkpoint(network, state, source, num_classes=reset_classes, batch_size=args.batch_size,
                                      device=device, workers=args.workers, raw=args.raw,
-                                     skip_bad_images=args.skip_bad_images, column=args.column)
+                                     skip_bad_images=args.skip_bad_images, column=args.column,
+                                     max_bytes=args.max_memory)
     except ColumnError as exc:
         raise UsageError(f"--column: {exc}") from None
     if args.format == "json":
@@ -84,8 +89,9 @@ def run(args) -> int:
 def render_text(r, path: str) -> str:
     """The evaluation as text: a header, the accuracies, and the confusion matrix (or, for many
     classes, its largest off-diagonal entries)."""
+    from ..diagnostics import terminal_safe
     alone = f", column {r.column} alone" if r.column is not None else ""
-    lines = [f"{r.network}: {path} (epoch {r.epoch}, {r.weights} weights{alone}) on {r.data}",
+    lines = [terminal_safe(f"{r.network}: {path} (epoch {r.epoch}, {r.weights} weights{alone}) on {r.data}", newlines=False),
              f"{r.images} images  loss {r.loss:.4f}  top-1 {100 * r.top1:.2f}%"
              + (f"  top-5 {100 * r.top5:.2f}%" if r.top5 is not None else "")]
     if r.skipped_images:
@@ -99,8 +105,14 @@ def render_text(r, path: str) -> str:
     return "\n".join(lines)
 
 
+def _class_names(classes: list) -> list:
+    """Class names as they print: a data folder's names may hold any character."""
+    from ..diagnostics import terminal_safe
+    return [terminal_safe(str(c), newlines=False) for c in classes]
+
+
 def confusion_table(classes: list, matrix: list) -> list:
-    names = [str(c) for c in classes]
+    names = _class_names(classes)
     width = max([len(n) for n in names] + [len(str(v)) for row in matrix for v in row] + [1])
     label = max(len(n) for n in names)
     out = [" " * label + "  " + " ".join(n[:width].rjust(width) for n in names) + "  recall"]
@@ -114,4 +126,5 @@ def confusion_table(classes: list, matrix: list) -> list:
 def top_confusions(classes: list, matrix: list, count: int = 10) -> list:
     pairs = sorted(((v, i, j) for i, row in enumerate(matrix) for j, v in enumerate(row) if i != j and v),
                    key=lambda t: (-t[0], t[1], t[2]))[:count]
-    return [f"  {classes[i]} -> {classes[j]}: {v}" for v, i, j in pairs] or ["  none"]
+    names = _class_names(classes)
+    return [f"  {names[i]} -> {names[j]}: {v}" for v, i, j in pairs] or ["  none"]

@@ -349,7 +349,8 @@ def _report_invalid(draw) -> None:
 
 def _too_few(space, draw, wanted: int, budget) -> int:
     if draw.fewest_params is None:
-        print(f"incdsl: error: no valid point among the {draw.tried:,} tried", file=sys.stderr)
+        stopped = " (they fail at the same place, whatever the choices)" if draw.same_failure else ""
+        print(f"incdsl: error: no valid point among the {draw.tried:,} tried{stopped}", file=sys.stderr)
         if draw.first_invalid is not None:
             print(draw.first_invalid.render(), file=sys.stderr)
         return 1

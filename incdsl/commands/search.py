@@ -62,7 +62,9 @@ def register(sub) -> None:
     p.add_argument("--asha", action="store_true", help="stop weak trials early (ASHA, one epoch grace)")
     p.add_argument("--population", type=_positive, default=8, metavar="P",
                    help="evolution's population and nsga2's generation size (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the algorithm and of every trial (default 0)")
+    from .train import bounded_int
+    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1, "a seed"), default=0,
+                   help="seed of the algorithm and of every trial (default 0)")
     p.add_argument("--recipe", metavar="NAME", help="training recipe, as `incdsl train --recipe` (default: default)")
     p.add_argument("--batch-size", type=_positive, metavar="N", help="images per step (default: the recipe's)")
     p.add_argument("--lr", type=float, metavar="X", help="base learning rate (default: the recipe's)")
@@ -193,8 +195,12 @@ def _check_recipe(args) -> None:
     if args.recipe is not None and args.recipe not in RECIPES:
         raise UsageError(f"unknown recipe `{args.recipe}`; "
                          + (did_you_mean(args.recipe, RECIPES) or f"the recipes are {', '.join(RECIPES)}"))
-    if args.lr is not None and not args.lr > 0:
-        raise UsageError("--lr must be positive")
+    if args.lr is not None:  # checked here, not in every trial
+        from ..train.recipes import check_value
+        try:
+            check_value("lr", args.lr)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
 
 class OverBudget(Exception):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..train import MAX_SYNTHETIC
 from ..train.recipes import RECIPES, recipe_fields
 
 DESCRIPTION = """\
@@ -25,7 +26,6 @@ them. For several processes or GPUs, start it with
 `torchrun --nproc_per_node=N -m incdsl train ...`; --batch-size is per process."""
 
 MAX_THREADS = MAX_WORKERS = 1024
-MAX_SYNTHETIC = 10_000_000
 MAX_CLASSES = 1_000_000
 
 
@@ -127,6 +127,10 @@ def register(sub) -> None:
                    help="stop after this many epochs, as if interrupted (continue with --resume)")
     p.add_argument("--synthetic-size", type=bounded_int(1, MAX_SYNTHETIC, "an image count"), metavar="N",
                    help="training images of --data synthetic (validation: N/4; default 1024)")
+    from .compile import memory_size
+    p.add_argument("--max-memory", metavar="SIZE", type=memory_size,
+                   help="on the CPU: refuse a run whose estimated memory (the network, its optimiser state and "
+                        "one batch's activations) is larger, e.g. 8G (default: half this machine's memory)")
     g = p.add_argument_group("recipe overrides", "each replaces one value of the chosen recipe")
     for f in recipe_fields():
         kind, metavar = {"bool": (_bool, "yes|no"), "int": (_int, "N"), "float": (float, "X"),
@@ -222,6 +226,16 @@ def _resume_target(args) -> str:
     raise UsageError("--resume needs the run folder: --resume DIR")
 
 
+def _check_outputs(out: str, net, weights: str | None, resume: str | None) -> None:
+    """The files training writes in `out` are none of its inputs (the spec and its includes,
+    --weights), whatever they are named; a resumed checkpoint is replaced by design."""
+    from ..io import check_not_inputs, same_file
+    from ..train import checkpoint as ckpt
+    outputs = [os.path.join(out, name) for name in (ckpt.LAST, ckpt.FINAL, "metrics.jsonl", "summary.json")]
+    check_not_inputs([p for p in outputs if not (resume and same_file(p, resume))],
+                     [*net.sources, *([weights] if weights else [])])
+
+
 def run(args) -> int:
     import sys
     from ..cli import UsageError
@@ -251,6 +265,7 @@ def run(args) -> int:
     # a bad --out is a one-line error now, not after the first epoch; the folder itself is made
     # once the data has opened, so a bad --data leaves none behind
     prepare_output_dir(out, create=False)
+    _check_outputs(out, net, args.weights, resume)
     overrides = {f.name: getattr(args, "recipe_" + f.name) for f in recipe_fields()}
     config = TrainConfig(
         data=args.data, out=out, recipe=args.recipe, overrides={k: v for k, v in overrides.items() if v is not None},
@@ -261,9 +276,11 @@ def run(args) -> int:
         deterministic=args.deterministic or bool(settings.get("deterministic")), seed=args.seed,
         workers=args.workers, threads=args.threads, num_classes=reset_classes, resume=resume,
         stop_after=args.stop_after, synthetic_size=args.synthetic_size or settings.get("synthetic_size") or 1024,
-        weights=args.weights, skip_bad_images=args.skip_bad_images or bool(settings.get("skip_bad_images")))
+        weights=args.weights, skip_bad_images=args.skip_bad_images or bool(settings.get("skip_bad_images")),
+        max_memory=args.max_memory)
     try:
-        train(net, config, log=lambda line: print(line, flush=True))
+        from ..diagnostics import terminal_safe  # the log quotes data folder and image names
+        train(net, config, log=lambda line: print(terminal_safe(line), flush=True))
     except KeyboardInterrupt:
         if os.path.isfile(os.path.join(out, ckpt.LAST)):
             print(f"incdsl: interrupted; continue with: {resume_command(out, int(os.environ.get('WORLD_SIZE', 1)))}",

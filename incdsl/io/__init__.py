@@ -6,10 +6,10 @@ over an input, a device or a read-only file.
 """
 from .reading import (ENV_INCLUDE_PATH, MAX_FILE_BYTES, MAX_INCLUDED_FILES, MAX_TOTAL_BYTES, ROOT_MARKER, STDIN,
                       IncludeError, Includes, ReadError, decode, env_include_path, os_reason, read_text, spec_root)
-from .writing import (OutputError, check_output, current_umask, prepare_output_dir, reason, same_file,
-                      write_atomic)
+from .writing import (OutputError, check_not_inputs, check_output, current_umask, prepare_output_dir, reason,
+                      same_file, write_atomic)
 
 __all__ = ["ENV_INCLUDE_PATH", "MAX_FILE_BYTES", "MAX_INCLUDED_FILES", "MAX_TOTAL_BYTES", "ROOT_MARKER", "STDIN",
            "IncludeError", "Includes", "ReadError", "decode", "env_include_path", "os_reason", "read_text",
-           "spec_root", "OutputError", "check_output", "current_umask", "prepare_output_dir", "reason", "same_file",
+           "spec_root", "OutputError", "check_not_inputs", "check_output", "current_umask", "prepare_output_dir", "reason", "same_file",
            "write_atomic"]

@@ -137,6 +137,18 @@ def _check_not_input(path: str, st: os.stat_result, inputs: Iterable[str]) -> No
                               "choose another output file")
 
 
+def check_not_inputs(outputs: Iterable[str], inputs: Iterable[str]) -> None:
+    """Raise OutputError if an existing file of `outputs` is one of `inputs`: for commands that
+    write several files later (`train --out`), checked before any work is done."""
+    inputs = list(inputs)
+    for path in outputs:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # not there yet: nothing to clobber
+        _check_not_input(path, st, inputs)
+
+
 def same_file(a: str, b: str) -> bool:
     """Whether two paths name one existing file (hard links and symlinks included)."""
     try:

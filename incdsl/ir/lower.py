@@ -720,13 +720,21 @@ class Lowerer(ControlFlow, NamedTensors):
 
     def lower_with(self, stmt: s.WithStmt, cur: str, ctx: Ctx) -> str:
         defaults = {op: dict(kw) for op, kw in ctx.defaults.items()}
+        set_here: dict = {}  # (op, key) -> the default that set it: one `with` sets each once
         for d in stmt.defaults:
             targets = GROUPS.get(d.op, [d.op])
             for op in targets:
                 if op not in OPS and op != "residual" or op == "input":
                     self.fail(f"`with` cannot set defaults for `{d.op}`", d.span, ctx,
                               hint=did_you_mean(d.op, [*OPS, "residual", "aux", *GROUPS]) or "layers such as `conv(...)`, `pool(...)`, `residual(...)`")
-                defaults.setdefault(op, {}).update(self.bind_args(op, d.args, ctx, d.span, partial=True))
+                bound = self.bind_args(op, d.args, ctx, d.span, partial=True)
+                for key in bound:
+                    first = set_here.setdefault((op, key), d)
+                    if first is not d:
+                        self.fail(f"`with` sets `{key}` of `{op}` twice", d.span, ctx,
+                                  labels=[Label(first.span, "first set here")],
+                                  hint=f"give `{key}` once; a nested `with` may override it")
+                defaults.setdefault(op, {}).update(bound)
         return self.lower_body(stmt.body, cur, ctx.but(defaults=defaults))
 
     def lower_aux(self, stmt: s.AuxStmt, cur: str, ctx: Ctx):

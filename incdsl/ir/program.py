@@ -84,6 +84,7 @@ def load_program(text: str, file: str, includes: Includes | None = None) -> Prog
         for d in module.definitions:
             if d.kind == "network":
                 networks.append(d)
+                _check_params(d, sources)  # the same rules as a block's: `--set` and the body read them alike
                 continue
             if d.name in LAYER_OPS or d.name in KEYWORDS or d.name in RESERVED:
                 raise spec_error(f"`{d.name}` is a built-in name and cannot name a block", d.name_span, sources)

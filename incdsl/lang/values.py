@@ -297,6 +297,18 @@ def t_float(v):
     return float(v)
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32
+
+
+def t_weight(v):
+    """A number the compiled network multiplies a float32 tensor by (a scale, a weight, a learned
+    value's start): torch refuses to convert a larger one, at the first forward pass."""
+    v = t_float(v)
+    if abs(v) > FLOAT32_MAX:
+        raise TypeError(f"expected a number of at most {FLOAT32_MAX:.3g} in size (a float32 weight), found `{show(v)}`")
+    return v
+
+
 def t_posfloat(v):
     v = t_float(v)
     if v <= 0:

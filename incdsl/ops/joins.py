@@ -7,7 +7,7 @@ per input) and act (activation name, or None).
 """
 from __future__ import annotations
 
-from ..lang.values import show, t_bool
+from ..lang.values import show, t_bool, t_weight
 from .activation import fused_act, p_act, t_act
 from .base import Op, Signature
 from .marks import num
@@ -30,7 +30,7 @@ def concat_shape(attrs, ins):
 def t_weights(v):
     if not isinstance(v, tuple) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
         raise TypeError(f"expected one number per branch, such as `(0.5, 0.25, 0.25)`, found `{show(v)}`")
-    return tuple(float(x) for x in v)
+    return tuple(t_weight(x) for x in v)
 
 
 def add_shape(attrs, ins):

@@ -11,7 +11,7 @@ convention of `passes/cost.py`.
 """
 from __future__ import annotations
 
-from ..lang.values import t_float
+from ..lang.values import t_weight
 from .base import Op, Signature, p_num, same_shape
 from .marks import num
 
@@ -23,7 +23,7 @@ def cost(attrs, ins, out):
 
 
 OPS = (
-    Op("learned_scale", "norm", Signature({"init": t_float}, {"init": 0.0}, (("init", p_num),), False,
+    Op("learned_scale", "norm", Signature({"init": t_weight}, {"init": 0.0}, (("init", p_num),), False,
                                           "a starting value such as `0.1`"),
        same_shape, lambda a: f"x learned scale (init {num(a['init'])})",
        lambda a, ins, out, lit: f"LearnedScale({lit(a['init'])})", cost=cost, words=(LEARNED,),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..lang.values import Learned, Sym, show, t_bool, t_prob
+from ..lang.values import Learned, Sym, show, t_bool, t_prob, t_weight
 from .activation import t_act
 from .base import Signature, p_num
 from .learned_scale import LEARNED
@@ -27,11 +27,11 @@ from .stochastic import t_survival
 def t_scale(v):
     """A fixed scale (a number), or one to learn: `learned` (from 0) or `learned(INIT)`."""
     if isinstance(v, Learned):
-        return v
+        return Learned(t_weight(v.init))
     if isinstance(v, Sym) and v == LEARNED:
         return Learned(0.0)
     if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
+        return t_weight(v)
     raise TypeError(f"expected a number, `learned` or `learned(INIT)`, found `{show(v)}`")
 
 

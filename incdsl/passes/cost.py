@@ -102,8 +102,8 @@ def count_costs(network, graph: nx.DiGraph | None = None) -> Costs:
         shape = node.shape
         if not ins:  # the network's input: each position sees itself
             field = (1, 1, 1, 1) if len(shape) == 3 else ()
-        elif len(shape) != 3 or not fields[ins[0]]:  # flat, or after a flat or global input
-            field = ()
+        elif len(shape) != 3 or not all(fields[i] for i in ins):  # flat, or after a flat or global input
+            field = ()  # (any input of a join: `residual: gap` on a 1x1 input sums a global and a local field)
         else:  # (rf_h, rf_w, jump_h, jump_w) through the op
             field = op.receptive(node.attrs, [fields[i] for i in ins], in_shapes, shape)
         fields[name] = field

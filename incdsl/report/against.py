@@ -25,7 +25,7 @@ import io
 import re
 from dataclasses import dataclass
 
-from ..diagnostics import Span, error
+from ..diagnostics import Span, error, terminal_safe
 from ..io import ReadError, os_reason, read_text
 from ..ir.graph import node
 from .tables import SUFFIXES
@@ -224,21 +224,26 @@ def compare(table: Table, network, costs) -> list[dict]:
 def render_comparison(records: list[dict], fmt: str) -> str:
     """The comparison as text, csv, markdown or latex (JSON embeds the records instead)."""
     header = ["row", "scope", "paper params", "params", "paper ops", "MACs", "verdict"]
-    body = [[str(r["line"]), r["scope"] or r["context"], r.get("paper_params", ""),
-             f"{r['params']:,}" if "params" in r else "", r.get("paper_ops", ""),
-             f"{r['macs']:,}" if "macs" in r else "", r["verdict"]] for r in records]
-    problems = [f"row {r['line']} ({r['scope']}): {'' if r['verdict'] == 'INCONSISTENT' else 'note: '}{p}"
+    # cells and notes quote the table's own text: any character in it prints escaped, on one line
+    body = [[terminal_safe(c, newlines=False) for c in
+             [str(r["line"]), r["scope"] or r["context"], r.get("paper_params", ""),
+              f"{r['params']:,}" if "params" in r else "", r.get("paper_ops", ""),
+              f"{r['macs']:,}" if "macs" in r else "", r["verdict"]]] for r in records]
+    problems = [terminal_safe(f"row {r['line']} ({r['scope']}): {'' if r['verdict'] == 'INCONSISTENT' else 'note: '}{p}",
+                              newlines=False)
                 for r in records for p in r["problems"]]
     compared = [r for r in records if r["verdict"] != "not compared"]
     bad = sum(r["verdict"] != "matches" for r in compared)
     summary = (f"{len(compared) - bad} of {len(compared)} compared rows reproduced; {bad} inconsistent with the layers"
                + (f"; {len(records) - len(compared)} rows name no scope" if len(records) > len(compared) else ""))
     if fmt == "csv":
-        lines = [",".join(header)] + [",".join(f'"{c}"' if "," in c else c for c in row) for row in body]
-        return "\n".join(lines) + "\n"
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([header] + body)
+        return buf.getvalue()
     if fmt == "markdown":
+        from .tables import markdown_cell
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in body]
+        lines += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in body]
         return "\n".join(lines + [""] + [f"- {p}" for p in problems] + ["", summary]) + "\n"
     if fmt == "latex":
         from .tables import latex_cell

@@ -224,11 +224,13 @@ def markdown_cell(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
+_LATEX = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{",
+          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
 def latex_cell(text: str) -> str:
-    out = str(text)
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"), ("$", r"\$")):
-        out = out.replace(a, b)
-    return out
+    """`text` as LaTeX prints it: every special character escaped (a reference table's cells may hold any)."""
+    return "".join(_LATEX.get(ch, ch) for ch in str(text))
 
 
 def build_report(network, costs, by: str, include_aux: bool, dtype: str, batch: int) -> dict:

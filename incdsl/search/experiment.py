@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 SETTINGS_FILE = "experiment.json"
 
@@ -52,8 +52,50 @@ def save_settings(settings: Settings) -> None:
 
 
 def load_settings(out: str) -> Settings:
-    with open(os.path.join(out, SETTINGS_FILE), encoding="utf-8") as f:
-        return Settings(**json.load(f))
+    """The settings an experiment folder holds.
+
+    Raises:
+        IncdslError: experiment.json cannot be read, is not JSON, or a field is missing, unknown,
+            or of the wrong type or range (the file was damaged or not written by `incdsl search`).
+    """
+    from ..diagnostics import error
+    from ..io import ReadError, os_reason, read_text
+    path = os.path.join(out, SETTINGS_FILE)
+    try:
+        values = json.loads(read_text(path))
+    except (OSError, ReadError, ValueError) as exc:
+        reason = os_reason(exc) if isinstance(exc, OSError) else getattr(exc, "reason", None) or str(exc)
+        raise error(f"cannot read {path}: {reason}", hint="it was not written by `incdsl search`, or was damaged") from None
+    problem = settings_problem(values)
+    if problem:
+        raise error(f"{path} is damaged: {problem}", hint="it was not written by `incdsl search`; start a new experiment")
+    return Settings(**values)
+
+
+_KINDS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "list": (list,)}
+_COUNTS = ("trials", "budget_epochs", "population", "synthetic_size")  # each at least 1
+
+
+def settings_problem(values) -> str | None:
+    """What is wrong with `values` as the fields of `Settings` (a JSON document), or None."""
+    if not isinstance(values, dict):
+        return "it is not a JSON object"
+    known = {f.name: f for f in fields(Settings)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        return f"unknown field `{unknown[0]}`"
+    for name, f in known.items():
+        if name not in values:
+            if f.default is MISSING and f.default_factory is MISSING:
+                return f"no `{name}`"
+            continue
+        value, kinds = values[name], f.type.split(" | ")
+        if not (value is None and "None" in kinds or any(
+                isinstance(value, _KINDS[k]) and (k == "bool" or not isinstance(value, bool)) for k in kinds if k != "None")):
+            return f"`{name}` is not a {f.type}"
+    if any(values.get(name, 1) < 1 for name in _COUNTS) or not 0 <= values.get("seed", 0) < 2**32:
+        return "a count or the seed is out of range"
+    return None
 
 
 def start_ray(address: str | None, cpus: int | None = None) -> None:

@@ -53,6 +53,9 @@ class Draw:
     first_invalid: IncdslError | None = None
     fewest_params: Candidate | None = None  # the cheapest valid points seen, for error messages
     fewest_macs: Candidate | None = None
+    alike: int = 0  # points that failed as the first did
+    alike_options: dict = field(default_factory=dict)  # choice -> the options those points took
+    same_failure: bool = False  # stopped: the first points all failed at the same place, whatever the choices
 
     def see(self, cand: Candidate) -> None:
         if self.fewest_params is None or cand.cost.params < self.fewest_params.cost.params:
@@ -68,6 +71,11 @@ def _try(space, indices, budget: Budget, draw: Draw) -> Candidate | None:
     except IncdslError as exc:
         draw.invalid += 1
         draw.first_invalid = draw.first_invalid or exc
+        if _same(exc, draw.first_invalid):
+            draw.alike += 1
+            for k, i in enumerate(indices):
+                draw.alike_options.setdefault(k, set()).add(i)
+        draw.same_failure = _fails_whatever_the_choices(space, draw)
         return None
     cand = Candidate(tuple(indices), cost)
     draw.see(cand)
@@ -75,6 +83,14 @@ def _try(space, indices, budget: Budget, draw: Draw) -> Candidate | None:
         draw.over_budget += 1
         return None
     return cand
+
+
+def _fails_whatever_the_choices(space, draw: Draw) -> bool:
+    """Whether every point tried failed at the same place, at least `SAME_FAILURES` of them, with
+    every choice taking two options among them: an error no choice reaches (as `check_space`
+    stops), so more points, each up to the layer limit, would say nothing new."""
+    return (draw.tried == draw.alike >= SAME_FAILURES
+            and all(len(draw.alike_options[k]) >= min(2, len(c.options)) for k, c in enumerate(space.choices)))
 
 
 def draw_random(space, n: int, rng: random.Random, budget: Budget = Budget(), max_tries: int | None = None) -> Draw:
@@ -88,7 +104,7 @@ def draw_random(space, n: int, rng: random.Random, budget: Budget = Budget(), ma
     total = space.size
     seen: set[tuple[int, ...]] = set()
     draw = Draw()
-    while len(draw.samples) < n and draw.tried < limit and len(seen) < total:
+    while len(draw.samples) < n and draw.tried < limit and len(seen) < total and not draw.same_failure:
         indices = tuple(rng.randrange(k) for k in sizes)
         if indices in seen:
             draw.repeats += 1
@@ -114,7 +130,7 @@ def draw_grid(space, n: int | None, budget: Budget = Budget(), limit: int = GRID
         raise ValueError(f"the space has {space.size:,} points; grid enumerates at most {limit:,}")
     draw = Draw()
     for indices in itertools.product(*(range(len(c.options)) for c in space.choices)):
-        if n is not None and len(draw.samples) >= n:
+        if n is not None and len(draw.samples) >= n or draw.same_failure:
             break
         cand = _try(space, indices, budget, draw)
         if cand is not None:

@@ -10,3 +10,5 @@ Modules: `recipes` (hyper-parameters as data), `data` (data sets and loaders), `
 Importing this package imports nothing heavy; `recipes` stays free of torch so the command
 line can describe the recipes without it.
 """
+
+MAX_SYNTHETIC = 10_000_000  # images of `--data synthetic`: the option's bound, and a checkpoint's

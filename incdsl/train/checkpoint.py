@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..diagnostics import IncdslError, error
+from . import MAX_SYNTHETIC
 
 FORMAT = 1
 LAST = "last.pt"
@@ -134,13 +135,43 @@ def _spec_ok(spec) -> bool:
     return (isinstance(spec, dict) and isinstance(spec.get("name"), str) and isinstance(spec.get("file"), str)
             and isinstance(spec.get("sources"), dict) and spec.get("file") in spec["sources"]
             and all(isinstance(k, str) and isinstance(v, str) for k, v in spec["sources"].items())
-            and isinstance(spec.get("params"), dict) and isinstance(spec.get("input"), list)
+            and isinstance(spec.get("params"), dict) and all(isinstance(k, str) for k in spec["params"])
+            and isinstance(spec.get("input"), list)
             and len(spec["input"]) == 3 and all(_is_int(d) and d >= 1 for d in spec["input"]))
 
 
 def _scheduler_ok(s) -> bool:
     return (isinstance(s, dict) and _is_int(s.get("step")) and s["step"] >= 0
             and _is_int(s.get("steps_per_epoch")) and s["steps_per_epoch"] >= 1)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _record_ok(r) -> bool:
+    """An epoch record as the loop writes it: the summary reads its epoch, accuracy and time."""
+    return (isinstance(r, dict) and _is_int(r.get("epoch")) and _is_number(r.get("val_top1"))
+            and (r.get("val_top5") is None or _is_number(r["val_top5"]))
+            and (r.get("seconds") is None or _is_number(r["seconds"])))
+
+
+# setting -> check of its value; a resumed run takes them as if given on the command line
+SETTINGS = {
+    "data": lambda v: v is None or isinstance(v, str),
+    "synthetic_size": lambda v: v is None or (_is_int(v) and 1 <= v <= MAX_SYNTHETIC),
+    "amp": lambda v: v in (None, "bf16", "fp16"),
+    "channels_last": lambda v: v is None or isinstance(v, bool),
+    "deterministic": lambda v: isinstance(v, bool),
+    "compile": lambda v: isinstance(v, bool),
+    "optimize": lambda v: v in (None, "none", "train", "infer"),
+    "skip_bad_images": lambda v: isinstance(v, bool),
+    "weights": lambda v: v is None or isinstance(v, str),
+}
+
+
+def _settings_ok(v) -> bool:
+    return isinstance(v, dict) and all(ok(v[name]) for name, ok in SETTINGS.items() if name in v)
 
 
 # field -> (check, what it should be); checked in this order
@@ -158,12 +189,12 @@ FIELDS = {
     "recipe": (lambda v: isinstance(v, dict), "the recipe's values"),
     "num_classes": (lambda v: _is_int(v) and v >= 0, "a class count"),
     "seed": (lambda v: _is_int(v) and 0 <= v < 2**32, "a seed in [0, 2**32)"),
-    "history": (lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v), "a list of epoch records"),
+    "history": (lambda v: isinstance(v, list) and all(_record_ok(r) for r in v), "a list of epoch records"),
 }
 OPTIONAL = {
     "weights_sha256": (lambda v: isinstance(v, str), "a hex digest"),
     "ema_weights_sha256": (lambda v: v is None or isinstance(v, str), "a hex digest or None"),
-    "settings": (lambda v: isinstance(v, dict), "the run's settings"),
+    "settings": (_settings_ok, "the run's settings"),
 }
 
 

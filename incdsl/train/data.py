@@ -91,6 +91,19 @@ class ShiftedImages(Dataset):
         return image, self.labels[i]
 
 
+DIGITS_IMAGES = 1797  # scikit-learn's digits
+
+
+def held_bytes(source: str, shape: tuple) -> int:
+    """Bytes the data set `source` holds in memory at the network's input size: the digits are
+    upscaled once, all of them (the images, then the train and val copies); folders and synthetic
+    images are made one at a time."""
+    if source != "digits":
+        return 0
+    c, h, w = shape
+    return 2 * DIGITS_IMAGES * c * h * w * 4
+
+
 def _digits(shape: tuple, seed: int) -> Data:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split

@@ -55,11 +55,21 @@ def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
     raise error(f"unknown device `{name}`", hint="use --device cuda or --device cpu")
 
 
+def _env_int(name: str, default: int) -> int:
+    """A whole number >= 0 from the environment torchrun sets (an IncdslError otherwise)."""
+    text = os.environ.get(name, str(default)).strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 9):
+        raise error(f"the environment variable {name}={text!r} is not a process count or index",
+                    hint="start several processes with torchrun, which sets it; unset it otherwise")
+    return int(text)
+
+
 def setup(device: str | None) -> Context:
     """Join torchrun's process group if there is one; pick this process's device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world, rank, local_rank = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    if world < 1 or rank >= world:
+        raise error(f"WORLD_SIZE={world} and RANK={rank} name no process of a group",
+                    hint="start several processes with torchrun, which sets them; unset them otherwise")
     dev = resolve_device(device, local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from ..diagnostics import error
-from .data import UnreadableImages, make_loaders, open_data, split_batch
+from ..torch.memory import check_size, eval_bytes, is_out_of_memory, out_of_memory_error
+from .data import UnreadableImages, held_bytes, make_loaders, open_data, split_batch
 from .epoch import has_top5
 
 
@@ -76,7 +77,8 @@ def confusion_matrix(model, loader, classes: int, device, *, skip_bad_images: bo
 
 def evaluate_checkpoint(network, state: dict, source: str, *, num_classes: int | None = None, batch_size: int = 64,
                         device: str = "cpu", workers: int | None = None, raw: bool = False,
-                        skip_bad_images: bool = False, column: int | None = None) -> Evaluation:
+                        skip_bad_images: bool = False, column: int | None = None,
+                        max_bytes: int | None = None) -> Evaluation:
     """Evaluate checkpoint `state` (from `checkpoint.load`) of `network` on `source`'s validation split;
     with `column`, that column alone in every `mean(global_path = ...)` join (`IncdslNet.keep_column`).
 
@@ -84,6 +86,10 @@ def evaluate_checkpoint(network, state: dict, source: str, *, num_classes: int |
     for a column the network does not have.
     """
     settings = state.get("settings") or {}
+    if device == "cpu":  # refused before anything is allocated; CUDA says so itself when it runs out
+        check_size(network, eval_bytes(network, batch_size, num_classes) + held_bytes(source, network.input_shape),
+                   max_bytes, what="evaluating",
+                   override="--max-memory {gib}G, or pass a smaller --batch-size")
     model, which = build_model(network, state, num_classes=num_classes, raw=raw)
     if column is not None:
         try:
@@ -104,6 +110,10 @@ def evaluate_checkpoint(network, state: dict, source: str, *, num_classes: int |
         path, reason = exc.bad[0]
         raise error(f"cannot read image {path}: {reason}",
                     hint="replace or delete the file, or pass --skip-bad-images to skip unreadable files") from None
+    except (RuntimeError, MemoryError) as exc:
+        if is_out_of_memory(exc):
+            raise out_of_memory_error(exc, f"evaluating `{network.name}`", batch_size) from None
+        raise
     n = int(confusion.sum())
     top1 = int(confusion.diagonal().sum())
     return Evaluation(network.name, which, int(state["epoch"]), data.description, n, list(data.classes),

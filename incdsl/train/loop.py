@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from ..diagnostics import error
+from ..torch.memory import check_size, format_bytes, is_out_of_memory, out_of_memory_error, train_bytes
 from . import checkpoint as ckpt
 from . import distributed
-from .data import UnreadableImages, make_loaders, open_data, reseed
+from .data import UnreadableImages, held_bytes, make_loaders, open_data, reseed
 from .epoch import NonFiniteLoss, Run, evaluate, sync_buffers, train_epoch
 from .optim import WeightAverage, build_optimizer
 from .progress import format_rate
@@ -58,6 +59,7 @@ class TrainConfig:
     log_every: int = 10                 # steps between loss checks (the progress line moves every step)
     weights: str | None = None          # start from these weights: FILE, timm:NAME or torchvision:NAME
     skip_bad_images: bool = False       # drop image files that do not decode (counted) instead of stopping
+    max_memory: int | None = None       # refuse CPU training estimated above this many bytes; None: half the machine's
 
     def settings(self) -> dict:
         """What a checkpoint keeps so `--resume DIR` alone continues the run the same way."""
@@ -109,6 +111,8 @@ def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
     seed = config.seed if config.seed is not None else (resumed["seed"] if resumed else 0)
     _set_determinism(config.deterministic, ctx)
     _seed_all(seed)
+    if ctx.device.type == "cpu":  # CUDA says so itself when it runs out (caught below); the CPU may be killed instead
+        _check_train_memory(network, config, recipe)
 
     data = open_data(config.data, network.input_shape, num_classes=_output_classes(network, config),
                      seed=seed, synthetic_size=config.synthetic_size, workers=config.workers)
@@ -150,7 +154,9 @@ def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
             raise _diverged(config, exc, run) from None
         except UnreadableImages as exc:
             raise _unreadable(exc) from None
-        except RuntimeError as exc:
+        except (RuntimeError, MemoryError) as exc:
+            if is_out_of_memory(exc):
+                raise out_of_memory_error(exc, f"training `{network.name}`", recipe.batch_size) from None
             if config.deterministic and "deterministic" in str(exc):
                 raise _no_deterministic_kernel(exc) from None
             if config.compile and type(exc).__module__.startswith("torch._dynamo"):
@@ -162,6 +168,10 @@ def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
             metrics = evaluate(run, val_loader)
         except UnreadableImages as exc:
             raise _unreadable(exc) from None
+        except (RuntimeError, MemoryError) as exc:
+            if is_out_of_memory(exc):
+                raise out_of_memory_error(exc, f"evaluating `{network.name}`", recipe.batch_size) from None
+            raise
         record = {"epoch": epoch + 1, "train_loss": loss, "val_loss": metrics["loss"], "val_top1": metrics["top1"],
                   "val_top5": metrics["top5"], "lr": run.optimizer.param_groups[0]["lr"],
                   "images_per_s": images / max(train_seconds, 1e-9), "seconds": time.perf_counter() - t0}
@@ -225,6 +235,19 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _check_train_memory(network, config: TrainConfig, recipe: Recipe) -> None:
+    """Refuse, before anything is allocated, a run whose memory estimate is over the limit."""
+    held = held_bytes(config.data, network.input_shape)
+    needed = train_bytes(network, recipe.batch_size, config.num_classes) + held
+    shape = "x".join(str(d) for d in network.input_shape)
+    notes = [f"in batches of {recipe.batch_size:,} images of {shape}, every layer's output is kept "
+             "for the backward pass"]
+    if held:
+        notes.append(f"the data set holds {format_bytes(held)} at that size")
+    check_size(network, needed, config.max_memory, what="training",
+               override="--max-memory {gib}G, or pass a smaller --batch-size", notes=notes)
+
+
 def _output_classes(network, config: TrainConfig) -> int | None:
     if config.num_classes:
         return config.num_classes
@@ -264,11 +287,24 @@ def _build(network, config: TrainConfig, ctx, recipe: Recipe, seed: int, data) -
                scaler, autocast, memory_format, 0, seed)
 
 
+def _check_optimizer_state(optimizer) -> None:
+    """Raise ValueError where a loaded per-parameter buffer (momentum, moments) does not have its
+    parameter's shape: `load_state_dict` checks only the number of parameters, and the first
+    step would fail with an error from deep inside torch."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != param.shape:
+                    raise ValueError(f"optimiser state `{key}` has shape {tuple(value.shape)}, "
+                                     f"its parameter {tuple(param.shape)}")
+
+
 def _restore(run: Run, state: dict, network, log) -> int:
     """Load a checkpoint (already validated by `ckpt.load`) into the run; returns the epoch to start from."""
     try:
         run.model.load_state_dict(state["model"])
         run.optimizer.load_state_dict(state["optimizer"])
+        _check_optimizer_state(run.optimizer)
         if run.ema is not None:
             if state["ema"] is None:
                 run.ema = WeightAverage(run.model, run.recipe.ema_decay)

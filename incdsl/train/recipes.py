@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from ..lang.values import FLOAT32_MAX
+
 OPTIMIZERS = ("sgd", "rmsprop_tf", "adamw")
 MAX_EPOCHS = 1_000_000   # bounds that keep counts in machine integers (schedules, samplers)
 MAX_BATCH = 1 << 20
@@ -118,6 +120,8 @@ def validate(recipe: Recipe) -> None:
         value = getattr(recipe, f.name)
         if f.type == "float" and not math.isfinite(value):
             raise ValueError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
+        if f.type == "float" and abs(value) > FLOAT32_MAX:  # the optimiser multiplies float32 tensors by it
+            raise ValueError(f"--{f.name.replace('_', '-')} must be at most {FLOAT32_MAX:.3g}, got {value:g}")
     checks = [
         (recipe.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
         (recipe.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
@@ -129,7 +133,7 @@ def validate(recipe: Recipe) -> None:
         (recipe.clip_grad >= 0, "--clip-grad must be >= 0"),
         (recipe.weight_decay >= 0, "--weight-decay must be >= 0"),
         (recipe.decay_every > 0, "--decay-every must be positive"),
-        (recipe.decay_rate > 0, "--decay-rate must be positive"),
+        (0 < recipe.decay_rate <= 1, "--decay-rate must be in (0, 1]"),  # above 1, the rate grows past any float
         (recipe.warmup_epochs >= 0, "--warmup-epochs must be >= 0"),
         (recipe.eps > 0, "--eps must be positive"),
         (0 <= recipe.momentum < 1, "--momentum must be in [0, 1)"),
