@@ -1,8 +1,9 @@
 """The `incdsl` command line. Only this layer touches files and prints.
 
 Exit codes: 0 success, 1 spec error or an output that cannot be written, 2 bad usage, 3 over
-budget (`cost --max-*`), 69 Graphviz's `dot` missing (`draw` to a format other than DOT),
-70 internal error (a bug).
+budget (`cost --max-*`), 69 something to install first (sysexits' EX_UNAVAILABLE: Graphviz's
+`dot` for `draw` to a format other than DOT, an extra such as PyTorch for `train`, `eval`,
+`compile --onnx`, Ray Tune for `search`), 70 internal error (a bug).
 """
 from __future__ import annotations
 
@@ -18,11 +19,19 @@ from .commands import COMMANDS
 from .diagnostics import IncdslError, did_you_mean, render, terminal_safe
 from .io import OutputError
 
-EXIT_SPEC, EXIT_USAGE = 1, 2
+EXIT_SPEC, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 69
 
 
 class UsageError(Exception):
     """Bad command-line usage found after argparse (exit 2)."""
+
+
+class MissingExtra(Exception):
+    """A command needs a package (an optional extra) that is not installed (exit 69)."""
+
+    def __init__(self, message: str, install: str):
+        super().__init__(message)
+        self.install = install
 
 
 class ParagraphHelpFormatter(argparse.HelpFormatter):
@@ -149,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     except OutputError as exc:  # a path that cannot or must not be written: one line
         print(f"incdsl: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return EXIT_SPEC
+    except MissingExtra as exc:
+        print(f"incdsl: error: {terminal_safe(str(exc))}\n  install with: {exc.install}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except UsageError as exc:
         command.print_usage(sys.stderr)
         print(f"incdsl: error: {terminal_safe(str(exc))}", file=sys.stderr)  # it may quote a file name

@@ -76,9 +76,10 @@ def test_help_keeps_the_recipes_table(capsys, monkeypatch):
 def test_without_pytorch_the_command_says_which_and_how_to_install(command, argv, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails, as where it is not installed
     argv = [str(tmp_path / a) if a == "OUT" else a for a in argv]
-    assert main(argv) == 1
+    assert main(argv) == 69  # sysexits' EX_UNAVAILABLE, as `draw` without Graphviz
     err = capsys.readouterr().err
-    assert f"`incdsl {command}` needs PyTorch and torchvision" in err and "incdsl[train]" in err
+    assert err.startswith(f"incdsl: error: `incdsl {command}` needs PyTorch and torchvision")
+    assert "install with: pip install 'incdsl[train]'" in err
     assert "Traceback" not in err
 
 
@@ -135,3 +136,22 @@ def test_compile_refuses_onnx_options_without_onnx(option, tmp_path, capsys):
     assert main(["compile", MINI, "-o", str(out), *option]) == 2
     assert f"{option[0]} is only used with --onnx" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_onnx_without_its_packages_exits_69_naming_them(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torch")
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as where it is not installed
+    out = tmp_path / "net.onnx"
+    assert main(["compile", MINI, "--onnx", str(out)]) == 69
+    err = capsys.readouterr().err
+    assert err.startswith("incdsl: error: ONNX export needs onnxscript") and "install with: pip install onnxscript" in err
+    assert not out.exists()
+
+
+def test_digits_without_scikit_learn_exits_69(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    assert main(["train", MINI, "--data", "digits", "--out", str(tmp_path / "run")]) == 69
+    assert "--data digits needs scikit-learn" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -87,7 +87,7 @@ def run(args) -> int:
 
 def _onnx_bytes(net, args) -> bytes:
     from ..torch.memory import check_onnx_size, check_size, export_bytes
-    from ..cli import UsageError
+    from ..cli import MissingExtra
     # from the cost pass, before torch is imported or anything allocated
     check_onnx_size(net)
     check_size(net, export_bytes(net), args.max_memory, what="exporting", override="--max-memory {gib}G")
@@ -95,14 +95,14 @@ def _onnx_bytes(net, args) -> bytes:
         from ..torch.onnx import MissingDependency, export_onnx
         from ..torch.build import to_torch
     except ImportError as exc:
-        raise UsageError(f"--onnx needs torch ({exc}): pip install torch onnx onnxscript") from None
+        raise MissingExtra(f"--onnx needs PyTorch ({exc})", "pip install torch onnx onnxscript") from None
     model = to_torch(net, seed=args.seed or 0, max_bytes=args.max_memory, optimize=args.optimize)
     if args.weights:
         _load_weights_file(model, net, args.weights)
     try:
         return export_onnx(model, net.input_shape)
     except MissingDependency as exc:
-        raise UsageError(str(exc)) from None
+        raise MissingExtra(str(exc), exc.install) from None
 
 
 def _load_weights_file(model, net, path: str) -> None:

@@ -7,7 +7,7 @@ import importlib.util
 import os
 import sys
 
-EXIT_USAGE, EXIT_BUDGET = 2, 3
+EXIT_BUDGET = 3
 EXTRA_MODULES = ("ray", "optuna", "matplotlib")
 
 DESCRIPTION = """\
@@ -98,9 +98,9 @@ def missing_extra() -> str | None:
 def run(args) -> int:
     missing = missing_extra()
     if missing is not None:
-        print(f"incdsl: error: `incdsl search` needs Ray Tune, Optuna and matplotlib; missing: {missing}\n"
-              "  install them with: pip install 'incdsl[search]'", file=sys.stderr)
-        return EXIT_USAGE
+        from ..cli import MissingExtra
+        raise MissingExtra(f"`incdsl search` needs Ray Tune, Optuna and matplotlib; missing: {missing}",
+                           "pip install 'incdsl[search]'")
     from ..search.experiment import load_settings, run_experiment, save_settings, start_ray
 
     if args.resume is not None:

@@ -198,18 +198,18 @@ def resume_network(args, state: dict):
 
 def check_dependencies(data: str, command: str = "train") -> None:
     """PyTorch and torchvision importable (and scikit-learn for `--data digits`), or a clean error."""
-    from ..diagnostics import error
+    from ..cli import MissingExtra
     try:
         import torch  # noqa: F401  (only to word the error when it is missing)
         import torchvision  # noqa: F401
     except ImportError as exc:
-        raise error(f"`incdsl {command}` needs PyTorch and torchvision: {exc}",
-                    hint="pip install 'incdsl[train]'") from None
+        raise MissingExtra(f"`incdsl {command}` needs PyTorch and torchvision: {exc}",
+                           "pip install 'incdsl[train]'") from None
     if data == "digits":
         try:
             import sklearn  # noqa: F401
         except ImportError:
-            raise error("--data digits needs scikit-learn", hint="pip install scikit-learn") from None
+            raise MissingExtra("--data digits needs scikit-learn", "pip install scikit-learn") from None
 
 
 def _resume_target(args) -> str:

@@ -8,7 +8,11 @@ import torch
 
 
 class MissingDependency(RuntimeError):
-    """An optional package that the export needs is not installed."""
+    """An optional package that the export needs is not installed; `install` says how."""
+
+    def __init__(self, message: str, install: str):
+        super().__init__(message)
+        self.install = install
 
 
 def check_onnx() -> None:
@@ -20,7 +24,7 @@ def check_onnx() -> None:
         except ImportError:
             missing.append(name)
     if missing:
-        raise MissingDependency(f"ONNX export needs {' and '.join(missing)}: pip install {' '.join(missing)}")
+        raise MissingDependency(f"ONNX export needs {' and '.join(missing)}", f"pip install {' '.join(missing)}")
 
 
 def export_onnx(model: torch.nn.Module, input_shape: tuple, opset: int | None = None) -> bytes:
