@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import re
 import sys
 import textwrap
 
@@ -108,13 +109,26 @@ def load_spec(args):
     return net
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose complaint about a value outside an option's choices names the
+    closest ones, as for a misspelt option or command."""
+
+    def error(self, message):
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if m:
+            hint = did_you_mean(m.group(1), [c.strip().strip("'") for c in m.group(2).split(",")])
+            if hint:
+                message = f"{message}; {hint}"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="incdsl", description="Check, cost, draw, compile, train, evaluate and search convolutional networks "
                                    "written as incdsl specs (the Inception family and a zoo).")
     parser.add_argument("--version", action="version", version=f"incdsl {__version__}")
     parser.add_argument("--debug", action="store_true", help="check the IR's invariants; show Python tracebacks of internal errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"incdsl.commands.{name}").register(sub)

@@ -155,3 +155,18 @@ def test_digits_without_scikit_learn_exits_69(tmp_path, monkeypatch, capsys):
     assert main(["train", MINI, "--data", "digits", "--out", str(tmp_path / "run")]) == 69
     assert "--data digits needs scikit-learn" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("argv, suggestion", [
+    (["cost", V4, "--by", "blok"], "did you mean `block`?"),
+    (["draw", V4, "--level", "netwrk"], "did you mean `network`?"),
+    (["compile", MINI, "--optimize", "inferr"], "did you mean `infer`?"),
+])
+def test_a_misspelt_choice_names_the_close_ones(argv, suggestion, capsys):
+    err = usage_error(argv, capsys)
+    assert f"invalid choice: '{argv[3]}'" in err and err.rstrip().endswith(suggestion)
+
+
+def test_a_choice_like_nothing_gets_no_guess(capsys):
+    err = usage_error(["cost", V4, "--by", "zzz"], capsys)
+    assert "invalid choice: 'zzz'" in err and "did you mean" not in err
