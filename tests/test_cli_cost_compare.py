@@ -98,4 +98,4 @@ def test_convention_all_lists_every_counter(capsys):
 
 def test_unknown_convention_is_a_usage_error(specs, capsys):
     code, _, err = run(capsys, "cost", specs[0], "--convention", "fvcre")
-    assert code == 2 and "did you mean 'fvcore'" in err and "Traceback" not in err
+    assert code == 2 and "did you mean `fvcore`" in err and "Traceback" not in err

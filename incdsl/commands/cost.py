@@ -55,11 +55,10 @@ def run(args) -> int:
     if args.convention is not None and args.convention != "all":
         from ..report.conventions import CONVENTIONS
         if args.convention not in CONVENTIONS:
-            import difflib
-            close = difflib.get_close_matches(args.convention, CONVENTIONS, n=1)
-            raise UsageError(f"--convention: unknown counter {args.convention!r}; "
-                             + (f"did you mean {close[0]!r}? " if close else "")
-                             + "known: " + ", ".join(CONVENTIONS) + ", all")
+            from ..diagnostics import did_you_mean
+            hint = did_you_mean(args.convention, [*CONVENTIONS, "all"])
+            raise UsageError(f"--convention: unknown counter `{args.convention}`; "
+                             + (f"{hint} " if hint else "") + "known: " + ", ".join(CONVENTIONS) + ", all")
     if args.other is not None:
         return run_diff(args)
     reference = None
