@@ -282,6 +282,19 @@ def _check_folder(root: str) -> list:
     return train
 
 
+def _check_links(class_dir: str) -> None:
+    """Raise IncdslError where symbolic links reach a directory of a class folder twice:
+    torchvision's walk follows links, so a loop never ends, and links that fork at every level
+    make it exponential."""
+    seen = {}
+    for folder, _, _ in os.walk(class_dir, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            raise error(f"{folder} is {seen[real]} again, through symbolic links",
+                        hint="remove the link that loops back or repeats a folder")
+        seen[real] = folder
+
+
 def _image_folder(root: str, shape: tuple, workers: int | None) -> Data:
     from torchvision import datasets, transforms
 
@@ -300,6 +313,8 @@ def _image_folder(root: str, shape: tuple, workers: int | None) -> Data:
     splits = {}
     for split, tf in (("train", train_tf), ("val", val_tf)):
         path = os.path.join(root, split)
+        for name in classes:
+            _check_links(os.path.join(path, name))
         try:
             splits[split] = ImageFiles(datasets.ImageFolder(path, transform=tf, loader=loader,
                                                             is_valid_file=_is_image))
