@@ -387,6 +387,51 @@ def test_a_bad_torchrun_environment_is_a_one_line_error(torch_train, tmp_path, c
     assert code == 1 and message in err and "internal error" not in err
 
 
+@pytest.fixture
+def no_hang():
+    """Fail, rather than block the test run, where a read blocks (SIGALRM interrupts it)."""
+    import signal
+
+    def hung(*args):
+        raise TimeoutError("blocked")
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_in_a_data_folder_is_an_unreadable_image(torch_train, tmp_path, capsys, no_hang):
+    # the loader opened it and waited for a writer forever
+    from PIL import Image
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            folder = tmp_path / "data" / split / name
+            folder.mkdir(parents=True)
+            for i in range(2):
+                Image.new("L", (16, 16), 40 * i).save(folder / f"{i}.png")
+    os.mkfifo(tmp_path / "data" / "train" / "a" / "0fifo.png")  # first in its folder: the depth note reads it too
+    code, _, err = run(capsys, "train", TINY, "--data", tmp_path / "data", "--classes", 2, "--workers", 0,
+                       "--out", tmp_path / "run", *QUICK)
+    assert code == 1 and "0fifo.png: OSError: not a regular file (a FIFO" in err
+
+
+def test_a_symbolic_link_loop_in_a_data_folder_is_named(torch_train, tmp_path, capsys, no_hang):
+    # two links to `.` in a class folder: torchvision's walk (it follows links) never ended
+    from PIL import Image
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            folder = tmp_path / "data" / split / name
+            folder.mkdir(parents=True)
+            Image.new("L", (16, 16)).save(folder / "0.png")
+    for link in ("l1", "l2"):
+        os.symlink(".", tmp_path / "data" / "train" / "a" / link)
+    code, _, err = run(capsys, "train", TINY, "--data", tmp_path / "data", "--classes", 2, "--workers", 0,
+                       "--out", tmp_path / "run", *QUICK)
+    assert code == 1 and "again, through symbolic links" in err
+
+
 def test_train_prints_data_names_escaped(torch_train, tmp_path, capsys):
     from PIL import Image
     for split in ("train", "val"):

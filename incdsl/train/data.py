@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import random
+import stat
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -198,9 +199,26 @@ class Unreadable:
         self.path, self.reason = path, reason
 
 
+def _open_regular(path: str):
+    """`path` opened for reading, if it is a regular file (after links): a FIFO in a data folder
+    would block the loader forever, a link to /dev/zero would never end.
+
+    Raises:
+        OSError: it cannot be opened, or is not a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens without a writer
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file (a FIFO, a device or a socket)")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _load_image(path: str, mode: str):
     from PIL import Image
-    with open(path, "rb") as f:
+    with _open_regular(path) as f:
         return Image.open(f).convert(mode)  # convert() decodes the whole file: truncation shows here
 
 
@@ -287,6 +305,19 @@ def _check_folder(root: str) -> list:
     return train
 
 
+def _check_links(class_dir: str) -> None:
+    """Raise IncdslError where symbolic links reach a directory of a class folder twice:
+    torchvision's walk follows links, so a loop never ends, and links that fork at every level
+    make it exponential."""
+    seen = {}
+    for folder, _, _ in os.walk(class_dir, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            raise error(f"{folder} is {seen[real]} again, through symbolic links",
+                        hint="remove the link that loops back or repeats a folder")
+        seen[real] = folder
+
+
 def _image_folder(root: str, shape: tuple, workers: int | None) -> Data:
     from torchvision import datasets, transforms
 
@@ -305,6 +336,8 @@ def _image_folder(root: str, shape: tuple, workers: int | None) -> Data:
     splits = {}
     for split, tf in (("train", train_tf), ("val", val_tf)):
         path = os.path.join(root, split)
+        for name in classes:
+            _check_links(os.path.join(path, name))
         try:
             splits[split] = ImageFiles(datasets.ImageFolder(path, transform=tf, loader=loader,
                                                             is_valid_file=_is_image))
@@ -330,7 +363,7 @@ def _depth_note(paths: list, channels: int) -> str | None:
     from PIL import Image
     for path in paths:
         try:
-            with Image.open(path) as image:  # reads the header only
+            with _open_regular(path) as f, Image.open(f) as image:  # reads the header only
                 mode = image.mode
             break
         except Exception:  # noqa: BLE001  (PIL's exceptions are not one kind)
