@@ -445,3 +445,16 @@ def test_train_prints_data_names_escaped(torch_train, tmp_path, capsys):
                          "--out", tmp_path / "run", *QUICK)
     assert code == 0, err
     assert "\x1b" not in out and "\\x1b[31mred" in out
+
+
+# an auxiliary loss's weight ------------------------------------------------------------------
+
+@pytest.mark.parametrize("weight, ok", [("-0.3", False), ("-1e-9", False), ("1e39", False), ("0", True), ("0.3", True)])
+def test_an_aux_weight_is_a_loss_weight(load_error, weight, ok):
+    text = HEAD + (f"    conv 3x3 4 as tap\n    aux side(weight = {weight}) from tap:\n"
+                   "        gap -> flatten -> linear 10\n    gap -> flatten -> linear 10\n")
+    if ok:
+        assert incdsl.load(text).graph.graph["aux"][0]["weight"] == float(weight)
+        return
+    (diag,) = load_error(text).diagnostics
+    assert "`aux` weight" in diag.message and diag.span.line == 4

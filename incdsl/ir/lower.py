@@ -19,7 +19,7 @@ from ..ops.residual import RESIDUAL, residual_parts
 from ..ops.slicing import centred
 from ..ops.table import ALIASES, GROUPS, LAYER_OPS, OPS
 from ..passes.shapes import ShapeError, infer_node
-from ..lang.values import EvalError, checked, evaluate, show, t_float, t_nonneg, t_shape
+from ..lang.values import EvalError, checked, evaluate, show, t_loss_weight, t_nonneg, t_shape
 from .control import ControlFlow
 from .estimate import SizeEstimate
 from .tensors import NamedTensors
@@ -32,7 +32,7 @@ from .sink import GraphSink, node_data  # noqa: F401  (`GraphSink`, `node_data`:
 # Statements that take arguments but make no node of their own kind.
 STATEMENTS: dict[str, Signature] = {
     "residual": RESIDUAL,
-    "aux": Signature({"weight": t_float}, {"weight": 1.0}, (("weight", p_num),), False, "a loss weight"),
+    "aux": Signature({"weight": t_loss_weight}, {"weight": 1.0}, (("weight", p_num),), False, "a loss weight"),
 }
 
 

@@ -309,6 +309,15 @@ def t_weight(v):
     return v
 
 
+def t_loss_weight(v):
+    """An auxiliary loss's weight: 0 (the head is computed but not trained) or more; a negative
+    one would train the trunk to make the head's predictions worse."""
+    v = t_weight(v)
+    if v < 0:
+        raise TypeError(f"expected a loss weight of 0 or more, found `{show(v)}`")
+    return v
+
+
 def t_posfloat(v):
     v = t_float(v)
     if v <= 0:
