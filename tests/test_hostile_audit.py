@@ -458,3 +458,11 @@ def test_an_aux_weight_is_a_loss_weight(load_error, weight, ok):
         return
     (diag,) = load_error(text).diagnostics
     assert "`aux` weight" in diag.message and diag.span.line == 4
+
+
+def test_a_failed_trials_error_prints_escaped(capsys):
+    from incdsl.commands import search
+    trials = [{"status": "error", "trial": "t0", "error": "cannot read /tmp/\x1b[2Jx\nnext"}]
+    assert search._finished({"trials": trials}, "out") == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and err.count("\n") == 1 and "every trial failed; t0: cannot read" in err

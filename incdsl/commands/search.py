@@ -110,7 +110,8 @@ def run(args) -> int:
     try:
         settings = _fresh(args)
     except OverBudget as exc:
-        print(f"incdsl: error: {exc}", file=sys.stderr)
+        from ..diagnostics import terminal_safe
+        print(f"incdsl: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return EXIT_BUDGET
     start_ray(settings.address)  # an unreachable cluster leaves no experiment folder behind
     os.makedirs(settings.out, exist_ok=True)
@@ -126,7 +127,9 @@ def _finished(document: dict, out: str) -> int:
         print(f"incdsl: interrupted; continue with: incdsl search --resume {out}", file=sys.stderr)
         return 130
     if trials and all(t["status"] == "error" for t in trials):
-        print(f"incdsl: error: every trial failed; {trials[0]['trial']}: {trials[0]['error']}", file=sys.stderr)
+        from ..diagnostics import terminal_safe  # a trial's error may quote a file name or a spec's text
+        print(terminal_safe(f"incdsl: error: every trial failed; {trials[0]['trial']}: {trials[0]['error']}"),
+              file=sys.stderr)
         return 1
     return 0
 
