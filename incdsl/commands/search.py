@@ -128,8 +128,8 @@ def _finished(document: dict, out: str) -> int:
         return 130
     if trials and all(t["status"] == "error" for t in trials):
         from ..diagnostics import terminal_safe  # a trial's error may quote a file name or a spec's text
-        print(terminal_safe(f"incdsl: error: every trial failed; {trials[0]['trial']}: {trials[0]['error']}"),
-              file=sys.stderr)
+        first = terminal_safe(f"{trials[0]['trial']}: {trials[0]['error']}", newlines=False)
+        print(f"incdsl: error: every trial failed; {first}", file=sys.stderr)
         return 1
     return 0
 
