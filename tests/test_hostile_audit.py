@@ -466,3 +466,16 @@ def test_a_failed_trials_error_prints_escaped(capsys):
     assert search._finished({"trials": trials}, "out") == 1
     err = capsys.readouterr().err
     assert "\x1b" not in err and err.count("\n") == 1 and "every trial failed; t0: cannot read" in err
+
+
+# a repeat's index is a new name, as a `let`'s is ------------------------------------------------
+
+@pytest.mark.parametrize("text, line", [
+    ("block b(n):\n    repeat 2 as n:\n        conv 1x1 8\nnetwork t:\n    input 3x8x8\n    b(4)\n", 2),
+    (HEAD + "    repeat 2 as i:\n        repeat 2 as i:\n            conv 1x1 8\n", 4),
+    (HEAD + "    let k = 1\n    repeat 2 as k:\n        conv 1x1 8\n", 4),
+    (HEAD + "    concat:\n        repeat 2 as i:\n            repeat 2 as i:\n                branch: conv 1x1 8\n", 5),
+])
+def test_a_repeat_index_cannot_shadow_a_bound_name(load_error, text, line):
+    (diag,) = load_error(text).diagnostics
+    assert diag.message.endswith("is already bound here") and diag.span.line == line

@@ -27,6 +27,13 @@ class ControlFlow:
         self.count_values(len(ctx.env) + 1, stmt.span, ctx)
         return ctx.but(env={**ctx.env, stmt.name: value})
 
+    def check_loop_name(self, st: s.RepeatStmt, ctx) -> None:
+        """`repeat N as NAME` binds a new name, as `let` does: shadowing a parameter, a `let` or
+        an outer loop's name would silently change what the body computes."""
+        if st.var and st.var in ctx.env:
+            self.fail(f"`{st.var}` is already bound here", st.span, ctx, labels=self._binding_labels(st.var, ctx),
+                      hint=f"a repeat's index is a new name: choose another, such as `{st.var}2`")
+
     def _binding_labels(self, name: str, ctx) -> list:
         """Where `name` is declared, when it is a parameter of the definition being lowered."""
         d = self.blocks.get(ctx.block) if ctx.block is not None else self.program.network
@@ -95,6 +102,7 @@ class ControlFlow:
             self.fail(f"repeat count: {exc}", st.count.span, ctx)
         if st.var and (st.var in RESERVED or st.var in KEYWORDS):
             self.fail(f"`{st.var}` is a reserved word", st.span, ctx)
+        self.check_loop_name(st, ctx)
         if self.made() + count > self.max_layers:  # each branch makes a layer or counts as one
             self.too_big(self.made() + count, st.count.span, ctx)
         for i in range(count):

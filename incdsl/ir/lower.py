@@ -678,6 +678,7 @@ class Lowerer(ControlFlow, NamedTensors):
             self.too_big(made + count * outer, stmt.count.span, ctx, notes=inside)
         if stmt.var and (stmt.var in RESERVED or stmt.var in CONTROL_WORDS):
             self.fail(f"`{stmt.var}` is a reserved word", stmt.span, ctx)
+        self.check_loop_name(stmt, ctx)
         body = stmt.body
         single_call = (len(body) == 1 and isinstance(body[0], s.Chain) and len(body[0].elements) == 1
                        and body[0].elements[0].name in self.blocks)
