@@ -479,3 +479,19 @@ def test_a_failed_trials_error_prints_escaped(capsys):
 def test_a_repeat_index_cannot_shadow_a_bound_name(load_error, text, line):
     (diag,) = load_error(text).diagnostics
     assert diag.message.endswith("is already bound here") and diag.span.line == line
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 2**70, 1.5, "3"])
+def test_to_torch_refuses_a_seed_no_generator_takes(seed):
+    pytest.importorskip("torch")
+    net = incdsl.load(HEAD + "    conv 1x1 4\n")
+    with pytest.raises(ValueError, match=r"seed must be an integer in 0 \.\. 2\*\*64 - 1"):
+        incdsl.to_torch(net, seed=seed)
+    assert incdsl.to_torch(net, seed=2**64 - 1) is not None
+
+
+@pytest.mark.parametrize("layer, hint", [("conv 1x1 3000000000", "filter counts"),
+                                         ("upsample to 3000000000x1", "sizes that lead here")])
+def test_a_too_large_output_points_at_what_made_it_large(load_error, layer, hint):
+    (diag,) = load_error(HEAD + f"    {layer}\n").diagnostics
+    assert "larger than any backend can hold" in diag.message and hint in diag.hint

@@ -26,7 +26,9 @@ def infer_node(op: str, attrs: dict, in_shapes: list[Shape]) -> tuple[Shape, lis
     """
     shape, warnings = OPS[op].shape(attrs, in_shapes)
     if any(v > MAX_SIZE for v in shape):
-        raise ShapeError(f"output {_fmt(shape)} is larger than any backend can hold", hint="check the filter counts")
+        raise ShapeError(f"output {_fmt(shape)} is larger than any backend can hold",
+                         hint="check the filter counts" if shape[0] > MAX_SIZE else
+                         "check the sizes that lead here (an upsampling, a padding, the input)")
     return shape, warnings
 
 

@@ -80,6 +80,8 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
         >>> model.eval()(torch.randn(1, 3, 299, 299)).shape
         torch.Size([1, 10])
     """
+    if seed is not None and not (isinstance(seed, int) and 0 <= seed < 2**64):  # a torch.Generator's range
+        raise ValueError(f"seed must be an integer in 0 .. 2**64 - 1, got {seed!r}")
     if torch.get_default_device().type != "meta":
         check_size(network, build_bytes(network, num_classes), max_bytes, what="building",
                    override="to_torch(..., max_bytes={bytes})")
