@@ -1,5 +1,9 @@
 """Helpers several test files share: load a spec and lint its IR, catch a spec's error, the
 two-step training check of the zoo tests, and the comparison with a reference written by hand."""
+import contextlib
+import io
+import warnings
+
 import pytest
 
 import incdsl
@@ -83,3 +87,13 @@ block fractal(c, filters):
             branch: fractal(c - 1, filters) -> fractal(c - 1, filters)
             branch: fractal(1, filters)
 """
+
+
+def quiet() -> contextlib.ExitStack:
+    """A context that swallows what third-party counters print and warn."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    return stack

@@ -4,18 +4,16 @@ The fast tests pin the numbers the tools printed (fvcore 0.1.5, ptflops 0.7.5, t
 torchinfo 1.8, torch 2.x); the tool tests run each installed tool on the compiled network and
 compare to the unit (skipped without the tool; every shipped spec under `-m slow`).
 """
-import contextlib
 import glob
-import io
 import os
 import subprocess
 import sys
-import warnings
 
 import pytest
 
 import incdsl
 from incdsl.report.conventions import CONVENTIONS, count_convention, per_node
+from speclib import quiet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIX = os.path.join(ROOT, "tests", "data", "conventions", "mix.inc")  # every layer kind, every activation
@@ -66,15 +64,6 @@ def test_conventions_do_not_import_torch():
 
 # ---- the tools themselves ------------------------------------------------------------------
 
-def _quiet():
-    stack = contextlib.ExitStack()
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
-    return stack
-
-
 def _fvcore(model, x):
     from fvcore.nn import FlopCountAnalysis
     fa = FlopCountAnalysis(model, x)
@@ -120,7 +109,7 @@ def _check_tool(name, path):
     torch = pytest.importorskip("torch")
     net, costs = _load(path)
     model = incdsl.to_torch(net, seed=0).eval()
-    with _quiet(), torch.no_grad():
+    with quiet(), torch.no_grad():
         printed = run(model, torch.zeros(1, *net.input_shape))
     assert int(printed) == printed and int(printed) == count_convention(net, costs, name)
 

@@ -20,11 +20,8 @@ tests draw a few with Hypothesis; `-m slow` draws many more.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import re
-import warnings
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -35,7 +32,9 @@ import incdsl  # noqa: E402
 from incdsl.ir.graph import lint  # noqa: E402
 from incdsl.report.conventions import count_convention, per_node  # noqa: E402
 
+from speclib import quiet  # noqa: E402
 from specgen import HypothesisPick, network  # noqa: E402
+from test_weights import randomise_norms  # noqa: E402
 
 FAST = settings(deadline=None, max_examples=6, suppress_health_check=list(HealthCheck))
 FEW = settings(deadline=None, max_examples=3, suppress_health_check=list(HealthCheck))
@@ -47,14 +46,9 @@ SLOW = settings(deadline=None, max_examples=200, suppress_health_check=list(Heal
 def randomise(model, seed: int = 0):
     """Batch-norm statistics and affine values away from 0/1 (folding must matter), learned
     scales away from 0 (a branch scaled by 0 hides its mistakes)."""
-    gen = torch.Generator().manual_seed(seed)
+    randomise_norms(model, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-                m.weight.copy_(1 + torch.randn(m.weight.shape, generator=gen) * 0.1)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
         for name, p in model.named_parameters():
             if p.numel() == 1:
                 p.copy_(torch.rand((), generator=gen) + 0.5)
@@ -83,15 +77,6 @@ def hooked_shapes(model, x) -> dict:
         for h in handles:
             h.remove()
     return shapes
-
-
-def quiet():
-    stack = contextlib.ExitStack()
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
-    return stack
 
 
 # --- the claims, one function each (the scratch runner calls them too) ---------------------------

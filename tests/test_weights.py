@@ -20,9 +20,9 @@ SPECS = Path(__file__).resolve().parent.parent / "specs"
 DATA = Path(__file__).resolve().parent / "data"
 
 
-def randomise_norms(model):
+def randomise_norms(model, seed: int = 1):
     """Batch-norm statistics and affine values away from 0/1, so a mix-up cannot go unseen."""
-    gen = torch.Generator().manual_seed(1)
+    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
