@@ -78,7 +78,6 @@ def _trunk_units(graph: nx.DiGraph, trunk: list[str], tapped: set[str]) -> tuple
     units: list[_Unit] = []
     unit_of: dict[str, str] = {}
     for n in trunk:
-        node = graph.nodes[n]
         if "/" not in n:  # a top-level layer
             if _elided(graph, n):
                 unit_of[n] = unit_of[inputs(graph, n)[0]]

@@ -155,7 +155,7 @@ def render(report: dict, fmt: str) -> str:
                     "rf": "", "aux": "", **({"convention": report["convention"]["total"]} if extra else {})})
         return buf.getvalue()
     header = table_header(report["batch"])
-    body = [[r["name"] + (f" [aux]" if r["aux"] else ""), r["kind"], r["output"], f"{r['params']:,}", f"{r['macs']:,}",
+    body = [[r["name"] + (" [aux]" if r["aux"] else ""), r["kind"], r["output"], f"{r['params']:,}", f"{r['macs']:,}",
              f"{r['activations']:,}", r["rf"]] for r in recs]
     t = report["total"]
     total_row = ["total" + (" (with aux)" if report["include_aux"] else ""), "", t["output"], f"{t['params']:,}",
