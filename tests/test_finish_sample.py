@@ -64,3 +64,12 @@ def test_size_fields_are_exact_up_to_2_53_and_agree_with_log10_beyond(n):
         assert 1 <= float(mantissa) < 10 and len(mantissa) == 4
         assert abs(int(exponent) + math.log10(float(mantissa)) - math.log10(n)) < 0.0022  # 3 digits' rounding
     assert fields["size_log10"] == pytest.approx(math.log10(n), abs=1e-4)
+
+
+def test_no_valid_point_prints_its_diagnostic_once(tmp_path, capsys):
+    from incdsl.cli import main
+    spec = tmp_path / "bad.inc"
+    spec.write_text("network t(w = choice(8, 16)):\n    input 3x8x8\n    conv 3x3 w V -> conv 9x9 w V\n")
+    assert main(["sample", str(spec), "-n", "1", "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "no valid point among the" in err and err.count("bad.inc:3:") == 1 and "warning" not in err

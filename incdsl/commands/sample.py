@@ -342,7 +342,9 @@ def _update_dir(out: str, files: dict[str, str], stale: set[str]) -> None:
 
 
 def _report_invalid(draw) -> None:
-    if draw.invalid:
+    """Warn of the points skipped as invalid, the first one's diagnostic with it; not when no
+    point was valid: the error says so, with that diagnostic, once."""
+    if draw.invalid and draw.fewest_params is not None:
         print(f"incdsl: warning: {draw.invalid:,} of {draw.tried:,} points tried are invalid and were skipped; "
               f"the first:\n{draw.first_invalid.render()}", file=sys.stderr)
 
