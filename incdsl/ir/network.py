@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import gc
+import numbers
 import os
+import re
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -135,10 +138,45 @@ def read_spec(spec: str | os.PathLike | SpecText, file: str | None = None) -> tu
     """
     if isinstance(spec, SpecText):
         return spec.text, file or spec.file
-    if isinstance(spec, os.PathLike) or "\n" not in str(spec):
-        read = read_spec_file(str(spec))
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"a spec is a path (str or os.PathLike) or the spec text, got {type(spec).__name__} {spec!r:.60}"
+                        + ("; decode bytes first" if isinstance(spec, bytes) else ""))
+    if isinstance(spec, os.PathLike) or "\n" not in spec:
+        path = os.fspath(spec)
+        if not isinstance(path, str):
+            raise TypeError(f"a spec path must be text, got {type(path).__name__} {path!r:.60}")
+        if not isinstance(spec, os.PathLike) and SPEC_START.match(spec) and not os.path.exists(spec):
+            raise error(f"no such spec file: {spec[:60]}",  # one line of spec text, taken for a path
+                        hint="spec text is told from a path by its newlines: end each statement with one")
+        read = read_spec_file(path)
         return read.text, file or read.file
-    return str(spec), file or "<spec>"
+    return spec, file or "<spec>"
+
+
+SPEC_START = re.compile(r"\s*(network|block|include)\b[^/\\]*[: ]")
+
+
+def check_overrides(params, input) -> tuple[dict | None, tuple | None]:
+    """`params` and `input` as `load` and `load_space` take them, checked for type.
+
+    Raises:
+        TypeError: `params` is no mapping of names, or `input` no (C, H, W) of positive integers.
+    """
+    if params is not None:
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a dict of parameter name -> value, e.g. {{'classes': 10}}, "
+                            f"got {type(params).__name__}")
+        bad = next((k for k in params if not isinstance(k, str)), None)
+        if bad is not None:
+            raise TypeError(f"params names must be str, got {type(bad).__name__} {bad!r}")
+        params = dict(params)
+    if input is not None:
+        if isinstance(input, (str, bytes)) or not isinstance(input, (tuple, list)):
+            raise TypeError(f"input must be a (C, H, W) tuple such as (3, 224, 224), got {type(input).__name__} {input!r:.40}")
+        if len(input) != 3 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in input):
+            raise ValueError(f"input must be three positive integers (C, H, W) such as (3, 224, 224), got {tuple(input)!r:.60}")
+        input = tuple(int(v) for v in input)
+    return params, input
 
 
 def no_network(file: str, sources: dict) -> IncdslError:
@@ -172,13 +210,17 @@ def load(spec: str | os.PathLike | SpecText, *, params: dict | None = None, inpu
     Returns:
         the checked `Network`.
     Raises:
-        IncdslError: for every problem in the spec, with its location.
+        IncdslError: for every problem in the spec, with its location, and a file that cannot
+            be read.
+        TypeError, ValueError: arguments of the wrong type (`spec` no str or path, `params` no
+            dict, `input` no (C, H, W) of positive integers).
 
     Example:
         >>> net = load("specs/inception_v4.inc")
         >>> net.output_shape
         (1000,)
     """
+    params, input = check_overrides(params, input)
     text, file = read_spec(spec, file)
     try:
         with _gc_paused():
