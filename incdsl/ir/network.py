@@ -77,6 +77,15 @@ class Network:
         return f"<Network {self.name}: {len(self.layers)} layers, {format_shape(self.input_shape)} -> {format_shape(self.output_shape)}>"
 
 
+def network_graph(network, caller: str) -> nx.DiGraph:
+    """The IR graph of `network`, or a TypeError naming `caller` when it is no `Network`."""
+    graph = getattr(network, "graph", None)
+    if not isinstance(graph, nx.DiGraph):
+        hint = f"; load it first: {caller}(incdsl.load(path))" if isinstance(network, (str, os.PathLike)) else ""
+        raise TypeError(f"{caller}() takes a Network from incdsl.load, got {type(network).__name__} {network!r:.60}{hint}")
+    return graph
+
+
 @contextmanager
 def _gc_paused():
     """Pause the cyclic garbage collector while a network is built.
