@@ -15,6 +15,7 @@ from ..diagnostics import IncdslError, Span, error
 from ..io import STDIN, Includes, ReadError, os_reason, read_text
 from .graph import format_graph, format_shape, lint, trunk_nodes
 from ..lang.parse import end_position
+from ..lang.values import parse_value
 from .lower import MAX_CALL_DEPTH, MAX_LAYERS, Lowerer, load_program
 
 
@@ -178,7 +179,7 @@ def check_overrides(params, input) -> tuple[dict | None, tuple | None]:
         bad = next((k for k in params if not isinstance(k, str)), None)
         if bad is not None:
             raise TypeError(f"params names must be str, got {type(bad).__name__} {bad!r}")
-        params = dict(params)
+        params = {k: parse_value(v) if isinstance(v, str) else v for k, v in params.items()}  # as --set reads it
     if input is not None:
         if isinstance(input, (str, bytes)) or not isinstance(input, (tuple, list)):
             raise TypeError(f"input must be a (C, H, W) tuple such as (3, 224, 224), got {type(input).__name__} {input!r:.40}")
@@ -207,7 +208,8 @@ def load(spec: str | os.PathLike | SpecText, *, params: dict | None = None, inpu
 
     Parameters:
         spec: a path to a `.inc` file, or the spec text itself (anything with a newline).
-        params: overrides for the network's parameters, e.g. ``{"classes": 10}``.
+        params: overrides for the network's parameters, e.g. ``{"classes": 10}``; a str value is
+            read as ``--set NAME=VALUE`` reads it (``{"act": "gelu"}`` names the activation).
         input: another input shape ``(c, h, w)``; every shape is inferred again.
         file: the name to report for text specs (and to resolve includes from).
         include_path: more directories `include` may read from (after the spec's own directory
