@@ -30,26 +30,32 @@ class Network:
 
     @property
     def name(self) -> str:
+        """The network's name, as written after `network`."""
         return self.graph.graph["name"]
 
     @property
     def input(self) -> str:
+        """The input node's name (`input`)."""
         return self.graph.graph["input"]
 
     @property
     def output(self) -> str:
+        """The output node's name: the last layer of the inference graph."""
         return self.graph.graph["output"]
 
     @property
     def input_shape(self) -> tuple:
+        """(C, H, W) of one input image."""
         return self.graph.nodes[self.input]["shape"]
 
     @property
     def output_shape(self) -> tuple:
+        """The output's shape: ``(classes,)`` for a classifier, (C, H, W) otherwise."""
         return self.graph.nodes[self.output]["shape"]
 
     @property
     def aux_heads(self) -> list[dict]:
+        """One dict per auxiliary head (`name`, loss `weight`, the `tap` it reads, its `output` node), in spec order."""
         return list(self.graph.graph["aux"])
 
     @property
@@ -63,6 +69,7 @@ class Network:
         return [n for n in trunk_nodes(self.graph) if n != self.input]
 
     def format(self) -> str:
+        """The IR as text: one line per node with its op, attributes and output shape."""
         return format_graph(self.graph)
 
     def _repr_svg_(self) -> str | None:
