@@ -176,3 +176,17 @@ def test_load_weights_refuses_what_is_no_state_dict(weights):
     with pytest.raises(TypeError, match="takes a state dict or the reference nn.Module") as err:
         incdsl.load_weights(model, weights)
     assert ("torch.load(path" in str(err.value)) == isinstance(weights, (str, Path))
+
+
+INCLUDING = 'include "lib/inception_v4.inc"\nnetwork x:\n    input 3x299x299\n    stem\n'
+
+
+@pytest.mark.parametrize("include_path", [str(ROOT / "specs"), ROOT / "specs", [ROOT / "specs"], [str(ROOT / "specs")]])
+def test_include_path_takes_one_directory_or_a_list(include_path):
+    """One str was read as a list of one-letter directories, a Path raised 'not iterable'."""
+    assert incdsl.load(INCLUDING, include_path=include_path).output_shape == (384, 35, 35)
+
+
+def test_include_path_of_another_type_says_so():
+    with pytest.raises(TypeError, match="include_path must be a list of directories, got int"):
+        incdsl.load(INCLUDING, include_path=5)

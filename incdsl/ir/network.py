@@ -219,8 +219,8 @@ def load(spec: str | os.PathLike | SpecText, *, params: dict | None = None, inpu
             read as ``--set NAME=VALUE`` reads it (``{"act": "gelu"}`` names the activation).
         input: another input shape ``(c, h, w)``; every shape is inferred again.
         file: the name to report for text specs (and to resolve includes from).
-        include_path: more directories `include` may read from (after the spec's own directory
-            tree; `INCDSL_PATH` adds more), see `incdsl.io.Includes`.
+        include_path: more directories `include` may read from, a list or one path (after the
+            spec's own directory tree; `INCDSL_PATH` adds more), see `incdsl.io.Includes`.
         max_layers: refuse networks of more layers (checked before lowering where the AST
             tells, so a huge spec fails at once); bounds time and memory. `max_nodes` is
             its former name.
