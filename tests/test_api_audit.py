@@ -190,3 +190,14 @@ def test_include_path_takes_one_directory_or_a_list(include_path):
 def test_include_path_of_another_type_says_so():
     with pytest.raises(TypeError, match="include_path must be a list of directories, got int"):
         incdsl.load(INCLUDING, include_path=5)
+
+
+def test_a_spec_error_pickles_with_its_diagnostics():
+    """Unpickling raised AttributeError ('str' object has no attribute 'message'), so a worker's
+    spec error broke a multiprocessing pool's result handler instead of reaching the caller."""
+    with pytest.raises(incdsl.IncdslError) as err:
+        incdsl.load(V4, input=(3, 32, 32))
+    err.value.extra = "kept"
+    back = pickle.loads(pickle.dumps(err.value))
+    assert type(back) is incdsl.IncdslError and str(back) == str(err.value)
+    assert back.diagnostics == err.value.diagnostics and back.span.line == 44 and back.extra == "kept"
