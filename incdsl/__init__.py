@@ -15,7 +15,12 @@ __all__ = ["Diagnostic", "IncdslError", "Network", "Span", "load", "__version__"
 
 
 def count_costs(network, **kwargs):
-    """Parameters, multiply-adds and memory per layer; see `incdsl.passes.cost.count_costs`."""
+    """Parameters, multiply-adds and memory per layer; see `incdsl.passes.cost.count_costs`.
+
+    Returns a `Costs`: `.total` (trunk) and `.total_with_aux` hold `params`, `macs`, `flops`,
+    `activations`; `.nodes` one `NodeCost` per IR node. Raises TypeError for anything but a
+    `Network` (a path: `count_costs(incdsl.load(path))`).
+    """
     from .passes.cost import count_costs as _count
     return _count(network, **kwargs)
 
@@ -38,6 +43,9 @@ def to_torch(network, *, num_classes=None, seed=None, weights=None, aux="strict"
     Returns:
         an `nn.Module` with timm's model API (`num_classes`, `forward_features`,
         `forward_head`, `reset_classifier`); see `incdsl.torch.build.to_torch`.
+    Raises:
+        TypeError: `network` is no `Network`; ValueError: `num_classes`, `seed` or `optimize`
+        out of range; WeightsError: `weights` that do not fit.
 
     Example:
         >>> model = incdsl.to_torch(incdsl.load("specs/inception_v4.inc"), num_classes=10, seed=0)
@@ -80,6 +88,11 @@ def load_weights(module, state_dict, *, aux="strict", skip_classifier=False, str
 
 
 def space(path, **kwargs):
-    """A search space: a spec with `choice(...)` points; see `incdsl.search.load_space`."""
+    """The search space of a spec with `choice(...)` points (a path or the text, as for `load`,
+    with the same `params`, `input`, `file`, `include_path`, `max_layers`).
+
+    Returns a `Space` with `size`, `choices`, `sample(rng)`, `mutate(point, rng)`,
+    `cost(point)`, `network(point)` and `to_spec(point)`; see `incdsl.search.space`.
+    """
     from .search import load_space
     return load_space(path, **kwargs)

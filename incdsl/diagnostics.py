@@ -76,6 +76,9 @@ class IncdslError(Exception):
     def __str__(self) -> str:
         return self.render()
 
+    def __reduce__(self):  # Exception's pickles `args` (the message): rebuild from the diagnostics instead
+        return type(self), (self.diagnostics, self.sources), self.__dict__
+
 
 def error(message: str, span: Span | None = None, *, notes: Iterable[str] = (), hint: str | None = None,
           labels: Iterable[Label] = ()) -> IncdslError:

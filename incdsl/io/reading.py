@@ -150,9 +150,15 @@ class Includes:
 
     @classmethod
     def for_spec(cls, file: str, include_path=None) -> "Includes":
-        """The resolver for the top-level spec `file` (a name without a directory: the working directory)."""
-        dirs = list(include_path or ()) + env_include_path()
-        return cls(spec_root(os.path.dirname(file) or "."), [str(d) for d in dirs])
+        """The resolver for the top-level spec `file` (a name without a directory: the working directory);
+        `include_path` is a list of directories, or one."""
+        if isinstance(include_path, (str, bytes, os.PathLike)):  # one directory, not its characters
+            include_path = [include_path]
+        try:
+            dirs = list(include_path or ()) + env_include_path()
+        except TypeError:
+            raise TypeError(f"include_path must be a list of directories, got {type(include_path).__name__}") from None
+        return cls(spec_root(os.path.dirname(file) or "."), [os.fsdecode(d) for d in dirs])
 
     def roots(self) -> list[str]:
         return [os.path.realpath(d) for d in [self.spec_dir, *self.path]]

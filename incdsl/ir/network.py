@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import gc
+import numbers
 import os
+import re
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -12,6 +15,7 @@ from ..diagnostics import IncdslError, Span, error
 from ..io import STDIN, Includes, ReadError, os_reason, read_text
 from .graph import format_graph, format_shape, lint, trunk_nodes
 from ..lang.parse import end_position
+from ..lang.values import parse_value
 from .lower import MAX_CALL_DEPTH, MAX_LAYERS, Lowerer, load_program
 
 
@@ -26,26 +30,32 @@ class Network:
 
     @property
     def name(self) -> str:
+        """The network's name, as written after `network`."""
         return self.graph.graph["name"]
 
     @property
     def input(self) -> str:
+        """The input node's name (`input`)."""
         return self.graph.graph["input"]
 
     @property
     def output(self) -> str:
+        """The output node's name: the last layer of the inference graph."""
         return self.graph.graph["output"]
 
     @property
     def input_shape(self) -> tuple:
+        """(C, H, W) of one input image."""
         return self.graph.nodes[self.input]["shape"]
 
     @property
     def output_shape(self) -> tuple:
+        """The output's shape: ``(classes,)`` for a classifier, (C, H, W) otherwise."""
         return self.graph.nodes[self.output]["shape"]
 
     @property
     def aux_heads(self) -> list[dict]:
+        """One dict per auxiliary head (`name`, loss `weight`, the `tap` it reads, its `output` node), in spec order."""
         return list(self.graph.graph["aux"])
 
     @property
@@ -59,6 +69,7 @@ class Network:
         return [n for n in trunk_nodes(self.graph) if n != self.input]
 
     def format(self) -> str:
+        """The IR as text: one line per node with its op, attributes and output shape."""
         return format_graph(self.graph)
 
     def _repr_svg_(self) -> str | None:
@@ -72,6 +83,15 @@ class Network:
 
     def __repr__(self) -> str:
         return f"<Network {self.name}: {len(self.layers)} layers, {format_shape(self.input_shape)} -> {format_shape(self.output_shape)}>"
+
+
+def network_graph(network, caller: str) -> nx.DiGraph:
+    """The IR graph of `network`, or a TypeError naming `caller` when it is no `Network`."""
+    graph = getattr(network, "graph", None)
+    if not isinstance(graph, nx.DiGraph):
+        hint = f"; load it first: {caller}(incdsl.load(path))" if isinstance(network, (str, os.PathLike)) else ""
+        raise TypeError(f"{caller}() takes a Network from incdsl.load, got {type(network).__name__} {network!r:.60}{hint}")
+    return graph
 
 
 @contextmanager
@@ -135,10 +155,45 @@ def read_spec(spec: str | os.PathLike | SpecText, file: str | None = None) -> tu
     """
     if isinstance(spec, SpecText):
         return spec.text, file or spec.file
-    if isinstance(spec, os.PathLike) or "\n" not in str(spec):
-        read = read_spec_file(str(spec))
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"a spec is a path (str or os.PathLike) or the spec text, got {type(spec).__name__} {spec!r:.60}"
+                        + ("; decode bytes first" if isinstance(spec, bytes) else ""))
+    if isinstance(spec, os.PathLike) or "\n" not in spec:
+        path = os.fspath(spec)
+        if not isinstance(path, str):
+            raise TypeError(f"a spec path must be text, got {type(path).__name__} {path!r:.60}")
+        if not isinstance(spec, os.PathLike) and SPEC_START.match(spec) and not os.path.exists(spec):
+            raise error(f"no such spec file: {spec[:60]}",  # one line of spec text, taken for a path
+                        hint="spec text is told from a path by its newlines: end each statement with one")
+        read = read_spec_file(path)
         return read.text, file or read.file
-    return str(spec), file or "<spec>"
+    return spec, file or "<spec>"
+
+
+SPEC_START = re.compile(r"\s*(network|block|include)\b[^/\\]*[: ]")
+
+
+def check_overrides(params, input) -> tuple[dict | None, tuple | None]:
+    """`params` and `input` as `load` and `load_space` take them, checked for type.
+
+    Raises:
+        TypeError: `params` is no mapping of names, or `input` no (C, H, W) of positive integers.
+    """
+    if params is not None:
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a dict of parameter name -> value, e.g. {{'classes': 10}}, "
+                            f"got {type(params).__name__}")
+        bad = next((k for k in params if not isinstance(k, str)), None)
+        if bad is not None:
+            raise TypeError(f"params names must be str, got {type(bad).__name__} {bad!r}")
+        params = {k: parse_value(v) if isinstance(v, str) else v for k, v in params.items()}  # as --set reads it
+    if input is not None:
+        if isinstance(input, (str, bytes)) or not isinstance(input, (tuple, list)):
+            raise TypeError(f"input must be a (C, H, W) tuple such as (3, 224, 224), got {type(input).__name__} {input!r:.40}")
+        if len(input) != 3 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in input):
+            raise ValueError(f"input must be three positive integers (C, H, W) such as (3, 224, 224), got {tuple(input)!r:.60}")
+        input = tuple(int(v) for v in input)
+    return params, input
 
 
 def no_network(file: str, sources: dict) -> IncdslError:
@@ -160,11 +215,12 @@ def load(spec: str | os.PathLike | SpecText, *, params: dict | None = None, inpu
 
     Parameters:
         spec: a path to a `.inc` file, or the spec text itself (anything with a newline).
-        params: overrides for the network's parameters, e.g. ``{"classes": 10}``.
+        params: overrides for the network's parameters, e.g. ``{"classes": 10}``; a str value is
+            read as ``--set NAME=VALUE`` reads it (``{"act": "gelu"}`` names the activation).
         input: another input shape ``(c, h, w)``; every shape is inferred again.
         file: the name to report for text specs (and to resolve includes from).
-        include_path: more directories `include` may read from (after the spec's own directory
-            tree; `INCDSL_PATH` adds more), see `incdsl.io.Includes`.
+        include_path: more directories `include` may read from, a list or one path (after the
+            spec's own directory tree; `INCDSL_PATH` adds more), see `incdsl.io.Includes`.
         max_layers: refuse networks of more layers (checked before lowering where the AST
             tells, so a huge spec fails at once); bounds time and memory. `max_nodes` is
             its former name.
@@ -172,13 +228,17 @@ def load(spec: str | os.PathLike | SpecText, *, params: dict | None = None, inpu
     Returns:
         the checked `Network`.
     Raises:
-        IncdslError: for every problem in the spec, with its location.
+        IncdslError: for every problem in the spec, with its location, and a file that cannot
+            be read.
+        TypeError, ValueError: arguments of the wrong type (`spec` no str or path, `params` no
+            dict, `input` no (C, H, W) of positive integers).
 
     Example:
         >>> net = load("specs/inception_v4.inc")
         >>> net.output_shape
         (1000,)
     """
+    params, input = check_overrides(params, input)
     text, file = read_spec(spec, file)
     try:
         with _gc_paused():

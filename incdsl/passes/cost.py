@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from ..ir.graph import inputs, node as ir_node
+from ..ir.network import network_graph
 from ..ops.table import OPS
 
 
@@ -60,6 +61,10 @@ class Costs:
     def by_name(self) -> dict[str, NodeCost]:
         return {c.name: c for c in self.nodes}
 
+    def __repr__(self) -> str:  # one line: the dataclass repr lists every node
+        t = self.total
+        return f"<Costs: {len(self.nodes)} nodes, {t.params:,} params, {t.macs:,} MACs>"
+
 
 def _elements(shape) -> int:
     n = 1
@@ -87,12 +92,14 @@ def count_costs(network, graph: nx.DiGraph | None = None) -> Costs:
         network: a `Network` (or None when `graph` is given).
     Returns:
         `Costs` with one `NodeCost` per node, in graph order, and the totals.
+    Raises:
+        TypeError: `network` is no `Network` (a path: load it first).
 
     Example:
         >>> count_costs(incdsl.load("specs/inception_v4.inc")).total.macs
         12253974624
     """
-    g = graph if graph is not None else network.graph
+    g = graph if graph is not None else network_graph(network, "count_costs")
     rows, fields = [], {}
     for name in g.nodes:
         node = ir_node(g, name)

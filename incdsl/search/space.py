@@ -28,7 +28,7 @@ from typing import Iterator, Mapping, Sequence
 from ..diagnostics import Diagnostic, IncdslError
 from ..io import Includes
 from ..ir.lower import MAX_LAYERS, Lowerer, Program, load_program
-from ..ir.network import SpecText, no_network, read_spec
+from ..ir.network import SpecText, check_overrides, no_network, read_spec
 from .choices import Choice, find_choices
 from .resolve import Resolver
 from .fastcost import Cost, CostCache, cost_lowerer, uncacheable_blocks
@@ -50,6 +50,7 @@ def load_space(spec: str | os.PathLike | SpecText, *, params: dict | None = None
     Raises:
         IncdslError: for syntax errors, a spec without a network, or a malformed choice.
     """
+    params, input = check_overrides(params, input)
     text, file = read_spec(spec, file)
     program = load_program(text, file, Includes.for_spec(file, include_path))
     if program.network is None:

@@ -14,6 +14,7 @@ import types
 import torch  # the generated code imports it too; fail here with a clear name
 
 from ..ir.names import identifier
+from ..ir.network import network_graph
 from .memory import build_bytes, check_size
 from .rewrite import check_level
 from .source import generate_source
@@ -70,7 +71,9 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
           the spec has aux heads, ``(logits, [aux_logits, ...])``;
         * ``node_paths``: IR node name -> module path.
     Raises:
-        ValueError: `num_classes` is given but the network ends in no linear classifier.
+        TypeError: `network` is no `Network`.
+        ValueError: `num_classes` is no integer >= 0, or is given but the network ends in no
+            linear classifier; `seed` or `optimize` is out of range.
         WeightsError: `weights` do not fit (see `load_weights`).
         IncdslError: the network would need more than `max_bytes`; checked before anything
             is built, from the cost pass.
@@ -80,6 +83,10 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
         >>> model.eval()(torch.randn(1, 3, 299, 299)).shape
         torch.Size([1, 10])
     """
+    network_graph(network, "to_torch")
+    if num_classes is not None and not (isinstance(num_classes, int) and not isinstance(num_classes, bool)
+                                        and num_classes >= 0):
+        raise ValueError(f"num_classes must be an integer >= 0 (0: no classifier), got {num_classes!r}")
     if seed is not None and not (isinstance(seed, int) and 0 <= seed < 2**64):  # a torch.Generator's range
         raise ValueError(f"seed must be an integer in 0 .. 2**64 - 1, got {seed!r}")
     if torch.get_default_device().type != "meta":

@@ -30,6 +30,7 @@ counts and shapes.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -256,6 +257,7 @@ def load_weights(module, state_dict, *, aux: str = "strict", skip_classifier: bo
             unpaired layer, with a hint (`skip_classifier=True` for a classifier of another
             size; the torchvision-layout spec for GoogLeNet's conv biases).
         ValueError: `aux` is not "strict" or "skip".
+        TypeError: `module` is no `nn.Module`, or `state_dict` neither a mapping nor one.
 
     Example:
         >>> ref = timm.create_model("inception_v4")
@@ -265,6 +267,12 @@ def load_weights(module, state_dict, *, aux: str = "strict", skip_classifier: bo
     """
     if aux not in ("strict", "skip"):
         raise ValueError(f"aux must be 'strict' or 'skip', got {aux!r}")
+    if not isinstance(module, torch.nn.Module):
+        hint = ": build it with incdsl.to_torch(network) first" if hasattr(module, "graph") else ""
+        raise TypeError(f"load_weights() loads into an nn.Module, got {type(module).__name__}{hint}")
+    if not isinstance(state_dict, (Mapping, torch.nn.Module)):
+        hint = ": read a file with torch.load(path, weights_only=True) first" if isinstance(state_dict, (str, os.PathLike)) else ""
+        raise TypeError(f"load_weights() takes a state dict or the reference nn.Module, got {type(state_dict).__name__}{hint}")
     own = module.state_dict()
     reference = _unwrap(state_dict) if isinstance(state_dict, torch.nn.Module) else None
     if reference is not None:
