@@ -201,3 +201,16 @@ def test_a_spec_error_pickles_with_its_diagnostics():
     back = pickle.loads(pickle.dumps(err.value))
     assert type(back) is incdsl.IncdslError and str(back) == str(err.value)
     assert back.diagnostics == err.value.diagnostics and back.span.line == 44 and back.extra == "kept"
+
+
+@pytest.mark.parametrize("limit", ["10", 0, -5, 2.5, True])
+def test_load_refuses_a_layer_limit_that_is_no_positive_integer(limit):
+    with pytest.raises(ValueError, match="max_layers must be a positive integer"):
+        incdsl.load("network n:\n    input 3x8x8\n    conv 1x1 4\n", max_layers=limit)
+
+
+def test_to_torch_checks_aux_without_weights():
+    pytest.importorskip("torch")
+    net = incdsl.load("network n:\n    input 3x8x8\n    conv 1x1 4\n")
+    with pytest.raises(ValueError, match="aux must be 'strict' or 'skip', got 'bogus'"):
+        incdsl.to_torch(net, aux="bogus")

@@ -239,6 +239,9 @@ def load(spec: str | os.PathLike | SpecText, *, params: dict | None = None, inpu
         (1000,)
     """
     params, input = check_overrides(params, input)
+    for name, limit in (("max_layers", max_layers), ("max_nodes", max_nodes)):
+        if limit is not None and not (isinstance(limit, int) and not isinstance(limit, bool) and limit > 0):
+            raise ValueError(f"{name} must be a positive integer, got {limit!r}")
     text, file = read_spec(spec, file)
     try:
         with _gc_paused():

@@ -89,6 +89,8 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
         raise ValueError(f"num_classes must be an integer >= 0 (0: no classifier), got {num_classes!r}")
     if seed is not None and not (isinstance(seed, int) and 0 <= seed < 2**64):  # a torch.Generator's range
         raise ValueError(f"seed must be an integer in 0 .. 2**64 - 1, got {seed!r}")
+    if aux not in ("strict", "skip"):  # checked even without weights: a typo should not wait for them
+        raise ValueError(f"aux must be 'strict' or 'skip', got {aux!r}")
     if torch.get_default_device().type != "meta":
         check_size(network, build_bytes(network, num_classes), max_bytes, what="building",
                    override="to_torch(..., max_bytes={bytes})")
