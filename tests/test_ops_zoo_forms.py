@@ -421,12 +421,13 @@ def test_prelu_channel_wise_and_shared(shared, slopes):
 def test_counting_tools_agree_on_every_new_form(name):
     from pathlib import Path
     from incdsl.report.conventions import count_convention
-    from test_conventions import TOOLS, _quiet
+    from speclib import quiet
+    from test_conventions import TOOLS
     package, run = TOOLS[name]
     pytest.importorskip(package)
     n = incdsl.load(str(Path(__file__).parent / "data" / "zoo_forms.inc"))
     model = model_of(n).eval()
-    with _quiet(), torch.no_grad():
+    with quiet(), torch.no_grad():
         printed = run(model, torch.zeros(1, *n.input_shape))
     assert int(printed) == printed == count_convention(n, incdsl.count_costs(n), name)
 
