@@ -10,6 +10,7 @@ All three read the graph and never change it; iteration follows the IR's node or
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -19,12 +20,20 @@ from ..ir.graph import inputs, kind, node as ir_node
 from .labels import layer_label, pretty_name
 from .paper import depth_rows
 from .scene import (OUTPUT, DrawError, Edge, Node, Scene, aux_drop, branch_heads, exit_id, input_note,
-                    layer_edges, layer_kind, layer_nodes, split_index)
+                    layer_edges, layer_kind, layer_nodes, merge_parallel, split_index)
 
 
 def _elided(graph: nx.DiGraph, name: str) -> bool:
     """At network level a reshape is not a box: the arrow carries its shape."""
     return kind(graph, name).elided
+
+
+def _given_name(local: str, block: str) -> str | None:
+    """An instance's own name where the spec gave one (`as NAME`); None for the names the
+    lowering makes up (`fractal`, `fractal_1`, `inception_a.2`), which would only clutter a box."""
+    base = split_index(local)[0]
+    auto = base == block or re.fullmatch(re.escape(block) + r"_\d+", base)
+    return None if auto else base
 
 
 def _label(graph: nx.DiGraph, name: str) -> str:
@@ -66,6 +75,7 @@ def collect_network(graph: nx.DiGraph, aux: bool = True) -> Scene:
     scene.edges.append(Edge(unit_of[out], OUTPUT, graph.nodes[out]["shape"]))
     for head in heads:
         _aux_unit(graph, head, scene, unit_of)
+    scene.edges = merge_parallel(scene.edges)
     return scene
 
 
@@ -117,8 +127,9 @@ def _name_unit(graph: nx.DiGraph, unit: _Unit, instances: dict) -> None:
     layers = [n for n in unit.nodes if n.startswith(unit.tops[0] + "/")]
     if inst:
         title = pretty_name(inst["block"])
-        if base != inst["block"]:
-            unit.lines.append(base)
+        given = _given_name(base, inst["block"])
+        if given:
+            unit.lines.append(given)
     elif len(layers) == 1:
         title = layer_label(graph.nodes[layers[0]]["op"], graph.nodes[layers[0]]["attrs"])
     else:
@@ -212,7 +223,8 @@ def collect_block(graph: nx.DiGraph, block: str, aux: bool = True, input_label: 
             boxes_done.add(b)
             inner = instances[b]["block"]
             local = b.rpartition("/")[2]
-            lines = (local,) if split_index(local)[0] != inner else ()
+            given = _given_name(local, inner)
+            lines = (given,) if given else ()
             scene.nodes.append(Node(b, "block", pretty_name(inner), lines, aux=graph.nodes[n]["aux"] is not None))
         for u in inputs(graph, n):
             t = tail_of(u)
@@ -222,6 +234,7 @@ def collect_block(graph: nx.DiGraph, block: str, aux: bool = True, input_label: 
     out = [n for n in members if graph.nodes[n]["aux"] == keep][-1]
     scene.nodes.append(Node(OUTPUT, "output", "Output"))
     scene.edges.append(Edge(tail_of(out), OUTPUT, graph.nodes[out]["shape"]))
+    scene.edges = merge_parallel(scene.edges)
     scene.orders = depth_rows(graph, scene, branch_order)
     return scene
 
@@ -290,5 +303,6 @@ def collect_layers(graph: nx.DiGraph, aux: bool = True, block: str | None = None
         oid = f"#aux/{head['name']}/output"
         scene.nodes.append(Node(oid, "output", f"Output {head['name']}", aux=True))
         scene.edges.append(Edge(exit_id(graph, head["output"]), oid, graph.nodes[head["output"]]["shape"], aux=True))
+    scene.edges = merge_parallel(scene.edges)
     scene.orders = _branch_orders(graph, names, names, {n: n for n in names})
     return scene

@@ -1,0 +1,87 @@
+"""Defects found by looking at `incdsl draw`'s figures (a visual audit), each pinned on the DOT text.
+
+* a nested block feeding two inputs of one join (FractalNet's flat mean) drew two arrows on top
+  of each other; now one arrow that says ``2 inputs``;
+* a probability such as stochastic depth's or swapout's 1 - 5/6 * p read ``0.833333``; box
+  texts give floats three significant digits;
+* repeated calls of a block, named `fractal_1`, `fractal_2` by the lowering, carried that
+  made-up name as a subtitle (the first call, `fractal`, did not); names the spec gives
+  (`as inception_3a`) still show.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+import incdsl
+from incdsl.ops.marks import num
+from incdsl.render.graphviz import DrawOptions, build_dot
+from incdsl.render.scene import Edge, merge_parallel
+
+ROOT = Path(__file__).resolve().parent.parent
+EDGE = re.compile(r'^\s*("[^"]+"|\S+) -> ("[^"]+"|\S+)(?: \[(.*)\])?$', re.M)
+
+
+def edges(dot: str) -> list[tuple[str, str, str]]:
+    return [(a.strip('"'), b.strip('"'), attrs or "") for a, b, attrs in EDGE.findall(dot)]
+
+
+def drawn_edges(dot: str) -> list[tuple[str, str]]:
+    return [(a, b) for a, b, attrs in edges(dot) if "invis" not in attrs]
+
+
+FRACTAL = ROOT / "specs" / "zoo" / "cifar" / "fractalnet20.inc"
+
+
+def test_a_flat_join_fed_twice_by_one_nested_block_gets_one_arrow_marked_2_inputs():
+    dot = build_dot(incdsl.load(FRACTAL), DrawOptions(level="block", block="fractal"))
+    into_mean = [(a, attrs) for a, b, attrs in edges(dot) if b == "fractal/mean_0"]
+    tails = [a for a, _ in into_mean]
+    assert sorted(tails) == ["fractal/branch_0/fractal_1", "fractal/branch_1/fractal"]
+    (note,) = [attrs for a, attrs in into_mean if a == "fractal/branch_0/fractal_1"]
+    assert "2 inputs" in note and "32x32x64" in note
+
+
+def test_no_drawing_of_the_fractal_net_has_parallel_arrows():
+    net = incdsl.load(FRACTAL)
+    for options in (DrawOptions(), DrawOptions(level="block", block="fractal"),
+                    DrawOptions(level="layer", block="fractal")):
+        pairs = drawn_edges(build_dot(net, options))
+        assert len(pairs) == len(set(pairs)), options
+
+
+def test_merged_arrows_keep_order_notes_and_differing_shapes():
+    merged = merge_parallel([Edge("a", "j", (8, 4, 4)), Edge("b", "j", (8, 4, 4), "scale 0.1"),
+                             Edge("a", "j", (16, 4, 4), "scale 0.2"), Edge("j", "#output", (24, 4, 4))])
+    assert [(e.tail, e.head) for e in merged] == [("a", "j"), ("b", "j"), ("j", "#output")]
+    assert merged[0].shape is None and merged[0].note == "2 inputs: 4x4x8, 4x4x16, scale 0.2"
+    assert merged[1:] == [Edge("b", "j", (8, 4, 4), "scale 0.1"), Edge("j", "#output", (24, 4, 4))]
+
+
+def test_probabilities_in_box_texts_have_three_significant_digits():
+    dot = build_dot(incdsl.load(ROOT / "specs" / "zoo" / "cifar" / "swapout_v2_32_w4.inc"),
+                    DrawOptions(level="block", block="swapout_stage"))
+    keeps = re.findall(r"keep ([0-9.e-]+)", dot)
+    assert keeps and "0.833" in keeps and not any(len(k.lstrip("0.")) > 3 for k in keeps)
+
+
+@given(st.floats(min_value=1e-6, max_value=1e6, allow_nan=False))
+def test_num_keeps_three_significant_digits(v):
+    digits = re.sub(r"e.*$", "", num(v)).replace(".", "").lstrip("0")
+    assert len(digits) <= 3
+    assert abs(float(num(v)) - v) <= 0.005 * v
+
+
+def test_made_up_instance_names_are_not_subtitles_but_given_ones_are():
+    fractal = build_dot(incdsl.load(FRACTAL), DrawOptions())
+    assert "fractal_1</FONT>" not in fractal and "fractal_4</FONT>" not in fractal
+    googlenet = build_dot(incdsl.load(ROOT / "specs" / "googlenet.inc"), DrawOptions())
+    assert "inception_3a</FONT>" in googlenet and "inception_4e</FONT>" in googlenet
+
+
+def test_a_nested_block_box_drops_a_made_up_name_too():
+    dot = build_dot(incdsl.load(FRACTAL), DrawOptions(level="block", block="fractal"))
+    assert re.search(r'"fractal/branch_0/fractal_1" \[label=<Fractal>', dot)
