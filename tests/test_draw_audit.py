@@ -85,3 +85,17 @@ def test_made_up_instance_names_are_not_subtitles_but_given_ones_are():
 def test_a_nested_block_box_drops_a_made_up_name_too():
     dot = build_dot(incdsl.load(FRACTAL), DrawOptions(level="block", block="fractal"))
     assert re.search(r'"fractal/branch_0/fractal_1" \[label=<Fractal>', dot)
+
+
+def test_a_wrapped_left_to_right_drawing_goes_down_from_one_row_to_the_next():
+    # without ports the arrow from Reduction-B (end of row 1) ran back across the figure and
+    # met 3 x Inception-C from the right, its shape label on top of the next arrow
+    dot = build_dot(incdsl.load(ROOT / "specs" / "inception_v4.inc"), DrawOptions(rankdir="LR"))
+    ported = [(a, b) for a, b, attrs in edges(dot) if "tailport=s" in attrs and "headport=n" in attrs]
+    assert ported == [("reduction_b", "inception_c.0")]
+
+
+def test_an_unwrapped_drawing_has_no_ports():
+    net = incdsl.load(ROOT / "specs" / "inception_v4.inc")
+    for options in (DrawOptions(), DrawOptions(rankdir="LR", level="block", block="inception_a")):
+        assert "port=" not in build_dot(net, options)

@@ -193,8 +193,13 @@ def to_dot(scene: Scene, options: DrawOptions = DrawOptions()) -> str:
     add_nodes(dot, by_cluster.get("", []))
     for path in children.get("", []):
         add_cluster(dot, path)
+    row_of = {box: i for i, row in enumerate(wraps) for box in row}
     for edge in scene.edges:
         attrs = {"style": "dashed"} if edge.aux else {}
+        if row_of.get(edge.tail, -1) < row_of.get(edge.head, -1) and edge.tail in row_of:
+            # from the end of one row down to the start of the next: leave from below and enter
+            # from above, or the arrow runs back over the row and meets the box from the right
+            attrs.update(tailport="s", headport="n")
         label = _edge_label(edge, options, edge.tail in fanned)
         if label:
             attrs["label"] = label
