@@ -257,7 +257,7 @@ def test_block_labels_in_the_papers_style():
 @needs_dot
 def test_nested_block_is_one_box():
     nodes, edges = draw_svg(MINI, level="block", block="mini_pair")
-    assert nodes["mini_pair/branch_0/mini_a"][0] == ["Mini-A"]
+    assert nodes["mini_pair/branch_0/mini_a"][0] == ["Mini-A", "n 8"]  # its arguments under the title
     assert not any(n.startswith("mini_pair/branch_0/mini_a/") for n in nodes)
     assert edges[("mini_pair/branch_0/mini_a", "mini_pair/concat_0")] == ["7x7x56"]
 

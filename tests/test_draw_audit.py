@@ -84,7 +84,8 @@ def test_made_up_instance_names_are_not_subtitles_but_given_ones_are():
 
 def test_a_nested_block_box_drops_a_made_up_name_too():
     dot = build_dot(incdsl.load(FRACTAL), DrawOptions(level="block", block="fractal"))
-    assert re.search(r'"fractal/branch_0/fractal_1" \[label=<Fractal>', dot)
+    label = re.search(r'"fractal/branch_0/fractal_1" \[label=<(.*?)> fillcolor', dot).group(1)
+    assert label.startswith("Fractal<BR/>") and "fractal_1" not in label
 
 
 def test_a_wrapped_left_to_right_drawing_goes_down_from_one_row_to_the_next():
@@ -99,3 +100,21 @@ def test_an_unwrapped_drawing_has_no_ports():
     net = incdsl.load(ROOT / "specs" / "inception_v4.inc")
     for options in (DrawOptions(), DrawOptions(rankdir="LR", level="block", block="inception_a")):
         assert "port=" not in build_dot(net, options)
+
+
+def test_a_nested_block_box_shows_its_arguments():
+    # Xception's strided block drew `Separable` twice with no filter count; FractalNet's block
+    # drew three `Fractal` boxes alike, though one is a single convolution (c 1)
+    xception = build_dot(incdsl.load(ROOT / "specs" / "zoo" / "xception.inc"), DrawOptions(level="block", block="strided"))
+    assert xception.count('Separable<BR/><FONT POINT-SIZE="9" COLOR="#555555">filters 256</FONT>') == 2
+    fractal = build_dot(incdsl.load(FRACTAL), DrawOptions(level="block", block="fractal"))
+    assert "c 1, filters 64, dropout 0" in fractal and fractal.count("c 2, filters 64, dropout 0") == 2
+
+
+def test_a_long_or_structured_argument_list_is_left_out():
+    from incdsl.render.collect import ARGS_CHARS, _call_args
+    assert _call_args({}) is None
+    assert _call_args({"kernel": (3, 3)}) is None
+    assert _call_args({f"p{i}": 1000 for i in range(12)}) is None
+    assert _call_args({"keep": 5 / 6, "mode": "fast"}) == "keep 0.833, mode fast"
+    assert len(_call_args({"a": 1})) <= ARGS_CHARS

@@ -17,6 +17,7 @@ import networkx as nx
 
 from ..diagnostics import did_you_mean
 from ..ir.graph import inputs, kind, node as ir_node
+from ..ops.marks import num
 from .labels import layer_label, pretty_name
 from .paper import depth_rows
 from .scene import (OUTPUT, DrawError, Edge, Node, Scene, aux_drop, branch_heads, exit_id, input_note,
@@ -34,6 +35,19 @@ def _given_name(local: str, block: str) -> str | None:
     base = split_index(local)[0]
     auto = base == block or re.fullmatch(re.escape(block) + r"_\d+", base)
     return None if auto else base
+
+
+ARGS_CHARS = 48  # a longer argument line would widen a nested block's box past its neighbours
+
+
+def _call_args(args: dict) -> str | None:
+    """A nested block's arguments as a line of its box (``filters 256``; FractalNet's
+    ``c 1, filters 64, dropout 0`` tells a one-column box from a deeper one); None when there
+    are none, one is not a plain number or word, or the line would be too long."""
+    if not args or not all(isinstance(v, (int, float, str)) for v in args.values()):
+        return None
+    text = ", ".join(f"{k} {num(v)}" for k, v in args.items())
+    return text if len(text) <= ARGS_CHARS else None
 
 
 def _label(graph: nx.DiGraph, name: str) -> str:
@@ -224,7 +238,7 @@ def collect_block(graph: nx.DiGraph, block: str, aux: bool = True, input_label: 
             inner = instances[b]["block"]
             local = b.rpartition("/")[2]
             given = _given_name(local, inner)
-            lines = (given,) if given else ()
+            lines = tuple(t for t in (given, _call_args(instances[b]["args"])) if t)
             scene.nodes.append(Node(b, "block", pretty_name(inner), lines, aux=graph.nodes[n]["aux"] is not None))
         for u in inputs(graph, n):
             t = tail_of(u)
