@@ -118,3 +118,26 @@ def test_a_long_or_structured_argument_list_is_left_out():
     assert _call_args({f"p{i}": 1000 for i in range(12)}) is None
     assert _call_args({"keep": 5 / 6, "mode": "fast"}) == "keep 0.833, mode fast"
     assert len(_call_args({"a": 1})) <= ARGS_CHARS
+
+
+def test_a_named_residual_around_block_calls_is_opened_at_network_level():
+    # RoR-3 drew one `Root` box for all three groups and their level-1 shortcut
+    net = incdsl.load(ROOT / "specs" / "zoo" / "cifar" / "ror3_wrn58_4.inc", params={"depth": 10})
+    dot = build_dot(net, DrawOptions())
+    assert ">Root<" not in dot
+    pairs = drawn_edges(dot)
+    assert ("root/group3", "root/add_0") in pairs and ("root/shortcut/conv_0", "root/add_0") in pairs
+    assert ("conv_0", "root/shortcut/conv_0") in pairs and ("conv_0", "root/group1") in pairs
+
+
+def test_squeezenet_bypasses_show_at_network_level_named_by_their_scope():
+    dot = build_dot(incdsl.load(ROOT / "specs" / "zoo" / "cifar" / "squeezenet_bn.inc"), DrawOptions())
+    for fire in ("fire3", "fire5", "fire7"):
+        assert (f"{fire}/fire", f"{fire}/add_0") in drawn_edges(dot)
+        assert re.search(rf'"{fire}/fire" \[label=<Fire<BR/><FONT[^>]*>{fire}</FONT>', dot)
+    assert "fire2</FONT>" in dot and ">Fire3<" not in dot
+
+
+def test_scopes_without_block_calls_stay_one_box():
+    dot = build_dot(incdsl.load(ROOT / "specs" / "inception_v4.inc"), DrawOptions())
+    assert "/" not in "".join(a + b for a, b in drawn_edges(dot))

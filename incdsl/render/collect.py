@@ -101,7 +101,15 @@ def _trunk_units(graph: nx.DiGraph, trunk: list[str], tapped: set[str]) -> tuple
     fold_stem = first_scoped is not None and len(stem_layers) >= 2
     units: list[_Unit] = []
     unit_of: dict[str, str] = {}
+    box = _opened_scopes(graph, trunk, instances)
     for n in trunk:
+        if box.get(n) == n:  # a layer of an opened scope: a box of its own, as a top-level layer
+            if _elided(graph, n):
+                unit_of[n] = unit_of[inputs(graph, n)[0]]
+            else:
+                units.append(_Unit(n, layer_kind(graph, n), _label(graph, n), nodes=[n]))
+                unit_of[n] = n
+            continue
         if "/" not in n:  # a top-level layer
             if _elided(graph, n):
                 unit_of[n] = unit_of[inputs(graph, n)[0]]
@@ -115,7 +123,7 @@ def _trunk_units(graph: nx.DiGraph, trunk: list[str], tapped: set[str]) -> tuple
                 units.append(_Unit(n, layer_kind(graph, n), _label(graph, n), nodes=[n]))
             unit_of[n] = units[-1].id
             continue
-        top = n.split("/", 1)[0]
+        top = box.get(n) or n.split("/", 1)[0]
         cur = units[-1] if units else None
         if cur is None or not cur.tops or cur.tops[-1] != top:
             base, index = split_index(top)
@@ -134,14 +142,29 @@ def _trunk_units(graph: nx.DiGraph, trunk: list[str], tapped: set[str]) -> tuple
     return units, unit_of
 
 
+def _opened_scopes(graph: nx.DiGraph, trunk: list[str], instances: dict) -> dict[str, str]:
+    """Layers of top-level scopes that are no block call but hold some (`residual as root:`
+    around three groups, RoR's; `residual as fire3: fire(...)`, SqueezeNet's bypass) -> the
+    outermost block call holding them, or themselves. One box for such a scope hid the
+    shortcut that is its point; opened, its calls are boxes and its own layers too."""
+    tops = dict.fromkeys(n.split("/", 1)[0] for n in trunk if "/" in n)
+    opened = [t for t in tops if t not in instances and any(s.startswith(t + "/") for s in instances)]
+    box = {}
+    for top in opened:
+        members = [n for n in trunk if n.startswith(top + "/")]
+        box.update(_collapse_nested(graph, members, top + "/"))
+    return box
+
+
 def _name_unit(graph: nx.DiGraph, unit: _Unit, instances: dict) -> None:
-    """Title and kind of a box holding top-level scopes."""
-    base, _ = split_index(unit.tops[0])
+    """Title and kind of a box holding top-level scopes (or the block calls of an opened one)."""
+    base, _ = split_index(unit.tops[0].rpartition("/")[2])
     inst = instances.get(unit.tops[0])
     layers = [n for n in unit.nodes if n.startswith(unit.tops[0] + "/")]
     if inst:
         title = pretty_name(inst["block"])
-        given = _given_name(base, inst["block"])
+        # a call in an opened scope without a name of its own goes by the scope's (`fire3`)
+        given = _given_name(base, inst["block"]) or unit.tops[0].rpartition("/")[0].split("/")[0] or None
         if given:
             unit.lines.append(given)
     elif len(layers) == 1:
