@@ -141,3 +141,16 @@ def test_squeezenet_bypasses_show_at_network_level_named_by_their_scope():
 def test_scopes_without_block_calls_stay_one_box():
     dot = build_dot(incdsl.load(ROOT / "specs" / "inception_v4.inc"), DrawOptions())
     assert "/" not in "".join(a + b for a, b in drawn_edges(dot))
+
+
+def test_a_tapped_box_writes_its_shape_once_not_beside_each_arrow():
+    # GoogLeNet's inception_4d fed the trunk and aux2: `14x14x528 14x14x528` side by side
+    dot = build_dot(incdsl.load(ROOT / "specs" / "googlenet.inc"), DrawOptions())
+    assert re.search(r'inception_4d \[label=<Inception<BR/>.*14x14x528</FONT>', dot)
+    out_of_4d = [attrs for a, _, attrs in edges(dot) if a == "inception_4d"]
+    assert len(out_of_4d) == 2 and not any("14x14x528" in attrs for attrs in out_of_4d)
+
+
+def test_without_aux_heads_the_shape_stays_on_the_arrow():
+    dot = build_dot(incdsl.load(ROOT / "specs" / "googlenet.inc"), DrawOptions(aux=False))
+    assert [attrs for a, _, attrs in edges(dot) if a == "inception_4d"] == ["label=<14x14x528>"]
