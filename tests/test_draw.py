@@ -157,9 +157,10 @@ def test_network_level_svg(spec):
     edge_texts = {t for ts in edges.values() for t in ts}
     assert hwc(net.output_shape) in edge_texts
     for scope, inst in net.graph.graph["instances"].items():
-        if "/" not in scope:  # every top-level block instance's output shape is on an arrow
+        if "/" not in scope:  # every top-level block instance's output shape is on an arrow (or in
+            # its box, where it also feeds an aux head)
             last = [n for n in net.graph.nodes if n.startswith(scope + "/") and net.graph.nodes[n]["aux"] is None][-1]
-            assert hwc(net.graph.nodes[last]["shape"]) in edge_texts, scope
+            assert hwc(net.graph.nodes[last]["shape"]) in edge_texts | set(texts), scope
     for head in net.aux_heads:
         assert any(t.startswith(f"Aux head {head['name']} ") for t in texts)
     assert len(nodes) < 40, "the overall schema should stay compact"
@@ -257,7 +258,7 @@ def test_block_labels_in_the_papers_style():
 @needs_dot
 def test_nested_block_is_one_box():
     nodes, edges = draw_svg(MINI, level="block", block="mini_pair")
-    assert nodes["mini_pair/branch_0/mini_a"][0] == ["Mini-A"]
+    assert nodes["mini_pair/branch_0/mini_a"][0] == ["Mini-A", "n 8"]  # its arguments under the title
     assert not any(n.startswith("mini_pair/branch_0/mini_a/") for n in nodes)
     assert edges[("mini_pair/branch_0/mini_a", "mini_pair/concat_0")] == ["7x7x56"]
 

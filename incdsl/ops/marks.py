@@ -16,7 +16,9 @@ def hwc(shape) -> str:
 
 
 def num(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
+    """A number in a box text: a float to three significant digits (``keep 0.833``, not the
+    ``0.833333`` that a linear rule such as 1 - 5/6 * 0.2 computes), an integer as it is."""
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def pair(p) -> str:

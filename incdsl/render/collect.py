@@ -10,21 +10,44 @@ All three read the graph and never change it; iteration follows the IR's node or
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import networkx as nx
 
 from ..diagnostics import did_you_mean
 from ..ir.graph import inputs, kind, node as ir_node
+from ..ops.marks import num
 from .labels import layer_label, pretty_name
 from .paper import depth_rows
 from .scene import (OUTPUT, DrawError, Edge, Node, Scene, aux_drop, branch_heads, exit_id, input_note,
-                    layer_edges, layer_kind, layer_nodes, split_index)
+                    layer_edges, layer_kind, layer_nodes, merge_parallel, split_index)
 
 
 def _elided(graph: nx.DiGraph, name: str) -> bool:
     """At network level a reshape is not a box: the arrow carries its shape."""
     return kind(graph, name).elided
+
+
+def _given_name(local: str, block: str) -> str | None:
+    """An instance's own name where the spec gave one (`as NAME`); None for the names the
+    lowering makes up (`fractal`, `fractal_1`, `inception_a.2`), which would only clutter a box."""
+    base = split_index(local)[0]
+    auto = base == block or re.fullmatch(re.escape(block) + r"_\d+", base)
+    return None if auto else base
+
+
+ARGS_CHARS = 48  # a longer argument line would widen a nested block's box past its neighbours
+
+
+def _call_args(args: dict) -> str | None:
+    """A nested block's arguments as a line of its box (``filters 256``; FractalNet's
+    ``c 1, filters 64, dropout 0`` tells a one-column box from a deeper one); None when there
+    are none, one is not a plain number or word, or the line would be too long."""
+    if not args or not all(isinstance(v, (int, float, str)) for v in args.values()):
+        return None
+    text = ", ".join(f"{k} {num(v)}" for k, v in args.items())
+    return text if len(text) <= ARGS_CHARS else None
 
 
 def _label(graph: nx.DiGraph, name: str) -> str:
@@ -66,6 +89,7 @@ def collect_network(graph: nx.DiGraph, aux: bool = True) -> Scene:
     scene.edges.append(Edge(unit_of[out], OUTPUT, graph.nodes[out]["shape"]))
     for head in heads:
         _aux_unit(graph, head, scene, unit_of)
+    scene.edges = merge_parallel(scene.edges)
     return scene
 
 
@@ -77,7 +101,15 @@ def _trunk_units(graph: nx.DiGraph, trunk: list[str], tapped: set[str]) -> tuple
     fold_stem = first_scoped is not None and len(stem_layers) >= 2
     units: list[_Unit] = []
     unit_of: dict[str, str] = {}
+    box = _opened_scopes(graph, trunk, instances)
     for n in trunk:
+        if box.get(n) == n:  # a layer of an opened scope: a box of its own, as a top-level layer
+            if _elided(graph, n):
+                unit_of[n] = unit_of[inputs(graph, n)[0]]
+            else:
+                units.append(_Unit(n, layer_kind(graph, n), _label(graph, n), nodes=[n]))
+                unit_of[n] = n
+            continue
         if "/" not in n:  # a top-level layer
             if _elided(graph, n):
                 unit_of[n] = unit_of[inputs(graph, n)[0]]
@@ -91,7 +123,7 @@ def _trunk_units(graph: nx.DiGraph, trunk: list[str], tapped: set[str]) -> tuple
                 units.append(_Unit(n, layer_kind(graph, n), _label(graph, n), nodes=[n]))
             unit_of[n] = units[-1].id
             continue
-        top = n.split("/", 1)[0]
+        top = box.get(n) or n.split("/", 1)[0]
         cur = units[-1] if units else None
         if cur is None or not cur.tops or cur.tops[-1] != top:
             base, index = split_index(top)
@@ -110,15 +142,31 @@ def _trunk_units(graph: nx.DiGraph, trunk: list[str], tapped: set[str]) -> tuple
     return units, unit_of
 
 
+def _opened_scopes(graph: nx.DiGraph, trunk: list[str], instances: dict) -> dict[str, str]:
+    """Layers of top-level scopes that are no block call but hold some (`residual as root:`
+    around three groups, RoR's; `residual as fire3: fire(...)`, SqueezeNet's bypass) -> the
+    outermost block call holding them, or themselves. One box for such a scope hid the
+    shortcut that is its point; opened, its calls are boxes and its own layers too."""
+    tops = dict.fromkeys(n.split("/", 1)[0] for n in trunk if "/" in n)
+    opened = [t for t in tops if t not in instances and any(s.startswith(t + "/") for s in instances)]
+    box = {}
+    for top in opened:
+        members = [n for n in trunk if n.startswith(top + "/")]
+        box.update(_collapse_nested(graph, members, top + "/"))
+    return box
+
+
 def _name_unit(graph: nx.DiGraph, unit: _Unit, instances: dict) -> None:
-    """Title and kind of a box holding top-level scopes."""
-    base, _ = split_index(unit.tops[0])
+    """Title and kind of a box holding top-level scopes (or the block calls of an opened one)."""
+    base, _ = split_index(unit.tops[0].rpartition("/")[2])
     inst = instances.get(unit.tops[0])
     layers = [n for n in unit.nodes if n.startswith(unit.tops[0] + "/")]
     if inst:
         title = pretty_name(inst["block"])
-        if base != inst["block"]:
-            unit.lines.append(base)
+        # a call in an opened scope without a name of its own goes by the scope's (`fire3`)
+        given = _given_name(base, inst["block"]) or unit.tops[0].rpartition("/")[0].split("/")[0] or None
+        if given:
+            unit.lines.append(given)
     elif len(layers) == 1:
         title = layer_label(graph.nodes[layers[0]]["op"], graph.nodes[layers[0]]["attrs"])
     else:
@@ -212,7 +260,8 @@ def collect_block(graph: nx.DiGraph, block: str, aux: bool = True, input_label: 
             boxes_done.add(b)
             inner = instances[b]["block"]
             local = b.rpartition("/")[2]
-            lines = (local,) if split_index(local)[0] != inner else ()
+            given = _given_name(local, inner)
+            lines = tuple(t for t in (given, _call_args(instances[b]["args"])) if t)
             scene.nodes.append(Node(b, "block", pretty_name(inner), lines, aux=graph.nodes[n]["aux"] is not None))
         for u in inputs(graph, n):
             t = tail_of(u)
@@ -222,6 +271,7 @@ def collect_block(graph: nx.DiGraph, block: str, aux: bool = True, input_label: 
     out = [n for n in members if graph.nodes[n]["aux"] == keep][-1]
     scene.nodes.append(Node(OUTPUT, "output", "Output"))
     scene.edges.append(Edge(tail_of(out), OUTPUT, graph.nodes[out]["shape"]))
+    scene.edges = merge_parallel(scene.edges)
     scene.orders = depth_rows(graph, scene, branch_order)
     return scene
 
@@ -290,5 +340,6 @@ def collect_layers(graph: nx.DiGraph, aux: bool = True, block: str | None = None
         oid = f"#aux/{head['name']}/output"
         scene.nodes.append(Node(oid, "output", f"Output {head['name']}", aux=True))
         scene.edges.append(Edge(exit_id(graph, head["output"]), oid, graph.nodes[head["output"]]["shape"], aux=True))
+    scene.edges = merge_parallel(scene.edges)
     scene.orders = _branch_orders(graph, names, names, {n: n for n in names})
     return scene

@@ -123,7 +123,8 @@ def _fan_outs(scene: Scene) -> dict[str, tuple]:
     shapes: dict[str, set] = {}
     counts: dict[str, int] = {}
     for e in scene.edges:
-        if not e.aux and e.shape is not None:
+        # an aux head's tap counts too: its dashed arrow and the trunk's wrote one shape side by side
+        if e.shape is not None:
             shapes.setdefault(e.tail, set()).add(e.shape)
             counts[e.tail] = counts.get(e.tail, 0) + 1
     return {tail: next(iter(s)) for tail, s in shapes.items()
@@ -132,7 +133,7 @@ def _fan_outs(scene: Scene) -> dict[str, tuple]:
 
 def _edge_label(edge, options: DrawOptions, fanned: bool = False) -> str | None:
     parts = []
-    if options.shapes and edge.shape is not None and not (fanned and not edge.aux):
+    if options.shapes and edge.shape is not None and not fanned:
         parts.append(hwc(edge.shape))
     if edge.note:
         parts.append(edge.note)
@@ -193,8 +194,13 @@ def to_dot(scene: Scene, options: DrawOptions = DrawOptions()) -> str:
     add_nodes(dot, by_cluster.get("", []))
     for path in children.get("", []):
         add_cluster(dot, path)
+    row_of = {box: i for i, row in enumerate(wraps) for box in row}
     for edge in scene.edges:
         attrs = {"style": "dashed"} if edge.aux else {}
+        if row_of.get(edge.tail, -1) < row_of.get(edge.head, -1) and edge.tail in row_of:
+            # from the end of one row down to the start of the next: leave from below and enter
+            # from above, or the arrow runs back over the row and meets the box from the right
+            attrs.update(tailport="s", headport="n")
         label = _edge_label(edge, options, edge.tail in fanned)
         if label:
             attrs["label"] = label

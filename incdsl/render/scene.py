@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..ir.graph import inputs, kind, node as ir_node
-from .labels import act_label, layer_label
+from .labels import act_label, hwc, layer_label
 
 OUTPUT = "#output"
 
@@ -126,6 +126,29 @@ def branch_heads(graph: nx.DiGraph, concat: str, members: list[str]) -> list[str
         branch = prefix + rest.split("/", 1)[0] + "/"
         heads.append(next(n for n in members if n.startswith(branch)))
     return heads
+
+
+def merge_parallel(edges: list[Edge]) -> list[Edge]:
+    """One arrow per (tail, head): where a collapsed box feeds several inputs of one join
+    (FractalNet's flat join takes two columns of a nested block), Graphviz would draw the
+    arrows on top of each other; the one arrow left says how many inputs it stands for."""
+    groups: dict[tuple, list[Edge]] = {}
+    for e in edges:
+        groups.setdefault((e.tail, e.head, e.aux), []).append(e)
+    out = []
+    for e in edges:
+        group = groups.pop((e.tail, e.head, e.aux), None)
+        if group is None:
+            continue
+        if len(group) == 1:
+            out.append(e)
+            continue
+        shapes = list(dict.fromkeys(g.shape for g in group))
+        count = f"{len(group)} inputs" if len(shapes) == 1 else \
+            f"{len(group)} inputs: " + ", ".join(hwc(s) for s in shapes if s is not None)
+        notes = [count] + list(dict.fromkeys(g.note for g in group if g.note))
+        out.append(Edge(e.tail, e.head, shapes[0] if len(shapes) == 1 else None, ", ".join(notes), e.aux))
+    return out
 
 
 _INDEXED = re.compile(r"^(.*)\.(\d+)$")
