@@ -154,3 +154,15 @@ def test_a_tapped_box_writes_its_shape_once_not_beside_each_arrow():
 def test_without_aux_heads_the_shape_stays_on_the_arrow():
     dot = build_dot(incdsl.load(ROOT / "specs" / "googlenet.inc"), DrawOptions(aux=False))
     assert [attrs for a, _, attrs in edges(dot) if a == "inception_4d"] == ["label=<14x14x528>"]
+
+
+def test_calls_of_one_block_with_other_arguments_show_them_at_network_level():
+    dot = build_dot(incdsl.load(ROOT / "specs" / "zoo" / "densenet.inc"), DrawOptions())
+    lines = re.findall(r'label=<Dense-Block<BR/><FONT [^>]*>([^<]*)</FONT>', dot)
+    assert lines == ["n 6, k 32", "n 12, k 32", "n 24, k 32", "n 16, k 32"]
+    assert re.search(r"transition \[label=<Transition>", dot)  # its calls agree: no line
+
+
+def test_named_calls_keep_their_names_alone():
+    dot = build_dot(incdsl.load(ROOT / "specs" / "googlenet.inc"), DrawOptions())
+    assert "inception_3a" in dot and "c1 64" not in dot and "64, " not in dot

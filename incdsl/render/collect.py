@@ -139,7 +139,25 @@ def _trunk_units(graph: nx.DiGraph, trunk: list[str], tapped: set[str]) -> tuple
     for u in units:
         if u.tops:
             _name_unit(graph, u, instances)
+    _tell_calls_apart(units, instances)
     return units, unit_of
+
+
+def _tell_calls_apart(units: list[_Unit], instances: dict) -> None:
+    """Boxes of one block called with different arguments and no name of their own look alike
+    (DenseNet's four Dense-Blocks of 6, 12, 24 and 16 layers): give each its argument line.
+    Boxes with names (GoogLeNet's inception_3a ...) or calls that all agree keep one line less."""
+    calls: dict[str, list] = {}
+    for u in units:
+        inst = instances.get(u.tops[0]) if u.tops else None
+        if inst and not u.lines:
+            calls.setdefault(inst["block"], []).append((u, inst["args"]))
+    for members in calls.values():
+        if len(members) > 1 and any(args != members[0][1] for _, args in members):
+            for u, args in members:
+                line = _call_args(args)
+                if line:
+                    u.lines.append(line)
 
 
 def _opened_scopes(graph: nx.DiGraph, trunk: list[str], instances: dict) -> dict[str, str]:
