@@ -388,7 +388,7 @@ def test_learned_scale_learns():
 def test_learned_scale_is_drawn():
     from incdsl.render.graphviz import build_dot
     from incdsl.render.style import DrawOptions
-    assert "learned scale (init 0.25)" in build_dot(net("residual(scale = learned(0.25)):\n    conv 3x3 4 S"),
+    assert "Learned scale (init 0.25)" in build_dot(net("residual(scale = learned(0.25)):\n    conv 3x3 4 S"),
                                                      DrawOptions(level="layer"))
 
 

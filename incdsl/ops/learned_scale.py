@@ -25,7 +25,7 @@ def cost(attrs, ins, out):
 OPS = (
     Op("learned_scale", "norm", Signature({"init": t_weight}, {"init": 0.0}, (("init", p_num),), False,
                                           "a starting value such as `0.1`"),
-       same_shape, lambda a: f"x learned scale (init {num(a['init'])})",
+       same_shape, lambda a: f"Learned scale (init {num(a['init'])})",
        lambda a, ins, out, lit: f"LearnedScale({lit(a['init'])})", cost=cost, words=(LEARNED,),
        # a branch that starts at 0 passes no gradient: the 3x3 one starts at 0.5 for the field probe
        example=("residual(scale = learned(0.5)):", "    conv 3x3 4 S", "residual(scale = learned):", "    conv 1x1 4",
