@@ -201,8 +201,8 @@ gate:
 
 
 @pytest.mark.parametrize("body, message", [
-    ("multiply:\n    branch: identity\n    branch: gap -> conv 1x1 3", "shapes that do not broadcast"),
-    ("multiply:\n    branch: identity\n    branch: maxpool 2x2 /2", "shapes that do not broadcast"),
+    ("multiply:\n    branch: identity\n    branch: gap -> conv 1x1 3", "shapes it cannot combine"),
+    ("multiply:\n    branch: identity\n    branch: maxpool 2x2 /2", "shapes it cannot combine"),
     ("gate:\n    branch: identity\n    branch: identity", "`gate` needs at least 3 branches"),
     ("gate:\n" + "    branch: identity\n" * 4, "`gate` takes three branches (T, H, X), found 4"),
     ("gate:\n    branch: identity\n    branch: identity\n    branch: conv 1x1 5", "the branches of `gate` have different shapes"),

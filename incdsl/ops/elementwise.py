@@ -76,7 +76,7 @@ def broadcast_shape(attrs, ins):
     out = max(ins, key=lambda s: s[1] * s[2] if len(s) == 3 else 0)
     for s in ins:
         if s != out and not (len(s) == 3 == len(out) and s[0] == out[0] and s[1:] == (1, 1)):
-            raise ShapeError("the branches of `multiply` have shapes that do not broadcast",
+            raise ShapeError("the branches of `multiply` have shapes it cannot combine (only Cx1x1 spreads)",
                              notes=tuple(f"branch {i} gives {fmt(x)}" for i, x in enumerate(ins)),
                              hint=f"each branch must give {fmt(out)}, or {out[0]}x1x1 to scale each channel")
     return out, []
