@@ -170,3 +170,16 @@ def test_a_misspelt_choice_names_the_close_ones(argv, suggestion, capsys):
 def test_a_choice_like_nothing_gets_no_guess(capsys):
     err = usage_error(["cost", V4, "--by", "zzz"], capsys)
     assert "invalid choice: 'zzz'" in err and "did you mean" not in err
+
+
+def test_weights_from_a_missing_library_exits_69(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "timm" else real(name, *a))
+    out = tmp_path / "run"
+    assert main(["train", MINI, "--data", "digits", "--weights", "timm:inception_v4", "--out", str(out)]) == 69
+    err = capsys.readouterr().err
+    assert "--weights timm:inception_v4 needs timm" in err and "install with: pip install timm" in err
+    assert not out.exists()

@@ -226,6 +226,17 @@ def _resume_target(args) -> str:
     raise UsageError("--resume needs the run folder: --resume DIR")
 
 
+def _check_weights_library(source: str | None) -> None:
+    """`--weights timm:NAME` or `torchvision:NAME` needs that library: a missing extra (exit 69),
+    said before anything is loaded or written."""
+    import importlib.util
+    from ..cli import MissingExtra
+    library, colon, _ = (source or "").partition(":")
+    if colon and library in ("timm", "torchvision") and not os.path.exists(source) \
+            and importlib.util.find_spec(library) is None:
+        raise MissingExtra(f"--weights {source} needs {library}", f"pip install {library}")
+
+
 def _check_outputs(out: str, net, weights: str | None, resume: str | None) -> None:
     """The files training writes in `out` are none of its inputs (the spec and its includes,
     --weights), whatever they are named; a resumed checkpoint is replaced by design."""
@@ -244,6 +255,7 @@ def run(args) -> int:
     if args.resume is not None and args.weights:
         raise UsageError("--weights starts a new run; --resume continues one with its own weights")
     check_dependencies(args.data or "")
+    _check_weights_library(args.weights)
     from ..io import prepare_output_dir
     from ..train import checkpoint as ckpt
     from ..train.loop import TrainConfig, resume_command, train
