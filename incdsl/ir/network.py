@@ -19,9 +19,15 @@ from ..lang.values import parse_value
 from .lower import MAX_CALL_DEPTH, MAX_LAYERS, Lowerer, load_program
 
 
-@dataclass
+@dataclass(eq=False)
 class Network:
-    """A checked network: its IR graph plus what the spec said about it."""
+    """A checked network: its IR graph plus what the spec said about it.
+
+    Two networks are equal when they compute the same thing: the same layers, names, attributes,
+    shapes, edges, aux heads and parameters. Where they were written (files, spans, warnings) is
+    provenance and does not count, so one spec loaded twice, or two spellings of one network,
+    compare equal. Networks are mutable (their graph is), so they are not hashable.
+    """
 
     graph: nx.DiGraph
     sources: dict
@@ -81,8 +87,28 @@ class Network:
         except (GraphvizNotFound, DrawTooLarge, DotTimeout):
             return None
 
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Network):
+            return NotImplemented
+        return self is other or _meaning(self.graph) == _meaning(other.graph)
+
+    __hash__ = None
+
     def __repr__(self) -> str:
         return f"<Network {self.name}: {len(self.layers)} layers, {format_shape(self.input_shape)} -> {format_shape(self.output_shape)}>"
+
+
+def _without_span(record: dict) -> dict:
+    return {key: value for key, value in record.items() if key != "span"}
+
+
+def _meaning(graph: nx.DiGraph) -> tuple:
+    """What a graph computes, without where it was written: for `Network.__eq__`."""
+    nodes = {node: _without_span(data) for node, data in graph.nodes(data=True)}
+    edges = {(a, b): data for a, b, data in graph.edges(data=True)}
+    info = dict(graph.graph)
+    info["instances"] = {scope: _without_span(inst) for scope, inst in info.get("instances", {}).items()}
+    return nodes, edges, info
 
 
 def network_graph(network, caller: str) -> nx.DiGraph:
