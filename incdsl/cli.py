@@ -111,7 +111,7 @@ def load_spec(args):
 
 class Parser(argparse.ArgumentParser):
     """argparse's parser whose complaint about a value outside an option's choices names the
-    closest ones, as for a misspelt option or command."""
+    closest ones, as for a misspelt option or command, and whose errors read like the others."""
 
     def error(self, message):
         m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
@@ -119,7 +119,10 @@ class Parser(argparse.ArgumentParser):
             hint = did_you_mean(m.group(1), [c.strip().strip("'") for c in m.group(2).split(",")])
             if hint:
                 message = f"{message}; {hint}"
-        super().error(message)
+        # headed `incdsl: error:` like every other error without a place (argparse would write
+        # `incdsl check: error:`); the usage line above it names the command
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"incdsl: error: {terminal_safe(message)}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except IncdslError as exc:
-        print(exc.render(), file=sys.stderr)
+        print(exc.render("incdsl"), file=sys.stderr)
         return EXIT_SPEC
     except OutputError as exc:  # a path that cannot or must not be written: one line
         print(f"incdsl: error: {terminal_safe(str(exc))}", file=sys.stderr)

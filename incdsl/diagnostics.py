@@ -70,8 +70,9 @@ class IncdslError(Exception):
     def span(self) -> Span | None:
         return self.diagnostics[0].span if self.diagnostics else None
 
-    def render(self) -> str:
-        return "\n".join(render(d, self.sources) for d in self.diagnostics)
+    def render(self, program: str | None = None) -> str:
+        """The diagnostics as text; `program` (the CLI passes "incdsl") heads those without a location."""
+        return "\n".join(render(d, self.sources, program) for d in self.diagnostics)
 
     def __str__(self) -> str:
         return self.render()
@@ -200,12 +201,16 @@ def _source_line(sources: Mapping[str, str], span: Span) -> str | None:
     return lines[span.line - 1] if 1 <= span.line <= len(lines) else None
 
 
-def render(diag: Diagnostic, sources: Mapping[str, str]) -> str:
-    """The diagnostic as users read it; every piece of it safe to print on a terminal."""
+def render(diag: Diagnostic, sources: Mapping[str, str], program: str | None = None) -> str:
+    """The diagnostic as users read it; every piece of it safe to print on a terminal.
+
+    Every first line starts with where the problem is: a file position, or, for a problem with
+    none (a file that cannot be read), the program's name when one is given, as compilers do
+    (`incdsl: error: no such spec file: x.inc`), so that the CLI's errors all read alike."""
     head = terminal_safe(f"{diag.severity}: {diag.message}")
     span = diag.span
     if span is None:
-        out = [head]
+        out = [f"{program}: {head}" if program else head]
     else:
         line, col = span.line, span.col
         src_line = _source_line(sources, span)

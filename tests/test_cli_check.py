@@ -172,3 +172,19 @@ def test_process_never_shows_a_traceback(write_spec, run_incdsl, content):
     proc = run_incdsl("check", path)
     assert proc.returncode == 1 and proc.stdout == ""
     assert "error:" in proc.stderr and "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+
+
+def test_every_cli_error_without_a_place_starts_with_the_program_name(capsys, tmp_path):
+    """A spec diagnostic with no location (a missing file, an unknown --set) reads like the CLI's
+    other one-line errors (`incdsl: error: ...`, usage and output problems), not `error: ...`."""
+    spec = tmp_path / "good.inc"
+    spec.write_text(GOOD)
+    for argv in (("check", tmp_path / "gone.inc"), ("cost", spec, "--set", "nope=1"),
+                 ("check", spec, "--input", "3x0x0")):
+        try:
+            code, _, err = run(capsys, *argv)
+        except SystemExit as exit:  # argparse's own complaints leave through sys.exit
+            code, err = exit.code, capsys.readouterr().err
+        assert code in (1, 2)
+        first = [line for line in err.splitlines() if "error:" in line][0]
+        assert first.startswith("incdsl: error: "), err

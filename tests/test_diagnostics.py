@@ -296,11 +296,15 @@ def test_render_multiline_span_underlines_to_the_end_of_the_line():
 def test_render_without_source_or_span():
     assert render(Diagnostic("error", "e", Span("gone.inc", 3, 4, 3, 5)), {}) == "gone.inc:3:4: error: e"
     assert render(Diagnostic("error", "e", None, (), "h"), {}) == "error: e\n = hint: h"
+    # the CLI heads a diagnostic without a place with its name, as it heads its other errors
+    assert render(Diagnostic("error", "e", None, (), "h"), {}, "incdsl") == "incdsl: error: e\n = hint: h"
+    assert render(Diagnostic("error", "e", Span("gone.inc", 3, 4, 3, 5)), {}, "incdsl") == "gone.inc:3:4: error: e"
 
 
 def test_incdsl_error_holds_diagnostics_and_renders_them_all():
     err = IncdslError([Diagnostic("error", "one"), Diagnostic("error", "two")])
     assert err.render() == "error: one\nerror: two" and str(err) == err.render()
+    assert err.render("incdsl") == "incdsl: error: one\nincdsl: error: two"
     assert err.span is None and error("x", Span("f", 1, 2, 1, 3)).span == Span("f", 1, 2, 1, 3)
     assert str(Span("f.inc", 3, 9, 3, 12)) == "f.inc:3:9"
 

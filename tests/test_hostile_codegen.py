@@ -502,5 +502,5 @@ def test_garbage_weights_are_a_one_line_error(tmp_path, capsys, kind):
     code = main(["compile", str(spec), "--onnx", str(out), "--weights", str(weights)])
     err = capsys.readouterr().err
     assert code == 1, err
-    assert err.startswith("error: ") and "w.pt" in err and "Traceback" not in err and not out.exists()
+    assert err.startswith("incdsl: error: ") and "w.pt" in err and "Traceback" not in err and not out.exists()
     assert len(err.strip().splitlines()) <= 2  # the error, and at most a hint

@@ -165,7 +165,7 @@ def test_unreadable_checkpoints_are_one_line_errors(capsys, tmp_path, good_run, 
     last.write_bytes({"empty": b"", "truncated": data[:len(data) // 2], "garbage": b"\x00" * 100}[damage])
     code, _, err = resume(capsys, run)
     assert code == 1
-    assert err.startswith("error: ") and "Traceback" not in err
+    assert err.startswith("incdsl: error: ") and "Traceback" not in err
     assert ("is empty" if damage == "empty" else "cannot read checkpoint") in err
     assert len(err.strip().splitlines()) <= 2  # the error and its hint
 

@@ -140,7 +140,7 @@ def check_space(args) -> int | None:
         lines.append(f"  MACs        {min(c.macs for c in costs):,} to {max(c.macs for c in costs):,}")
     print("\n".join(lines))
     if result.first_invalid is not None:
-        print(result.first_invalid.render(), file=sys.stderr)
+        print(result.first_invalid.render("incdsl"), file=sys.stderr)
         return 1
     return 0
 
@@ -346,7 +346,7 @@ def _report_invalid(draw) -> None:
     point was valid: the error says so, with that diagnostic, once."""
     if draw.invalid and draw.fewest_params is not None:
         print(f"incdsl: warning: {draw.invalid:,} of {draw.tried:,} points tried are invalid and were skipped; "
-              f"the first:\n{draw.first_invalid.render()}", file=sys.stderr)
+              f"the first:\n{draw.first_invalid.render('incdsl')}", file=sys.stderr)
 
 
 def _too_few(space, draw, wanted: int, budget) -> int:
@@ -354,7 +354,7 @@ def _too_few(space, draw, wanted: int, budget) -> int:
         stopped = " (they fail at the same place, whatever the choices)" if draw.same_failure else ""
         print(f"incdsl: error: no valid point among the {draw.tried:,} tried{stopped}", file=sys.stderr)
         if draw.first_invalid is not None:
-            print(draw.first_invalid.render(), file=sys.stderr)
+            print(draw.first_invalid.render("incdsl"), file=sys.stderr)
         return 1
     limits = ", ".join(f"{label} {value:,}" for label, value in
                        (("parameters", budget.max_params), ("MACs", budget.max_macs)) if value is not None)
