@@ -11,7 +11,6 @@ import copy
 import gc
 import io
 import multiprocessing
-import operator
 import os
 import pickle
 import subprocess
@@ -20,6 +19,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -39,6 +39,16 @@ CASES = {
     "swapout": (SPECS / "zoo" / "cifar" / "swapout_v2_32_w4.inc", {"depth": 8, "k": 1}, None),
     "squeezenet1_1": (SPECS / "zoo" / "squeezenet1_1.inc", {"classes": 10}, (3, 64, 64)),  # dropout
 }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small tensors gain nothing from a second thread, and on a busy machine OpenMP's threads
+    wait on each other (these forwards took 60 times longer)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def network(case: str):
@@ -97,7 +107,7 @@ def assert_same_model(original, loaded, x):
     mode = original.training
     for train in (False, True, False):  # eval, training (random layers under one seed), eval again
         assert_same_tensors(outputs(original, x, train), outputs(loaded, x, train))
-    original.train(mode)
+    original.train(mode), loaded.train(mode)
 
 
 def sample(net, batch: int = 2):
@@ -118,12 +128,36 @@ def test_round_trip_through_pickle_and_torch_save(case, optimize):
         assert_same_model(model, loaded, x)
 
 
+@settings(max_examples=12, deadline=None)
+@given(classes=st.integers(1, 12), num_classes=st.none() | st.integers(0, 12), optimize=st.sampled_from(LEVELS),
+       channels_last=st.booleans(), training=st.booleans(), protocol=st.integers(2, pickle.HIGHEST_PROTOCOL),
+       batch=st.integers(2, 3))
+def test_round_trip_whatever_the_build_options(classes, num_classes, optimize, channels_last, training, protocol,
+                                               batch):
+    net = incdsl.load(str(CASES["tiny_aux"][0]), params={"classes": classes})
+    model = incdsl.to_torch(net, num_classes=num_classes, seed=classes, optimize=optimize).train(training)
+    x = sample(net, batch)
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+    loaded = via_pickle(model, protocol)
+    assert loaded.training is training
+    assert_same_model(model, loaded, x)
+
+
 def test_the_reported_case_resnet18_saves_and_loads():
     model = incdsl.to_torch(incdsl.load(str(SPECS / "zoo" / "resnet18.inc"), params={"classes": 10},
                                         input=(3, 32, 32)), seed=0)
     loaded = via_torch_save(model)
     assert loaded.training is True  # to_torch builds in training mode, and the copy keeps it
     assert_same_model(model, loaded, torch.randn(2, 3, 32, 32))
+
+
+def test_cloudpickle_as_ray_uses_it_round_trips():
+    cloudpickle = pytest.importorskip("cloudpickle")
+    model = model_of("fractalnet20", "infer")
+    data = cloudpickle.dumps(model)
+    assert b"rebuild_generated" in data  # by source, not cloudpickle's by-value copy of the classes
+    assert_same_model(model, pickle.loads(data), sample(network("fractalnet20")))
 
 
 def test_the_layer_classes_pickle_by_reference_and_the_network_by_source():
@@ -261,6 +295,7 @@ FRESH = textwrap.dedent("""\
     x = torch.load(sys.argv[3])
     out = {}
     torch.set_grad_enabled(False)
+    torch.set_num_threads(1)
     for name, model in models.items():
         assert type(again[name]) is type(model), name
         out[name] = (model.training, list(model.state_dict()), model.eval()(x[name]), again[name].eval()(x[name]))
@@ -291,14 +326,23 @@ def test_a_fresh_interpreter_that_never_built_the_models_loads_them(tmp_path):
         assert torch.equal(out, expected) and torch.equal(out_again, expected)
 
 
+def run_in_worker(model, x):
+    """What the spawn worker does with the model it is handed (this module is importable there)."""
+    with torch.no_grad():
+        return type(model).__name__, model.training, model.state_dict(), model(x)
+
+
 @pytest.mark.slow
 def test_a_spawn_worker_runs_a_model_it_was_handed():
     model = model_of("tiny_aux", "infer").eval()
     x = sample(network("tiny_aux"))
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        got = pool.apply(operator.call, (model, x))  # the model is pickled to the worker
+        name, training, state, out = pool.apply(run_in_worker, (model, x))  # the model is pickled to the worker
+    assert (name, training) == ("Tiny", False)
+    assert list(state) == list(model.state_dict())
+    assert_same_tensors(list(state.values()), list(model.state_dict().values()))
     with torch.no_grad():
-        assert torch.equal(got, model(x))
+        assert torch.equal(out, model(x))
 
 
 def test_a_compiled_file_stays_standalone_and_pickles_by_reference(tmp_path, monkeypatch):

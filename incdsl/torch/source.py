@@ -11,8 +11,9 @@ the block's own parameters (``Inception(in_channels=192, c1=64, ...)``; ``in_cha
 block input's depth); a number that no parameter explains gives that configuration a class of
 its own (``InceptionA``, ``InceptionA_2``, ...).
 
-`incdsl.to_torch` executes this same source, so a written file and `to_torch` build the same
-module for the same seed.
+`incdsl.to_torch` executes this same source, except that the layer classes are imported from
+`incdsl.torch.layers` instead of copied (`standalone=False`, so its models pickle), so a
+written file and `to_torch` build the same module for the same seed.
 
 Safety. The spec and its file name come from anyone: every identifier in the file comes from
 an `incdsl.ir.names.Namespace` (module level: the prelude's names, Python's builtins and the
