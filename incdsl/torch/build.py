@@ -135,6 +135,9 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
           ``reset_classifier(num_classes)`` and ``forward(x)``: logits, or in training mode, when
           the spec has aux heads, ``(logits, [aux_logits, ...])``;
         * ``node_paths``: IR node name -> module path.
+
+        It pickles (`torch.save`, `pickle`, `copy.deepcopy`, 'spawn' workers) and loads in any
+        process that can import incdsl: see this module's docstring.
     Raises:
         TypeError: `network` is no `Network`.
         ValueError: `num_classes` is no integer >= 0, or is given but the network ends in no
