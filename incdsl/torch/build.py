@@ -1,15 +1,28 @@
 """IR -> `torch.nn.Module`: build the network `source.py` writes, in memory.
 
-`to_torch` generates the standalone source of the network and executes it, as torch.fx's
-`GraphModule` does with its generated code, so `incdsl compile` files and `to_torch`
-modules are the same modules by construction. The contract (state-dict keys, forward
-outputs, the model API) is in `to_torch`'s docstring.
+`to_torch` generates the source of the network and executes it, as torch.fx's `GraphModule`
+does with its generated code, so `incdsl compile` files and `to_torch` modules are the same
+modules by construction: the source differs from a compiled file only in importing the layer
+classes from `incdsl.torch.layers` where the file copies them. The contract (state-dict keys,
+forward outputs, the model API) is in `to_torch`'s docstring.
+
+Generated modules stay out of `sys.modules`: networks of one name differ (other parameters,
+another optimize level, another spec of that name), so a module name cannot say which source
+it holds, and a registered module would live as long as the process. A model pickles instead
+by value of its source: every generated class reduces to `rebuild_generated(name, source,
+class)` plus the object's usual state, and the layer classes pickle by reference to
+`incdsl.torch.layers`. So `torch.save(model)`, `pickle`, `copy.deepcopy` and a 'spawn' worker
+rebuild the model in any process that can import incdsl, and each distinct source is
+executed once there (see `generated_module`).
 """
 from __future__ import annotations
 
 import itertools
 import linecache
+import pickle
+import threading
 import types
+import weakref
 
 import torch  # the generated code imports it too; fail here with a clear name
 
@@ -33,6 +46,58 @@ def load_source(text: str, name: str = "incdsl_model") -> types.ModuleType:
     linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
     exec(compile(text, filename, "exec"), module.__dict__)
     return module
+
+
+# executed generated modules by (module name, source); weak: a module goes when the last
+# instance of its classes does, so building or loading many networks leaks nothing
+_modules: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_modules_lock = threading.Lock()
+
+
+def generated_module(text: str, name: str) -> types.ModuleType:
+    """The module of generated `text`, executed once per (name, text) while its classes live.
+
+    Each class the text defines gets `reduce_generated` as its `__reduce_ex__` and holds the
+    module, so instances pickle by source and keep the cache entry alive.
+    """
+    key = (name, text)
+    with _modules_lock:
+        module = _modules.get(key)
+        if module is None:
+            module = load_source(text, name)
+            for value in list(vars(module).values()):
+                if isinstance(value, type) and value.__module__ == name:
+                    value._incdsl_generated = key
+                    value._incdsl_module = module
+                    value.__reduce_ex__ = reduce_generated
+            _modules[key] = module
+    return module
+
+
+def reduce_generated(self, protocol):
+    """`__reduce_ex__` of a generated class: `rebuild_generated` and the object's usual state."""
+    key = type(self).__dict__.get("_incdsl_generated")
+    if key is None:  # a subclass defined elsewhere, importable: pickled as usual
+        return object.__reduce_ex__(self, protocol)
+    _newobj, _cls, *state = object.__reduce_ex__(self, max(protocol, 2))
+    name, source = key
+    return (rebuild_generated, (name, source, type(self).__qualname__), *state)
+
+
+def rebuild_generated(name: str, source: str, qualname: str):
+    """A new, empty instance of the class `qualname` of generated `source` (module `name`),
+    for pickle to fill with the instance's state: what a pickled `to_torch` model is loaded by.
+    The source is executed once per process while models of it live (`generated_module`).
+
+    Raises:
+        pickle.UnpicklingError: the arguments are not those of a generated class.
+    """
+    if not (isinstance(name, str) and isinstance(source, str) and isinstance(qualname, str)):
+        raise pickle.UnpicklingError("rebuild_generated takes the module name, source and class name as text")
+    cls = vars(generated_module(source, name)).get(qualname)
+    if not (isinstance(cls, type) and "_incdsl_generated" in vars(cls)):
+        raise pickle.UnpicklingError(f"the pickled incdsl model's source defines no class {qualname!r}")
+    return cls.__new__(cls)
 
 
 def to_torch(network, *, num_classes: int | None = None, seed: int | None = None, weights=None,
@@ -70,6 +135,9 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
           ``reset_classifier(num_classes)`` and ``forward(x)``: logits, or in training mode, when
           the spec has aux heads, ``(logits, [aux_logits, ...])``;
         * ``node_paths``: IR node name -> module path.
+
+        It pickles (`torch.save`, `pickle`, `copy.deepcopy`, 'spawn' workers) and loads in any
+        process that can import incdsl: see this module's docstring.
     Raises:
         TypeError: `network` is no `Network`.
         ValueError: `num_classes` is no integer >= 0, or is given but the network ends in no
@@ -95,8 +163,8 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
         check_size(network, build_bytes(network, num_classes), max_bytes, what="building",
                    override="to_torch(..., max_bytes={bytes})")
     check_level(optimize)
-    text, cls, paths = generate_source(network, optimize=optimize)
-    module = load_source(text, "incdsl_" + identifier(network.name))
+    text, cls, paths = generate_source(network, optimize=optimize, standalone=False)
+    module = generated_module(text, "incdsl_" + identifier(network.name))
     model = getattr(module, cls)(num_classes=num_classes, seed=seed)
     model.node_paths = dict(paths)
     if weights is not None:

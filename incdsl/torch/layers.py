@@ -642,10 +642,19 @@ class CapturedGraph:
         self.graph.replay()
         return self.output
 
+    def __reduce_ex__(self, protocol):
+        raise TypeError("a captured CUDA graph cannot be pickled or copied (it holds the device's recorded "
+                        "kernels): pickle the model and call model.eval().capture(x) again where it is loaded")
+
     @staticmethod
     def describe(key) -> str:
         shape, dtype, device = key
         return f"{'x'.join(map(str, shape))} {str(dtype).replace('torch.', '')} on {device}"
+
+
+def refold_on_load(module, incompatible_keys):
+    """The load-state-dict hook of optimize="infer": a named function, so the model pickles."""
+    module.refold()
 
 
 class IncdslNet(nn.Module):
@@ -671,7 +680,7 @@ class IncdslNet(nn.Module):
         if self.optimize_level in ("train", "infer"):
             fuse_siblings(self)
         if self.optimize_level == "infer":
-            self.register_load_state_dict_post_hook(lambda module, keys: module.refold())
+            self.register_load_state_dict_post_hook(refold_on_load)
 
     def refold(self):
         """Refresh the folded batch-norm copies (optimize="infer") in eval mode; drop them in training."""
