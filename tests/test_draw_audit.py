@@ -166,3 +166,13 @@ def test_calls_of_one_block_with_other_arguments_show_them_at_network_level():
 def test_named_calls_keep_their_names_alone():
     dot = build_dot(incdsl.load(ROOT / "specs" / "googlenet.inc"), DrawOptions())
     assert "inception_3a" in dot and "c1 64" not in dot and "64, " not in dot
+
+
+def test_resnet_network_figure_shows_the_papers_four_stages():
+    """The ImageNet ResNets were one `Basic-Stages` box between the stem and the pooling: the
+    specs wrapped all stages in one block. They now call one block per stage of Table 1."""
+    for spec, kind in (("resnet18", "Basic-Stage"), ("resnet50", "Bottleneck-Stage")):
+        dot = build_dot(incdsl.load(ROOT / "specs" / "zoo" / f"{spec}.inc"), DrawOptions())
+        stages = re.findall(rf"label=<{kind}<BR/>", dot)
+        assert len(stages) == 4, spec
+        assert ("stem", "basic_stage" if kind == "Basic-Stage" else "bottleneck_stage") in drawn_edges(dot)
