@@ -176,3 +176,19 @@ def test_resnet_network_figure_shows_the_papers_four_stages():
         stages = re.findall(rf"label=<{kind}<BR/>", dot)
         assert len(stages) == 4, spec
         assert ("stem", "basic_stage" if kind == "Basic-Stage" else "bottleneck_stage") in drawn_edges(dot)
+
+
+def test_lr_aux_heads_hang_under_their_tap_between_rows():
+    """With --rankdir LR, GoogLeNet's aux2 shared the next row's rank and sat at its far end,
+    reached by a long dashed arrow across the figure. Now each aux head's last box holds the
+    next row down (an invisible edge) and its dashed edges are weighted to stay vertical."""
+    dot = build_dot(incdsl.load(ROOT / "specs" / "googlenet.inc"), DrawOptions(rankdir="LR"))
+    hidden = [(a, b) for a, b, attrs in edges(dot) if "invis" in attrs]
+    rows = re.findall(r"rank=same\n((?:\s+\S+ -> \S+ \[style=invis\]\n)+)", dot)
+    firsts = [re.search(r"(\S+) ->", row).group(1) for row in rows]
+    assert ("#aux/aux1/output", firsts[1]) in hidden and ("#aux/aux2/output", firsts[2]) in hidden
+    taps = {(a, b): attrs for a, b, attrs in edges(dot) if b in ("#aux/aux1", "#aux/aux2")}
+    assert taps and all("weight=10" in attrs and "dashed" in attrs for attrs in taps.values())
+    # top to bottom there are no rows, and nothing is added
+    plain = build_dot(incdsl.load(ROOT / "specs" / "googlenet.inc"), DrawOptions())
+    assert "weight=10" not in plain and ("#aux/aux2/output", "inception_5b") not in [(a, b) for a, b, _ in edges(plain)]

@@ -201,18 +201,47 @@ def to_dot(scene: Scene, options: DrawOptions = DrawOptions()) -> str:
             # from the end of one row down to the start of the next: leave from below and enter
             # from above, or the arrow runs back over the row and meets the box from the right
             attrs.update(tailport="s", headport="n")
+        elif edge.aux and wraps:  # an aux head hangs straight under its tap, its output under it
+            attrs["weight"] = "10"
         label = _edge_label(edge, options, edge.tail in fanned)
         if label:
             attrs["label"] = label
         dot.edge(edge.tail, edge.head, **attrs)
     for row, below in zip(wraps, wraps[1:]):  # each row starts under the one before
         dot.edge(row[0], below[0], style="invis", weight="100")
+    for tail, head in _aux_hangers(scene, row_of, wraps):
+        dot.edge(tail, head, style="invis")
     for row in orders:
         with dot.subgraph() as same:
             same.attr(rank="same")
             for a, b in zip(row, row[1:]):
                 same.edge(a, b, style="invis")
     return dot.source
+
+
+def _aux_hangers(scene: Scene, row_of: dict, wraps: list) -> list[tuple[str, str]]:
+    """Invisible edges from the last box of each aux head tapped in a wrapped row to the start
+    of the next row, so that row moves down and the head hangs under its tap in the gap; left
+    to dot, the head shared the next row's rank and sat at its far end with a long arrow."""
+    following: dict[str, list[str]] = {}
+    for edge in scene.edges:
+        if edge.aux:
+            following.setdefault(edge.tail, []).append(edge.head)
+    hangers = []
+    for tap, row in row_of.items():
+        if row + 1 >= len(wraps):
+            continue
+        todo, seen = list(following.get(tap, [])), set()
+        while todo:  # the aux boxes below this tap: each ends above the next row
+            box = todo.pop()
+            if box in seen or box in row_of:
+                continue
+            seen.add(box)
+            after = following.get(box, [])
+            if not after:
+                hangers.append((box, wraps[row + 1][0]))
+            todo += after
+    return hangers
 
 
 # --- running dot ---------------------------------------------------------------------------
