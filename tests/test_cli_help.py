@@ -183,3 +183,16 @@ def test_weights_from_a_missing_library_exits_69(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "--weights timm:inception_v4 needs timm" in err and "install with: pip install timm" in err
     assert not out.exists()
+
+
+def test_search_without_ray_exits_as_its_help_says(tmp_path, monkeypatch, capsys):
+    """`search --help` said a missing extra exits 2; it exits 69, like every missing extra."""
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert "69 without the `search` extra" in said and "or without the extra" not in said
+    monkeypatch.setitem(sys.modules, "ray", None)
+    space = tmp_path / "space.inc"
+    space.write_text("network s(w = choice(4, 8)):\n    input 3x8x8\n    conv 3x3 w S -> gap -> flatten -> linear 2\n")
+    assert main(["search", str(space), "--data", "synthetic", "--out", str(tmp_path / "exp")]) == 69
+    assert "install with: pip install 'incdsl[search]'" in capsys.readouterr().err
