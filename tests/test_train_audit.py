@@ -192,7 +192,10 @@ def oracle_eval(model, network, dataset, classes: int) -> dict:
     images, labels = dataset.__getitems__(list(range(len(dataset))))
     logits = model(images.double())
     ranked = logits.argsort(dim=1, descending=True)
-    return {"loss": float(F.cross_entropy(logits, labels)),
+    confusion = [[0] * classes for _ in range(classes)]
+    for true, predicted in zip(labels.tolist(), ranked[:, 0].tolist()):
+        confusion[true][predicted] += 1
+    return {"loss": float(F.cross_entropy(logits, labels)), "confusion": confusion, "images": len(labels),
             "top1": float((ranked[:, 0] == labels).double().mean()),
             "top5": float((ranked[:, :5] == labels[:, None]).any(dim=1).double().mean()) if classes > 5 else None}
 
@@ -233,9 +236,10 @@ def oracle_train(network, h: dict, *, epochs=EPOCHS, seed=SEED) -> dict:
                 average.update(model)
             out["lrs"].append(lr)
             out["losses"].append(float(loss.detach()))
-            loss_sum, seen, step = loss_sum + float(loss) * len(labels), seen + len(labels), step + 1
+            loss_sum, seen, step = loss_sum + float(loss.detach()) * len(labels), seen + len(labels), step + 1
         evaluated = average.module if average is not None else model
         metrics = oracle_eval(evaluated, network, val_set, classes)
+        out["eval"] = metrics
         model.train()
         out["records"].append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "val_loss": metrics["loss"],
                                "val_top1": metrics["top1"], "val_top5": metrics["top5"], "lr": out["lrs"][-1]})
@@ -337,6 +341,50 @@ def test_training_matches_the_oracle(case, spec, tmp_path, monkeypatch, capsys):
         assert state["ema"] is None
     for ours, theirs in zip(state["history"], oracle["records"], strict=True):
         assert_record_close(ours, theirs)
+    assert_reports_agree(out, state, oracle)
+    assert_eval_agrees(capsys, out, oracle["eval"], "averaged" if oracle["average"] is not None else "trained")
+    assert_eval_agrees(capsys, out, oracle["raw_eval"], "trained", "--raw")
+
+
+def sha256_of(state: dict) -> str:
+    """The documented weights digest: for each key in sorted order, `name:dtype:shape;` then the
+    tensor's bytes in C order."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name]
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def assert_reports_agree(out, state: dict, oracle: dict):
+    """metrics.jsonl is the checkpoint's history; summary.json's figures follow from it."""
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines == state["history"]
+    summary = json.loads((out / "summary.json").read_text())
+    tops = [r["val_top1"] for r in oracle["records"]]
+    best = tops.index(max(tops))
+    assert summary["epochs"] == EPOCHS and summary["finished"] is True
+    assert (summary["val_top1"], summary["val_top5"]) == (tops[-1], oracle["records"][-1]["val_top5"])
+    assert (summary["best_val_top1"], summary["best_epoch"]) == (tops[best], best + 1)
+    assert summary["seconds"] == pytest.approx(sum(r["seconds"] for r in lines))
+    assert all(r["images_per_s"] > 0 and r["seconds"] > 0 for r in lines)
+    assert summary["weights_sha256"] == [sha256_of(state["model"])] == [state["weights_sha256"]]
+    if state["ema"] is not None:
+        assert summary["ema_weights_sha256"] == [sha256_of(state["ema"]["module"])]
+
+
+def assert_eval_agrees(capsys, out, oracle: dict, weights: str, *flags):
+    """`incdsl eval` on the run's final checkpoint: the oracle's figures for those weights."""
+    code = main(["eval", "--checkpoint", str(out), "--format", "json", "--device", "cpu", "--threads", "1",
+                 "--workers", "0", *flags])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    result = json.loads(captured.out)
+    assert (result["weights"], result["epoch"], result["images"]) == (weights, EPOCHS, oracle["images"])
+    assert result["loss"] == pytest.approx(oracle["loss"], rel=2e-4)
+    assert (result["top1"], result["top5"]) == (oracle["top1"], oracle["top5"])
+    assert result["confusion"] == oracle["confusion"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,3 +399,186 @@ def test_the_schedule_oracle_knows_the_papers_figures():
     d = {**UNSET, **PAPERS["default"]}
     assert [oracle_lr(d, s, 4, 3) for s in (0, 3, 4, 8, 11)] == pytest.approx(
         [0.025, 0.1, 0.1, 0.05, 0.1 * 0.5 * (1 + math.cos(math.pi * 7 / 8))])
+
+
+# resuming ---------------------------------------------------------------------------------
+
+RESUME_SPEC = SPEC.replace("gap -> flatten -> linear classes\n", "gap -> flatten -> dropout 0.3 -> linear classes\n", 1)
+RESUME_FLAGS = ["--synthetic-size", str(SIZE), "--batch-size", str(BATCH), "--epochs", str(EPOCHS), "--seed",
+                str(SEED), "--device", "cpu", "--threads", "1", "--workers", "0", "--deterministic"]
+
+
+def cli(capsys, *argv):
+    code = main([*map(str, argv)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+def saved_states(monkeypatch):
+    """Every checkpoint the runs write, in order, as they were written (last.pt is overwritten)."""
+    states, save = [], ckpt.save
+
+    def keep(path, state):
+        states.append((str(path), copy.deepcopy(state)))
+        save(path, state)
+
+    monkeypatch.setattr(ckpt, "save", keep)
+    return states
+
+
+def assert_same_run_state(a: dict, b: dict, what: str):
+    """Bit for bit: weights, average, optimiser state, schedule, random states and the records
+    (but for the clock's figures)."""
+    for part in ("model",):
+        assert ckpt.state_digest(a[part]) == ckpt.state_digest(b[part]), (what, part)
+    assert (a["ema"] is None) == (b["ema"] is None)
+    if a["ema"] is not None:
+        assert ckpt.state_digest(a["ema"]["module"]) == ckpt.state_digest(b["ema"]["module"]), what
+        assert a["ema"]["updates"] == b["ema"]["updates"], what
+    assert a["scheduler"] == b["scheduler"], what
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys(), what
+    for key in sa:
+        for name, value in sa[key].items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(sb[key][name])), (what, key, name)
+    assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"], what
+    assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"]), what
+    clock = ("seconds", "images_per_s")
+    assert ([{k: v for k, v in r.items() if k not in clock} for r in a["history"]]
+            == [{k: v for k, v in r.items() if k not in clock} for r in b["history"]]), what
+
+
+@pytest.mark.parametrize("recipe", ["inception_v3", "default"])
+def test_resuming_from_every_epoch_equals_the_uninterrupted_run(recipe, tmp_path, monkeypatch, capsys):
+    spec = tmp_path / "audit.inc"
+    spec.write_text(RESUME_SPEC)
+    states = saved_states(monkeypatch)
+    cli(capsys, "train", spec, "--data", "synthetic", "--recipe", recipe, "--out", tmp_path / "whole", *RESUME_FLAGS)
+    whole = [s for path, s in states if path.endswith(ckpt.LAST)]
+    states.clear()
+    cli(capsys, "train", spec, "--data", "synthetic", "--recipe", recipe, "--out", tmp_path / "parts",
+        "--stop-after", 1, *RESUME_FLAGS)
+    for _ in range(EPOCHS - 1):
+        assert "resumed after epoch" in cli(capsys, "train", "--resume", tmp_path / "parts", "--stop-after", 1,
+                                            "--threads", 1, "--workers", 0)
+    parts = [s for path, s in states if path.endswith(ckpt.LAST)]
+    assert len(whole) == len(parts) == EPOCHS
+    for epoch, (a, b) in enumerate(zip(whole, parts), 1):
+        assert_same_run_state(a, b, f"epoch {epoch}")
+    final_whole = ckpt.load(str(tmp_path / "whole" / "final.pt"))
+    final_parts = ckpt.load(str(tmp_path / "parts" / "final.pt"))
+    assert final_whole["weights_sha256"] == final_parts["weights_sha256"]
+
+
+def group_values(state: dict) -> list:
+    return [{k: v for k, v in g.items() if k not in ("params", "lr")} for g in state["optimizer"]["param_groups"]]
+
+
+def test_hyper_parameters_given_again_on_resume_are_the_ones_used(spec, tmp_path, capsys):
+    """--weight-decay, --momentum, --nesterov, --eps, --rms-decay given with --resume: the optimiser
+    uses them (not the checkpoint's), as the saved recipe and the log line say."""
+    run = tmp_path / "run"
+    cli(capsys, "train", spec, "--data", "synthetic", "--recipe", "default", "--out", run, "--stop-after", 1,
+        *RESUME_FLAGS)
+    cli(capsys, "train", "--resume", run, "--weight-decay", 0.25, "--momentum", 0.5, "--nesterov", "no",
+        "--threads", 1, "--workers", 0)
+    state = ckpt.load(str(run / "final.pt"))
+    decayed, plain = group_values(state)
+    assert (decayed["weight_decay"], plain["weight_decay"]) == (0.25, 0.0)
+    assert decayed["momentum"] == plain["momentum"] == 0.5 and not decayed["nesterov"]
+    assert state["recipe"]["weight_decay"] == 0.25
+
+    run = tmp_path / "rms"
+    cli(capsys, "train", spec, "--data", "synthetic", "--recipe", "inception_v4", "--out", run, "--stop-after", 1,
+        *RESUME_FLAGS)
+    cli(capsys, "train", "--resume", run, "--eps", 0.5, "--rms-decay", 0.8, "--threads", 1, "--workers", 0)
+    decayed, _ = group_values(ckpt.load(str(run / "final.pt")))
+    assert (decayed["eps"], decayed["decay"]) == (0.5, 0.8)
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop_tf", "adamw"])
+def test_another_optimizer_on_resume_starts_its_state_afresh(optimizer, spec, tmp_path, capsys):
+    run = tmp_path / "run"
+    cli(capsys, "train", spec, "--data", "synthetic", "--recipe", "default", "--out", run, "--stop-after", 1,
+        *RESUME_FLAGS)
+    out = cli(capsys, "train", "--resume", run, "--optimizer", optimizer, "--threads", 1, "--workers", 0)
+    assert f"warning: the optimiser is {optimizer} now, sgd before" in out
+    state = ckpt.load(str(run / "final.pt"))
+    assert state["recipe"]["optimizer"] == optimizer
+    steps = (EPOCHS - 1) * STEPS  # the new optimiser's own count, when it keeps one
+    if optimizer == "adamw":
+        assert all(float(s["step"]) == steps for s in state["optimizer"]["state"].values())
+    else:
+        assert all(set(s) == {"mean_square", "momentum"} for s in state["optimizer"]["state"].values())
+
+
+# the schedule and the decayed parameters, alone ---------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from incdsl.train.optim import build_optimizer, learning_rate  # noqa: E402
+from incdsl.train.recipes import Recipe, get_recipe  # noqa: E402
+
+EPOCH_COUNTS = [0.0, 0.1, 0.25, 0.3, 0.5, 1.0, 1.5, 2.0, 2.4, 3.0, 8.0]  # as one writes them on the command line
+
+
+@settings(max_examples=300, deadline=None)
+@given(schedule=st.sampled_from(["step", "cosine", "constant"]), warmup=st.sampled_from(EPOCH_COUNTS),
+       every=st.sampled_from(EPOCH_COUNTS[1:]), rate=st.sampled_from([0.94, 0.96, 0.5, 1.0]),
+       epochs=st.integers(1, 12), steps_per_epoch=st.integers(1, 40), data=st.data())
+def test_the_schedule_matches_the_documented_one_at_every_step(schedule, warmup, every, rate, epochs,
+                                                              steps_per_epoch, data):
+    r = Recipe(lr=0.045, schedule=schedule, warmup_epochs=warmup, decay_every=every, decay_rate=rate, epochs=epochs)
+    h = {**UNSET, "lr": r.lr, "schedule": schedule, "warmup_epochs": warmup, "decay_every": every,
+         "decay_rate": rate}
+    total = epochs * steps_per_epoch
+    steps = {0, total - 1, *data.draw(st.lists(st.integers(0, total - 1), max_size=8))}
+    # every epoch boundary and the steps either side of it: where staircases and warm-ups turn
+    steps |= {s for e in range(epochs + 1) for s in (e * steps_per_epoch - 1, e * steps_per_epoch) if 0 <= s < total}
+    for step in sorted(steps):
+        assert learning_rate(r, step, steps_per_epoch) == pytest.approx(
+            oracle_lr(h, step, steps_per_epoch, epochs), rel=1e-9, abs=1e-15), step
+
+
+DECAY_SPEC = """\
+network kinds(classes = 5):
+    input 3x8x8
+    conv 3x3 4 S bn = 0.001
+    residual(scale = learned(0.5)):
+        conv 3x3 4 S act = relu
+    concat:
+        branch: conv 1x1 3
+        branch: conv 1x1 3 -> conv 3x3 3 S
+    conv 1x1 6 -> prelu
+    learned_scale 2
+    gap -> flatten -> linear 8 act = relu -> linear classes
+"""
+
+
+def decayed_by_incdsl(model, recipe: Recipe) -> set:
+    names = {id(p): n for n, p in model.named_parameters()}
+    optimizer = build_optimizer(model, recipe)
+    groups = [({names[id(p)] for p in g["params"]}, g["weight_decay"]) for g in optimizer.param_groups]
+    assert {n for g, _ in groups for n in g} == set(names.values()), "every parameter is optimised"
+    return {n for g, decay in groups for n in g if decay}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "rmsprop_tf", "adamw"])
+@pytest.mark.parametrize("optimize", ["none", "train"])
+def test_weight_decay_falls_on_conv_and_linear_weights_only(optimizer, optimize):
+    """Not on biases, batch norm, PReLU slopes or learned scales (docs/training.md); also when
+    `--optimize train` runs sibling convolutions as one."""
+    model = incdsl.to_torch(incdsl.load(DECAY_SPEC), optimize=optimize)
+    kinds = {type(m).__name__ for m in model.modules() if any(True for _ in m.parameters(recurse=False))}
+    assert {"PReLU", "LearnedScale", "BatchNorm2d", "Conv2d", "Linear"} <= kinds
+    assert decayed_by_incdsl(model, Recipe(optimizer=optimizer, weight_decay=1e-4)) == decayed_names(model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", sorted(str(p) for p in __import__("pathlib").Path(__file__).parent.parent.glob(
+    "specs/**/*.inc") if "/lib/" not in str(p) and "/search/" not in str(p)))
+def test_weight_decay_set_of_every_shipped_spec(path):
+    model = incdsl.to_torch(incdsl.load(path))
+    assert decayed_by_incdsl(model, get_recipe("inception_v3")) == decayed_names(model)

@@ -287,6 +287,16 @@ def _build(network, config: TrainConfig, ctx, recipe: Recipe, seed: int, data) -
                scaler, autocast, memory_format, 0, seed)
 
 
+def _load_optimizer_state(optimizer, saved: dict) -> None:
+    """Load a checkpoint's per-parameter buffers but keep this run's hyper-parameters:
+    `load_state_dict` also replaces every group's values (weight decay, momentum, eps, ...) with
+    the saved ones, which would silently undo the recipe flags given again with --resume."""
+    current = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    optimizer.load_state_dict(saved)
+    for group, values in zip(optimizer.param_groups, current):
+        group.update(values)
+
+
 def _check_optimizer_state(optimizer) -> None:
     """Raise ValueError where a loaded per-parameter buffer (momentum, moments) does not have its
     parameter's shape: `load_state_dict` checks only the number of parameters, and the first
@@ -303,8 +313,13 @@ def _restore(run: Run, state: dict, network, log) -> int:
     """Load a checkpoint (already validated by `ckpt.load`) into the run; returns the epoch to start from."""
     try:
         run.model.load_state_dict(state["model"])
-        run.optimizer.load_state_dict(state["optimizer"])
-        _check_optimizer_state(run.optimizer)
+        before = state["recipe"].get("optimizer", run.recipe.optimizer)
+        if before == run.recipe.optimizer:
+            _load_optimizer_state(run.optimizer, state["optimizer"])
+            _check_optimizer_state(run.optimizer)
+        else:  # another optimiser's buffers mean nothing to this one
+            log(f"warning: the optimiser is {run.recipe.optimizer} now, {before} before: its state "
+                "(momentum, moments) starts afresh")
         if run.ema is not None:
             if state["ema"] is None:
                 run.ema = WeightAverage(run.model, run.recipe.ema_decay)
