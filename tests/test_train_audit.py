@@ -582,3 +582,47 @@ def test_weight_decay_falls_on_conv_and_linear_weights_only(optimizer, optimize)
 def test_weight_decay_set_of_every_shipped_spec(path):
     model = incdsl.to_torch(incdsl.load(path))
     assert decayed_by_incdsl(model, get_recipe("inception_v3")) == decayed_names(model)
+
+
+# auxiliary heads that do not predict the classes -------------------------------------------
+
+AUX_OTHER = """\
+network aux_other(classes = 10):
+    input 1x8x8
+    conv 3x3 6 S bn = 0.001 as stem
+    gap -> flatten -> linear classes
+    aux side(weight = 0.3) from stem: gap -> flatten -> linear {outputs}
+"""
+FIXED_AUX = """\
+network fixed_aux:
+    input 1x8x8
+    conv 3x3 6 S bn = 0.001 as stem
+    gap -> flatten -> linear 7
+    aux side(weight = 0.3) from stem: gap -> flatten -> linear {outputs}
+"""
+QUICK = ["--data", "synthetic", "--synthetic-size", "16", "--batch-size", "8", "--epochs", "1", "--device", "cpu",
+         "--threads", "1", "--workers", "0"]
+
+
+@pytest.mark.parametrize("outputs", [7, 12])
+def test_an_aux_head_of_another_class_count_is_refused_before_training(outputs, tmp_path, capsys):
+    """7 outputs for 10 classes was an internal error at the first label past them (exit 70);
+    12 trained a cross-entropy over logits that are no classes, silently."""
+    spec = tmp_path / "aux.inc"
+    spec.write_text(AUX_OTHER.format(outputs=outputs))
+    code = main(["train", str(spec), *QUICK, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"error: auxiliary head `side` gives {outputs} outputs, but training adds its loss against labels of " \
+           "10 classes" in err and "end it in `linear classes`" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_classes_replaces_the_aux_classifiers_of_the_main_ones_size(tmp_path, capsys):
+    spec = tmp_path / "fixed.inc"
+    spec.write_text(FIXED_AUX.format(outputs=7))
+    assert main(["train", str(spec), *QUICK, "--classes", "3", "--out", str(tmp_path / "ok")]) == 0
+    spec.write_text(FIXED_AUX.format(outputs=5))
+    assert main(["train", str(spec), *QUICK, "--classes", "3", "--out", str(tmp_path / "bad")]) == 1
+    err = capsys.readouterr().err
+    assert "auxiliary head `side` gives 5 outputs" in err and "end it in `linear 7`" in err

@@ -271,6 +271,7 @@ def _build(network, config: TrainConfig, ctx, recipe: Recipe, seed: int, data) -
             hint = f"pass --classes {classes} (the spec has no `classes` parameter: its last linear layer is replaced)"
         raise error(f"the network gives {model.num_classes} outputs, but the data has {classes} classes",
                     notes=[f"data: {data.description}"], hint=hint)
+    _check_aux_outputs(network, classes, replaced=config.num_classes is not None)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(ctx.device, memory_format=memory_format)
     forward = model
@@ -295,6 +296,25 @@ def _load_optimizer_state(optimizer, saved: dict) -> None:
     optimizer.load_state_dict(saved)
     for group, values in zip(optimizer.param_groups, current):
         group.update(values)
+
+
+def _check_aux_outputs(network, classes: int, *, replaced: bool) -> None:
+    """Raise IncdslError for an auxiliary head that does not end in one logit per class: its loss
+    is a cross-entropy against the labels, which fails on a label past its outputs (an internal
+    error) and is meaningless below. With `replaced` (--classes on a spec without `classes`),
+    heads of the main classifier's shape get new classifiers, as `to_torch` does."""
+    main = tuple(network.output_shape)
+    for head in network.aux_heads:
+        shape = tuple(network.graph.nodes[head["output"]]["shape"])
+        if (replaced and shape == main) or shape == (classes,):
+            continue
+        size = "x".join(str(d) for d in shape)
+        if replaced:
+            hint = f"end it in `linear {main[0]}`, as the main classifier: --classes replaces both"
+        else:
+            hint = f"end it in `linear {'classes' if 'classes' in network.params else classes}`"
+        raise error(f"auxiliary head `{head['name']}` gives {size} outputs, but training adds its loss against "
+                    f"labels of {classes} classes", hint=hint)
 
 
 def _check_optimizer_state(optimizer) -> None:
