@@ -626,3 +626,15 @@ def test_classes_replaces_the_aux_classifiers_of_the_main_ones_size(tmp_path, ca
     assert main(["train", str(spec), *QUICK, "--classes", "3", "--out", str(tmp_path / "bad")]) == 1
     err = capsys.readouterr().err
     assert "auxiliary head `side` gives 5 outputs" in err and "end it in `linear 7`" in err
+
+
+def test_bf16_autocast_changes_only_the_precision(spec, tmp_path, monkeypatch, capsys):
+    """--amp bf16 on the CPU: the same run to bf16's precision (weights and losses stay float32)."""
+    seen = run_incdsl_train(monkeypatch, capsys, spec, tmp_path / "run", "inception_v3", ["--amp", "bf16"])
+    oracle = oracle_train(incdsl.load(str(spec)), hyper_parameters("inception_v3", []))
+    assert seen["lrs"] == pytest.approx(oracle["lrs"], rel=1e-12, abs=0)
+    assert seen["losses"] == pytest.approx(oracle["losses"], rel=2e-3)
+    state = ckpt.load(str(tmp_path / "run" / "final.pt"))
+    assert all(v.dtype in (torch.float32, torch.int64) for v in state["model"].values())
+    for ours, theirs in zip(state["history"], oracle["records"], strict=True):
+        assert ours["val_loss"] == pytest.approx(theirs["val_loss"], rel=2e-3)
