@@ -281,6 +281,8 @@ def hyper_parameters(recipe: str, flags: list) -> dict:
     h = {**UNSET, **PAPERS[recipe]}
     for option, value in zip(flags[::2], flags[1::2]):
         key = option[2:].replace("-", "_")
+        if key not in UNSET:  # not a recipe value (--classes)
+            continue
         h[key] = {"yes": True, "no": False}.get(value, value)
         if key not in ("optimizer", "schedule", "nesterov"):
             h[key] = float(value)
@@ -318,6 +320,7 @@ CASES = {
                           "--decay-rate", "0.5", "--warmup-epochs", "0.5", "--ema-decay", "0.5"]),
     "sgd_plain": ("googlenet", ["--momentum", "0", "--nesterov", "no", "--schedule", "constant",
                                 "--label-smoothing", "0.3", "--ema-decay", "0"]),
+    "five_classes": ("inception_v4", ["--classes", "5"]),             # no top-5
 }
 
 
@@ -327,7 +330,8 @@ def test_training_matches_the_oracle(case, spec, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     seen = run_incdsl_train(monkeypatch, capsys, spec, out, recipe, flags)
     h = hyper_parameters(recipe, flags)
-    oracle = oracle_train(incdsl.load(str(spec)), h)
+    classes = {"classes": int(flags[flags.index("--classes") + 1])} if "--classes" in flags else None
+    oracle = oracle_train(incdsl.load(str(spec), params=classes), h)
     if h["clip_grad"]:
         assert any(oracle["clipped"]) and not all(oracle["clipped"]), "the case must exercise clipping"
 
