@@ -4,11 +4,11 @@ The oracle below is written from the documented definitions alone (docs/training
 recipes' help and the papers they cite), not from incdsl's code: its own learning-rate
 schedule (exact fractions), its own choice of decayed parameters (conv and linear weights, by
 module type), TensorFlow's RMSProp written out, `torch.optim.SGD`/`AdamW` for the others,
-TensorFlow's global-norm clipping, its own weight average and its own auxiliary-loss sum (the
-heads' logits taken with hooks, the weights from the spec). It trains a float64 copy of the
-same initial network on the same batches (synthetic images in the order the sampler is
-documented to give: a permutation drawn from seed + epoch), and every figure incdsl reports is
-compared with it: per-step learning rates and losses, final and averaged weights, each epoch's
+TensorFlow's global-norm clipping, Inception-v3's label smoothing written out, its own weight
+average and its own auxiliary-loss sum (the heads' logits taken with hooks, the weights from the
+spec). It trains a float64 copy of the same initial network on the same batches (synthetic
+images in the order the sampler is documented to give: a permutation drawn from seed + epoch),
+and every figure incdsl reports is compared with it: per-step learning rates and losses, final and averaged weights, each epoch's
 record, `metrics.jsonl`, `summary.json` and `incdsl eval`.
 """
 from __future__ import annotations
@@ -24,7 +24,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-import torch.nn.functional as F  # noqa: E402
 
 import incdsl  # noqa: E402
 from incdsl.cli import main  # noqa: E402
@@ -168,6 +167,15 @@ class Average:
             a.copy_(b)
 
 
+def smoothed_cross_entropy(logits, labels, smoothing: float):
+    """Inception-v3's label-smoothing regularisation (section 7): the cross-entropy against
+    q'(k) = (1 - e) [k = label] + e / K, averaged over the batch."""
+    classes = logits.shape[1]
+    target = torch.full_like(logits, smoothing / classes)
+    target[torch.arange(len(labels)), labels] += 1 - smoothing
+    return -(target * logits.log_softmax(dim=1)).sum(dim=1).mean()
+
+
 def head_logits(model, network):
     """Hooks that catch each output's logits by layer name: (main name, {aux name: weight}, store)."""
     store = {}
@@ -195,7 +203,7 @@ def oracle_eval(model, network, dataset, classes: int) -> dict:
     confusion = [[0] * classes for _ in range(classes)]
     for true, predicted in zip(labels.tolist(), ranked[:, 0].tolist()):
         confusion[true][predicted] += 1
-    return {"loss": float(F.cross_entropy(logits, labels)), "confusion": confusion, "images": len(labels),
+    return {"loss": float(smoothed_cross_entropy(logits, labels, 0.0)), "confusion": confusion, "images": len(labels),
             "top1": float((ranked[:, 0] == labels).double().mean()),
             "top5": float((ranked[:, :5] == labels[:, None]).any(dim=1).double().mean()) if classes > 5 else None}
 
@@ -223,9 +231,9 @@ def oracle_train(network, h: dict, *, epochs=EPOCHS, seed=SEED) -> dict:
             lr = oracle_lr(h, step, STEPS, epochs)
             store.clear()
             model(images)
-            loss = F.cross_entropy(store[main_name], labels, label_smoothing=h["label_smoothing"])
+            loss = smoothed_cross_entropy(store[main_name], labels, h["label_smoothing"])
             for node, weight in aux_weights.items():
-                loss = loss + weight * F.cross_entropy(store[node], labels, label_smoothing=h["label_smoothing"])
+                loss = loss + weight * smoothed_cross_entropy(store[node], labels, h["label_smoothing"])
             for p in model.parameters():
                 p.grad = None
             loss.backward()
