@@ -284,13 +284,11 @@ def run_incdsl_train(monkeypatch, capsys, spec, out, recipe, flags):
     return seen
 
 
-def hyper_parameters(recipe: str, flags: list) -> dict:
-    """The oracle's values: the paper's recipe with the flags' overrides applied."""
+def hyper_parameters(recipe: str, overrides: list) -> dict:
+    """The oracle's values: the paper's recipe with the overrides (`--name value` pairs) applied."""
     h = {**UNSET, **PAPERS[recipe]}
-    for option, value in zip(flags[::2], flags[1::2]):
+    for option, value in zip(overrides[::2], overrides[1::2]):
         key = option[2:].replace("-", "_")
-        if key not in UNSET:  # not a recipe value (--classes)
-            continue
         h[key] = {"yes": True, "no": False}.get(value, value)
         if key not in ("optimizer", "schedule", "nesterov"):
             h[key] = float(value)
@@ -318,26 +316,30 @@ def spec(tmp_path):
     return path
 
 
+# case -> (recipe, its overrides, other flags)
 CASES = {
-    "default": ("default", []),
-    "googlenet": ("googlenet", ["--decay-every", "1"]),            # two decays within the run
-    "inception_v3": ("inception_v3", ["--clip-grad", "0.5"]),       # clipping on some steps, not all
-    "inception_v4": ("inception_v4", []),
+    "default": ("default", [], []),
+    "googlenet": ("googlenet", ["--decay-every", "1"], []),           # two decays within the run
+    "inception_v3": ("inception_v3", ["--clip-grad", "0.5"], []),      # clipping on some steps, not all
+    "inception_v4": ("inception_v4", [], []),
     "adamw": ("default", ["--optimizer", "adamw", "--lr", "0.01", "--momentum", "0.8", "--rms-decay", "0.99",
                           "--eps", "1e-6", "--weight-decay", "0.05", "--schedule", "step", "--decay-every", "0.5",
-                          "--decay-rate", "0.5", "--warmup-epochs", "0.5", "--ema-decay", "0.5"]),
+                          "--decay-rate", "0.5", "--warmup-epochs", "0.5", "--ema-decay", "0.5"], []),
     "sgd_plain": ("googlenet", ["--momentum", "0", "--nesterov", "no", "--schedule", "constant",
-                                "--label-smoothing", "0.3", "--ema-decay", "0"]),
-    "five_classes": ("inception_v4", ["--classes", "5"]),             # no top-5
+                                "--label-smoothing", "0.3", "--ema-decay", "0"], []),
+    "five_classes": ("inception_v4", [], ["--classes", "5"]),          # no top-5
+    "optimize_train": ("inception_v3", ["--clip-grad", "0.5"], ["--optimize", "train"]),  # mixed's 1x1s fused
+    "optimize_infer": ("default", [], ["--optimize", "infer"]),        # and batch norm folded in evaluation
+    "channels_last": ("googlenet", [], ["--channels-last"]),
 }
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_training_matches_the_oracle(case, spec, tmp_path, monkeypatch, capsys):
-    recipe, flags = CASES[case]
+    recipe, overrides, flags = CASES[case]
     out = tmp_path / "run"
-    seen = run_incdsl_train(monkeypatch, capsys, spec, out, recipe, flags)
-    h = hyper_parameters(recipe, flags)
+    seen = run_incdsl_train(monkeypatch, capsys, spec, out, recipe, overrides + flags)
+    h = hyper_parameters(recipe, overrides)
     classes = {"classes": int(flags[flags.index("--classes") + 1])} if "--classes" in flags else None
     oracle = oracle_train(incdsl.load(str(spec), params=classes), h)
     if h["clip_grad"]:
