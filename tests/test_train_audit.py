@@ -652,3 +652,19 @@ def test_bf16_autocast_changes_only_the_precision(spec, tmp_path, monkeypatch, c
     assert all(v.dtype in (torch.float32, torch.int64) for v in state["model"].values())
     for ours, theirs in zip(state["history"], oracle["records"], strict=True):
         assert ours["val_loss"] == pytest.approx(theirs["val_loss"], rel=2e-3)
+
+
+@pytest.mark.parametrize("data,says", [("synthetic", "the synthetic images change too"),
+                                       ("digits", "validation images may have been trained on")])
+def test_another_seed_on_resume_says_what_it_changes(data, says, spec, tmp_path, capsys):
+    """The seed draws the digits' split and the synthetic images: a resumed run with another seed
+    trains on other data, or on images its validation set held before."""
+    if data == "digits":
+        pytest.importorskip("sklearn")
+    run = tmp_path / "run"
+    cli(capsys, "train", spec, "--data", data, "--synthetic-size", 16, "--batch-size", 8, "--epochs", 2,
+        "--stop-after", 1, "--device", "cpu", "--threads", 1, "--workers", 0, "--out", run, "--max-memory", "8G")
+    assert "warning: seed" not in cli(capsys, "train", "--resume", run, "--seed", 0, "--stop-after", 1,
+                                      "--epochs", 3, "--threads", 1, "--workers", 0)
+    out = cli(capsys, "train", "--resume", run, "--seed", 7, "--threads", 1, "--workers", 0, "--epochs", 3)
+    assert "warning: seed 7 now, 0 before: the order of the training images changes" in out and says in out

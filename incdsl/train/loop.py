@@ -126,6 +126,8 @@ def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
     run.steps_per_epoch = len(train_loader)
     run.skip_bad_images = config.skip_bad_images
     start = _restore(run, resumed, network, log) if resumed else 0
+    if resumed and seed != resumed["seed"]:
+        log(_seed_changed(resumed["seed"], seed, config.data))
     if not resumed:
         _seed_all(seed + ctx.rank)  # processes share initial weights (DDP copies rank 0's) but not dropout
     if ctx.main:
@@ -315,6 +317,15 @@ def _check_aux_outputs(network, classes: int, *, replaced: bool) -> None:
             hint = f"end it in `linear {'classes' if 'classes' in network.params else classes}`"
         raise error(f"auxiliary head `{head['name']}` gives {size} outputs, but training adds its loss against "
                     f"labels of {classes} classes", hint=hint)
+
+
+def _seed_changed(before: int, now: int, data: str) -> str:
+    """The warning for --seed given again with --resume: the data may no longer be the run's."""
+    what = {"digits": "the digits' train/validation split changes too: validation images may have been "
+                      "trained on",
+            "synthetic": "the synthetic images change too: each class gets another pattern"}.get(data)
+    return (f"warning: seed {now} now, {before} before: the order of the training images changes"
+            + (f", and {what}" if what else ""))
 
 
 def _check_optimizer_state(optimizer) -> None:
