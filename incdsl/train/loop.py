@@ -126,6 +126,8 @@ def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
     run.steps_per_epoch = len(train_loader)
     run.skip_bad_images = config.skip_bad_images
     start = _restore(run, resumed, network, log) if resumed else 0
+    if resumed and seed != resumed["seed"]:
+        log(_seed_changed(resumed["seed"], seed, config.data))
     if not resumed:
         _seed_all(seed + ctx.rank)  # processes share initial weights (DDP copies rank 0's) but not dropout
     if ctx.main:
@@ -271,6 +273,7 @@ def _build(network, config: TrainConfig, ctx, recipe: Recipe, seed: int, data) -
             hint = f"pass --classes {classes} (the spec has no `classes` parameter: its last linear layer is replaced)"
         raise error(f"the network gives {model.num_classes} outputs, but the data has {classes} classes",
                     notes=[f"data: {data.description}"], hint=hint)
+    _check_aux_outputs(network, classes, replaced=config.num_classes is not None)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(ctx.device, memory_format=memory_format)
     forward = model
@@ -285,6 +288,44 @@ def _build(network, config: TrainConfig, ctx, recipe: Recipe, seed: int, data) -
     return Run(ctx, recipe, model, forward, build_optimizer(model, recipe),
                WeightAverage(model, recipe.ema_decay) if recipe.ema_decay else None,
                scaler, autocast, memory_format, 0, seed)
+
+
+def _load_optimizer_state(optimizer, saved: dict) -> None:
+    """Load a checkpoint's per-parameter buffers but keep this run's hyper-parameters:
+    `load_state_dict` also replaces every group's values (weight decay, momentum, eps, ...) with
+    the saved ones, which would silently undo the recipe flags given again with --resume."""
+    current = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    optimizer.load_state_dict(saved)
+    for group, values in zip(optimizer.param_groups, current):
+        group.update(values)
+
+
+def _check_aux_outputs(network, classes: int, *, replaced: bool) -> None:
+    """Raise IncdslError for an auxiliary head that does not end in one logit per class: its loss
+    is a cross-entropy against the labels, which fails on a label past its outputs (an internal
+    error) and is meaningless below. With `replaced` (--classes on a spec without `classes`),
+    heads of the main classifier's shape get new classifiers, as `to_torch` does."""
+    main = tuple(network.output_shape)
+    for head in network.aux_heads:
+        shape = tuple(network.graph.nodes[head["output"]]["shape"])
+        if (replaced and shape == main) or shape == (classes,):
+            continue
+        size = "x".join(str(d) for d in shape)
+        if replaced:
+            hint = f"end it in `linear {main[0]}`, as the main classifier: --classes replaces both"
+        else:
+            hint = f"end it in `linear {'classes' if 'classes' in network.params else classes}`"
+        raise error(f"auxiliary head `{head['name']}` gives {size} outputs, but training adds its loss against "
+                    f"labels of {classes} classes", hint=hint)
+
+
+def _seed_changed(before: int, now: int, data: str) -> str:
+    """The warning for --seed given again with --resume: the data may no longer be the run's."""
+    what = {"digits": "the digits' train/validation split changes too: validation images may have been "
+                      "trained on",
+            "synthetic": "the synthetic images change too: each class gets another pattern"}.get(data)
+    return (f"warning: seed {now} now, {before} before: the order of the training images changes"
+            + (f", and {what}" if what else ""))
 
 
 def _check_optimizer_state(optimizer) -> None:
@@ -303,8 +344,13 @@ def _restore(run: Run, state: dict, network, log) -> int:
     """Load a checkpoint (already validated by `ckpt.load`) into the run; returns the epoch to start from."""
     try:
         run.model.load_state_dict(state["model"])
-        run.optimizer.load_state_dict(state["optimizer"])
-        _check_optimizer_state(run.optimizer)
+        before = state["recipe"].get("optimizer", run.recipe.optimizer)
+        if before == run.recipe.optimizer:
+            _load_optimizer_state(run.optimizer, state["optimizer"])
+            _check_optimizer_state(run.optimizer)
+        else:  # another optimiser's buffers mean nothing to this one
+            log(f"warning: the optimiser is {run.recipe.optimizer} now, {before} before: its state "
+                "(momentum, moments) starts afresh")
         if run.ema is not None:
             if state["ema"] is None:
                 run.ema = WeightAverage(run.model, run.recipe.ema_decay)

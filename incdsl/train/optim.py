@@ -25,7 +25,9 @@ class RMSpropTF(torch.optim.Optimizer):
         mom = momentum * mom + lr * g / sqrt(ms + eps)
         w   = w - mom
 
-    Weight decay is the coupled L2 term (g += weight_decay * w), as TF-slim's regulariser.
+    Weight decay is the coupled L2 term (g += weight_decay * w), as TF-slim's regulariser; unlike
+    TF-slim, which clips a gradient that includes it, the term is added after `--clip-grad`
+    (it would change the norm by weight_decay * |w|: 4e-5 of the weights in the recipes).
     """
 
     def __init__(self, params, lr: float, decay: float = 0.9, momentum: float = 0.9, eps: float = 1.0,
@@ -74,8 +76,9 @@ OPTIMIZER_FACTORIES = {"sgd": _sgd, "rmsprop_tf": _rmsprop_tf, "adamw": _adamw}
 def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     """The recipe's optimiser over `model`'s parameters.
 
-    Weight decay applies to conv and linear weights only: biases and batch-norm scales
-    (the one-dimensional parameters) are left alone, as TF-slim's regulariser did.
+    Weight decay applies to conv and linear weights only: biases, batch-norm scales, PReLU
+    slopes and learned scales (the one-dimensional parameters) are left alone, as TF-slim's
+    regulariser did and the PReLU paper asks.
     """
     decay, plain = [], []
     for p in model.parameters():
@@ -88,9 +91,10 @@ def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optim
 def learning_rate(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
     """The learning rate for optimiser step `step` (0-based) of a run.
 
-    Linear warm-up over `warmup_epochs`, then the schedule: `step` multiplies by
-    `decay_rate` every `decay_every` epochs (a staircase, as the papers describe it),
-    `cosine` anneals to zero at the last epoch, `constant` keeps the base rate.
+    Linear warm-up over W = `warmup_epochs` epochs of steps (step i: lr * (i + 1) / W), then the
+    schedule: `step` multiplies by `decay_rate` every `decay_every` epochs counted from the start
+    of the run (a staircase, as the papers describe it), `cosine` anneals from the end of the
+    warm-up to zero at the end of the last epoch, `constant` keeps the base rate.
     """
     epoch = step / steps_per_epoch
     warmup_steps = recipe.warmup_epochs * steps_per_epoch
@@ -113,7 +117,8 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
 class WeightAverage:
     """An exponential moving average of a model's weights, evaluated instead of the model.
 
-    The decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates: early on this is
+    The n-th update (n = 1, 2, ...) sets avg = d * avg + (1 - d) * w with
+    d = min(decay, (1 + n) / (10 + n)), TensorFlow's `num_updates` ramp: early on this is
     close to a plain running mean of all weights so far (Polyak averaging), later an
     exponential average that forgets the first, poor weights. Buffers (batch-norm
     statistics) are copied, not averaged.

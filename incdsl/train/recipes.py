@@ -36,15 +36,19 @@ class Recipe:
     nesterov: bool = _f(False, "Nesterov momentum (sgd)")
     rms_decay: float = _f(0.9, "decay of the mean square (rmsprop_tf); beta2 for adamw")
     eps: float = _f(1e-8, "epsilon in the denominator (rmsprop_tf: inside the square root)")
-    weight_decay: float = _f(0.0, "L2 weight decay on conv and linear weights (not biases or batch norm)")
+    weight_decay: float = _f(0.0, "weight decay on conv and linear weights only, not biases, batch norm, PReLU "
+                                  "slopes or learned scales (sgd, rmsprop_tf: L2 added to the gradient; adamw: "
+                                  "decoupled)")
     schedule: str = _f("cosine", f"learning-rate schedule: {', '.join(SCHEDULES)}")
-    decay_every: float = _f(1.0, "step schedule: epochs between decays")
+    decay_every: float = _f(1.0, "step schedule: epochs between decays, counted from the start (warm-up included)")
     decay_rate: float = _f(1.0, "step schedule: factor applied at each decay")
-    warmup_epochs: float = _f(0.0, "epochs of linear warm-up from zero")
+    warmup_epochs: float = _f(0.0, "epochs of linear warm-up: step i of its W steps uses lr * (i + 1) / W")
     epochs: int = _f(10, "epochs to train")
     batch_size: int = _f(64, "images per process and step")
-    label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy loss")
-    clip_grad: float = _f(0.0, "clip the gradients' global L2 norm to this (0: off)")
+    label_smoothing: float = _f(0.0, "label smoothing of the training loss, aux heads' too (the validation loss "
+                                     "is plain cross-entropy)")
+    clip_grad: float = _f(0.0, "clip the global L2 norm of all gradients together to this, before weight decay "
+                               "(0: off)")
     ema_decay: float = _f(0.0, "keep an exponential moving average of the weights for evaluation (0: off)")
 
 
@@ -84,10 +88,11 @@ RECIPES: dict[str, tuple[str, Recipe]] = {
         label_smoothing=0.1, clip_grad=2.0, ema_decay=0.9999),
     # Szegedy et al. 2016, "Inception-v4, Inception-ResNet and the impact of residual
     # connections", section 4: the same RMSProp setting and schedule, evaluation on a running
-    # average of the parameters; the paper does not mention clipping, so it is off.
+    # average of the parameters; the paper mentions neither clipping (off) nor label smoothing
+    # (Inception-v3's 0.1 is kept).
     "inception_v4": _recipe(
         "Inception-v4 paper: RMSProp decay 0.9 eps 1.0, lr 0.045 decayed 0.94 every 2 epochs, "
-        "label smoothing 0.1, weight EMA 0.9999; weight decay 4e-5, 32 images a step",
+        "weight EMA 0.9999; label smoothing 0.1 (Inception-v3's), weight decay 4e-5, 32 images a step",
         optimizer="rmsprop_tf", lr=0.045, momentum=0.9, rms_decay=0.9, eps=1.0, weight_decay=4e-5,
         schedule="step", decay_every=2.0, decay_rate=0.94, epochs=100, batch_size=32,
         label_smoothing=0.1, ema_decay=0.9999),
