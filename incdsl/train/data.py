@@ -409,7 +409,7 @@ def make_loaders(data: Data, batch_size: int, *, rank: int = 0, world: int = 1, 
     before each epoch."""
     if workers is None:  # the data's suggestion, shared among the processes of this machine
         workers = min(data.workers, max(1, (os.cpu_count() or 1) // world)) if data.workers else 0
-    sampler = DistributedSampler(data.train, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    sampler = DistributedSampler(data.train, num_replicas=world, rank=rank, shuffle=True, seed=order_seed(seed))
     common = dict(num_workers=workers, pin_memory=pin_memory, worker_init_fn=_seed_worker if workers else None,
                   collate_fn=collate if data.files else data.collate)
     train = DataLoader(data.train, batch_size=batch_size, sampler=sampler, drop_last=True,
@@ -417,6 +417,17 @@ def make_loaders(data: Data, batch_size: int, *, rank: int = 0, world: int = 1, 
     val = DataLoader(data.val, batch_size=batch_size, sampler=ShardSampler(len(data.val), rank, world),
                      **common)
     return train, sampler, val
+
+
+ORDER_STRIDE = 1_000_003  # a prime far above any epoch count
+
+
+def order_seed(seed: int) -> int:
+    """The sampler's seed for run seed `seed`. The sampler draws epoch e's order from its seed + e,
+    so with the run's seed itself seeds s and s + 1 saw the same orders one epoch apart, which
+    correlates the runs of a seed study; spread by `ORDER_STRIDE`, two seeds share no order
+    within a million epochs."""
+    return seed * ORDER_STRIDE
 
 
 def reseed(loader: DataLoader, sampler: DistributedSampler, seed: int, epoch: int) -> None:
