@@ -23,8 +23,9 @@ cluster (`ray start --head` on one machine, `ray start --address HEAD:6379` on t
 An interrupted experiment continues with `incdsl search --resume OUT`: finished trials are
 not run again, a trial cut short resumes from its last epoch.
 
-Exit 0 when every trial has ended, 1 on a spec error, 2 on bad usage or without the extra,
-3 when no point of the space is within the budget, 130 when interrupted."""
+Exit 0 when every trial has ended, 1 on a spec error or when every trial failed, 2 on bad
+usage, 3 when no point within the budget is found (among random points and a search for
+the cheapest), 69 without the extra, 130 when interrupted."""
 
 
 def _positive(text: str) -> int:

@@ -132,6 +132,13 @@ def _train_candidate(config: dict, settings: dict, ledger: "Ledger") -> None:
                     break  # nothing trained: never loop
                 epochs = summary["epochs"]
                 reported.append(_epoch_metrics(work, config))
+                if epochs >= budget:
+                    # the last report: Tune may end the trial inside it (ASHA stops a trial at
+                    # max_t), so the ledger hears first; a retry replays the finished result
+                    ledger.note("epoch", epoch=epochs)
+                    ledger.finish(reported)
+                    _report(reported[-1], work)
+                    return
                 _report(reported[-1], work)
                 ledger.note("epoch", epoch=epochs)  # after the report: the checkpoint is Tune's now
         if not reported and epochs:  # a retry of a trial whose last epoch was reported before it died
