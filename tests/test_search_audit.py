@@ -189,7 +189,7 @@ def test_search_finds_a_rare_point_within_budget_rather_than_exit_3():
     network = _check_space(_search_args(MINI_SPACE, max_macs=4293568, seed=0),
                            {"max_macs": 4293568, "max_params": None})
     assert count_costs(network).total.macs == 4293568
-    with pytest.raises(OverBudget, match="cheapest point found has 31,778 parameters and 4,293,568 MACs"):
+    with pytest.raises(OverBudget, match="cheapest point tried has 31,778 parameters and 4,293,568 MACs"):
         _check_space(_search_args(MINI_SPACE, seed=0), {"max_macs": 4293567, "max_params": None})
 
 

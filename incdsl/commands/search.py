@@ -232,7 +232,7 @@ def _check_space(args, budget: dict):
     cheapest = _cheapest(space, draw, Budget(**budget))
     if cheapest is not None and Budget(**budget).admits(cheapest.cost):
         return space.network(cheapest.indices)  # rare within the budget, but there
-    seen = (f"; the cheapest point found has {cheapest.cost.params:,} parameters and {cheapest.cost.macs:,} MACs"
+    seen = (f"; the cheapest point tried has {cheapest.cost.params:,} parameters and {cheapest.cost.macs:,} MACs"
             if cheapest else "")
     raise OverBudget(f"no point of {args.spec} within --max-macs/--max-params found among {draw.tried:,} "
                      f"random points and a search for the cheapest{seen}")
