@@ -127,6 +127,18 @@ def test_a_budget_short_after_trying_every_point_does_not_suggest_more_tries(sma
     assert "admits only 1 of the 2" in err and "--max-tries" not in err  # it tried all 96
 
 
+def test_too_few_valid_points_without_a_budget_does_not_blame_a_budget(tmp_path, capsys):
+    # repeat 4 of a 3x3 valid conv shrinks 8x8 to nothing: 2 of the 8 points are invalid
+    path = tmp_path / "shrink.inc"
+    path.write_text("network shrink(classes = 10):\n    input 3x8x8\n"
+                    "    repeat choice(1, 2, 3, 4): conv 3x3 choice(4, 8) V\n    gap -> flatten -> linear classes\n")
+    assert main(["sample", str(path), "-n", "7", "-o", str(tmp_path / "s")]) == 3
+    err = capsys.readouterr().err
+    assert "valid points for only 6 of the 7 samples" in err and "2 of them invalid" in err
+    assert "budget" not in err.split("= hint:")[-1] and "(none)" not in err
+    assert not (tmp_path / "s").exists()
+
+
 # --- the Space API -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", ["small", MINI_SPACE])

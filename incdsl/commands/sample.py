@@ -363,10 +363,15 @@ def _too_few(space, draw, wanted: int, budget) -> int:
     p = descend(space, draw.fewest_params, key=lambda cost: cost.params).cost
     m = descend(space, draw.fewest_macs, key=lambda cost: cost.macs).cost
     # every point tried (a grid, or a small space drawn out): more tries find nothing new
-    hint = ("raise the budget or ask for fewer samples" if draw.tried >= space.size else
-            "raise the budget, ask for fewer samples, or try more points with --max-tries")
-    print(f"incdsl: error: the budget ({limits or 'none'}) admits only {len(draw.samples):,} of the {wanted:,} "
-          f"samples asked for, after trying {draw.tried:,} points\n"
+    fixes = (["raise the budget"] if budget else []) + ["ask for fewer samples"]
+    if draw.tried < space.size:
+        fixes.append("try more points with --max-tries")
+    hint = (", ".join(fixes[:-1]) + (", or " if len(fixes) > 2 else " or ") + fixes[-1]) if len(fixes) > 1 else fixes[0]
+    found = f"only {len(draw.samples):,} of the {wanted:,} samples asked for"
+    # without a budget the shortfall is the invalid points: do not blame a budget
+    head = f"the budget ({limits}) admits {found}" if budget else f"the space has valid points for {found}"
+    invalid = f", {draw.invalid:,} of them invalid" if draw.invalid else ""
+    print(f"incdsl: error: {head}, after trying {draw.tried:,} points{invalid}\n"
           f"  = note: the fewest parameters found: {p.params:,} (with {p.macs:,} MACs)\n"
           f"  = note: the fewest MACs found: {m.macs:,} (with {m.params:,} parameters)\n"
           f"  = hint: {hint}", file=sys.stderr)
