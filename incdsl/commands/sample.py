@@ -193,15 +193,15 @@ def run(args) -> int:
     space = _load(args)
     if not space.choices:
         print(f"incdsl: note: {args.spec} has no choices; its one point is written", file=sys.stderr)
+    if args.n is not None and args.n > space.size:  # either strategy: no budget helps
+        what = " (the spec has no `choice(...)`: it is one network)" if not space.choices else ""
+        raise UsageError(f"the space has {size_text(space.size)}{what}; cannot draw {args.n:,} distinct samples")
     if args.strategy == "grid":
         try:
             draw = draw_grid(space, args.n, budget)
         except ValueError as exc:
             raise UsageError(f"{exc}; use --strategy random") from None
     else:
-        if args.n > space.size:
-            what = " (the spec has no `choice(...)`: it is one network)" if not space.choices else ""
-            raise UsageError(f"the space has {size_text(space.size)}{what}; cannot draw {args.n:,} distinct samples")
         draw = draw_random(space, args.n, random.Random(args.seed), budget, args.max_tries)
     _report_invalid(draw)
     wanted = args.n if args.n is not None else 1
@@ -362,11 +362,19 @@ def _too_few(space, draw, wanted: int, budget) -> int:
     # How small can a point get? Local search from the cheapest points drawn.
     p = descend(space, draw.fewest_params, key=lambda cost: cost.params).cost
     m = descend(space, draw.fewest_macs, key=lambda cost: cost.macs).cost
-    print(f"incdsl: error: the budget ({limits or 'none'}) admits only {len(draw.samples):,} of the {wanted:,} "
-          f"samples asked for, after trying {draw.tried:,} points\n"
+    # every point tried (a grid, or a small space drawn out): more tries find nothing new
+    fixes = (["raise the budget"] if budget else []) + ["ask for fewer samples"]
+    if draw.tried < space.size:
+        fixes.append("try more points with --max-tries")
+    hint = (", ".join(fixes[:-1]) + (", or " if len(fixes) > 2 else " or ") + fixes[-1]) if len(fixes) > 1 else fixes[0]
+    found = f"only {len(draw.samples):,} of the {wanted:,} samples asked for"
+    # without a budget the shortfall is the invalid points: do not blame a budget
+    head = f"the budget ({limits}) admits {found}" if budget else f"the space has valid points for {found}"
+    invalid = f", {draw.invalid:,} of them invalid" if draw.invalid else ""
+    print(f"incdsl: error: {head}, after trying {draw.tried:,} points{invalid}\n"
           f"  = note: the fewest parameters found: {p.params:,} (with {p.macs:,} MACs)\n"
           f"  = note: the fewest MACs found: {m.macs:,} (with {m.params:,} parameters)\n"
-          f"  = hint: raise the budget, ask for fewer samples, or try more points with --max-tries", file=sys.stderr)
+          f"  = hint: {hint}", file=sys.stderr)
     return EXIT_BUDGET
 
 

@@ -23,8 +23,9 @@ cluster (`ray start --head` on one machine, `ray start --address HEAD:6379` on t
 An interrupted experiment continues with `incdsl search --resume OUT`: finished trials are
 not run again, a trial cut short resumes from its last epoch.
 
-Exit 0 when every trial has ended, 1 on a spec error, 2 on bad usage, 3 when no point of the
-space is within the budget, 69 without the `search` extra (Ray Tune), 130 when interrupted."""
+Exit 0 when every trial has ended, 1 on a spec error or when every trial failed, 2 on bad
+usage, 3 when no point within the budget is found (among random points and a search for
+the cheapest), 69 without the `search` extra (Ray Tune), 130 when interrupted."""
 
 
 def _positive(text: str) -> int:
@@ -224,14 +225,33 @@ def _check_space(args, budget: dict):
         raise UsageError(f"{args.spec} has no `choice(...)`: there is nothing to search "
                          "(train it with `incdsl train`)")
     draw = draw_random(space, 1, random.Random(args.seed), Budget(**budget), max_tries=256)
-    if not draw.samples:
-        if draw.first_invalid is not None and draw.invalid == draw.tried:
-            raise draw.first_invalid
-        fewest = draw.fewest_macs if budget["max_macs"] is not None else draw.fewest_params
-        seen = f"; the cheapest point tried has {fewest.cost.params:,} parameters and {fewest.cost.macs:,} MACs" \
-            if fewest else ""
-        raise OverBudget(f"no point of {args.spec} within --max-macs/--max-params among {draw.tried:,} tried{seen}")
-    return space.network(draw.samples[0].indices)
+    if draw.samples:
+        return space.network(draw.samples[0].indices)
+    if draw.first_invalid is not None and draw.invalid == draw.tried:
+        raise draw.first_invalid
+    cheapest = _cheapest(space, draw, Budget(**budget))
+    if cheapest is not None and Budget(**budget).admits(cheapest.cost):
+        return space.network(cheapest.indices)  # rare within the budget, but there
+    seen = (f"; the cheapest point tried has {cheapest.cost.params:,} parameters and {cheapest.cost.macs:,} MACs"
+            if cheapest else "")
+    raise OverBudget(f"no point of {args.spec} within --max-macs/--max-params found among {draw.tried:,} "
+                     f"random points and a search for the cheapest{seen}")
+
+
+def _cheapest(space, draw, budget):
+    """The cheapest point a local search finds from the cheapest drawn (by MACs, then by
+    parameters, as the budget asks): a budget that admits a few points of a large space
+    is found within it, not reported impossible after a few hundred random misses."""
+    from ..search.sampling import descend
+    found = None
+    for start, key in ((draw.fewest_macs, lambda cost: cost.macs), (draw.fewest_params, lambda cost: cost.params)):
+        if start is None:
+            continue
+        point = descend(space, start, key=key)
+        if budget.admits(point.cost):
+            return point
+        found = found or point
+    return found
 
 
 def _check_classes(network, args) -> None:

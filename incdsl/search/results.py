@@ -27,7 +27,9 @@ def trial_row(record: dict, budget_epochs: int) -> dict:
     elif epochs == 0:
         status = "unfinished"
     elif epochs < budget_epochs:
-        status = "stopped early"  # ASHA cut it short
+        # ASHA cut it short (Tune marks its last result done), or an interrupt did: that
+        # trial is unfinished, and `--resume` trains the rest
+        status = "stopped early" if metrics.get("done", True) else "unfinished"
     else:
         status = "done"
     return {

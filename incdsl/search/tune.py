@@ -28,6 +28,7 @@ from ray.tune.search import Searcher
 from ..diagnostics import IncdslError
 
 METRIC = "val_top1"
+FAILED = "incdsl_error"  # the result of a trial stopped by an incdsl error: the rendered message
 MAX_PROPOSALS = 2000  # proposals per suggestion before the searcher decides the space is used up
 
 
@@ -91,9 +92,13 @@ def train_trial(config: dict, settings: dict) -> None:
     try:
         _train_candidate(config, settings, ledger)
     except IncdslError as exc:
-        # Ray rebuilds a worker's exception in the driver; ours does not survive that, so
-        # send its rendered text (the table and the final message show it)
-        raise TrialFailed(exc.render()) from None
+        # The same network fails the same way again (bad data for it, out of memory, a
+        # diverging loss), so the trial ends with the error as its result: a raised error
+        # would be retried --max-failures times, which is for workers that die. The text is
+        # rendered here: Ray would not rebuild our exception in the driver.
+        failed = {FAILED: exc.render(), "macs": config["macs"], "params": config["params"]}
+        ledger.finish([failed])
+        tune.report(failed)
 
 
 class TrialFailed(Exception):
@@ -127,6 +132,13 @@ def _train_candidate(config: dict, settings: dict, ledger: "Ledger") -> None:
                     break  # nothing trained: never loop
                 epochs = summary["epochs"]
                 reported.append(_epoch_metrics(work, config))
+                if epochs >= budget:
+                    # the last report: Tune may end the trial inside it (ASHA stops a trial at
+                    # max_t), so the ledger hears first; a retry replays the finished result
+                    ledger.note("epoch", epoch=epochs)
+                    ledger.finish(reported)
+                    _report(reported[-1], work)
+                    return
                 _report(reported[-1], work)
                 ledger.note("epoch", epoch=epochs)  # after the report: the checkpoint is Tune's now
         if not reported and epochs:  # a retry of a trial whose last epoch was reported before it died
@@ -244,8 +256,10 @@ def trial_records(grid) -> list[dict]:
     for result in grid:
         if not result.config or "key" not in result.config:
             continue
+        metrics = result.metrics or {}
+        error = error_text(result.error) if result.error is not None else metrics.get(FAILED)
         records.append({"trial": result.config["trial"], "config": result.config, "metrics": result.metrics,
-                        "error": error_text(result.error) if result.error is not None else None})
+                        "error": error})
     return sorted(records, key=lambda r: r["trial"])
 
 

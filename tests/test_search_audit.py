@@ -1,0 +1,343 @@
+"""An audit of architecture search against what README and --help promise: `incdsl sample`
+(distinct points, budgets, the index against the written specs, grid = the space), the
+`Space` API (`mutate`, `sample`, `to_spec`), the budget check of `incdsl search`, and how a
+trial stopped by an incdsl error ends (once, not retried). The experiments on a local Ray
+are slow, as in tests/test_search_tune.py."""
+from __future__ import annotations
+
+import csv
+import glob
+import itertools
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import types
+
+import pytest
+
+import incdsl
+from incdsl.cli import main
+from incdsl.ir.network import load
+from incdsl.passes.cost import count_costs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MINI_SPACE = os.path.join(ROOT, "examples", "mini_space.inc")
+
+# Choices of each kind: a network parameter, a repeat count, one shared by a block's
+# instances, a block choice, call-site choices (one a range) and one inside a branch.
+SMALL_SPACE = """\
+network small(classes = 10, w = choice(8, 16)):
+    input 3x16x16
+    conv 3x3 w S
+    repeat choice(1, 2): blk(n = choice(8, 12))
+    choice(identity, blk(4)) as mid
+    blk
+    blk(n = choice(range(4, 13, 4)))
+    gap -> flatten -> linear classes
+
+block blk(n = 8):
+    concat:
+        branch: conv 1x1 n
+        branch: conv 3x3 choice(4, 6) S
+"""
+
+
+@pytest.fixture
+def small(tmp_path):
+    path = tmp_path / "small.inc"
+    path.write_text(SMALL_SPACE)
+    return str(path)
+
+
+def _index(out) -> tuple[dict, list[dict]]:
+    with open(os.path.join(out, "index.json"), encoding="utf-8") as f:
+        index = json.load(f)
+    with open(os.path.join(out, "index.csv"), encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return index, rows
+
+
+def _check_index(out, space, max_macs=None) -> set[tuple]:
+    """index.json, index.csv and the written specs agree; returns the points written."""
+    index, rows = _index(out)
+    assert len(rows) == len(index["samples"])
+    points = set()
+    for row, sample in zip(rows, index["samples"]):
+        assert (row["file"], int(row["params"]), int(row["macs"])) == (sample["file"], sample["params"], sample["macs"])
+        assert {c.name: row[c.name] for c in space.choices} == sample["choices"] == space.values(sample["point"])
+        with open(os.path.join(out, sample["file"]), encoding="utf-8") as f:
+            network = load(f.read(), file=sample["file"])
+        total = count_costs(network).total
+        assert (total.params, total.macs) == (sample["params"], sample["macs"])
+        assert network == space.network(sample["point"])
+        assert max_macs is None or total.macs <= max_macs
+        points.add(space.indices(sample["point"]))
+    assert len(points) == len(rows)  # distinct
+    assert sorted(f for f in os.listdir(out) if f.endswith(".inc")) == sorted(s["file"] for s in index["samples"])
+    return points
+
+
+# --- incdsl sample ----------------------------------------------------------------------------
+
+def test_grid_writes_exactly_the_points_of_the_space(small, tmp_path):
+    space = incdsl.space(small)
+    assert main(["sample", small, "--strategy", "grid", "-o", str(tmp_path / "g")]) == 0
+    points = _check_index(tmp_path / "g", space)
+    every = set(itertools.product(*(range(len(c.options)) for c in space.choices)))
+    assert points == every and len(every) == space.size == 2 * 2 * 2 * 2 * 3 * 2
+    assert _index(tmp_path / "g")[0]["size"] == space.size
+
+
+def test_random_samples_are_distinct_within_budget_and_repeat_with_the_seed(small, tmp_path):
+    space = incdsl.space(small)
+    macs = sorted(space.cost(p).macs for p in space.grid())
+    budget = macs[len(macs) // 2]
+    admitted = sum(m <= budget for m in macs)
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert main(["sample", small, "-n", "20", "--seed", "4", "--max-macs", str(budget), "-o", str(out)]) == 0
+        _check_index(out, space, max_macs=budget)
+        runs.append([s["point"] for s in _index(out)[0]["samples"]])
+    assert runs[0] == runs[1]
+    # every admitted point, then one more than there are
+    assert main(["sample", small, "-n", str(admitted), "--max-macs", str(budget), "-o", str(tmp_path / "all")]) == 0
+    assert len(_check_index(tmp_path / "all", space, max_macs=budget)) == admitted
+    assert main(["sample", small, "-n", str(admitted + 1), "--max-macs", str(budget), "-o", str(tmp_path / "x")]) == 3
+    assert not (tmp_path / "x").exists()
+
+
+def test_grid_asked_for_more_points_than_the_space_has_is_a_usage_error(small, tmp_path, capsys):
+    # as with --strategy random; it was exit 3, blaming a budget that was not given
+    assert main(["sample", small, "--strategy", "grid", "-n", "97", "-o", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err
+    assert "the space has 96 points; cannot draw 97 distinct samples" in err and "budget" not in err
+    assert not (tmp_path / "g").exists()
+
+
+def test_a_budget_short_after_trying_every_point_does_not_suggest_more_tries(small, tmp_path, capsys):
+    space = incdsl.space(small)
+    cheapest = min(space.cost(p).macs for p in space.grid())
+    assert main(["sample", small, "--strategy", "grid", "-n", "2", "--max-macs", str(cheapest),
+                 "-o", str(tmp_path / "g")]) == 3
+    err = capsys.readouterr().err
+    assert "admits only 1 of the 2" in err and "--max-tries" not in err  # it tried all 96
+
+
+def test_too_few_valid_points_without_a_budget_does_not_blame_a_budget(tmp_path, capsys):
+    # repeat 4 of a 3x3 valid conv shrinks 8x8 to nothing: 2 of the 8 points are invalid
+    path = tmp_path / "shrink.inc"
+    path.write_text("network shrink(classes = 10):\n    input 3x8x8\n"
+                    "    repeat choice(1, 2, 3, 4): conv 3x3 choice(4, 8) V\n    gap -> flatten -> linear classes\n")
+    assert main(["sample", str(path), "-n", "7", "-o", str(tmp_path / "s")]) == 3
+    err = capsys.readouterr().err
+    assert "valid points for only 6 of the 7 samples" in err and "2 of them invalid" in err
+    assert "budget" not in err.split("= hint:")[-1] and "(none)" not in err
+    assert not (tmp_path / "s").exists()
+
+
+# --- the Space API -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["small", MINI_SPACE])
+def test_mutate_changes_one_choice_and_to_spec_reloads_to_the_same_network(path, small):
+    space = incdsl.space(small if path == "small" else path)
+    rng = random.Random(1)
+    for _ in range(15):
+        point = space.sample(rng)
+        child = space.mutate(point, rng)
+        assert sum(point[k] != child[k] for k in point) == 1
+        for p in (point, child):
+            network = load(space.to_spec(p), file="point.inc")
+            assert network == space.network(p)
+            total = count_costs(network).total
+            assert (total.params, total.macs) == tuple(space.cost(p))
+
+
+def test_sample_is_uniform_over_each_choices_options(small):
+    space = incdsl.space(small)
+    rng = random.Random(2)
+    draws = 6000
+    counts = [[0] * len(c.options) for c in space.choices]
+    for _ in range(draws):
+        point = space.sample(rng)
+        for k, c in enumerate(space.choices):
+            counts[k][point[c.id]] += 1
+    for k, c in enumerate(space.choices):
+        expected = draws / len(c.options)
+        chi2 = sum((n - expected) ** 2 / expected for n in counts[k])
+        dof = len(c.options) - 1
+        # about 6 standard deviations above the mean of chi-square: a biased sampler (one
+        # option 10% likelier) lands far beyond it, a fair one essentially never
+        assert chi2 < dof + 6 * math.sqrt(2 * dof), (c.name, counts[k])
+
+
+def test_mutate_of_a_space_without_two_option_choices_says_so(tmp_path):
+    path = tmp_path / "one.inc"
+    path.write_text("network one(classes = 10):\n    input 3x8x8\n    conv 3x3 choice(4) S\n"
+                    "    gap -> flatten -> linear classes\n")
+    space = incdsl.space(str(path))
+    with pytest.raises(ValueError, match="nothing to mutate"):
+        space.mutate(space.first(), random.Random(0))
+
+
+# --- incdsl search, before Ray --------------------------------------------------------------
+
+def _search_args(spec, **extra):
+    from incdsl.cli import build_parser
+    args = ["search", spec, "--data", "synthetic", "--trials", "1", "--budget-epochs", "1", "--out", "unused"]
+    for key, value in extra.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return build_parser().parse_args(args)
+
+
+def test_search_finds_a_rare_point_within_budget_rather_than_exit_3():
+    """Only the first point of mini_space (all choices at their smallest) has at most
+    4,293,568 MACs; 256 random points miss it (seed 0), which made `incdsl search` exit 3
+    with "no point within the budget" while `incdsl sample` found it by local search."""
+    from incdsl.commands.search import OverBudget, _check_space
+    network = _check_space(_search_args(MINI_SPACE, max_macs=4293568, seed=0),
+                           {"max_macs": 4293568, "max_params": None})
+    assert count_costs(network).total.macs == 4293568
+    with pytest.raises(OverBudget, match="cheapest point tried has 31,778 parameters and 4,293,568 MACs"):
+        _check_space(_search_args(MINI_SPACE, seed=0), {"max_macs": 4293567, "max_params": None})
+
+
+# --- a trial stopped by an incdsl error -----------------------------------------------------
+
+def test_a_trial_that_fails_reports_its_error_once_and_is_not_raised_for_a_retry(tmp_path, monkeypatch):
+    pytest.importorskip("ray.tune")
+    from incdsl.diagnostics import error
+    from incdsl.search import tune as search_tune
+    from incdsl.search.results import trial_row
+
+    reports = []
+    monkeypatch.setattr(search_tune.tune, "report", lambda metrics, **kw: reports.append(dict(metrics)))
+
+    def fail(config, settings, ledger):
+        raise error("out of memory while training `small` in batches of 64")
+    monkeypatch.setattr(search_tune, "_train_candidate", fail)
+    config = {"key": "k1", "trial": "trial_0001", "macs": 10, "params": 2}
+    settings = {"ledger": str(tmp_path)}
+    search_tune.train_trial(config, settings)  # raised before: Tune retried it --max-failures times
+    assert len(reports) == 1 and "out of memory" in reports[0][search_tune.FAILED]
+    assert search_tune.METRIC not in reports[0]
+    # a resumed experiment that starts it again replays the failure, trains nothing
+    monkeypatch.setattr(search_tune, "_train_candidate", lambda *a: pytest.fail("trained again"))
+    search_tune.train_trial(config, settings)
+    assert reports[1] == reports[0]
+    # the driver's row says what failed
+    result = types.SimpleNamespace(config={**config, "spec": ""}, metrics=reports[0], error=None)
+    record = search_tune.trial_records([result])[0]
+    row = trial_row(record, budget_epochs=1)
+    assert row["status"] == "error" and "out of memory" in row["error"] and row["accuracy"] is None
+
+
+def test_the_searcher_counts_a_failed_trial_as_failed():
+    pytest.importorskip("ray.tune")
+    from incdsl.search import tune as search_tune
+    from incdsl.search.candidates import Vetter
+    from incdsl.search.proposers import EvolutionProposer
+
+    vetter = Vetter(MINI_SPACE)
+    proposer = EvolutionProposer(vetter.sizes(), seed=0, population=1)
+    searcher = search_tune.SpaceSearcher(vetter, proposer)
+    config = searcher.suggest("t1")
+    searcher.on_trial_complete("t1", {search_tune.FAILED: "error: ...", "macs": config["macs"]})
+    assert vetter.finished == {config["key"]: None} and not proposer.population
+
+
+def test_a_trial_cut_short_by_an_interrupt_is_unfinished_not_stopped_early():
+    """Without ASHA, a trial interrupted after its first of two epochs was labelled "stopped
+    early" (and, with no other trial unfinished, the command exited 0 as if the experiment
+    had ended). Tune marks the last result of a trial that ended `done`."""
+    from incdsl.search.results import trial_row
+    config = {"trial": "trial_0001", "key": "k", "params": 1, "macs": 2, "choices": {}}
+    def status(**metrics):
+        return trial_row({"trial": "trial_0001", "config": config, "metrics": {"epoch": 1, "val_top1": 0.5, **metrics},
+                          "error": None}, budget_epochs=2)["status"]
+    assert status(done=False) == "unfinished"
+    assert status(done=True) == "stopped early"  # ASHA
+    assert status() == "stopped early"
+
+
+def test_the_ledger_hears_of_the_last_epoch_before_tune_can_stop_the_trial(tmp_path, monkeypatch):
+    """ASHA stops a trial inside its report at max_t (the budget), so the epoch and the
+    `done` noted after that report were never written: a resumed experiment could train
+    the candidate again."""
+    pytest.importorskip("ray.tune")
+    from incdsl.search import tune as search_tune
+
+    class Stopped(Exception):
+        """What Tune does to a trial it stops inside `tune.report`."""
+
+    def fake_train(network, config, log=None, stream=None):
+        done = len(search_tune._history(config.out)) + 1
+        with open(os.path.join(config.out, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps({"epoch": done, "val_top1": 0.5, "val_top5": 1.0, "train_loss": 1.0,
+                                "val_loss": 1.0, "seconds": 0.1}) + "\n")
+        open(os.path.join(config.out, "last.pt"), "wb").close()
+        return {"epochs": done}
+
+    loop = types.ModuleType("incdsl.train.loop")  # no torch: the loop's contract only
+    loop.TrainConfig = lambda **kw: types.SimpleNamespace(**kw)
+    loop.train = fake_train
+    monkeypatch.setitem(sys.modules, "incdsl.train.loop", loop)
+    monkeypatch.setattr(search_tune.tune, "get_checkpoint", lambda: None)
+    reports = []
+
+    def report(metrics, work):
+        reports.append(metrics["epoch"])
+        if metrics["epoch"] == 2:
+            raise Stopped
+    monkeypatch.setattr(search_tune, "_report", report)
+    spec = "network n(classes = 10):\n    input 1x8x8\n    gap -> flatten -> linear classes\n"
+    config = {"key": "k1", "trial": "trial_0001", "macs": 10, "params": 2, "spec": spec}
+    settings = {"ledger": str(tmp_path), "data": "synthetic", "overrides": {"epochs": 2}}
+    with pytest.raises(Stopped):
+        search_tune.train_trial(config, settings)
+    assert reports == [1, 2]
+    with open(tmp_path / "k1.log") as f:
+        events = [(e["event"], e.get("epoch")) for e in map(json.loads, f)]
+    assert events == [("start", None), ("epoch", 1), ("epoch", 2), ("done", None)]
+    assert [m["epoch"] for m in search_tune.Ledger(str(tmp_path), "k1").finished()] == [1, 2]
+
+
+# --- slow: experiments on a local Ray -------------------------------------------------------
+
+FAILING_SPACE = """\
+network failing(classes = 10):
+    input 1x8x8
+    conv 3x3 choice(4, 8) S
+    conv 3x3 choice(4, 6) S
+    gap -> flatten -> linear choice(classes, 5)
+"""
+
+
+@pytest.mark.slow
+def test_failing_trials_end_once_and_the_rest_of_the_experiment_runs(tmp_path):
+    """Half the points give 5 outputs for the 10 classes of digits; the point the command
+    checks first (seed 0) gives 10. Each failing candidate starts once (it started three
+    times: --max-failures 2 retried an error that recurs), and the table says why."""
+    pytest.importorskip("sklearn")
+    spec = tmp_path / "failing.inc"
+    spec.write_text(FAILING_SPACE)
+    out = tmp_path / "exp"
+    run = subprocess.run([sys.executable, "-m", "incdsl", "search", str(spec), "--data", "digits",
+                          "--batch-size", "64", "--budget-epochs", "1", "--trials", "8", "--seed", "0",
+                          "--cpus-per-trial", "1", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT, start_new_session=True,
+                         env={**os.environ, "PYTHONPATH": ROOT, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"})
+    assert run.returncode == 0, run.stdout + run.stderr
+    trials = json.loads((out / "trials.json").read_text())["trials"]
+    assert len(trials) == 8
+    failed = [t for t in trials if t["status"] == "error"]
+    assert len(failed) == 4 and all("5 outputs" in t["error"] for t in failed)
+    assert all(t["status"] == "done" for t in trials if t not in failed)
+    for t in trials:
+        with open(out / "attempts" / f"{t['key']}.log") as f:
+            events = [json.loads(line)["event"] for line in f]
+        assert events.count("start") == 1, (t["trial"], events)
+    assert len(glob.glob(str(out / "specs" / "*.inc"))) == 8
