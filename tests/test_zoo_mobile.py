@@ -20,7 +20,7 @@ ZOO = Path(__file__).resolve().parent.parent / "specs" / "zoo"
 
 # torchvision name -> (spec, --set values, torchvision builder and its arguments,
 #                      parameters, multiply-adds at the input, input side)
-EFFICIENTNET = {  # torchvision's (width, depth, dropout, resolution); B5..B7 with batch-norm eps 1e-3
+EFFICIENTNET = {  # torchvision's (width, depth, dropout, resolution); B5..B7 with batch-norm eps 1e-3, momentum 0.01
     1: (1.0, 1.1, 0.2, 240), 2: (1.1, 1.2, 0.3, 260), 3: (1.2, 1.4, 0.3, 300), 4: (1.4, 1.8, 0.4, 380),
     5: (1.6, 2.2, 0.4, 456), 6: (1.8, 2.6, 0.5, 528), 7: (2.0, 3.1, 0.5, 600)}
 EFFICIENTNET_COUNTS = {1: (7_794_184, 686_802_832), 2: (9_109_994, 993_561_872), 3: (12_233_232, 1_827_141_392),
@@ -34,7 +34,7 @@ MODELS = {
     **{f"mobilenet_v2_{w}": ("mobilenet_v2.inc", dict(width=w), ("mobilenet_v2", dict(width_mult=w)), p, m, 224)
        for w, p, m in ((0.35, 1_677_128, 59_285_808), (0.5, 1_968_680, 97_131_840),
                        (0.75, 2_636_424, 209_069_792), (1.4, 6_108_776, 582_195_824))},
-    **{f"efficientnet_b{b}": ("efficientnet.inc", dict(width=w, depth=d, dropout=drop, **({"bn": 1e-3} if b >= 5 else {})),
+    **{f"efficientnet_b{b}": ("efficientnet.inc", dict(width=w, depth=d, dropout=drop, **({"bn": 1e-3, "bn_momentum": 0.01} if b >= 5 else {})),
                               (f"efficientnet_b{b}", {}), *EFFICIENTNET_COUNTS[b], r)
        for b, (w, d, drop, r) in EFFICIENTNET.items()},
 }
@@ -155,3 +155,38 @@ def test_hard_activations_compute_torchs_functions(fn):
     model = incdsl.to_torch(net).eval()
     x = torch.linspace(-5, 5, 18).reshape(1, 2, 3, 3)
     torch.testing.assert_close(model(x), getattr(torch.nn.functional, fn)(x))
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b0", "efficientnet_b5"])
+def test_batch_norm_eps_and_momentum_are_torchvisions(name):
+    """Each batch norm, in order, has torchvision's eps and momentum (MobileNetV3 and B5..B7:
+    eps 0.001, momentum 0.01; B0: PyTorch's defaults), in the IR and in the compiled module."""
+    torch = pytest.importorskip("torch")
+    ref = reference(name, "meta")
+    want = [(m.eps, m.momentum) for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    net = load(name, SIZE)
+    graph = net.graph
+    in_ir = [(graph.nodes[n]["attrs"]["bn"], graph.nodes[n]["attrs"]["bn_momentum"]) for n in graph.nodes
+             if graph.nodes[n].get("op") == "conv" and graph.nodes[n]["attrs"]["bn"] is not None]
+    assert in_ir == pytest.approx(want)
+    if name != "efficientnet_b5":  # 30M parameters to initialise: the IR check suffices
+        compiled = [(m.eps, m.momentum) for m in incdsl.to_torch(net).modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert compiled == pytest.approx(want)
+
+
+def test_bn_momentum_is_checked_and_compiled():
+    torch = pytest.importorskip("torch")
+    from incdsl import IncdslError
+
+    net = incdsl.load("network t:\n    input 3x8x8\n    conv 3x3 4 bn = 0.001 bn_momentum = 0.01 as c\n    bn momentum = 0.3 as b\n")
+    model = incdsl.to_torch(net)
+    assert (model.get_submodule("c").bn.momentum, model.get_submodule("b").momentum) == (0.01, 0.3)
+    from incdsl.torch.source import generate_source
+
+    source = generate_source(net)[0]
+    assert "bn_eps=0.001, bn_momentum=0.01" in source and "eps=1e-05, momentum=0.3" in source
+    assert "momentum" not in generate_source(incdsl.load("network t:\n    input 3x8x8\n    conv 3x3 4 bn = on\n"))[0].split(
+        "class T")[-1]  # PyTorch's default is left out
+    for bad in ("0", "1.5", "relu"):
+        with pytest.raises(IncdslError, match="momentum"):
+            incdsl.load(f"network t:\n    input 3x8x8\n    conv 3x3 4 bn = on bn_momentum = {bad}\n")
