@@ -26,6 +26,7 @@ EFFICIENTNET = {  # torchvision's (width, depth, dropout, resolution); B5..B7 wi
 EFFICIENTNET_COUNTS = {1: (7_794_184, 686_802_832), 2: (9_109_994, 993_561_872), 3: (12_233_232, 1_827_141_392),
                        4: (19_341_616, 4_393_771_024), 5: (30_389_784, 10_266_384_752),
                        6: (43_040_704, 19_067_593_536), 7: (66_347_960, 37_745_884_192)}
+B5_NORM = {"bn": 1e-3, "bn_momentum": 0.01}
 MODELS = {
     "mobilenet_v2": ("mobilenet_v2.inc", {}, ("mobilenet_v2", {}), 3_504_872, 300_774_272, 224),
     "mobilenet_v3_large": ("mobilenet_v3_large.inc", {}, ("mobilenet_v3_large", {}), 5_483_032, 216_589_760, 224),
@@ -34,7 +35,7 @@ MODELS = {
     **{f"mobilenet_v2_{w}": ("mobilenet_v2.inc", dict(width=w), ("mobilenet_v2", dict(width_mult=w)), p, m, 224)
        for w, p, m in ((0.35, 1_677_128, 59_285_808), (0.5, 1_968_680, 97_131_840),
                        (0.75, 2_636_424, 209_069_792), (1.4, 6_108_776, 582_195_824))},
-    **{f"efficientnet_b{b}": ("efficientnet.inc", dict(width=w, depth=d, dropout=drop, **({"bn": 1e-3, "bn_momentum": 0.01} if b >= 5 else {})),
+    **{f"efficientnet_b{b}": ("efficientnet.inc", dict(width=w, depth=d, dropout=drop, **(B5_NORM if b >= 5 else {})),
                               (f"efficientnet_b{b}", {}), *EFFICIENTNET_COUNTS[b], r)
        for b, (w, d, drop, r) in EFFICIENTNET.items()},
 }
@@ -177,16 +178,16 @@ def test_batch_norm_eps_and_momentum_are_torchvisions(name):
 def test_bn_momentum_is_checked_and_compiled():
     torch = pytest.importorskip("torch")
     from incdsl import IncdslError
-
-    net = incdsl.load("network t:\n    input 3x8x8\n    conv 3x3 4 bn = 0.001 bn_momentum = 0.01 as c\n    bn momentum = 0.3 as b\n")
-    model = incdsl.to_torch(net)
-    assert (model.get_submodule("c").bn.momentum, model.get_submodule("b").momentum) == (0.01, 0.3)
     from incdsl.torch.source import generate_source
 
+    head = "network t:\n    input 3x8x8\n"
+    net = incdsl.load(head + "    conv 3x3 4 bn = 0.001 bn_momentum = 0.01 as c\n    bn momentum = 0.3 as b\n")
+    model = incdsl.to_torch(net)
+    assert (model.get_submodule("c").bn.momentum, model.get_submodule("b").momentum) == (0.01, 0.3)
     source = generate_source(net)[0]
     assert "bn_eps=0.001, bn_momentum=0.01" in source and "eps=1e-05, momentum=0.3" in source
-    assert "momentum" not in generate_source(incdsl.load("network t:\n    input 3x8x8\n    conv 3x3 4 bn = on\n"))[0].split(
-        "class T")[-1]  # PyTorch's default is left out
+    plain = generate_source(incdsl.load(head + "    conv 3x3 4 bn = on\n"))[0]
+    assert "momentum" not in plain.split("class T")[-1]  # PyTorch's default is left out
     for bad in ("0", "1.5", "relu"):
         with pytest.raises(IncdslError, match="momentum"):
-            incdsl.load(f"network t:\n    input 3x8x8\n    conv 3x3 4 bn = on bn_momentum = {bad}\n")
+            incdsl.load(head + f"    conv 3x3 4 bn = on bn_momentum = {bad}\n")
