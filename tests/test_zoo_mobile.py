@@ -39,7 +39,7 @@ MODELS = {
                               (f"efficientnet_b{b}", {}), *EFFICIENTNET_COUNTS[b], r)
        for b, (w, d, drop, r) in EFFICIENTNET.items()},
 }
-# the output check: the four default models in the default run, the rest under -m slow
+# the four models at their defaults (the others are --set configurations of their specs)
 DEFAULT = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0")
 SIZE = 64  # every one ends in a global pool: the logits check runs at this input
 
@@ -110,8 +110,7 @@ def same_weights(name: str, dropout_sets: dict | None = None):
     return ours, ref
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in DEFAULT else [pytest.mark.slow])
-                                  for n in sorted(MODELS)])
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_loaded_weights_give_torchvisions_logits(name):
     torch = pytest.importorskip("torch")
     ours, ref = same_weights(name)
