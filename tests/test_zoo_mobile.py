@@ -97,7 +97,7 @@ def test_torchvision_counts_the_same(name):
     assert counter.get_total_flops() == 2 * macs
 
 
-def same_weights(name: str, dropout_sets: dict | None = None):
+def same_weights(name: str):
     """(ours, torchvision's) with the same weights and randomised batch-norm statistics."""
     torch = pytest.importorskip("torch")
     from test_weights import randomise_norms
