@@ -80,6 +80,10 @@ MODELS = [
     Model("squeezenet1_0", TV, "Iandola et al. 2016, arXiv 1602.07360", "squeezenet1_0.inc"),
     Model("squeezenet1_1", TV, "Iandola et al. 2016 (the authors' v1.1)", "squeezenet1_1.inc"),
     Model("legacy_xception", TIMM, "Chollet 2016, arXiv 1610.02357", "xception.inc"),
+    Model("mobilenet_v2", TV, "Sandler et al. 2018, arXiv 1801.04381", "mobilenet_v2.inc"),
+    Model("mobilenet_v3_large", TV, "Howard et al. 2019, arXiv 1905.02244", "mobilenet_v3_large.inc"),
+    Model("mobilenet_v3_small", TV, "Howard et al. 2019, arXiv 1905.02244", "mobilenet_v3_small.inc"),
+    Model("efficientnet_b0", TV, "Tan & Le 2019, arXiv 1905.11946", "efficientnet.inc"),
 ]
 
 DIAGRAMS = [
@@ -93,6 +97,11 @@ DIAGRAMS = [
     Figure("densenet.inc", "dense_block", "DenseNet: a dense block, each layer's features concatenated"),
     Figure("squeezenet1_0.inc", "fire", "SqueezeNet: the Fire module"),
     Figure("xception.inc", "strided", "Xception: a strided block of separable convs"),
+    # the first instance of each is drawn: the t = 1 blocks, without the 1x1 expansion
+    Figure("mobilenet_v2.inc", "inverted_body", "MobileNetV2: depthwise conv and linear bottleneck (the t = 1 block)"),
+    Figure("mobilenet_v3_small.inc", "bneck_body",
+           "MobileNetV3: depthwise conv, hard-sigmoid squeeze-and-excitation, linear bottleneck"),
+    Figure("efficientnet.inc", "mbconv_body", "EfficientNet: MBConv's depthwise conv, SE with SiLU, linear bottleneck"),
 ]
 
 

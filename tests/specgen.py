@@ -17,7 +17,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-ACTS = ("relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "elu", "leaky_relu")
+ACTS = ("relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "elu", "leaky_relu", "hardswish", "hardsigmoid")
 
 
 class RandomPick:

@@ -297,7 +297,8 @@ def check_state_dicts(net, level):
 
 F = torch.nn.functional
 ACT_FNS = {"relu": F.relu, "relu6": F.relu6, "gelu": F.gelu, "silu": F.silu, "sigmoid": torch.sigmoid,
-           "tanh": torch.tanh, "elu": F.elu, "leaky_relu": F.leaky_relu, None: lambda x: x}
+           "tanh": torch.tanh, "elu": F.elu, "leaky_relu": F.leaky_relu, "hardswish": F.hardswish,
+           "hardsigmoid": F.hardsigmoid, None: lambda x: x}
 
 
 def axis_pads(n: int, k: int, s: int, d: int, pad, axis: int) -> tuple[int, int]:

@@ -118,7 +118,7 @@ def test_conv_attributes_and_defaults():
                  "conv 3x3 16 pad = (0, 1, 2, 3) bn = on act = off bias = yes\nconv 3x1 4 pad = (1, 0) bn = off")
     assert node(net, "conv_0")["attrs"] == {
         "filters": 8, "kernel": (3, 3), "stride": (1, 1), "pad": "V", "dilation": (1, 1), "groups": 1,
-        "bias": True, "bn": None, "act": "relu"}
+        "bias": True, "bn": None, "bn_momentum": 0.1, "act": "relu"}
     c2 = node(net, "c2")["attrs"]
     assert (c2["kernel"], c2["stride"], c2["pad"], c2["groups"], c2["dilation"]) == ((1, 7), (2, 2), "S", 2, (2, 2))
     assert (c2["bn"], c2["act"], c2["bias"]) == (0.001, "relu6", False)  # bias off under batch norm
@@ -147,7 +147,7 @@ def test_pools_gap_and_the_simple_layers():
     assert a["avgpool_0"] == {"kernel": (3, 3), "stride": (1, 1), "pad": (1, 1, 1, 1), "ceil": False, "count_pad": False}
     assert a["maxpool_1"]["kernel"] == (2, 2) and a["maxpool_1"]["pad"] == "S"
     assert a["lrn_0"] == {"size": 5, "alpha": 0.001, "beta": 0.5, "k": 2.0}
-    assert a["bn_0"] == {"eps": 0.01}
+    assert a["bn_0"] == {"eps": 0.01, "momentum": 0.1}
     assert a["act_0"] == {"fn": "tanh"} and a["act_1"] == {"fn": "relu"}
     assert a["dropout_0"] == {"p": 0.4}
     assert a["linear_0"] == {"units": 10, "bias": False, "act": "relu"}

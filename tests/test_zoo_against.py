@@ -16,6 +16,7 @@ import incdsl
 from incdsl.report.against import applies, compare, read_table
 from incdsl.cli import main
 from test_zoo import MODELS, TIMM
+from test_zoo_mobile import DEFAULT as MOBILE_DEFAULT, MODELS as MOBILE
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "specs" / "tables" / "zoo.csv"
@@ -23,13 +24,15 @@ ZOO = ROOT / "specs" / "zoo"
 
 # the rows (by model cell and printed value) that the specs do not reproduce, and the spec that says why
 EXPLAINED = {("AlexNet", "60M"): "alexnet.inc", ("ResNet-50", "3.8G"): "resnet50.inc",
-             ("ResNet-101", "7.6G"): "resnet101.inc", ("ResNet-152", "11.3G"): "resnet152.inc"}
+             ("ResNet-101", "7.6G"): "resnet101.inc", ("ResNet-152", "11.3G"): "resnet152.inc",
+             ("MobileNetV3-Large", "5.4M"): "mobilenet_v3_large.inc"}
 
 
 def configurations():
     """Every zoo configuration: (name, spec, --set values)."""
     return ([(name, spec, params) for name, (spec, params, *_) in MODELS.items()]
-            + [(name, spec, {}) for name, (spec, *_) in TIMM.items()])
+            + [(name, spec, {}) for name, (spec, *_) in TIMM.items()]
+            + [(name, spec, params) for name, (spec, params, *_) in MOBILE.items() if name in MOBILE_DEFAULT])
 
 
 @pytest.fixture(scope="module")

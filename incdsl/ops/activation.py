@@ -33,6 +33,10 @@ ACTIVATIONS: dict[str, Activation] = {
     "tanh": Activation("Tanh", "nn.Tanh"),
     "elu": Activation("ELU", "nn.ELU", True),
     "leaky_relu": Activation("Leaky ReLU", "nn.LeakyReLU", True),
+    # MobileNetV3's piecewise-linear stand-ins (Howard et al. 2019, arXiv 1905.02244, section 5.2):
+    # x * relu6(x + 3) / 6 and relu6(x + 3) / 6
+    "hardswish": Activation("Hard swish", "nn.Hardswish", True),
+    "hardsigmoid": Activation("Hard sigmoid", "nn.Hardsigmoid", True),
 }
 
 

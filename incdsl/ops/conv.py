@@ -1,8 +1,10 @@
 """Convolution: conv -> optional batch norm -> optional activation, one node.
 
 Attributes: filters, kernel (kh, kw), stride (sh, sw), pad "V" | "S" | (top, bottom, left,
-right), dilation (dh, dw), groups, bias (bool), bn (eps, or None for no batch norm), act
-(activation name, or None).
+right), dilation (dh, dw), groups, bias (bool), bn (eps, or None for no batch norm),
+bn_momentum (its running averages' momentum, PyTorch's 0.1 by default; without batch norm it
+means nothing, so a scoped default can cover convs with and without), act (activation name, or
+None).
 
 Parameters: weights ``k_h * k_w * (C_in / groups) * filters``, a bias only where the layer has
 one (`bias = auto`: exactly when there is no batch norm), and batch-norm gamma and beta (2 per
@@ -15,6 +17,7 @@ import math
 from ..lang.values import INT_LIMIT, InDepth, Sym, divisible, t_bn, t_count, t_pad, t_pair, t_posfloat, show
 from .activation import ACTIVATIONS, fused_act, t_act
 from .base import Op, Signature, p_dims, p_int, p_padsym
+from .norm import TORCH_MOMENTUM, momentum_arg, t_momentum
 from .marks import pair, window_marks, with_marks
 from .window import ShapeError, spatial, window_field, windowed, windows
 
@@ -29,9 +32,9 @@ def t_bias(v):
 
 SIGNATURE = Signature(
     {"filters": t_count, "kernel": t_pair, "stride": t_pair, "pad": t_pad, "dilation": t_pair,
-     "groups": t_count, "bias": t_bias, "bn": t_bn, "act": t_act, "width": t_posfloat},
-    {"stride": (1, 1), "pad": "V", "dilation": (1, 1), "groups": 1, "bias": "auto", "bn": None, "act": "relu",
-     "width": 1.0},
+     "groups": t_count, "bias": t_bias, "bn": t_bn, "bn_momentum": t_momentum, "act": t_act, "width": t_posfloat},
+    {"stride": (1, 1), "pad": "V", "dilation": (1, 1), "groups": 1, "bias": "auto", "bn": None,
+     "bn_momentum": TORCH_MOMENTUM, "act": "relu", "width": 1.0},
     (("kernel", p_dims), ("filters", p_int), ("pad", p_padsym)), True,
     "a kernel such as `3x3`, a filter count, a stride such as `/2` and a padding `V` or `S`")
 
@@ -109,7 +112,7 @@ def torch(a, ins, out, lit) -> str:
     if a["bias"]:
         args.append("bias=True")
     if a["bn"] is not None:
-        args.append("bn_eps=" + lit(a["bn"]))
+        args.append("bn_eps=" + lit(a["bn"]) + momentum_arg(a["bn_momentum"], lit, "bn_momentum"))
     if a["act"] is not None:
         args.append("act=" + fused_act(a["act"]))
     return f"ConvBnAct({', '.join(args)})"
@@ -133,6 +136,7 @@ OPS = (
     Op("conv", "conv", SIGNATURE, shape, label, torch, cost=cost, weights=weights_only, receptive=window_field,
        finish=finish, words=("V", "S", "auto"), fuse_key=fuse_key,
        pointwise_linear=pointwise_linear, defers=lambda a: a["act"] is not None,  # the activation, into the slice
-       attributes=("filters", "kernel", "stride", "pad", "dilation", "groups", "bias", "bn", "act"),
-       example=("conv 3x3 8 /2 S bn = on", "conv 3x3 8 dilation = 2 groups = 2 act = gelu")),
+       attributes=("filters", "kernel", "stride", "pad", "dilation", "groups", "bias", "bn", "bn_momentum", "act"),
+       example=("conv 3x3 8 /2 S bn = on", "conv 3x3 8 dilation = 2 groups = 2 act = gelu",
+                "conv 1x1 8 bn = 0.001 bn_momentum = 0.01")),
 )

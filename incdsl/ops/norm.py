@@ -1,9 +1,26 @@
 """Batch normalisation on its own: gamma and beta per channel are parameters (running
-statistics are buffers); they are not weights for `--against`. Attribute: eps."""
+statistics are buffers); they are not weights for `--against`. Attributes: eps, and momentum,
+the weight of each batch in training's running averages (PyTorch's `momentum`, 0.1 by default;
+TensorFlow's decay 0.99 is momentum 0.01, as MobileNetV3 and EfficientNet-B5..B7 use)."""
 from __future__ import annotations
 
-from ..lang.values import t_posfloat
+from ..lang.values import show, t_float, t_posfloat
 from .base import Op, Signature, p_num, same_shape
+
+
+TORCH_MOMENTUM = 0.1  # nn.BatchNorm2d's default: left out of compiled source
+
+
+def t_momentum(v):
+    v = t_float(v)
+    if not 0 < v <= 1:
+        raise TypeError(f"expected a batch-norm momentum in (0, 1], found `{show(v)}`")
+    return v
+
+
+def momentum_arg(momentum: float, lit, name: str = "momentum") -> str:
+    """`, momentum=0.01` where it is not PyTorch's default."""
+    return f", {name}={lit(momentum)}" if momentum != TORCH_MOMENTUM else ""
 
 
 def cost(attrs, ins, out):
@@ -11,11 +28,13 @@ def cost(attrs, ins, out):
 
 
 def torch(a, ins, out, lit) -> str:
-    return f"nn.BatchNorm{2 if len(ins[0]) == 3 else 1}d({lit(ins[0][0])}, eps={lit(a['eps'])})"
+    return (f"nn.BatchNorm{2 if len(ins[0]) == 3 else 1}d({lit(ins[0][0])}, eps={lit(a['eps'])}"
+            f"{momentum_arg(a['momentum'], lit)})")
 
 
 OPS = (
-    Op("bn", "norm", Signature({"eps": t_posfloat}, {"eps": 1e-5}, (("eps", p_num),), False, "an epsilon"),
+    Op("bn", "norm", Signature({"eps": t_posfloat, "momentum": t_momentum}, {"eps": 1e-5, "momentum": TORCH_MOMENTUM},
+                               (("eps", p_num),), False, "an epsilon"),
        same_shape, lambda a: "BatchNorm", torch, cost=cost, weights=lambda a, params: 0,
-       example=("bn",)),
+       example=("bn", "bn 0.001 momentum = 0.01")),
 )

@@ -109,11 +109,11 @@ class ConvBnAct(nn.Module):
     """
 
     def __init__(self, in_channels, filters, kernel, stride=1, padding=0, pad=None, dilation=1, groups=1,
-                 bias=False, bn_eps=None, act=None):
+                 bias=False, bn_eps=None, act=None, bn_momentum=0.1):
         super().__init__()
         self.pad = pad
         self.conv = nn.Conv2d(in_channels, filters, kernel, stride, padding, dilation, groups, bias)
-        self.bn = nn.BatchNorm2d(filters, eps=bn_eps) if bn_eps is not None else None
+        self.bn = nn.BatchNorm2d(filters, eps=bn_eps, momentum=bn_momentum) if bn_eps is not None else None
         self.act = act
         # optimize="infer": batch norm folded into the conv (see `fold`); not in the state dict
         self.register_buffer("folded_weight", None, persistent=False)

@@ -1,0 +1,203 @@
+"""The mobile ImageNet models of specs/zoo/ (MobileNetV2, MobileNetV3-Large/Small, EfficientNet
+B0..B7) against torchvision's models of the same name.
+
+Totals are asserted without torch. With torchvision: the reference's parameter count and its
+multiply-adds (torch's flop counter on the meta device, halved) equal ours at the spec's input;
+its state dict, loaded into the compiled spec, gives the same logits in eval mode and, drawn
+from the same seed, in training mode (so `residual(drop_path = p)` draws as torchvision's
+`StochasticDepth(p, "row")` does, block for block). No weights are downloaded: both sides start
+from random initialisations.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import incdsl
+
+ZOO = Path(__file__).resolve().parent.parent / "specs" / "zoo"
+
+# torchvision name -> (spec, --set values, torchvision builder and its arguments,
+#                      parameters, multiply-adds at the input, input side)
+EFFICIENTNET = {  # torchvision's (width, depth, dropout, resolution); B5..B7 with batch-norm eps 1e-3, momentum 0.01
+    1: (1.0, 1.1, 0.2, 240), 2: (1.1, 1.2, 0.3, 260), 3: (1.2, 1.4, 0.3, 300), 4: (1.4, 1.8, 0.4, 380),
+    5: (1.6, 2.2, 0.4, 456), 6: (1.8, 2.6, 0.5, 528), 7: (2.0, 3.1, 0.5, 600)}
+EFFICIENTNET_COUNTS = {1: (7_794_184, 686_802_832), 2: (9_109_994, 993_561_872), 3: (12_233_232, 1_827_141_392),
+                       4: (19_341_616, 4_393_771_024), 5: (30_389_784, 10_266_384_752),
+                       6: (43_040_704, 19_067_593_536), 7: (66_347_960, 37_745_884_192)}
+B5_NORM = {"bn": 1e-3, "bn_momentum": 0.01}
+MODELS = {
+    "mobilenet_v2": ("mobilenet_v2.inc", {}, ("mobilenet_v2", {}), 3_504_872, 300_774_272, 224),
+    "mobilenet_v3_large": ("mobilenet_v3_large.inc", {}, ("mobilenet_v3_large", {}), 5_483_032, 216_589_760, 224),
+    "mobilenet_v3_small": ("mobilenet_v3_small.inc", {}, ("mobilenet_v3_small", {}), 2_542_856, 56_510_400, 224),
+    "efficientnet_b0": ("efficientnet.inc", {}, ("efficientnet_b0", {}), 5_288_548, 385_814_752, 224),
+    **{f"mobilenet_v2_{w}": ("mobilenet_v2.inc", dict(width=w), ("mobilenet_v2", dict(width_mult=w)), p, m, 224)
+       for w, p, m in ((0.35, 1_677_128, 59_285_808), (0.5, 1_968_680, 97_131_840),
+                       (0.75, 2_636_424, 209_069_792), (1.4, 6_108_776, 582_195_824))},
+    **{f"efficientnet_b{b}": ("efficientnet.inc", dict(width=w, depth=d, dropout=drop, **(B5_NORM if b >= 5 else {})),
+                              (f"efficientnet_b{b}", {}), *EFFICIENTNET_COUNTS[b], r)
+       for b, (w, d, drop, r) in EFFICIENTNET.items()},
+}
+# the four models at their defaults (the others are --set configurations of their specs)
+DEFAULT = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0")
+SIZE = 64  # every one ends in a global pool: the logits check runs at this input
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small tensors gain nothing from a second thread, and on a busy machine OpenMP's threads
+    wait on each other (as in test_zoo_every_spec.py)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def load(name: str, size: int | None = None) -> incdsl.Network:
+    spec, sets, _, _, _, full = MODELS[name]
+    side = size or full
+    return incdsl.load(str(ZOO / spec), params=sets or None, input=(3, side, side))
+
+
+def reference(name: str, device: str | None = None):
+    torch = pytest.importorskip("torch")
+    models = pytest.importorskip("torchvision.models")
+    builder, kwargs = MODELS[name][2]
+    with torch.device(device or "cpu"):
+        return getattr(models, builder)(**kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_totals_are_exact(name):
+    costs = incdsl.count_costs(load(name))
+    assert (costs.total.params, costs.total.macs) == MODELS[name][3:5]
+
+
+def test_the_specs_state_their_totals():
+    """Each spec's header states the count this file asserts (as `Totals: N parameters, M multiply-adds`)."""
+    for name in DEFAULT:
+        spec, _, _, params, macs, _ = MODELS[name]
+        text = (ZOO / spec).read_text(encoding="utf-8")
+        assert f"Totals: {params:,} parameters, {macs:,} multiply-adds at 224x224" in text, spec
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_torchvision_counts_the_same(name):
+    """Parameters, and multiply-adds by torch's flop counter, on the meta device (no weights made)."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    ref = reference(name, "meta")
+    _, _, _, params, macs, side = MODELS[name]
+    assert sum(p.numel() for p in ref.parameters()) == params
+    with torch.device("meta"), FlopCounterMode(display=False) as counter:
+        ref(torch.empty(1, 3, side, side))
+    assert counter.get_total_flops() == 2 * macs
+
+
+def same_weights(name: str):
+    """(ours, torchvision's) with the same weights and randomised batch-norm statistics."""
+    torch = pytest.importorskip("torch")
+    from test_weights import randomise_norms
+
+    torch.manual_seed(0)
+    ref = randomise_norms(reference(name))
+    ours = incdsl.to_torch(load(name, SIZE), seed=0)
+    report = incdsl.load_weights(ours, ref.state_dict())
+    assert len(report) == len(ref.state_dict()) and not report.skipped
+    return ours, ref
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_loaded_weights_give_torchvisions_logits(name):
+    torch = pytest.importorskip("torch")
+    ours, ref = same_weights(name)
+    x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        got, expected = ours.eval()(x), ref.eval()(x)
+    assert got.shape == expected.shape == (2, 1000)
+    assert expected.abs().max() > 1e-3  # a test of something: the logits are not all zero
+    assert torch.allclose(got, expected, atol=1e-5 * float(expected.abs().max()), rtol=1e-4), \
+        (got - expected).abs().max()
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "mobilenet_v3_small"])
+def test_training_mode_draws_as_torchvision_does(name):
+    """Same seed, same output in training mode: stochastic depth drops the same samples of the same
+    blocks with the same scaling, dropout the same units, batch norm uses batch statistics alike;
+    another seed changes the output (so the randomness is exercised at all)."""
+    torch = pytest.importorskip("torch")
+    ours, ref = same_weights(name)
+    ours.train(), ref.train()
+    x = torch.randn(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    outs = []
+    for model, seed in ((ours, 7), (ref, 7), (ref, 8)):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            outs.append(model(x))
+    scale = float(outs[1].abs().max())
+    assert torch.allclose(outs[0], outs[1], atol=1e-5 * scale, rtol=1e-4), (outs[0] - outs[1]).abs().max()
+    assert not torch.allclose(outs[1], outs[2], atol=1e-3 * scale)
+
+
+def test_stochastic_depth_rises_linearly_as_torchvisions():
+    """Every residual block's drop probability is torchvision's `stochastic_depth_prob * i / 16`
+    for the block's index i among all 16 (blocks without a shortcut count but draw nothing)."""
+    pytest.importorskip("torch")
+    from torchvision.ops import StochasticDepth
+
+    from incdsl.torch.layers import DropPath
+
+    ref = reference("efficientnet_b0", "meta")
+    blocks = [b for stage in ref.features[1:-1] for b in stage]
+    want = [b.stochastic_depth.p for b in blocks if b.use_res_connect]
+    assert len(blocks) == 16 and all(isinstance(b.stochastic_depth, StochasticDepth) for b in blocks)
+    ours = incdsl.to_torch(load("efficientnet_b0", SIZE), seed=0)
+    assert [m.p for m in ours.modules() if isinstance(m, DropPath)] == pytest.approx(want)
+    assert want == pytest.approx([0.2 * i / 16 for i, b in enumerate(blocks) if b.use_res_connect])
+
+
+@pytest.mark.parametrize("fn", ["hardswish", "hardsigmoid"])
+def test_hard_activations_compute_torchs_functions(fn):
+    torch = pytest.importorskip("torch")
+    net = incdsl.load(f"network t:\n    input 2x3x3\n    act {fn}\n")
+    model = incdsl.to_torch(net).eval()
+    x = torch.linspace(-5, 5, 18).reshape(1, 2, 3, 3)
+    torch.testing.assert_close(model(x), getattr(torch.nn.functional, fn)(x))
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b0", "efficientnet_b5"])
+def test_batch_norm_eps_and_momentum_are_torchvisions(name):
+    """Each batch norm, in order, has torchvision's eps and momentum (MobileNetV3 and B5..B7:
+    eps 0.001, momentum 0.01; B0: PyTorch's defaults), in the IR and in the compiled module."""
+    torch = pytest.importorskip("torch")
+    ref = reference(name, "meta")
+    want = [(m.eps, m.momentum) for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    net = load(name, SIZE)
+    graph = net.graph
+    in_ir = [(graph.nodes[n]["attrs"]["bn"], graph.nodes[n]["attrs"]["bn_momentum"]) for n in graph.nodes
+             if graph.nodes[n].get("op") == "conv" and graph.nodes[n]["attrs"]["bn"] is not None]
+    assert in_ir == pytest.approx(want)
+    if name != "efficientnet_b5":  # 30M parameters to initialise: the IR check suffices
+        compiled = [(m.eps, m.momentum) for m in incdsl.to_torch(net).modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert compiled == pytest.approx(want)
+
+
+def test_bn_momentum_is_checked_and_compiled():
+    torch = pytest.importorskip("torch")
+    from incdsl import IncdslError
+    from incdsl.torch.source import generate_source
+
+    head = "network t:\n    input 3x8x8\n"
+    net = incdsl.load(head + "    conv 3x3 4 bn = 0.001 bn_momentum = 0.01 as c\n    bn momentum = 0.3 as b\n")
+    model = incdsl.to_torch(net)
+    assert (model.get_submodule("c").bn.momentum, model.get_submodule("b").momentum) == (0.01, 0.3)
+    source = generate_source(net)[0]
+    assert "bn_eps=0.001, bn_momentum=0.01" in source and "eps=1e-05, momentum=0.3" in source
+    plain = generate_source(incdsl.load(head + "    conv 3x3 4 bn = on\n"))[0]
+    assert "momentum" not in plain.split("class T")[-1]  # PyTorch's default is left out
+    for bad in ("0", "1.5", "relu"):
+        with pytest.raises(IncdslError, match="momentum"):
+            incdsl.load(head + f"    conv 3x3 4 bn = on bn_momentum = {bad}\n")
