@@ -48,6 +48,7 @@ class Figure:
     spec: str         # under specs/zoo/
     block: str | None  # the block drawn; None: the whole network
     caption: str
+    call: int = 1      # which call of the block (`draw --call`)
 
     @property
     def path(self) -> Path:
@@ -55,12 +56,13 @@ class Figure:
 
     @property
     def options(self) -> DrawOptions:
-        return DrawOptions(level="block", block=self.block) if self.block else DrawOptions(level="network")
+        return DrawOptions(level="block", block=self.block, call=self.call) if self.block else DrawOptions(level="network")
 
     @property
     def command(self) -> str:
         rel = self.path.relative_to(DOC.parent).as_posix()
-        return f"incdsl draw specs/zoo/{self.spec}" + (f" --block {self.block}" if self.block else "") + f" -o docs/{rel}"
+        block = (f" --block {self.block}" + (f" --call {self.call}" if self.call != 1 else "")) if self.block else ""
+        return f"incdsl draw specs/zoo/{self.spec}{block} -o docs/{rel}"
 
 
 MODELS = [
@@ -97,11 +99,12 @@ DIAGRAMS = [
     Figure("densenet.inc", "dense_block", "DenseNet: a dense block, each layer's features concatenated"),
     Figure("squeezenet1_0.inc", "fire", "SqueezeNet: the Fire module"),
     Figure("xception.inc", "strided", "Xception: a strided block of separable convs"),
-    # the first instance of each is drawn: the t = 1 blocks, without the 1x1 expansion
-    Figure("mobilenet_v2.inc", "inverted_body", "MobileNetV2: depthwise conv and linear bottleneck (the t = 1 block)"),
+    # the second call of each: the first (t = 1) has no 1x1 expansion
+    Figure("mobilenet_v2.inc", "inverted_body", "MobileNetV2: 1x1 expansion, depthwise conv and linear bottleneck", 2),
     Figure("mobilenet_v3_small.inc", "bneck_body",
-           "MobileNetV3: depthwise conv, hard-sigmoid squeeze-and-excitation, linear bottleneck"),
-    Figure("efficientnet.inc", "mbconv_body", "EfficientNet: MBConv's depthwise conv, SE with SiLU, linear bottleneck"),
+           "MobileNetV3: 1x1 expansion, depthwise conv, hard-sigmoid squeeze-and-excitation, linear bottleneck", 2),
+    Figure("efficientnet.inc", "mbconv_body",
+           "EfficientNet: MBConv's 1x1 expansion, depthwise conv, SE with SiLU, linear bottleneck", 2),
 ]
 
 

@@ -24,7 +24,7 @@ def usage_error(argv, capsys) -> str:
 
 
 @pytest.mark.parametrize("argv, command, suggestion", [
-    (["draw", V4, "--levl", "layer"], "draw", "did you mean `--level`?"),
+    (["draw", V4, "--levl", "layer"], "draw", "did you mean `--level`"),
     (["cost", V4, "--formt", "csv"], "cost", "did you mean `--format`?"),
     (["train", MINI, "--optimiser", "sgd"], "train", "`--optimizer`"),
     (["sample", V4, "--max-try=3", "-o", "x"], "sample", "did you mean `--max-tries`"),

@@ -192,3 +192,29 @@ def test_lr_aux_heads_hang_under_their_tap_between_rows():
     # top to bottom there are no rows, and nothing is added
     plain = build_dot(incdsl.load(ROOT / "specs" / "googlenet.inc"), DrawOptions())
     assert "weight=10" not in plain and ("#aux/aux2/output", "inception_5b") not in [(a, b) for a, b, _ in edges(plain)]
+
+
+def test_draw_call_picks_which_call_of_a_block_is_drawn(tmp_path, capsys):
+    """Calls of one block differ where an `if` picks their layers: MobileNetV2's first inverted
+    residual (t = 1) has no 1x1 expansion, so its figure, always drawn from the first call, could
+    not show one. `--call N` (DrawOptions.call) draws the N-th."""
+    from incdsl.cli import main
+
+    mobile = incdsl.load(ROOT / "specs" / "zoo" / "mobilenet_v2.inc")
+    first = build_dot(mobile, DrawOptions(level="block", block="inverted_body"))
+    second = build_dot(mobile, DrawOptions(level="block", block="inverted_body", call=2))
+    assert first.count("1x1 Conv") == 1 and second.count("1x1 Conv") == 2  # + the expansion
+    layers = build_dot(mobile, DrawOptions(level="layer", block="inverted_body", call=2))
+    calls = [s for s, i in mobile.graph.graph["instances"].items() if i["block"] == "inverted_body"]
+    assert f'"{calls[1]}/' in layers and f'"{calls[0]}/' not in layers
+    out = tmp_path / "b.dot"
+    assert main(["draw", str(ROOT / "specs" / "zoo" / "mobilenet_v2.inc"), "--block", "inverted_body",
+                 "--call", "2", "-o", str(out)]) == 0
+    assert out.read_text().count("1x1 Conv") == 2
+    code = main(["draw", str(ROOT / "specs" / "zoo" / "mobilenet_v2.inc"), "--block", "inverted_body",
+                 "--call", str(len(calls) + 1), "-o", str(tmp_path / "c.dot")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"is called {len(calls)} times: the call to draw is 1 to {len(calls)}" in err
+    assert not (tmp_path / "c.dot").exists()
+    assert main(["draw", str(ROOT / "specs" / "zoo" / "mobilenet_v2.inc"), "--call", "2"]) == 2  # no --block
+    assert "--call picks which call of --block NAME" in capsys.readouterr().err

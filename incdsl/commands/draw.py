@@ -27,6 +27,13 @@ def _dpi(text: str) -> int:
     return int(text)
 
 
+def _call(text: str) -> int:
+    import argparse
+    if not text.isdigit() or not 1 <= int(text) <= 10**9:
+        raise argparse.ArgumentTypeError(f"expected a call number from 1, got {text!r}")
+    return int(text)
+
+
 def _label(text: str) -> str:
     import argparse
     if not text.strip() or len(text) > 60 or any(ord(c) < 32 for c in text):
@@ -56,6 +63,8 @@ def register(sub) -> None:
     add_spec_arguments(p)
     p.add_argument("--level", choices=LEVELS, help="network (default), block (needs --block) or layer")
     p.add_argument("--block", metavar="NAME", help="the block definition to draw (implies --level block)")
+    p.add_argument("--call", type=_call, default=1, metavar="N",
+                   help="draw the block from its N-th call (default 1): calls differ where an `if` picks layers")
     p.add_argument("-o", "--output", metavar="FILE", help="write here; the suffix picks the format")
     p.add_argument("--format", choices=FORMATS, help="output format (default: from the -o suffix, else svg)")
     p.add_argument("--rankdir", choices=RANKDIRS, default="BT",
@@ -103,10 +112,12 @@ def _options(args, net):
     if args.block and level == "network":
         raise UsageError("--block applies to --level block (the block's figure) or --level layer (its layers), "
                          "not --level network")
+    if args.call != 1 and not args.block:
+        raise UsageError("--call picks which call of --block NAME to draw; give --block")
     if level == "block" and not args.block:
         names = block_names(net.graph)
         raise UsageError("--level block needs --block NAME; blocks of this network: " + (", ".join(names) or "none"))
-    return DrawOptions(level=level, block=args.block, rankdir=args.rankdir, aux=args.aux, mono=args.mono,
+    return DrawOptions(level=level, block=args.block, call=args.call, rankdir=args.rankdir, aux=args.aux, mono=args.mono,
                        font=args.font or DrawOptions.font, shapes=args.shapes, max_nodes=args.max_nodes,
                        input_label=args.input_label, branch_order=args.branch_order, dpi=args.dpi)
 

@@ -3,7 +3,7 @@
 * `collect_network`: the overall schema: one box per top-level block instance, repeated
   instances (`inception_a.0` .. `inception_a.3`) as one ``4 x Inception-A`` box, a leading
   run of top-level layers folded into a ``Stem`` box, auxiliary heads beside the trunk.
-* `collect_block`: one block definition, drawn from its first instance, layer by layer.
+* `collect_block`: one block definition, drawn from one of its calls (the first), layer by layer.
 * `collect_layers`: every layer, in nested clusters by scope path.
 
 All three read the graph and never change it; iteration follows the IR's node order.
@@ -223,36 +223,40 @@ def block_names(graph: nx.DiGraph) -> list[str]:
     return list(dict.fromkeys(inst["block"] for inst in graph.graph.get("instances", {}).values()))
 
 
-def first_instance(graph: nx.DiGraph, block: str) -> str:
-    """The scope path of the first instance of `block`.
+def drawn_instance(graph: nx.DiGraph, block: str, call: int = 1) -> str:
+    """The scope path of the `call`-th call of `block` (1: the first), in the network's order.
 
     Raises:
-        DrawError: when the network does not use such a block (the message lists those it does).
+        DrawError: when the network does not use such a block (the message lists those it does),
+            or calls it fewer than `call` times.
     """
-    for scope, inst in graph.graph.get("instances", {}).items():
-        if inst["block"] == block:
-            return scope
-    known = block_names(graph)
-    hint = did_you_mean(block, known)
-    listing = ", ".join(known) if known else "none"
-    raise DrawError(f"network `{graph.graph['name']}` uses no block `{block}`"
-                    + (f"; {hint}" if hint else "") + f" (its blocks: {listing})")
+    calls = [scope for scope, inst in graph.graph.get("instances", {}).items() if inst["block"] == block]
+    if not calls:
+        known = block_names(graph)
+        hint = did_you_mean(block, known)
+        listing = ", ".join(known) if known else "none"
+        raise DrawError(f"network `{graph.graph['name']}` uses no block `{block}`"
+                        + (f"; {hint}" if hint else "") + f" (its blocks: {listing})")
+    if not 1 <= call <= len(calls):
+        raise DrawError(f"block `{block}` is called {len(calls):,} time{'s' if len(calls) != 1 else ''}: "
+                        f"the call to draw is 1 to {len(calls):,}, not {call:,}")
+    return calls[call - 1]
 
 
 def collect_block(graph: nx.DiGraph, block: str, aux: bool = True, input_label: str = "Previous layer",
-                  branch_order: str = "spec") -> Scene:
-    """One block definition, layer by layer, from its first instance.
+                  branch_order: str = "spec", call: int = 1) -> Scene:
+    """One block definition, layer by layer, from its `call`-th call (the first by default).
 
     Blocks instantiated inside it are single boxes; the block's input is a box labelled
     `input_label` (GoogLeNet's figure says ``Previous layer``, Inception-v4's ``Filter concat``),
     its output an ``Output`` label; boxes sit in one row per depth, branches left to right in
     `branch_order` (see `render/paper.py`).
     """
-    scope = first_instance(graph, block)
+    scope = drawn_instance(graph, block, call)
     prefix = scope + "/"
     members = [n for n in graph.nodes if n.startswith(prefix)]
     if not members:
-        raise DrawError(f"the first instance of block `{block}` ({scope}) has no layers to draw")
+        raise DrawError(f"call {call} of block `{block}` ({scope}) has no layers to draw")
     keep = graph.nodes[members[0]]["aux"]
     members = [n for n in members if not aux_drop(graph, n, keep, aux)]
     member_set = set(members)
@@ -322,10 +326,10 @@ def _branch_orders(graph: nx.DiGraph, joins: list[str], members: list[str], box:
 # --- layer level ---------------------------------------------------------------------------
 
 def collect_layers(graph: nx.DiGraph, aux: bool = True, block: str | None = None,
-                   input_label: str = "Previous layer") -> Scene:
+                   input_label: str = "Previous layer", call: int = 1) -> Scene:
     """Every layer, in nested clusters by scope path (one cluster per scope); with `block`, only
-    the layers of that block's first instance, its inputs drawn as `input_label` boxes."""
-    within = first_instance(graph, block) + "/" if block else None
+    the layers of that block's `call`-th call, its inputs drawn as `input_label` boxes."""
+    within = drawn_instance(graph, block, call) + "/" if block else None
     names = [n for n in graph.nodes if not aux_drop(graph, n, None, aux) and (within is None or n.startswith(within))]
     drawn = set(names)
     instances = graph.graph.get("instances", {})

@@ -70,9 +70,10 @@ def collect(network, options: DrawOptions = DrawOptions()) -> Scene:
         if options.block is None:
             raise DrawError("the block level needs a block name")
         return collect_block(graph, options.block, aux=options.aux, input_label=options.input_label,
-                             branch_order=options.branch_order)
+                             branch_order=options.branch_order, call=options.call)
     if options.level == "layer":
-        return collect_layers(graph, aux=options.aux, block=options.block, input_label=options.input_label)
+        return collect_layers(graph, aux=options.aux, block=options.block, input_label=options.input_label,
+                              call=options.call)
     raise DrawError(f"unknown level `{options.level}`; levels: {', '.join(LEVELS)}")
 
 

@@ -38,6 +38,8 @@ class DrawOptions:
     """Everything that changes a drawing besides the network itself.
 
     level: ``network`` | ``block`` | ``layer``; block: the block to draw at block level;
+    call: which call of `block` to draw, 1 for the first (calls differ where an `if` picks
+    layers: MobileNet's first inverted residual has no 1x1 expansion);
     rankdir: ``BT`` (input at the bottom, as the papers draw) | ``TB`` | ``LR``;
     aux: draw auxiliary heads; mono: black on white; font: a font name Graphviz knows (see
     `check_font`); shapes: tensor shapes on the arrows; max_nodes: refuse a drawing of more
@@ -45,6 +47,7 @@ class DrawOptions:
     """
     level: str = "network"
     block: str | None = None
+    call: int = 1
     rankdir: str = "BT"
     aux: bool = True
     mono: bool = False
