@@ -116,3 +116,29 @@ def test_a_misspelt_set_names_where_the_value_came_from(capsys):
     err = capsys.readouterr().err
     assert "network `inception_v4` has no parameter `clases`" in err
     assert "given with `--set`" in err and "did you mean `classes`?" in err
+
+
+@pytest.mark.parametrize("layer, col", [
+    ("conv 3x3 8 pad = k / 2", 24),      # meant pad = k/2; read as pad = k and stride 2
+    ("conv 3x3 8 / 2", 16),
+    ("maxpool 3x3 /\t2", 17),
+])
+def test_a_slash_and_a_space_in_layer_arguments_is_refused(tmp_path, layer, col):
+    """A layer's arguments are atoms and `/` before one is its stride: `pad = k / 2` silently gave
+    a stride-2 conv with `pad = k`. A stride is written `/2`; a space after `/` is an error."""
+    diag = diagnostic(tmp_path, f"    input 3x16x16\n    {layer}\n", "")
+    assert diag.message.startswith("a space after `/`") and (diag.span.line, diag.span.col) == (3, col)
+    assert "`/2`" in diag.hint and "(k / 2)" in diag.hint
+
+
+@pytest.mark.parametrize("layer, stride, pad", [
+    ("conv 3x3 8 /2 pad = 1", 2, 1),
+    ("conv 3x3 8 pad = (k // 2) /(k // 2)", 2, 2),
+    ("conv 3x3 8 /k pad = 1", 4, 1),
+])
+def test_strides_written_without_a_space_still_read(tmp_path, layer, stride, pad):
+    path = tmp_path / "s.inc"
+    path.write_text(f"network n(k = 4):\n    input 3x16x16\n    {layer}\n")
+    (conv,) = incdsl.load(str(path)).layers
+    attrs = incdsl.load(str(path)).graph.nodes[conv]["attrs"]
+    assert attrs["stride"] == (stride, stride) and attrs["pad"] == (pad,) * 4

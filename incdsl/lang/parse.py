@@ -160,9 +160,10 @@ def _body(items) -> tuple:
 
 @v_args(meta=True)
 class _ToAst(Transformer):
-    def __init__(self, file: str):
+    def __init__(self, file: str, text: str = ""):
         super().__init__()
         self.file = file
+        self.text = text
 
     def sp(self, meta) -> Span:
         return _span(self.file, meta)
@@ -232,6 +233,12 @@ class _ToAst(Transformer):
         return s.Arg("pos", s.RangeLit(c[0], c[1], span), span)
 
     def stride_arg(self, meta, c):
+        # `pad = k / 2` reads as `pad = k` and stride 2 (a layer's arguments are atoms), which
+        # looks like a division; a stride is written `/2`, so `/` then a space is refused
+        if self.text[meta.start_pos + 1: meta.start_pos + 2] in (" ", "\t"):
+            span = Span(self.file, meta.line, meta.column, meta.end_line, meta.end_column)
+            raise error("a space after `/`: in a layer's arguments `/` is the stride, not a division", span,
+                        hint="write the stride as `/2`, or divide in parentheses: `pad = (k / 2)`")
         return s.Arg("stride", c[0], self.sp(meta))
 
     def call_args(self, meta, c):
@@ -606,7 +613,7 @@ def parse(text: str, file: str = "<spec>") -> s.Module:
     tree = None
     try:
         tree = _parser().parse(text)  # LALR: no recursion, however deep the text nests
-        return _ToAst(file).transform(tree)  # recursive: one level of Python stack per level of tree
+        return _ToAst(file, text).transform(tree)  # recursive: one level of Python stack per level of tree
     except UnexpectedInput as exc:
         err = _syntax_error(exc, file, text)
     except DedentError as exc:
