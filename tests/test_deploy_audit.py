@@ -264,3 +264,23 @@ def test_every_shipped_spec_deploys(path, level):
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     for x in batches(net, 1, 3):
         assert_same(torch.from_numpy(session.run(None, {"x": x.numpy()})[0]), eager(model, x))
+
+
+# --- docs/deploy.md ----------------------------------------------------------------------------
+
+@pytest.mark.slow  # a compile in a fresh process and an export: ~12 s
+def test_deploy_page_commands_run_as_written(tmp_path, monkeypatch):
+    """The page's Python block and its `compile -o` command, in a folder that links to specs/."""
+    from test_readme import readme_blocks
+    blocks = readme_blocks((ROOT / "docs" / "deploy.md").read_text(encoding="utf-8"))
+    (tmp_path / "specs").symlink_to(ROOT / "specs")
+    monkeypatch.chdir(tmp_path)
+    (source,) = [b for b in blocks if b.lang == "bash" and " -o " in b.text]
+    args = source.text.split()[1:]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "incdsl", *args], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "class Nin(IncdslNet)" in (tmp_path / "nin.py").read_text(encoding="utf-8")
+    (code,) = [b for b in blocks if b.lang == "python"]
+    exec(compile(code.text, "docs/deploy.md", "exec"), {})
+    assert (tmp_path / "nin.pt2").is_file()
