@@ -107,6 +107,22 @@ def test_jit_script_is_not_supported(tiny):
             torch.jit.script(incdsl.to_torch(tiny, seed=0).eval())
 
 
+@pytest.mark.parametrize("fixture", ["torch_layers.inc", "zoo_forms.inc"])
+def test_every_layer_kind_exports_and_traces(fixture):
+    """The fixtures that hold every layer kind and padding rule, at "infer" (which rewrites most)."""
+    net = incdsl.load(str(ROOT / "tests" / "data" / fixture))
+    model = deployed(net, "infer")
+    x2, x3 = batches(net, 2, 3)
+    with torch.no_grad():
+        program = export_dynamic(model, x2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(model, (x2,))
+    want = eager(model, x3)
+    assert_same(program.module()(x3), want)
+    assert_same(traced(x3), want)
+
+
 # --- ONNX --------------------------------------------------------------------------------------
 
 def test_onnx_export_leaves_the_model_and_the_random_state_alone(tiny):
