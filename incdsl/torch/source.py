@@ -101,6 +101,8 @@ def _fusions(pr: Printer, tree, paths: dict, groups: list) -> dict:
                 fused[n] = (name, group)
         entries.append((name, tuple(paths[("node", m)] for m in group.members),
                         tuple(paths[("node", p)] if p else None for p in group.pools)))
+    # the file's reader meets `self.fused(...)` in `forward` but in no `__init__`: say where it comes from
+    pr("# (module, members, pools): the network's `optimize()` runs each group's members as that module")
     pr("fusions = (")  # one group a line: a block's groups make a line too long to read
     with pr.indent():
         for entry in entries:
