@@ -139,9 +139,10 @@ class ConvBnAct(nn.Module):
     def use_folded(self, x):
         """Folded in eval mode without autograd. Not in eager CUDA: there cuDNN adds the bias in
         a pass of its own, which costs what batch norm did (measured on an H200, bf16), while
-        `torch.compile` fuses bias and activation into one kernel."""
+        `torch.compile` fuses bias and activation into one kernel. Not under `torch.jit.trace`,
+        which checks its graph by tracing again without autograd: the graph must not depend on it."""
         return (self.folded_weight is not None and not self.training and not torch.is_grad_enabled()
-                and (x.device.type != "cuda" or torch.compiler.is_compiling()))
+                and not torch.jit.is_tracing() and (x.device.type != "cuda" or torch.compiler.is_compiling()))
 
     def forward(self, x, defer=False):
         """`defer=True` (optimize="infer", the output goes only into a concatenation): in eager

@@ -30,6 +30,8 @@ def check_onnx() -> None:
 def export_onnx(model: torch.nn.Module, input_shape: tuple, opset: int | None = None) -> bytes:
     """The ONNX bytes of `model` in eval mode, batch size dynamic, input `x`, output `logits`.
 
+    The model is left in the mode it was in, and torch's global random state is not touched.
+
     Parameters:
         model: a compiled network (`to_torch` or a generated class).
         input_shape: (c, h, w) of one image.
@@ -37,12 +39,17 @@ def export_onnx(model: torch.nn.Module, input_shape: tuple, opset: int | None = 
         the serialised ONNX model (one file, weights included).
     """
     check_onnx()
-    model = model.eval()
-    example = torch.randn(2, *input_shape)
-    with tempfile.TemporaryDirectory(prefix="incdsl-onnx-") as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        torch.onnx.export(model, (example,), path, dynamo=True, external_data=False, opset_version=opset, verbose=False,
-                          input_names=["x"], output_names=["logits"],
-                          dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}})
-        with open(path, "rb") as f:
-            return f.read()
+    training = model.training
+    # its own generator: exporting must not move torch's global random state
+    example = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
+    try:
+        model.eval()
+        with tempfile.TemporaryDirectory(prefix="incdsl-onnx-") as tmp:
+            path = os.path.join(tmp, "model.onnx")
+            torch.onnx.export(model, (example,), path, dynamo=True, external_data=False, opset_version=opset,
+                              verbose=False, input_names=["x"], output_names=["logits"],
+                              dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}})
+            with open(path, "rb") as f:
+                return f.read()
+    finally:
+        model.train(training)  # the caller's model comes back in the mode it was in

@@ -116,7 +116,13 @@ def _fusions(pr: Printer, tree, paths: dict, groups: list) -> dict:
                 fused[n] = (name, group)
         entries.append((name, tuple(paths[("node", m)] for m in group.members),
                         tuple(paths[("node", p)] if p else None for p in group.pools)))
-    pr(f"fusions = {literal(tuple(entries))}")
+    # the file's reader meets `self.fused(...)` in `forward` but in no `__init__`: say where it comes from
+    pr("# (module, members, pools): the network's `optimize()` runs each group's members as that module")
+    pr("fusions = (")  # one group a line: a block's groups make a line too long to read
+    with pr.indent():
+        for entry in entries:
+            pr(f"{literal(entry)},")
+    pr(")")
     pr()
     return fused
 
@@ -292,6 +298,8 @@ def _network_class(pr: Printer, graph, owners: dict, node_owner: dict, classes: 
         if optimize != "none":
             pr(f"optimize_level = {literal(optimize)}")
         fused = _fusions(pr, tree, paths, classes.groups.get("", []))
+        if optimize != "none" and not fused:  # `_fusions` ends its attribute with a blank line
+            pr()
         pr(f"def __init__(self, num_classes: int | None = {literal(num_classes)}, seed: int | None = None):")
         with pr.indent():
             pr("super().__init__()")
