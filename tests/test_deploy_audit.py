@@ -64,8 +64,12 @@ def export_dynamic(model, x):
 
 # --- torch.export ------------------------------------------------------------------------------
 
+# `none` and `infer` (folded or not) in the default run; `train` lies between them, slow
+LEVELS_SLOW_TRAIN = [pytest.param(level, marks=pytest.mark.slow) if level == "train" else level for level in LEVELS]
+
+
 @pytest.mark.parametrize("grad", [True, False], ids=["autograd", "no_grad"])
-@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("level", LEVELS_SLOW_TRAIN)
 def test_export_with_a_dynamic_batch_computes_what_eager_does(tiny, level, grad):
     """Exported with autograd on or off (at "infer", off folds batch norm into the graph)."""
     model = deployed(tiny, level)
@@ -89,7 +93,7 @@ def test_an_exported_program_saves_and_loads(tiny):
 
 # --- torch.jit.trace ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("level", LEVELS_SLOW_TRAIN)
 def test_jit_trace_passes_its_own_check_with_autograd_on_or_off(tiny, level):
     """`torch.jit.trace` checks a trace by tracing again without autograd; at "infer" the folded
     batch norm (used without autograd) made the two graphs differ, and the trace failed."""

@@ -42,6 +42,8 @@ MODELS = {
 # the four models at their defaults (the others are --set configurations of their specs)
 DEFAULT = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0")
 SIZE = 64  # every one ends in a global pool: the logits check runs at this input
+# torchvision comparisons: the four defaults in the default run, the --set configurations slow
+AGAINST_TORCHVISION = [name if name in DEFAULT else pytest.param(name, marks=pytest.mark.slow) for name in sorted(MODELS)]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -83,7 +85,7 @@ def test_the_specs_state_their_totals():
         assert f"Totals: {params:,} parameters, {macs:,} multiply-adds at 224x224" in text, spec
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", AGAINST_TORCHVISION)
 def test_torchvision_counts_the_same(name):
     """Parameters, and multiply-adds by torch's flop counter, on the meta device (no weights made)."""
     torch = pytest.importorskip("torch")
@@ -110,7 +112,7 @@ def same_weights(name: str):
     return ours, ref
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", AGAINST_TORCHVISION)
 def test_loaded_weights_give_torchvisions_logits(name):
     torch = pytest.importorskip("torch")
     ours, ref = same_weights(name)
