@@ -345,6 +345,7 @@ def test_every_shipped_spec_traces_as_one_graph(path):
     torch.compile(incdsl.to_torch(net, seed=0, optimize="train").train(), backend="eager", fullgraph=True)(x)
 
 
+@pytest.mark.slow  # two short training runs: ~7 s
 def test_train_command_at_a_level_follows_level_none(tmp_path):
     """`incdsl train --optimize train` trains the same network: the same losses, epoch by epoch."""
     losses = {}
