@@ -28,6 +28,19 @@ def lint_every_load(monkeypatch):
     monkeypatch.setattr(incdsl, "load", load)
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """A test that sets torch's thread count (an in-process `train --threads 1`) leaves it as it was:
+    float32 sums depend on the thread count, so later tests' numerics would depend on test order.
+    Torch is not imported here for tests that never use it."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and before is not None and torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture
 def write_spec(tmp_path):
     """`write_spec(relative_name, text) -> Path`: a spec file under this test's temp dir."""

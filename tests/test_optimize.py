@@ -320,10 +320,12 @@ def small(path):
         return net
 
 
-# Batch norm folded in float32 over 17 inverted residuals with random statistics: measured with
-# one torch thread, 1.08e-5 (MobileNetV2) and 2.4e-5 (MobileNetV3-Large) of the output's
-# scale; with two threads under 1e-5. Every other spec stays within 1e-5.
-FOLDING_TOLERANCE = {"mobilenet_v2.inc": 5e-5, "mobilenet_v3_large.inc": 5e-5}
+# Folding is exact arithmetic (checked in float64 below); in float32 the folded and unfolded
+# models round differently. Over MobileNetV2's and V3-Large's 17 inverted residuals with random
+# statistics they differ by up to 1.14e-5 of the output's scale with one torch thread (the fold
+# itself in float64), while the unfolded float32 model is itself 1.0e-5 away from its float64
+# value: the difference is float32's noise, not the fold. Every other spec stays within 1e-5.
+FOLDING_TOLERANCE = {"mobilenet_v2.inc": 2e-5, "mobilenet_v3_large.inc": 2e-5}
 
 
 @pytest.mark.slow
@@ -334,6 +336,8 @@ def test_every_shipped_spec_at_every_level(path):
     x = torch.randn(2, *net.input_shape)
     plain, fast = pair(net, "infer")
     assert_eval_equal(plain, fast, x, FOLDING_TOLERANCE.get(os.path.basename(path), 1e-5))
+    plain, fast = pair(net, "infer", torch.float64)
+    assert_eval_equal(plain, fast, x.double(), 1e-12)
     plain, fast = pair(net, "train", torch.float64)
     assert_train_equal(plain, fast, x.double())
 

@@ -53,15 +53,24 @@ def _checkpoint_file(path: str) -> str:
 
 
 def run(args) -> int:
-    from .train import check_dependencies, resume_network
+    from .train import check_dependencies
     check_dependencies(args.data or "", "eval")
     import torch
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return _evaluate(args, torch)
+    finally:  # as `train` does: a caller of `main` in the same process keeps its thread count
+        torch.set_num_threads(threads)
+
+
+def _evaluate(args, torch) -> int:
+    from .train import check_dependencies, resume_network
     from ..diagnostics import error
     from ..train import checkpoint as ckpt
     from ..train.evaluation import ColumnError, evaluate_checkpoint
     from ..train.resume import data_source
-    if args.threads:
-        torch.set_num_threads(args.threads)
     path = _checkpoint_file(args.checkpoint)
     state = ckpt.load(path)
     args.classes = None  # the checkpoint's class count
