@@ -136,13 +136,26 @@ def check_space(args) -> int | None:
         lines.append(f"  stopped     at the work limit of `incdsl check` ({result.lowered:,} layers made); "
                      f"`incdsl sample` checks the points it draws")
     if costs:
-        lines.append(f"  parameters  {min(c.params for c in costs):,} to {max(c.params for c in costs):,}")
-        lines.append(f"  MACs        {min(c.macs for c in costs):,} to {max(c.macs for c in costs):,}")
+        scope = _range_scope(result)
+        lines.append(f"  parameters  {min(c.params for c in costs):,} to {max(c.params for c in costs):,}{scope}")
+        lines.append(f"  MACs        {min(c.macs for c in costs):,} to {max(c.macs for c in costs):,}{scope}")
     print("\n".join(lines))
     if result.first_invalid is not None:
         print(result.first_invalid.render("incdsl"), file=sys.stderr)
         return 1
     return 0
+
+
+def _range_scope(result) -> str:
+    """What the printed cost ranges cover: nothing to add when every point of the space was
+    costed (they are the space's); else the points checked. Costs do not add up choice by
+    choice (a width sets the next layer's input too), so the space's true extremes need not be
+    among them: mini_space's largest point is outside the 76 its check costs."""
+    plan = result.plan
+    if plan.exhaustive and result.checked == len(plan.points):
+        return ""
+    valid = "valid " if result.invalid else ""
+    return f" (of the {len(result.costs):,} {valid}points checked, not the whole space)"
 
 
 def _checked_text(result) -> str:

@@ -157,7 +157,7 @@ def run_experiment(settings: Settings, resume: bool, log=print) -> dict:
     records = search_tune.trial_records(grid)
     rows = [trial_row(r, settings.budget_epochs) for r in records]
     specs = {r["trial"]: r["config"]["spec"] for r in records}
-    skipped = records[-1]["config"].get("skipped", {}) if records else {}
+    skipped = skipped_proposals(search_tune.saved_skips(path), records)
     experiment = {**_plain(settings), "space_name": _space_name(records), "skipped_proposals": skipped}
     document = write_results(settings.out, rows, specs, experiment, settings.objective)
     log(format_table(rows, settings.objective))
@@ -169,6 +169,21 @@ def run_experiment(settings: Settings, resume: bool, log=print) -> dict:
     log(f"{len(rows)} trials in {time.monotonic() - began:.0f} s; results in "
         f"{os.path.join(settings.out, 'trials.csv')}, trials.json{plots}")
     return document
+
+
+def skipped_proposals(saved: dict | None, records: list) -> dict:
+    """The proposals the search did not train, by kind, over the whole search: the searcher's own
+    counts as Tune saved them at the end (`saved`). A trial's config holds only a snapshot, taken
+    when that trial was suggested, which misses every proposal after it (those the searcher
+    tried before deciding the space was used up, above all); without `saved`, the largest
+    count of each kind in any snapshot (the counts only grow)."""
+    if saved is not None:
+        return saved
+    counts: dict = {}
+    for record in records:
+        for kind, n in (record["config"].get("skipped") or {}).items():
+            counts[kind] = max(counts.get(kind, 0), n)
+    return counts
 
 
 def _new_tuner(settings: Settings, trainable):

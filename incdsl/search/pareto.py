@@ -11,17 +11,20 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points (cost, accuracy) no other point dominates, cheapest first.
 
     A point dominates another when it costs no more, is no less accurate, and is better in
-    one of the two. Of equal points the first is kept.
+    one of the two: equal points do not dominate each other, so all of them are on the front
+    (in the order given).
 
-    >>> pareto_front([(10, 0.5), (20, 0.9), (30, 0.8), (10, 0.6)])
-    [3, 1]
+    >>> pareto_front([(10, 0.5), (20, 0.9), (30, 0.8), (10, 0.6), (20, 0.9)])
+    [3, 1, 4]
     """
     order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1], i))
-    front, best = [], None
+    front, last = [], None
     for i in order:
-        if best is None or points[i][1] > best:
+        # sorted by cost, then accuracy down: a point is undominated when it beats the accuracy
+        # of every cheaper-or-equal point before it, or equals the last point on the front
+        if last is None or points[i][1] > last[1] or tuple(points[i]) == last:
             front.append(i)
-            best = points[i][1]
+            last = tuple(points[i])
     return front
 
 

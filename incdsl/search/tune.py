@@ -54,7 +54,7 @@ class SpaceSearcher(Searcher):
                 self.trials[trial_id] = (cand.key, cand.indices)
                 return {"trial": f"trial_{self.count:04d}", "key": cand.key, "point": list(cand.indices),
                         "params": cand.params, "macs": cand.macs, "choices": cand.choices, "spec": cand.spec,
-                        "skipped": dict(self.vetter.counts)}  # so far: the driver reports the last
+                        "skipped": dict(self.vetter.counts)}  # so far (the driver reports the searcher's own)
             self.proposer.discard(trial_id, indices, self.vetter.known(verdict.key))
         self.exhausted = True
         return Searcher.FINISHED
@@ -75,6 +75,17 @@ class SpaceSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+
+
+def saved_skips(experiment_dir: str) -> dict | None:
+    """The searcher's counts of proposals not trained, by kind, as Tune last saved its state in
+    `experiment_dir` (Tune saves it once more when the experiment ends); None without one."""
+    searcher = SpaceSearcher(None, None)
+    try:
+        searcher.restore_from_dir(experiment_dir)
+        return dict(searcher.vetter.counts)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError):
+        return None
 
 
 # the trainable --------------------------------------------------------------------------

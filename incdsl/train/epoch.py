@@ -91,6 +91,9 @@ def train_epoch(run: Run, loader, epoch: int, *, stream, log_every: int = 10, la
                 loss = loss_fn(run.forward(images), labels, aux_weights, recipe.label_smoothing)
             run.optimizer.zero_grad(set_to_none=True)
             backward_step(run, loss, params)
+            # a step the fp16 scaler skipped still counts: the schedule follows the batches seen,
+            # as timm's and torchvision's reference scripts step theirs, so epochs, warm-up and
+            # resuming (step = epoch x steps_per_epoch) do not depend on how many steps overflowed
             run.step += 1
             loss_sum += loss.detach().double() * len(labels)
             seen += len(labels)
@@ -122,23 +125,34 @@ def take_readable(run: Run, batch):
     return images, labels
 
 
-def backward_step(run: Run, loss, params) -> None:
-    """Gradients, clipping (on unscaled gradients), the optimiser step and the average's update."""
+def backward_step(run: Run, loss, params) -> bool:
+    """Gradients, clipping (on unscaled gradients), the optimiser step and the average's update.
+
+    Returns whether the optimiser stepped: under fp16 the scaler skips a step whose gradients
+    hold an inf or NaN, and then the weights, so the average too, stay as they were (averaging
+    them in again would count a step that did not happen).
+    """
     clip = run.recipe.clip_grad
+    stepped = True
     if run.scaler is not None:  # fp16: scale the loss so small gradients survive
         run.scaler.scale(loss).backward()
         if clip:
             run.scaler.unscale_(run.optimizer)
             torch.nn.utils.clip_grad_norm_(params, clip)
+        scale = run.scaler.get_scale()
         run.scaler.step(run.optimizer)
         run.scaler.update()
+        # update() lowers the scale exactly when step() found inf/NaN gradients and skipped
+        # (whatever the optimiser, fused ones included, which skip inside their own step)
+        stepped = run.scaler.get_scale() >= scale
     else:
         loss.backward()
         if clip:
             torch.nn.utils.clip_grad_norm_(params, clip)
         run.optimizer.step()
-    if run.ema is not None:
+    if stepped and run.ema is not None:
         run.ema.update(run.model)
+    return stepped
 
 
 @torch.no_grad()
