@@ -128,7 +128,8 @@ def take_readable(run: Run, batch):
 def backward_step(run: Run, loss, params) -> bool:
     """Gradients, clipping (on unscaled gradients), the optimiser step and the average's update.
 
-    Returns whether the optimiser stepped: under fp16 the scaler skips a step whose gradients
+    Returns whether the optimiser stepped, as far as the average needs to know (without one, True):
+    under fp16 the scaler skips a step whose gradients
     hold an inf or NaN, and then the weights, so the average too, stay as they were (averaging
     them in again would count a step that did not happen).
     """
@@ -139,12 +140,13 @@ def backward_step(run: Run, loss, params) -> bool:
         if clip:
             run.scaler.unscale_(run.optimizer)
             torch.nn.utils.clip_grad_norm_(params, clip)
-        scale = run.scaler.get_scale()
+        # read only for the average: each read waits for the device
+        scale = run.scaler.get_scale() if run.ema is not None else None
         run.scaler.step(run.optimizer)
         run.scaler.update()
         # update() lowers the scale exactly when step() found inf/NaN gradients and skipped
         # (whatever the optimiser, fused ones included, which skip inside their own step)
-        stepped = run.scaler.get_scale() >= scale
+        stepped = scale is None or run.scaler.get_scale() >= scale
     else:
         loss.backward()
         if clip:
