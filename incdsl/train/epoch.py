@@ -128,10 +128,10 @@ def take_readable(run: Run, batch):
 def backward_step(run: Run, loss, params) -> bool:
     """Gradients, clipping (on unscaled gradients), the optimiser step and the average's update.
 
-    Returns whether the optimiser stepped, as far as the average needs to know (without one, True):
-    under fp16 the scaler skips a step whose gradients
-    hold an inf or NaN, and then the weights, so the average too, stay as they were (averaging
-    them in again would count a step that did not happen).
+    Returns whether the optimiser stepped, as far as the average needs to know (without one,
+    True): under fp16 the scaler skips a step whose gradients hold an inf or NaN, and then the
+    weights, so the average too, stay as they were (averaging them in again would count a step
+    that did not happen).
     """
     clip = run.recipe.clip_grad
     stepped = True
