@@ -214,3 +214,10 @@ def test_a_network_that_does_not_fit_twice_its_size_does_not_promise_its_weights
     assert input_bound_nodes(net.graph, (3, 8, 8)) is None
     text = problem(incdsl.to_torch(net, seed=0), torch.randn(1, 3, 8, 8))
     assert text.endswith("weights trained at 3x4x4 load into it if no layer's weights depend on the input size")
+
+
+def test_the_deploy_page_quotes_the_error_as_it_is():
+    page = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    quoted = re.search(r"```text\nInputShapeError: (.*)\n```", page).group(1)
+    model = incdsl.to_torch(incdsl.load(NIN), seed=0)
+    assert problem(model, torch.randn(2, 3, 64, 64)) == quoted

@@ -683,6 +683,8 @@ class IncdslNet(nn.Module):
     holds each aux head) and `classifiers`: one (module path, in_features, bias, act) per
     classifier, the main one first, then those of the aux heads that predict the same classes;
     `act` is the activation module after the linear layer (copied into each new one) or None.
+    `network_name`, `spec_file`, `size_bound_weights` and `channel_bound_weights` are what the
+    error of `check_input`, which the trunk's forward calls first, says.
     """
 
     num_classes = None
