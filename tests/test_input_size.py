@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,21 @@ def test_export_keeps_a_dynamic_batch(tiny, models, level):
             torch.testing.assert_close(run(x), model(x), rtol=1e-4, atol=1e-4)
     with pytest.raises(Exception):
         run(torch.randn(2, 3, 64, 64))
+    problem(model, torch.randn(2, 3, 64, 64))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_jit_trace_with_its_check_gives_no_tracer_warning(models, level):
+    """Traced sizes are tensors, which the check would compare: under tracing it steps aside,
+    and the eager model it was traced from still refuses another size."""
+    model = models[level].eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
+        warnings.simplefilter("error", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model, (torch.randn(2, 3, 32, 32),))  # check_trace on, as by default
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), model(x), rtol=1e-4, atol=1e-4)
     problem(model, torch.randn(2, 3, 64, 64))
 
 
