@@ -41,7 +41,7 @@ if lib == "timm":
     model = timm.create_model(name, pretrained=False)
 elif lib == "incdsl":
     import incdsl
-    model = incdsl.to_torch(incdsl.load(name))
+    model = incdsl.to_torch(incdsl.load(name, input=(3, size, size)))  # a model checks its input size
 else:
     import torchvision
     kwargs = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}

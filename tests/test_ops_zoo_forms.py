@@ -222,19 +222,20 @@ def within(count, trials, q) -> bool:
     return abs(count / trials - q) < 4 * (q * (1 - q) / trials) ** 0.5
 
 
-def residual_model(args: str, shortcut: str = "", depth: int = 4):
-    """x -> x + (branch: a bias-free 3x3 conv, no activation), with the residual's `args`."""
+def residual_model(args: str, shortcut: str = "", depth: int = 4, input: str = "4x8x8"):
+    """x -> x + (branch: a bias-free 3x3 conv, no activation), with the residual's `args`,
+    compiled for the `input` size the test feeds it (a model refuses any other)."""
     body = f"residual({args}, act = off):\n    conv 3x3 {depth} S bias = no act = off"
     if shortcut:
         body += f"\n    shortcut: {shortcut}"
-    n = net(body)
+    n = net(body, input)
     model = model_of(n).double()
     conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     return n, model, conv
 
 
 def test_stochastic_depth_drops_the_whole_batch_at_rate_one_minus_survive():
-    n, model, conv = residual_model("survive = 0.7")
+    n, model, conv = residual_model("survive = 0.7", input="4x6x6")
     assert [n.graph.nodes[v]["op"] for v in n.layers] == ["conv", "stochastic_depth", "add"]
     torch.manual_seed(0)
     x = torch.randn(2, 4, 6, 6, dtype=torch.float64)
@@ -256,7 +257,7 @@ def test_separated_stochastic_depth_drops_real_and_padded_channels_independently
     """PyramidSepDrop: a 6-channel branch on a 4-channel input padded to 6; channels 0-3 and
     4-5 of the branch each survive with p = 0.6, independently: the four outcomes have
     probabilities 0.36, 0.24, 0.24, 0.16."""
-    n, model, conv = residual_model("survive = 0.6, separate = yes", "pad_channels 6", depth=6)
+    n, model, conv = residual_model("survive = 0.6, separate = yes", "pad_channels 6", depth=6, input="4x6x6")
     split = [n.graph.nodes[v]["attrs"] for v in n.layers if n.graph.nodes[v]["op"] == "stochastic_depth"]
     assert split == [{"survive": 0.6, "split": 4}]
     torch.manual_seed(1)
@@ -277,7 +278,7 @@ def test_separated_stochastic_depth_drops_real_and_padded_channels_independently
 
 
 def test_drop_path_drops_samples_and_rescales_the_kept():
-    n, model, conv = residual_model("drop_path = 0.3")
+    n, model, conv = residual_model("drop_path = 0.3", input="4x4x4")
     torch.manual_seed(2)
     x = torch.randn(64, 4, 4, 4, dtype=torch.float64)
     with torch.no_grad():
@@ -299,7 +300,7 @@ def test_drop_path_drops_samples_and_rescales_the_kept():
 
 
 def test_swapout_masks_every_unit_of_both_paths_independently():
-    n, model, conv = residual_model("swapout = (0.8, 0.4)")
+    n, model, conv = residual_model("swapout = (0.8, 0.4)", input="4x16x16")
     assert [n.graph.nodes[v]["op"] for v in n.layers] == ["conv", "swapout", "swapout", "add"]
     torch.manual_seed(3)
     x = torch.randn(16, 4, 16, 16, dtype=torch.float64)
@@ -403,7 +404,7 @@ def test_learned_scale_errors(load_error, args, message):
 
 @pytest.mark.parametrize("shared, slopes", [("", 6), ("shared = yes", 1)])
 def test_prelu_channel_wise_and_shared(shared, slopes):
-    n = net(f"conv 1x1 6 act = off -> prelu {shared}")
+    n = net(f"conv 1x1 6 act = off -> prelu {shared}", input="4x5x5")
     assert incdsl.count_costs(n).by_name()["prelu_0"].params == slopes
     model = model_of(n).eval()
     prelu = next(m for m in model.modules() if isinstance(m, torch.nn.PReLU))

@@ -134,6 +134,9 @@ def to_torch(network, *, num_classes: int | None = None, seed: int | None = None
           ``forward_features(x)`` (the last feature map), ``forward_head(x, pre_logits=False)``,
           ``reset_classifier(num_classes)`` and ``forward(x)``: logits, or in training mode, when
           the spec has aux heads, ``(logits, [aux_logits, ...])``;
+        * ``input_shape``: the (C, H, W) it takes, at any batch size; `forward` and
+          `forward_features` raise `InputShapeError` (a ValueError) for anything else, saying
+          how to build the network for that size (`IncdslNet.check_input`);
         * ``node_paths``: IR node name -> module path.
 
         It pickles (`torch.save`, `pickle`, `copy.deepcopy`, 'spawn' workers) and loads in any

@@ -65,14 +65,15 @@ def prelude() -> str:
 
 
 def emit_method(pr: Printer, signature: str, params: list[str], items: list[tuple], returns: list[str],
-                ret_format=None, before: dict | None = None) -> None:
+                ret_format=None, before: dict | None = None, opening: list[str] = ()) -> None:
     """Print a method that runs `items` in order.
 
     Items are (callee, input values, output values[, keyword arguments' text, such as
     ", defer=True"]). Each value gets a variable named `x`,
     `x1`, ... and a variable is reused once its value is dead, so tensors are freed as soon as
     possible, as in hand-written code. `before` maps an item index to a function of the
-    variables that prints extra lines before that item.
+    variables that prints extra lines before that item; `opening` lines come first (the
+    first parameter is `x`).
     """
     last = {}
     for i, (_, ins, *_) in enumerate(items):
@@ -98,6 +99,8 @@ def emit_method(pr: Printer, signature: str, params: list[str], items: list[tupl
         alloc(v)
     pr(signature.format(*[var(v) for v in params]))
     with pr.indent():
+        for line in opening:
+            pr(line)
         for i, (callee, ins, outs, *keywords) in enumerate(items):
             if before and i in before:
                 before[i](lambda v: var(v))

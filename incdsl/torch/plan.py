@@ -39,6 +39,7 @@ to to_empty train type xpu zero_grad training
 num_classes input_shape aux_names aux_weights aux_paths classifiers get_classifier reset_classifier
 forward_features forward_head forward_trunk forward_aux node_paths self
 optimize optimize_level refold fusions fusion_plan plain_keys capture
+check_input input_problem other_size_hint network_name spec_file size_bound_weights channel_bound_weights
 """.split())
 
 _COMPONENT = re.compile(r"^(?P<base>[^.]+)(?:\.(?P<index>\d+))?$")
@@ -249,3 +250,40 @@ def classifier_node(graph, out: str) -> str | None:
     while kind(graph, n).passthrough:
         n = inputs(graph, n)[0]
     return n if kind(graph, n).classifier else None
+
+
+# --- weights bound to the input size ----------------------------------------------------------
+
+def input_bound_nodes(graph, other_input: tuple) -> list[str] | None:
+    """The nodes whose parameter count differs when the network reads `other_input` (C, H, W)
+    instead of its own input, in graph order: their trained weights do not load into the
+    network built at that size (a `linear` reading a flattened map that no pool made global,
+    a convolution reading the input's channels). None when the graph does not fit
+    `other_input` (a join whose branches no longer agree), so it cannot be told.
+
+    Shapes are inferred again over the graph as lowered, each through its op's shape and cost
+    rules (`passes.shapes.infer_node`, `passes.cost.node_params_macs`).
+    """
+    import networkx as nx
+
+    from ..passes.cost import node_params_macs
+    from ..passes.shapes import ShapeError, infer_node
+
+    first = graph.graph["input"]
+    shapes = {first: tuple(other_input)}
+    bound = []
+    for name in nx.topological_sort(graph):
+        if name == first:
+            continue
+        node = ir_node(graph, name)
+        ins = inputs(graph, name)
+        try:
+            shapes[name] = infer_node(node.op, node.attrs, [shapes[i] for i in ins])[0]
+        except ShapeError:
+            return None
+        ours = node_params_macs(node.op, node.attrs, [graph.nodes[i]["shape"] for i in ins], node.shape)[0]
+        theirs = node_params_macs(node.op, node.attrs, [shapes[i] for i in ins], shapes[name])[0]
+        if ours != theirs:
+            bound.append(name)
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    return sorted(bound, key=order.__getitem__)

@@ -648,6 +648,21 @@ class CapturedGraph:
         return f"{'x'.join(map(str, shape))} {str(dtype).replace('torch.', '')} on {device}"
 
 
+class InputShapeError(ValueError):
+    """A compiled network got something else than a batch of the images it was compiled for
+    (`IncdslNet.check_input`)."""
+
+
+def shape_text(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def listed(paths) -> str:
+    """`a`, `b`, `c` and 2 more."""
+    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+    return f"{', '.join(f'`{p}`' for p in paths[:3])}{more}"
+
+
 def refold_on_load(module, incompatible_keys):
     """The load-state-dict hook of optimize="infer": a named function, so the model pickles."""
     module.refold()
@@ -660,6 +675,8 @@ class IncdslNet(nn.Module):
     holds each aux head) and `classifiers`: one (module path, in_features, bias, act) per
     classifier, the main one first, then those of the aux heads that predict the same classes;
     `act` is the activation module after the linear layer (copied into each new one) or None.
+    `network_name`, `spec_file`, `size_bound_weights` and `channel_bound_weights` are what the
+    error of `check_input`, which the trunk's forward calls first, says.
     """
 
     num_classes = None
@@ -670,6 +687,13 @@ class IncdslNet(nn.Module):
     aux_paths = ()
     classifiers = ()
     column_draw = None  # the shared draw of global drop-path (`share_column_draw`)
+    # what `check_input`'s error names: the spec's network and file, and the module paths of
+    # the layers whose weights change with the input's height and width, or with its channels
+    # (None: the compiler could not tell)
+    network_name = None
+    spec_file = None
+    size_bound_weights = None
+    channel_bound_weights = None
 
     def optimize(self):
         """Apply the rewrites of `optimize_level` (the compiler calls it last in `__init__`)."""
@@ -689,6 +713,65 @@ class IncdslNet(nn.Module):
         super().train(mode)
         self.refold()
         return self
+
+    def check_input(self, x):
+        """Refuse anything but a batch (N, C, H, W) of the images the network was compiled for
+        (`input_shape`): at another size its fixed pools, padding and flattened widths would
+        compute something else, silently or deep inside with a bare shape error. The trunk's
+        forward calls it first. It compares static sizes only (the batch stays free), so
+        exported and compiled graphs hold nothing of it. Not under `torch.jit.trace` (its sizes
+        are traced tensors: comparing them warns) nor torch.fx (proxies have no sizes)."""
+        if torch.jit.is_tracing() or isinstance(x, torch.fx.Proxy):
+            return
+        if not (isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1:] == self.input_shape):
+            if self.input_shape is not None:  # None: a class that does not say (hand-written)
+                raise InputShapeError(self.input_problem(x))
+
+    def input_problem(self, x) -> str:
+        """What `check_input` says about `x`: the shape expected, the shape given, and how to
+        get a network for it. (Built by f-strings alone, which torch.compile(fullgraph=True)
+        traces: its error then quotes the text, where the shapes are static.)"""
+        want = tuple(self.input_shape)
+        name = f"network `{self.network_name}`" if self.network_name else f"`{type(self).__name__}`"
+        return (f"{name} was compiled for {shape_text(want)} images, a tensor of shape "
+                f"(N, {', '.join(map(str, want))}); got {self.what_came(x, want)}")
+
+    def what_came(self, x, want: tuple) -> str:
+        if not isinstance(x, torch.Tensor):
+            return f"{type(x).__name__}: pass a tensor"
+        got = tuple(x.shape)
+        if got == want:
+            return f"one image of shape {got}: add the batch dimension (x.unsqueeze(0))"
+        if len(got) != 4:
+            return f"a {len(got)}-D tensor of shape {got}"
+        if got[1:] == (*want[1:], want[0]):
+            return f"shape {got}, channels last: put them second (x.permute(0, 3, 1, 2))"
+        return f"shape {got}: {self.other_size_hint(got[1:])}"
+
+    def other_size_hint(self, size) -> str:
+        """How to get this network for images of `size` (C, H, W), and whether its weights load there."""
+        spec = self.spec_file if self.spec_file and not self.spec_file.startswith("<") else None
+        build = f"incdsl.to_torch(incdsl.load({repr(spec) if spec else 'SPEC'}, input={size}))"
+        command = f"incdsl compile {spec or 'SPEC'} --input {shape_text(size)}"
+        return (f"for {shape_text(size)} images build it from its spec at that size, {build} or `{command}`; "
+                f"{self.weights_hint(size)}")
+
+    def weights_hint(self, size) -> str:
+        """Whether weights trained at `input_shape` load into the network built for `size`."""
+        changed = {}  # what differs -> the layers whose weights it changes
+        if size[0] != self.input_shape[0]:
+            changed["channels"] = self.channel_bound_weights
+        if size[1:] != tuple(self.input_shape[1:]):
+            changed["height and width"] = self.size_bound_weights
+        trained = f"weights trained at {shape_text(self.input_shape)}"
+        if any(paths is None for paths in changed.values()):
+            return f"{trained} load into it if no layer's weights depend on the input size"
+        paths = sorted({p for ps in changed.values() for p in ps})
+        if not paths:
+            return f"{trained} load into it (no layer's weights depend on the input size)"
+        what = "size" if len(changed) > 1 else next(iter(changed))
+        return (f"the weights of {listed(paths)} depend on the input's {what}: {trained} load into it "
+                f"only where their shapes stay the same")
 
     def share_column_draw(self):
         """Give every `Mean` with `global_path` one `ColumnDraw` (the compiler calls it in `__init__`)."""
@@ -884,6 +967,10 @@ class Tiny(IncdslNet):
         super().__init__()
         self.num_classes = 10
         self.input_shape = (3, 32, 32)
+        self.network_name = 'tiny'
+        self.spec_file = 'torch_tiny.inc'
+        self.size_bound_weights = ['aux1.linear_0']
+        self.channel_bound_weights = ['conv_0']
         self.aux_names = ['aux1']
         self.aux_weights = [0.3]
         self.aux_paths = ['aux1']
@@ -915,6 +1002,7 @@ class Tiny(IncdslNet):
         return self.forward_trunk(x)[0]
 
     def forward_trunk(self, x):
+        self.check_input(x)
         x = self.conv_0(x)
         x = self.blk[0](x)
         x = self.blk[1](x)
