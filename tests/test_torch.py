@@ -112,6 +112,13 @@ def test_reserved_names_cover_torch_module_attributes():
     assert public <= RESERVED
 
 
+def test_reserved_names_cover_the_compiled_network_api():
+    """A layer labelled `keep_column` once replaced FractalNet's method of that name."""
+    from incdsl.torch.layers import IncdslNet
+    api = {n for n in set(dir(IncdslNet)) - set(dir(torch.nn.Module)) if not n.startswith("_")}
+    assert api <= RESERVED, sorted(api - RESERVED)
+
+
 @given(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True))
 def test_legal_name_is_an_identifier_that_shadows_nothing(name):
     legal = legal_name(name)

@@ -40,6 +40,7 @@ num_classes input_shape aux_names aux_weights aux_paths classifiers get_classifi
 forward_features forward_head forward_trunk forward_aux node_paths self
 optimize optimize_level refold fusions fusion_plan plain_keys capture
 check_input input_problem other_size_hint network_name spec_file size_bound_weights channel_bound_weights
+what_came weights_hint column_draw draw_columns keep_column share_column_draw
 """.split())
 
 _COMPONENT = re.compile(r"^(?P<base>[^.]+)(?:\.(?P<index>\d+))?$")
