@@ -37,7 +37,7 @@ MODELS = {
 }
 DEFAULT = ("shufflenet_v2_x1_0", "regnet_x_400mf", "regnet_y_400mf")  # each spec at its defaults
 SIZE = 64  # every one ends in a global pool: the logits check runs at this input
-AGAINST_TORCHVISION = [name if name in DEFAULT else pytest.param(name, marks=pytest.mark.slow) for name in sorted(MODELS)]
+AGAINST_TORCHVISION = sorted(MODELS)  # about a second each
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -212,7 +212,7 @@ def test_shuffle_computes_the_permutation_and_torchs_channel_shuffle(groups, per
     ("shuffle 4", "6x3x3", "`shuffle 4` needs a depth divisible by 4, found the 6x3x3 input's 6 channels"),
     ("shuffle 2", "7x3x3", "`shuffle 2` needs a depth divisible by 2, found the 7x3x3 input's 7 channels"),
     ("shuffle 0", "6x3x3", "expected a positive integer, found `0`"),
-    ("shuffle 1.5", "6x3x3", "shuffle"),
+    ("shuffle 1.5", "6x3x3", "`shuffle` does not take `1.5` here"),
     ("flatten -> shuffle 2", "6x3x3", "`shuffle` needs a CxHxW input"),
 ])
 def test_shuffle_errors(layer, shape, message):
@@ -228,7 +228,7 @@ def test_shuffle_error_points_at_the_layer_with_a_hint(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"{spec}:3:20: error: `shuffle 4` needs a depth divisible by 4" in result.stderr
-    assert "hint: groups that divide 10: 2, 5, 10" in result.stderr
+    assert "hint: groups that divide 10: 2, 5" in result.stderr
 
 
 def test_shuffle_draws_and_compiles_to_standalone_source():

@@ -22,9 +22,9 @@ def shape(attrs, ins):
     c, h, w = spatial("shuffle", ins[0])
     g = attrs["groups"]
     if c % g:
-        fits = [d for d in range(2, c + 1) if c % d == 0][:4]
+        fits = [d for d in range(2, c) if c % d == 0][:4]  # groups of one channel each change nothing
         hint = (f"groups that divide {c}: " + ", ".join(str(d) for d in fits)) if fits else \
-            "one channel has nothing to shuffle: leave `shuffle` out"
+            f"make the input's depth a multiple of {g}"
         raise ShapeError(f"`shuffle {g}` needs a depth divisible by {g}, found the {fmt(ins[0])} input's {c} channels",
                          hint=hint)
     return (c, h, w), []
