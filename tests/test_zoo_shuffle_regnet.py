@@ -262,3 +262,16 @@ def test_counters_count_shufflenet_as_the_conventions_say(tool, tmp_path):
                                                                   "c2 = 48, c3 = 96, c4 = 192")
     (tmp_path / "small.inc").write_text(text, encoding="utf-8")
     _check_tool(tool, str(tmp_path / "small.inc"))
+
+
+def test_differential_oracles_agree_on_a_shuffle_between_joins():
+    """The differential suite's checks (shapes, costs, every counter, each node's value against
+    its own evaluator, the optimize levels) on a shuffle after a concatenation and before a 1x1
+    conv: the place where concat elision and horizontal fusion could misplace channels."""
+    td = pytest.importorskip("test_differential")
+    net = incdsl.load("network t:\n    input 4x8x8\n    concat:\n        branch: conv 1x1 6\n"
+                      "        branch: conv 3x3 6 pad = 1\n    shuffle 3\n    conv 1x1 4 bn = on\n")
+    td.check_all(net)
+    for level in ("train", "infer"):
+        td.check_levels_eval(net, level)
+        td.check_state_dicts(net, level)
