@@ -112,7 +112,8 @@ DIAGRAMS = [
     Figure("efficientnet.inc", "mbconv_body",
            "EfficientNet: MBConv's 1x1 expansion, depthwise conv, SE with SiLU, linear bottleneck", 2),
     Figure("shufflenet_v2.inc", "shuffle_unit",
-           "ShuffleNet V2: channel split, one half through 1x1, depthwise 3x3 and 1x1 convs, concatenation, channel shuffle"),
+           "ShuffleNet V2: channel split, one half through 1x1, depthwise 3x3 and 1x1 convs, "
+           "concatenation, channel shuffle"),
     Figure("regnet_y_400mf.inc", "regnet_block",
            "RegNetY: the X block's 1x1, 3x3 group conv and 1x1 with squeeze-and-excitation, projection shortcut"),
 ]
