@@ -134,6 +134,17 @@ def test_loaded_weights_give_torchvisions_logits(name):
         (got - expected).abs().max()
 
 
+def test_shufflenet_pairs_by_data_flow_too():
+    """Given torchvision's module, `load_weights` follows the data through the splits, the
+    concatenations and the view/transpose of each shuffle, and pairs as registration order does."""
+    torch = pytest.importorskip("torch")
+    ours, ref = same_weights("shufflenet_v2_x1_0")
+    by_order = {k: v.clone() for k, v in ours.state_dict().items()}
+    report = incdsl.load_weights(ours, ref)
+    assert len(report) == len(ref.state_dict()) and not report.skipped
+    assert all(torch.equal(v, by_order[k]) for k, v in ours.state_dict().items())
+
+
 def test_regnet_state_dict_order_alone_does_not_fit():
     """Why RegNet's weights go by data flow: in registration order torchvision's `proj` comes
     before the branch, so pairing by order puts the branch's 3x3 conv against a 1x1, and the
