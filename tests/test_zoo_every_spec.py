@@ -145,6 +145,9 @@ def test_trains_a_few_steps(name):
     parameter gets a gradient (nothing in the network is cut off from the loss)."""
     torch = pytest.importorskip("torch")
     size = TRAIN_SIZE.get(name, SIZE)
+    # dropout draws from torch's global generator: seeded, the steps do not depend on what ran
+    # before (EfficientNet at 32x32 after torch.manual_seed(6) leaves one batch-norm bias without gradient)
+    torch.manual_seed(0)
     model = incdsl.to_torch(load(name, input=(3, size, size)), seed=0).train()
     gen = torch.Generator().manual_seed(3)
     x, y = torch.randn(2, 3, size, size, generator=gen), torch.randint(0, 1000, (2,), generator=gen)
