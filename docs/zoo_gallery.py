@@ -30,6 +30,8 @@ CIFAR = ZOO / "cifar"
 TV, TIMM = "torchvision", "timm"
 RESNET = "He et al. 2015, arXiv 1512.03385"
 VGG_PAPER = "Simonyan & Zisserman 2014, arXiv 1409.1556"
+SHUFFLENET_WIDTHS = {"x0_5": dict(c2=48, c3=96, c4=192), "x1_0": {}, "x1_5": dict(c2=176, c3=352, c4=704),
+                     "x2_0": dict(c2=244, c3=488, c4=976, c5=2048)}
 VGG_DEPTHS = {"vgg11": {}, "vgg13": dict(n1=2, n2=2), "vgg16": dict(n1=2, n2=2, n3=3, n4=3, n5=3),
               "vgg19": dict(n1=2, n2=2, n3=4, n4=4, n5=4)}
 
@@ -86,6 +88,10 @@ MODELS = [
     Model("mobilenet_v3_large", TV, "Howard et al. 2019, arXiv 1905.02244", "mobilenet_v3_large.inc"),
     Model("mobilenet_v3_small", TV, "Howard et al. 2019, arXiv 1905.02244", "mobilenet_v3_small.inc"),
     Model("efficientnet_b0", TV, "Tan & Le 2019, arXiv 1905.11946", "efficientnet.inc"),
+    *[Model(f"shufflenet_v2_{w}", TV, "Ma et al. 2018, arXiv 1807.11164", "shufflenet_v2.inc", sets)
+      for w, sets in SHUFFLENET_WIDTHS.items()],
+    Model("regnet_x_400mf", TV, "Radosavovic et al. 2020, arXiv 2003.13678", "regnet_x_400mf.inc"),
+    Model("regnet_y_400mf", TV, "Radosavovic et al. 2020, arXiv 2003.13678", "regnet_y_400mf.inc"),
 ]
 
 DIAGRAMS = [
@@ -105,6 +111,11 @@ DIAGRAMS = [
            "MobileNetV3: 1x1 expansion, depthwise conv, hard-sigmoid squeeze-and-excitation, linear bottleneck", 2),
     Figure("efficientnet.inc", "mbconv_body",
            "EfficientNet: MBConv's 1x1 expansion, depthwise conv, SE with SiLU, linear bottleneck", 2),
+    Figure("shufflenet_v2.inc", "shuffle_unit",
+           "ShuffleNet V2: channel split, one half through 1x1, depthwise 3x3 and 1x1 convs, "
+           "concatenation, channel shuffle"),
+    Figure("regnet_y_400mf.inc", "regnet_block",
+           "RegNetY: the X block's 1x1, 3x3 group conv and 1x1 with squeeze-and-excitation, projection shortcut"),
 ]
 
 

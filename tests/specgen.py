@@ -199,7 +199,7 @@ def reshape_layer(ctx: Ctx, shape):
     """A layer that changes the shape without weights (mostly)."""
     p = ctx.pick
     c, h, w = shape
-    kind = p.choice(["upsample", "upsample_to", "channels", "zeropad", "pad_channels", "adaptive", "gap"])
+    kind = p.choice(["upsample", "upsample_to", "channels", "zeropad", "pad_channels", "adaptive", "gap", "shuffle"])
     if kind == "upsample" and h * w <= 400:
         f = p.int(1, 3)
         return f"upsample {f}" + (" mode = bilinear" if p.bool(0.3) else ""), (c, h * f, w * f)
@@ -210,6 +210,8 @@ def reshape_layer(ctx: Ctx, shape):
         a = p.int(0, c - 1)
         b = p.int(a + 1, c)
         return f"channels {a}:{b}", (b - a, h, w)
+    if kind == "shuffle" and c > 1:
+        return f"shuffle {p.choice([g for g in range(2, c + 1) if c % g == 0])}", shape
     if kind == "zeropad":
         t, b, l, r = (p.int(0, 2) for _ in range(4))
         if p.bool():

@@ -125,6 +125,7 @@ KINDS = {
     "control_characters": ("unexpected character `\\x1b`", None, 4, 17, []),
     "line_endings": ("unknown name `clases`", None, 4, 14, []),
     "comment_lone_cr": ("unknown name `clases`", None, 4, 14, []),
+    "shuffle_indivisible": ("`shuffle 2` needs a depth divisible by 2", None, 7, 5, []),
 }
 HINTS = {  # the did-you-mean hints of misspelt names
     "unknown_layer": "did you mean `conv`?",

@@ -407,6 +407,9 @@ def ref_node(op: str, a: dict, xs: list, p):
     if op == "zeropad":
         t, b, l, r = a["pad"]
         return F.pad(x, (l, r, t, b))
+    if op == "shuffle":  # channels as `groups` rows, transposed: output i reads (i % g) * (c / g) + i // g
+        c, g = x.shape[1], a["groups"]
+        return x[:, [(i % g) * (c // g) + i // g for i in range(c)]]
     raise NotImplementedError(op)
 
 

@@ -17,6 +17,7 @@ from incdsl.report.against import applies, compare, read_table
 from incdsl.cli import main
 from test_zoo import MODELS, TIMM
 from test_zoo_mobile import DEFAULT as MOBILE_DEFAULT, MODELS as MOBILE
+from test_zoo_shuffle_regnet import DEFAULT as SHUFFLE_REGNET_DEFAULT, MODELS as SHUFFLE_REGNET
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "specs" / "tables" / "zoo.csv"
@@ -25,14 +26,16 @@ ZOO = ROOT / "specs" / "zoo"
 # the rows (by model cell and printed value) that the specs do not reproduce, and the spec that says why
 EXPLAINED = {("AlexNet", "60M"): "alexnet.inc", ("ResNet-50", "3.8G"): "resnet50.inc",
              ("ResNet-101", "7.6G"): "resnet101.inc", ("ResNet-152", "11.3G"): "resnet152.inc",
-             ("MobileNetV3-Large", "5.4M"): "mobilenet_v3_large.inc"}
+             ("MobileNetV3-Large", "5.4M"): "mobilenet_v3_large.inc", ("ShuffleNet V2 1x", "146M"): "shufflenet_v2.inc"}
 
 
 def configurations():
     """Every zoo configuration: (name, spec, --set values)."""
     return ([(name, spec, params) for name, (spec, params, *_) in MODELS.items()]
             + [(name, spec, {}) for name, (spec, *_) in TIMM.items()]
-            + [(name, spec, params) for name, (spec, params, *_) in MOBILE.items() if name in MOBILE_DEFAULT])
+            + [(name, spec, params) for name, (spec, params, *_) in MOBILE.items() if name in MOBILE_DEFAULT]
+            + [(name, spec, params) for name, (spec, params, *_) in SHUFFLE_REGNET.items()
+               if name in SHUFFLE_REGNET_DEFAULT])
 
 
 @pytest.fixture(scope="module")

@@ -48,8 +48,11 @@ COMPUTED = {"resnet18", "squeezenet1_1"}
 # pools need 64x64)
 SIZE = 32
 # MobileNetV2 at 32x32 ends on a 1x1 grid, where training-mode batch norm after each linear
-# bottleneck cancels the bottleneck's own batch-norm bias (no gradient): 64x64 leaves a 2x2 grid
-TRAIN_SIZE = {"alexnet": 64, "mobilenet_v2": 64}
+# bottleneck cancels the bottleneck's own batch-norm bias (no gradient): 64x64 leaves a 2x2 grid.
+# So for ShuffleNet V2's depthwise convs (batch norm, no activation, then a 1x1 conv with batch
+# norm); RegNet's first step at 32x32 sends the second's loss past 4000, where the softmax's
+# saturated classifier bias gets no gradient
+TRAIN_SIZE = {"alexnet": 64, "mobilenet_v2": 64, "shufflenet_v2": 64, "regnet_x_400mf": 64, "regnet_y_400mf": 64}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -142,6 +145,9 @@ def test_trains_a_few_steps(name):
     parameter gets a gradient (nothing in the network is cut off from the loss)."""
     torch = pytest.importorskip("torch")
     size = TRAIN_SIZE.get(name, SIZE)
+    # dropout draws from torch's global generator: seeded, the steps do not depend on what ran
+    # before (EfficientNet at 32x32 after torch.manual_seed(6) leaves one batch-norm bias without gradient)
+    torch.manual_seed(0)
     model = incdsl.to_torch(load(name, input=(3, size, size)), seed=0).train()
     gen = torch.Generator().manual_seed(3)
     x, y = torch.randn(2, 3, size, size, generator=gen), torch.randint(0, 1000, (2,), generator=gen)

@@ -19,13 +19,14 @@ from . import pad
 from . import pooling
 from . import prelu
 from . import reshape
+from . import shuffle
 from . import slicing
 from . import stochastic
 from . import upsample
 from .base import Op
 
 FAMILIES = (reshape, conv, pooling, global_pool, lrn, norm, activation, prelu, dropout, linear, joins, elementwise, upsample, pad,
-            adaptive_pool, stochastic, learned_scale, slicing)
+            adaptive_pool, stochastic, learned_scale, slicing, shuffle)
 
 OPS: dict[str, Op] = {op.name: op for family in FAMILIES for op in family.OPS}
 

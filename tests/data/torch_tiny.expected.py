@@ -375,6 +375,20 @@ class PadChannels(nn.Module):
         return F.pad(x, (0, 0) * (x.dim() - 2) + (self.before, self.after))  # channels are dim 1
 
 
+class ChannelShuffle(nn.Module):
+    """ShuffleNet's channel shuffle: channels read as `groups` rows, transposed (torchvision's
+    `channel_shuffle`; written out because ONNX has no `channel_shuffle` operator)."""
+
+    def __init__(self, groups):
+        super().__init__()
+        self.groups = int(groups)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        x = x.view(n, self.groups, c // self.groups, h, w).transpose(1, 2)
+        return x.reshape(n, c, h, w)
+
+
 class ColumnDraw:
     """One draw per forward pass, shared by every `Mean` with `global_path` in a network.
 
