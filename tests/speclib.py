@@ -49,7 +49,7 @@ def same_outputs(net, reference, size: int = 32, *, rtol: float = 1e-4, atol: fl
     flow (a reference that registers its layers in another order); `count`: the reference also
     has the spec's parameter count."""
     torch = pytest.importorskip("torch")
-    from test_weights import randomise_norms
+    from modellib import randomise_norms
 
     torch.manual_seed(0)
     reference = randomise_norms(reference).eval()

@@ -9,24 +9,17 @@ intended change to the generator, rewrite it with
 from __future__ import annotations
 
 import ast
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 import incdsl
 from incdsl.torch.source import generate_source
+from modellib import import_file
 
 DATA = Path(__file__).resolve().parent / "data"
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 SPEC_FILES = sorted(p.relative_to(SPECS).as_posix() for p in [*SPECS.glob("*.inc"), *SPECS.glob("variants/*.inc")])
-
-
-def import_file(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def imports(text: str) -> set[str]:

@@ -20,7 +20,7 @@ import pytest
 torch = pytest.importorskip("torch")
 import incdsl  # noqa: E402
 from incdsl.torch.source import generate_source  # noqa: E402
-from test_optimize import SHIPPED, randomise_batch_norm, small  # noqa: E402
+from modellib import SHIPPED, randomise_batch_norm, small  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = str(ROOT / "tests" / "data" / "torch_tiny.inc")

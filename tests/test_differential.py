@@ -34,7 +34,7 @@ from incdsl.report.conventions import count_convention, per_node  # noqa: E402
 
 from speclib import quiet  # noqa: E402
 from specgen import HypothesisPick, network  # noqa: E402
-from test_weights import randomise_norms  # noqa: E402
+from modellib import randomise_norms  # noqa: E402
 
 FAST = settings(deadline=None, max_examples=6, suppress_health_check=list(HealthCheck))
 FEW = settings(deadline=None, max_examples=3, suppress_health_check=list(HealthCheck))

@@ -294,7 +294,7 @@ def test_fractalnet_with_four_columns_equals_the_hand_written_reference():
     """`--set columns=4` (40 layers deep) against the reference of test_zoo_cifar_b built level by
     level for four columns (eval mode; weights paired by data flow)."""
     torch = pytest.importorskip("torch")
-    from test_zoo_cifar_b import fractalnet_reference
+    from modellib import fractalnet_reference
 
     network = incdsl.load(FRACTALNET, params=dict(columns=4, base=4))
     torch.manual_seed(0)

@@ -35,8 +35,8 @@ def binomial_bounds(n: int, p: float, sigmas: float = 4.0) -> tuple[float, float
 def pair(columns: int, **params):
     """Our network and the hand-written reference with the same weights, both in training mode."""
     torch = pytest.importorskip("torch")
-    from test_weights import randomise_norms
-    from test_zoo_cifar_b import fractalnet_reference
+    from modellib import randomise_norms
+    from modellib import fractalnet_reference
 
     torch.manual_seed(0)
     reference = randomise_norms(fractalnet_reference((4, 8), columns=columns))

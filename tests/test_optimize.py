@@ -6,7 +6,6 @@ Training-mode checks run in float64: in float32, batch norm over a batch of two 
 rounding differences (a wider GEMM sums in another order) through a deep network; in float64
 the levels agree to 1e-10, which only an exact rewrite can do.
 """
-import glob
 import os
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import pytest
 torch = pytest.importorskip("torch")
 import incdsl  # noqa: E402
 from incdsl.torch.source import generate_source  # noqa: E402
+from modellib import (SHIPPED, assert_eval_equal, assert_train_equal, pair, randomise_batch_norm,  # noqa: E402
+                      small, unfused_grads)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -27,89 +28,6 @@ LEVELS = ("train", "infer")
 @pytest.fixture(scope="module")
 def fusion_net():
     return incdsl.load(FUSION)
-
-
-def randomise_batch_norm(model, seed=0):
-    """Running statistics and affine parameters away from their defaults, so folding them matters."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-            elif isinstance(m, torch.nn.Conv2d) and m.bias is not None:
-                m.bias.copy_(torch.randn(m.out_channels, generator=gen) * 0.1)
-
-
-def pair(net, level, dtype=torch.float32):
-    """The unoptimised model and one at `level`, with the same (non-default) weights."""
-    plain = incdsl.to_torch(net, seed=0)
-    randomise_batch_norm(plain)
-    fast = incdsl.to_torch(net, seed=0, optimize=level)
-    fast.load_state_dict(plain.state_dict())
-    return plain.to(dtype), fast.to(dtype)
-
-
-def logits(out):
-    return out if isinstance(out, torch.Tensor) else out[0]
-
-
-def all_outputs(out):
-    return [out] if isinstance(out, torch.Tensor) else [out[0], *out[1]]
-
-
-def assert_eval_equal(plain, fast, x, tol=1e-5):
-    plain.eval(), fast.eval()
-    with torch.no_grad():
-        a, b = plain(x), fast(x)
-    scale = a.abs().max().item()
-    assert (a - b).abs().max().item() <= tol * max(scale, 1.0)
-
-
-def assert_train_equal(plain, fast, x):
-    """Outputs (aux heads too), parameter gradients and updated running statistics agree."""
-    plain.train(), fast.train()
-    torch.manual_seed(1)
-    out_a = all_outputs(plain(x))
-    torch.manual_seed(1)
-    out_b = all_outputs(fast(x))
-    for a, b in zip(out_a, out_b, strict=True):
-        assert_near(b, a, "output")
-    sum(o.square().sum() for o in out_a).backward()
-    sum(o.square().sum() for o in out_b).backward()
-    grads_a = {k: p.grad for k, p in plain.named_parameters()}
-    grads_b = unfused_grads(fast)
-    assert grads_a.keys() == grads_b.keys()
-    for k in grads_a:
-        assert_near(grads_b[k], grads_a[k], k)
-    sa, sb = plain.state_dict(), fast.state_dict()
-    assert list(sa) == list(sb)
-    for k in sa:
-        assert_near(sb[k], sa[k], k)
-
-
-def assert_near(got, expect, what, tolerance=1e-9, floor=1e-12):
-    """Equal up to float64 rounding, measured against the tensor's own scale (elementwise
-    tolerances fail on entries that cancel to nearly zero), with an absolute floor for tensors
-    that are zero but for rounding (the gradient of a conv bias that batch norm follows)."""
-    got, expect = got.double(), expect.double()
-    assert (got - expect).abs().max().item() <= tolerance * expect.abs().max().item() + floor, what
-
-
-def unfused_grads(model) -> dict:
-    """Parameter gradients under the spec's keys (a fused parameter's split by member)."""
-    grads = {k: p.grad for k, p in model.named_parameters()}
-    for fused, members, leaves in getattr(model, "fusion_plan", ()):
-        splits = model.get_submodule(fused).splits
-        for leaf in leaves:
-            key = f"{fused}.{leaf}"
-            if key in grads:
-                g = grads.pop(key)
-                for i, m in enumerate(members):
-                    grads[f"{m}.{leaf}"] = None if g is None else g.split(splits)[i]
-    return grads
 
 
 # --- the plan ----------------------------------------------------------------------------
@@ -296,28 +214,6 @@ def test_compile_refuses_an_unknown_level():
 
 
 # --- every shipped spec (slow) ---------------------------------------------------------------
-
-SHIPPED = sorted(glob.glob(str(ROOT / "specs" / "*.inc")) + glob.glob(str(ROOT / "specs" / "variants" / "*.inc"))
-                 + glob.glob(str(ROOT / "specs" / "zoo" / "*.inc")) + glob.glob(str(ROOT / "specs" / "zoo" / "cifar" / "*.inc")))
-
-
-# the deepest CIFAR specs, shallower: the same units, a fraction of the tracing time
-# (WResNet-d's 1192 layers took 78 s to trace alone)
-SHALLOWER = {"wresnet_d.inc": dict(depth=56), "densenet100_k24.inc": dict(depth=40),
-             "pyramidsepdrop182_a150.inc": dict(depth=56)}
-
-
-def small(path):
-    """The spec at 64x64 where its layers allow it (ResNets, DenseNet, VGG), else as written;
-    CIFAR specs at their 32x32, the deepest with fewer units."""
-    params = SHALLOWER.get(os.path.basename(path), {}) if os.sep + "cifar" + os.sep in path else {}
-    net = incdsl.load(path, params=params)
-    if net.input_shape[1] <= 32:
-        return net
-    try:
-        return incdsl.load(path, params=params, input=(net.input_shape[0], 64, 64))
-    except incdsl.IncdslError:
-        return net
 
 
 # Folding is exact arithmetic (checked in float64 below); in float32 the folded and unfolded

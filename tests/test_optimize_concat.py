@@ -15,7 +15,7 @@ from incdsl.torch.plan import find_owners, head_chain  # noqa: E402
 from incdsl.torch.rewrite import deferred_nodes  # noqa: E402
 from incdsl.torch.source import generate_source  # noqa: E402
 
-from test_optimize import assert_eval_equal, assert_train_equal, pair  # noqa: E402
+from modellib import assert_eval_equal, assert_train_equal, pair  # noqa: E402
 
 SPEC = str(Path(__file__).resolve().parent / "data" / "torch_concat.inc")
 

@@ -167,3 +167,18 @@ def test_mini_spaces_ranges_are_labelled_since_its_largest_point_is_not_checked(
     space = load_space(MINI_SPACE)
     largest = space.cost(tuple(len(c.options) - 1 for c in space.choices))  # mini_inception itself
     assert largest.params > printed["parameters"][1]  # why the label matters
+
+
+def test_trials_sort_by_number_past_four_digits():
+    from types import SimpleNamespace
+
+    from incdsl.search.results import format_table, trial_order
+    names = ["trial_10000", "trial_9999", "trial_0002", "trial_10001", "trial_0010"]
+    assert sorted(names, key=trial_order) == ["trial_0002", "trial_0010", "trial_9999", "trial_10000", "trial_10001"]
+    rows = [{"trial": n, "status": "done", "accuracy": 0.5, "params": 1, "macs": 1, "train_seconds": 1.0,
+             "pareto": False} for n in names]
+    listed = [line.split()[0] for line in format_table(rows, "macs").splitlines()[1:]]
+    assert listed == sorted(names, key=trial_order)  # equal accuracy: in trial order
+    tune = pytest.importorskip("incdsl.search.tune", exc_type=ImportError)  # needs Ray
+    grid = [SimpleNamespace(config={"trial": n, "key": n}, metrics={}, error=None) for n in names]
+    assert [r["trial"] for r in tune.trial_records(grid)] == sorted(names, key=trial_order)

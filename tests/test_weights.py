@@ -15,22 +15,10 @@ torch = pytest.importorskip("torch")
 
 import incdsl  # noqa: E402
 from incdsl.torch.weights import WeightsError, load_weights, units  # noqa: E402
+from modellib import randomise_norms  # noqa: E402
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 DATA = Path(__file__).resolve().parent / "data"
-
-
-def randomise_norms(model, seed: int = 1):
-    """Batch-norm statistics and affine values away from 0/1, so a mix-up cannot go unseen."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-                m.weight.copy_(1 + torch.randn(m.weight.shape, generator=gen) * 0.1)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-    return model
 
 
 def timm_model(name, **kwargs):

@@ -54,7 +54,7 @@ def spec_net(text, tmp_path, name="net.inc", seed=1):
 
 
 def randomised(model):
-    from test_weights import randomise_norms
+    from modellib import randomise_norms
     return randomise_norms(model).eval()
 
 

@@ -83,7 +83,7 @@ def test_torchvision_module_has_the_same_costs_and_outputs(name):
     torch = pytest.importorskip("torch")
     models = pytest.importorskip("torchvision.models")
     from torch.utils.flop_counter import FlopCounterMode
-    from test_weights import randomise_norms
+    from modellib import randomise_norms
 
     torch.manual_seed(0)
     reference = randomise_norms(getattr(models, name)()).eval()
@@ -116,7 +116,7 @@ def test_timm_module_has_the_same_costs_and_outputs(name):
     torch = pytest.importorskip("torch")
     timm = pytest.importorskip("timm")
     from torch.utils.flop_counter import FlopCounterMode
-    from test_weights import randomise_norms
+    from modellib import randomise_norms
 
     spec, params, macs, size = TIMM[name]
     torch.manual_seed(0)

@@ -68,7 +68,7 @@ def test_outputs_equal_torchvision_at_256(name):
 def test_googlenet_aux_heads_equal_torchvision_at_256():
     torch = pytest.importorskip("torch")
     models = pytest.importorskip("torchvision.models")
-    from test_weights import randomise_norms
+    from modellib import randomise_norms
     net = incdsl.load(str(ROOT / "specs/variants/googlenet_torchvision.inc"), input=(3, SIZE, SIZE))
     torch.manual_seed(0)
     reference = randomise_norms(models.googlenet(aux_logits=True, init_weights=True)).eval()

@@ -19,6 +19,7 @@ import pytest
 import incdsl
 from incdsl.render.graphviz import DrawOptions, build_dot
 from incdsl.report.against import compare, read_table
+from modellib import fractalnet_reference
 from speclib import same_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -273,48 +274,6 @@ def test_pyramidnet_widths_are_the_references(depth, alpha):
     assert ours == [16] + [w for w in pyramid_widths(depth, alpha) for _ in range(2)]
 
 
-def fractalnet_reference(channels=(64, 128, 256, 512, 512), columns: int = 3, classes: int = 10):
-    """FractalNet for CIFAR (Larsson et al. 2016, section 2 and 4.1) in eval mode, built level by
-    level as the expansion rule unrolls: column j (0 = deepest) has a conv at every level that is
-    a multiple of 2^j; the convs ending at one level are joined by their mean, and every column
-    that took part continues from that mean. Conv -> BN -> ReLU; a 2x2 max pool after each block.
-    Setting `column = j` on the returned model runs column j alone in every block (global
-    drop-path's subnetwork: its convs, in order, and no join)."""
-    import torch
-    import torch.nn as nn
-
-    def conv(cin, cout):
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout):
-            super().__init__()
-            self.levels = nn.ModuleList()
-            for level in range(1, 2 ** (columns - 1) + 1):
-                ends = [j for j in range(columns) if level % 2 ** j == 0]
-                self.levels.append(nn.ModuleList(conv(cin if level == 2 ** j else cout, cout) for j in ends))
-
-        def forward(self, x):
-            if network.column is not None:
-                for level in self.levels:
-                    if len(level) > network.column:
-                        x = level[network.column](x)
-                return x
-            inputs = [x] * columns
-            for level in self.levels:
-                joined = torch.stack([c(inputs[j]) for j, c in enumerate(level)]).mean(0)
-                inputs[:len(level)] = [joined] * len(level)
-            return inputs[0]
-
-    layers, cin = [], 3
-    for cout in channels:
-        layers += [Block(cin, cout), nn.MaxPool2d(2)]
-        cin = cout
-    network = nn.Sequential(*layers, nn.Flatten(), nn.Linear(cin, classes))
-    network.column = None
-    return network
-
-
 # --- the training-time behaviour each spec asks for, read off the IR ---------------------
 
 def nodes_of(net, op: str) -> list[dict]:
@@ -502,7 +461,7 @@ def test_the_compiled_file_computes_what_to_torch_computes(spec, params, tmp_pat
     joins and split stochastic depth included (eval mode)."""
     torch = pytest.importorskip("torch")
     from incdsl.torch.source import generate_source
-    from test_compile import import_file
+    from modellib import import_file
 
     net = load(spec, params)
     text, cls, _ = generate_source(net)

@@ -102,7 +102,7 @@ def test_torchvision_counts_the_same(name):
 def same_weights(name: str):
     """(ours, torchvision's) with the same weights and randomised batch-norm statistics."""
     torch = pytest.importorskip("torch")
-    from test_weights import randomise_norms
+    from modellib import randomise_norms
 
     torch.manual_seed(0)
     ref = randomise_norms(reference(name))

@@ -111,7 +111,7 @@ def test_regnet_widths_and_depths_are_the_quantised_rule(name):
 def same_weights(name: str):
     """(ours, torchvision's) with the same weights and randomised batch-norm statistics."""
     torch = pytest.importorskip("torch")
-    from test_weights import randomise_norms
+    from modellib import randomise_norms
 
     torch.manual_seed(0)
     ref = randomise_norms(reference(name))
@@ -162,7 +162,7 @@ def test_shufflenet_units_split_and_shuffle_as_torchvision():
     loaded in order, against ours written as a block of the spec's library."""
     torch = pytest.importorskip("torch")
     from torchvision.models.shufflenetv2 import InvertedResidual
-    from test_weights import randomise_norms
+    from modellib import randomise_norms
 
     spec = ('include "lib/shufflenet.inc"\nnetwork t:\n    input 8x9x9\n    with conv(bn = 1e-5, act = relu):\n'
             "        shuffle_down(16)\n        shuffle_unit\n")
