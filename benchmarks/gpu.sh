@@ -49,7 +49,7 @@ WARMUP=${GPU_SH_WARMUP:-3}
 REQUIREMENTS=(
     lark==1.3.1 networkx==3.6.1 graphviz==0.21
     pytest==9.0.3 pluggy==1.6.0 iniconfig==2.3.0 packaging==26.2 pygments==2.20.0
-    hypothesis==6.155.2 sortedcontainers==2.4.0
+    hypothesis==6.155.2 sortedcontainers==2.4.0 pytest-xdist==3.8.0 execnet==2.1.2
 )
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -204,9 +204,10 @@ fi
 part install 20 bash -c install_wheels
 (( dry )) || note "$(ls "$WHEELS"/*.whl 2>/dev/null | wc -l) wheels"
 
-# 2. the CUDA tests: every test marked `cuda`, the slow ones included (-m replaces addopts' -m)
+# 2. the CUDA tests: every test marked `cuda`, the slow ones included, in one process on the
+#    one GPU (-o addopts= drops the default run's `-m 'not slow'` and pytest-xdist's `-n auto`)
 mapfile -t cuda_files < <(grep -l "mark\.cuda" tests/test_*.py)
-skipped tests || part "cuda tests" 100 env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "$PY" -m pytest -q -m cuda -p no:cacheprovider \
+skipped tests || part "cuda tests" 100 env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "$PY" -m pytest -q -o addopts= -m cuda -p no:cacheprovider \
     "${cuda_files[@]}"
 skipped tests || (( dry )) || note "$(grep -aE '(passed|failed|skipped|errors?|deselected|no tests ran).* in [0-9.]+s' "$PART_LOG" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')"
 

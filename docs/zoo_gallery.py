@@ -214,7 +214,8 @@ def render_markdown() -> str:
              "Written by `python3 docs/zoo_gallery.py`; do not edit by hand.", "",
              "## ImageNet", "",
              "The ImageNet models of [`specs/zoo/`](../specs/zoo/), each equal to the library model it names "
-             "(parameters, multiply-adds and, with `incdsl.load_weights`, logits: `tests/test_zoo.py`). "
+             "(parameters, multiply-adds and, with `incdsl.load_weights`, logits: `tests/test_zoo.py`, "
+             "`tests/test_zoo_mobile.py`, `tests/test_zoo_shuffle_regnet.py`). "
              "Counts are incdsl's cost pass at the spec's input size; multiply-adds are those of convolutions "
              "and linear layers (the papers' and timm's). The papers' own numbers, and why some differ, are in "
              "[`specs/tables/zoo.csv`](../specs/tables/zoo.csv) (`incdsl cost SPEC --against "

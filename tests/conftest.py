@@ -11,6 +11,26 @@ import pytest
 import incdsl
 
 REPO = Path(__file__).resolve().parent.parent
+MAX_WORKERS = 4  # each worker imports torch and collects every file: more cost memory, not time
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: pytest without it runs the tests in one process
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per core, at most MAX_WORKERS."""
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+def _share_the_cores():
+    """Under pytest-xdist, each worker's torch takes its share of the cores (two workers with two
+    threads each on two cores spend their time descheduled). Set before torch is imported."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+_share_the_cores()
 
 
 @pytest.fixture(autouse=True)

@@ -9,12 +9,18 @@ import csv
 import io
 import json
 import os
+import re
 
 from ..report.tables import counted
 from .pareto import pareto_front, plot_front
 
 COLUMNS = ("trial", "status", "accuracy", "best_accuracy", "epochs", "params", "macs", "train_seconds",
            "pareto", "spec", "key", "error")
+
+
+def trial_order(name: str) -> tuple:
+    """A sort key that orders trial names by their numbers: trial_9999 before trial_10000."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
 def trial_row(record: dict, budget_epochs: int) -> dict:
@@ -104,7 +110,7 @@ def _cell(value) -> str:
 
 def format_table(rows: list[dict], cost: str) -> str:
     """The rows as an aligned text table, best accuracy first."""
-    ordered = sorted(rows, key=lambda r: (r["accuracy"] is None, -(r["accuracy"] or 0.0), r["trial"]))
+    ordered = sorted(rows, key=lambda r: (r["accuracy"] is None, -(r["accuracy"] or 0.0), trial_order(r["trial"])))
     lines = [f"{'trial':<11} {'status':<13} {'top-1':>7} {'params':>10} {'MACs':>13} {'time':>7}  pareto"]
     for r in ordered:
         acc = f"{100 * r['accuracy']:.2f}%" if r["accuracy"] is not None else "-"

@@ -26,6 +26,7 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from ..diagnostics import IncdslError
+from .results import trial_order
 
 METRIC = "val_top1"
 FAILED = "incdsl_error"  # the result of a trial stopped by an incdsl error: the rendered message
@@ -271,7 +272,7 @@ def trial_records(grid) -> list[dict]:
         error = error_text(result.error) if result.error is not None else metrics.get(FAILED)
         records.append({"trial": result.config["trial"], "config": result.config, "metrics": result.metrics,
                         "error": error})
-    return sorted(records, key=lambda r: r["trial"])
+    return sorted(records, key=lambda r: trial_order(r["trial"]))
 
 
 def error_text(error: BaseException) -> str:
