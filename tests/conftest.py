@@ -7,10 +7,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import incdsl
 
 REPO = Path(__file__).resolve().parent.parent
+# Speed is measured in benchmarks/, never in unit tests: no Hypothesis deadline or slowness
+# check, which fail on a loaded machine (several workers, a shared CI host), not on a bug.
+settings.register_profile("incdsl", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("incdsl")
+
 MAX_WORKERS = 4  # each worker imports torch and collects every file: more cost memory, not time
 
 
