@@ -94,6 +94,11 @@ def node_parts(graph, name: str, cost) -> list[Part]:
         return [Part("learned_scale", name, n_in, n_out, channels=1)]
     if op == "bn":
         return [Part("batchnorm", name, n_in, n_out, channels=in_shapes[0][0])]
+    if op == "layer_norm":  # LayerNorm2d (an nn.LayerNorm subclass) on CxHxW, nn.LayerNorm on a flat input
+        kind = "layernorm2d" if len(in_shapes[0]) == 3 else "layernorm"
+        return [Part(kind, name, n_in, n_out, channels=in_shapes[0][0])]
+    if op == "layer_scale":
+        return [Part("layer_scale", name, n_in, n_out, channels=in_shapes[0][0])]
     if op == "act":
         return _act_part(a["fn"], name, n_out)
     if op == "linear":
@@ -138,21 +143,25 @@ CONVENTIONS = {c.name: c for c in (
         {"conv2d": lambda p: p.macs, "linear": lambda p: p.macs, "linear_act": lambda p: p.macs}),
     Convention(
         "fvcore", "fvcore.nn.FlopCountAnalysis(model, x).total()", "flops (= MACs)",
-        "conv and linear MACs without bias, plus 2 per element of each batch norm (eval) and 1 per input element "
+        "conv and linear MACs without bias, plus 2 per element of each batch norm (eval), 5 of each layer norm, 1 per input element "
         "of adaptive average pooling, 1 per output element of a nearest and 4 of a bilinear upsample; plain pooling, "
         "activations and sums are free",
         {"conv2d": lambda p: p.macs, "linear": lambda p: p.macs, "linear_act": lambda p: p.macs,
          "batchnorm": lambda p: 2 * p.in_elems, "adaptive_avgpool": lambda p: p.in_elems,
+         # fvcore/nn/flop_count.py: aten::layer_norm is norm_flop_counter(2), 5 per element with the affine part
+         "layernorm": lambda p: 5 * p.in_elems, "layernorm2d": lambda p: 5 * p.in_elems,
          # fvcore/nn/flop_count.py: aten::upsample_nearest2d 1, aten::upsample_bilinear2d 4 per output element
          "upsample_nearest": lambda p: p.out_elems, "upsample_bilinear": lambda p: 4 * p.out_elems}),
     Convention(
         "ptflops", "ptflops.get_model_complexity_info(..., backend='pytorch')", "MACs",
         "conv and linear MACs with bias, BN 2 per element, pooling and ReLU/ELU/GELU/PReLU modules 2 per element (the "
         "module hook and the patched functional both count), LeakyReLU/ReLU6 1, SiLU, softmax, torch.add 1, upsample "
-        "2 per output element (module hook and F.interpolate); "
-        "LinearAct and LRN partly",
+        "2 per output element (module hook and F.interpolate), nn.LayerNorm 1 per element; "
+        "LinearAct and LRN partly; LayerNorm2d not",
         {"conv2d": lambda p: p.macs + p.bias, "linear": lambda p: p.macs + p.bias,
          "batchnorm": lambda p: 2 * p.in_elems,
+         # nn.LayerNorm: ptflops' bn hook, 1 per element (it has no `affine`); LayerNorm2d, a subclass, no hook
+         "layernorm": lambda p: p.in_elems,
          "maxpool": _twice, "avgpool": _twice, "adaptive_avgpool": _twice,
          "adaptive_maxpool": lambda p: p.in_elems,  # `AdaptiveMaxPool`, a subclass: only the functional call counts
          "padded_maxpool": lambda p: p.in_elems, "padded_avgpool": lambda p: p.in_elems,
@@ -169,11 +178,12 @@ CONVENTIONS = {c.name: c for c in (
          "linear_act": lambda p: p.macs + p.bias}),
     Convention(
         "thop", "thop.profile(model, (x,))[0]", "MACs",
-        "conv and nn.Linear MACs without bias, BN 4 per element (2, doubled for the affine part), AvgPool2d 1 per output, adaptive pool "
+        "conv and nn.Linear MACs without bias, BN and nn.LayerNorm 4 per element (2, doubled for the affine part), AvgPool2d 1 per output, adaptive pool "
         "(window + 1) per output, softmax 3n - 1 per row, PReLU 1 per element, upsample 1 (nearest) or 11 (bilinear) per "
-        "output; modules of other types (LinearAct, PaddedPool, LRN) "
+        "output; modules of other types (LinearAct, PaddedPool, LRN, LayerNorm2d, LayerScale) "
         "count 0",
         {"conv2d": lambda p: p.macs, "linear": lambda p: p.macs, "batchnorm": lambda p: 4 * p.in_elems,
+         "layernorm": lambda p: 4 * p.in_elems,  # thop's count_normalization, as batch norm; not LayerNorm2d
          "avgpool": lambda p: p.out_elems, "adaptive_avgpool": lambda p: int((p.window + 1) * p.out_elems),
          "softmax": lambda p: 3 * p.in_elems - p.rows, "prelu": lambda p: p.out_elems,
          # thop/vision/calc_func.py calculate_upsample: the output's elements, times 11 for bilinear
@@ -181,9 +191,10 @@ CONVENTIONS = {c.name: c for c in (
     Convention(
         "torchinfo", "torchinfo.summary(model, input_size).total_mult_adds", "mult-adds",
         "each leaf module's weight and bias count times its output positions: conv MACs plus bias, linear MACs plus "
-        "bias, 2 per BN channel (not per element), PReLU and learned scalars their parameters; LinearAct (a module with a child) counts 0",
+        "bias, 2 per BN or layer-norm channel (not per element), PReLU and learned scalars their parameters; LinearAct (a module with a child) and layer scale (not named `weight`) count 0",
         {"conv2d": lambda p: p.macs + p.bias, "linear": lambda p: p.macs + p.bias,
-         "batchnorm": lambda p: 2 * p.channels, "prelu": lambda p: p.channels, "learned_scale": lambda p: p.channels}),
+         "batchnorm": lambda p: 2 * p.channels, "layernorm": lambda p: 2 * p.channels,
+         "layernorm2d": lambda p: 2 * p.channels, "prelu": lambda p: p.channels, "learned_scale": lambda p: p.channels}),
     Convention(
         "flop_counter", "torch.utils.flop_counter.FlopCounterMode().get_total_flops()", "FLOPs",
         "2 per conv and matmul MAC, no bias, nothing else",

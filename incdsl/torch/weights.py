@@ -7,6 +7,7 @@ into *units*, one per module that holds tensors directly:
     conv    a 4-d `weight` (and a `bias`)
     linear  a 2-d `weight` (and a `bias`)
     bn      `weight`, `bias`, `running_mean`, `running_var` (, `num_batches_tracked`)
+    scale   `layer_scale` alone (ConvNeXt's per-channel multiplier, torchvision's name)
 
 Given a state dict, the units are paired in order: ours in graph (forward) order, the
 reference's in registration order, which for most timm and torchvision models is forward order.
@@ -73,9 +74,24 @@ def units(state_dict) -> list[Unit]:
             kind = "linear"
         elif "weight" in tensors and tensors["weight"].dim() == 1:
             kind = "bn"  # affine norm without running statistics
+        elif set(tensors) == {"layer_scale"}:
+            kind = "scale"
         else:
             continue  # e.g. buffers of parameter-free layers
         out.append(Unit(prefix, kind, tensors))
+    return _scales_after_their_children(out)
+
+
+def _scales_after_their_children(found: list[Unit]) -> list[Unit]:
+    """A module's own tensors come before its children's in a state dict, though torchvision's
+    `CNBlock` applies its `layer_scale` after its children (the branch): such a scale moves to
+    after the last unit under its prefix, where forward order has it; a leaf scale (ours) stays."""
+    out = list(found)
+    for unit in [u for u in found if u.kind == "scale" and u.prefix]:
+        under = [i for i, u in enumerate(out) if u.prefix.startswith(unit.prefix + ".")]
+        if under:
+            out.insert(under[-1] + 1, unit)
+            out.remove(unit)  # the first occurrence: the original place, before its children
     return out
 
 
