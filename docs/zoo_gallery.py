@@ -32,6 +32,8 @@ RESNET = "He et al. 2015, arXiv 1512.03385"
 VGG_PAPER = "Simonyan & Zisserman 2014, arXiv 1409.1556"
 SHUFFLENET_WIDTHS = {"x0_5": dict(c2=48, c3=96, c4=192), "x1_0": {}, "x1_5": dict(c2=176, c3=352, c4=704),
                      "x2_0": dict(c2=244, c3=488, c4=976, c5=2048)}
+CONVNEXT_SIZES = {"tiny": {}, "small": dict(n3=27, drop_path=0.4),
+                  "base": dict(n3=27, c1=128, c2=256, c3=512, c4=1024, drop_path=0.5)}
 VGG_DEPTHS = {"vgg11": {}, "vgg13": dict(n1=2, n2=2), "vgg16": dict(n1=2, n2=2, n3=3, n4=3, n5=3),
               "vgg19": dict(n1=2, n2=2, n3=4, n4=4, n5=4)}
 
@@ -92,6 +94,8 @@ MODELS = [
       for w, sets in SHUFFLENET_WIDTHS.items()],
     Model("regnet_x_400mf", TV, "Radosavovic et al. 2020, arXiv 2003.13678", "regnet_x_400mf.inc"),
     Model("regnet_y_400mf", TV, "Radosavovic et al. 2020, arXiv 2003.13678", "regnet_y_400mf.inc"),
+    *[Model(f"convnext_{size}", TV, "Liu et al. 2022, arXiv 2201.03545", "convnext.inc", sets)
+      for size, sets in CONVNEXT_SIZES.items()],
 ]
 
 DIAGRAMS = [
@@ -116,6 +120,9 @@ DIAGRAMS = [
            "concatenation, channel shuffle"),
     Figure("regnet_y_400mf.inc", "regnet_block",
            "RegNetY: the X block's 1x1, 3x3 group conv and 1x1 with squeeze-and-excitation, projection shortcut"),
+    # the second call: the first block drops nothing (rate 0)
+    Figure("convnext.inc", "convnext_block",
+           "ConvNeXt: a 7x7 depthwise conv, layer norm, 1x1 expansion with GELU, 1x1 back, layer scale, drop path", 2),
 ]
 
 
