@@ -173,7 +173,7 @@ def same_shape_layer(ctx: Ctx, shape):
     """A layer that keeps C x H x W."""
     p = ctx.pick
     kind = p.choice(["bn", "act", "relu", "prelu", "dropout", "identity", "lrn", "learned_scale",
-                     "stochastic_depth", "drop_path", "conv1", "pool"])
+                     "stochastic_depth", "drop_path", "conv1", "pool", "layer_norm", "layer_scale"])
     if kind == "act":
         return f"act {p.choice(ACTS)}", shape
     if kind == "prelu":
@@ -184,6 +184,10 @@ def same_shape_layer(ctx: Ctx, shape):
         return f"lrn {p.choice([1, 2, 3, 5])}", shape
     if kind == "learned_scale":
         return f"learned_scale {p.choice(['0.5', '1', '(-2)'])}", shape
+    if kind == "layer_norm":
+        return f"layer_norm {p.choice(['1e-6', '0.001'])}", shape
+    if kind == "layer_scale":
+        return f"layer_scale {p.choice(['0.5', '(-1.5)'])}", shape
     if kind == "stochastic_depth":
         return f"stochastic_depth {p.choice(['0.8', '1', '0.5'])}", shape
     if kind == "drop_path":
@@ -558,7 +562,8 @@ def head(ctx: Ctx, shape):
     lines = []
     if p.bool(0.3):  # layers and joins on a flat vector
         parts.append(p.choice(["prelu", "prelu shared = yes", "learned_scale 0.5", "stochastic_depth 0.8",
-                               "swapout 0.5", "drop_path 0.1", "linear 6 -> pad_channels 9", "act gelu"]))
+                               "swapout 0.5", "drop_path 0.1", "linear 6 -> pad_channels 9", "act gelu",
+                               "layer_norm", "layer_scale 2"]))
     if p.bool(0.2):
         u = p.int(2, 6)
         join = p.choice(["concat", "add", "mean", "max", "multiply"])

@@ -370,6 +370,11 @@ def ref_node(op: str, a: dict, xs: list, p):
         return x * a["keep"]
     if op == "learned_scale":
         return x * p("weight")
+    if op == "layer_scale":
+        return x * p("layer_scale")
+    if op == "layer_norm":  # over the channels at each position: move them last, as torchvision's LayerNorm2d
+        moved = x.movedim(1, -1)
+        return F.layer_norm(moved, moved.shape[-1:], p("weight"), p("bias"), a["eps"]).movedim(-1, 1)
     if op == "gap":
         return x.mean((2, 3), keepdim=True)
     if op == "adaptive_avgpool":

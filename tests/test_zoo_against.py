@@ -18,6 +18,7 @@ from incdsl.cli import main
 from test_zoo import MODELS, TIMM
 from test_zoo_mobile import DEFAULT as MOBILE_DEFAULT, MODELS as MOBILE
 from test_zoo_shuffle_regnet import DEFAULT as SHUFFLE_REGNET_DEFAULT, MODELS as SHUFFLE_REGNET
+from test_zoo_convnext import MODELS as CONVNEXT
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "specs" / "tables" / "zoo.csv"
@@ -35,7 +36,8 @@ def configurations():
             + [(name, spec, {}) for name, (spec, *_) in TIMM.items()]
             + [(name, spec, params) for name, (spec, params, *_) in MOBILE.items() if name in MOBILE_DEFAULT]
             + [(name, spec, params) for name, (spec, params, *_) in SHUFFLE_REGNET.items()
-               if name in SHUFFLE_REGNET_DEFAULT])
+               if name in SHUFFLE_REGNET_DEFAULT]
+            + [(name, spec, params) for name, (spec, params, *_) in CONVNEXT.items()])
 
 
 @pytest.fixture(scope="module")
