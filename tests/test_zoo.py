@@ -72,9 +72,11 @@ def test_totals_are_exact(name):
 def test_every_zoo_spec_is_covered():
     from test_zoo_mobile import MODELS as MOBILE  # MobileNets and EfficientNets: their own file
     from test_zoo_shuffle_regnet import MODELS as SHUFFLE_REGNET  # ShuffleNet V2, RegNet: theirs
+    from test_zoo_convnext import MODELS as CONVNEXT  # ConvNeXt: its own
 
     used = {spec for spec, *_ in MODELS.values()} | {spec for spec, *_ in TIMM.values()} | {
-        spec for spec, *_ in MOBILE.values()} | {spec for spec, *_ in SHUFFLE_REGNET.values()}
+        spec for spec, *_ in MOBILE.values()} | {spec for spec, *_ in SHUFFLE_REGNET.values()} | {
+        spec for spec, *_ in CONVNEXT.values()}
     assert used == {p.name for p in ZOO.glob("*.inc")}
 
 
