@@ -355,3 +355,17 @@ def test_differential_oracles_agree_on_the_new_kinds():
     for level in ("train", "infer"):
         td.check_levels_eval(net, level)
         td.check_state_dicts(net, level)
+
+
+def test_weight_decay_leaves_layer_scales_and_layer_norms_alone():
+    """Layer scales are [C, 1, 1] (torchvision's shape) but scales, not conv weights: the
+    optimiser puts them with the biases and norm parameters, out of weight decay."""
+    pytest.importorskip("torch")
+    from incdsl.train.optim import build_optimizer
+    from incdsl.train.recipes import Recipe
+
+    model = incdsl.to_torch(incdsl.load(one_layer("conv 1x1 4 -> layer_norm -> layer_scale 0.5")))
+    optimizer = build_optimizer(model, Recipe(weight_decay=0.05))
+    decayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert {n for n, p in named.items() if id(p) in decayed} == {n for n in named if n.endswith("conv.weight")}

@@ -77,13 +77,14 @@ def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optim
     """The recipe's optimiser over `model`'s parameters.
 
     Weight decay applies to conv and linear weights only: biases, batch-norm scales, PReLU
-    slopes and learned scales (the one-dimensional parameters) are left alone, as TF-slim's
-    regulariser did and the PReLU paper asks.
+    slopes and learned scales (the one-dimensional parameters, and layer scales, which are
+    [C, 1, 1] as torchvision names and shapes them) are left alone, as TF-slim's regulariser did
+    and the PReLU paper asks.
     """
     decay, plain = [], []
-    for p in model.parameters():
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim > 1 else plain).append(p)
+            (decay if p.ndim > 1 and not name.endswith("layer_scale") else plain).append(p)
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": plain, "weight_decay": 0.0}]
     return OPTIMIZER_FACTORIES[recipe.optimizer]([g for g in groups if g["params"]], recipe)
 
