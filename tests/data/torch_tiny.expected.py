@@ -545,6 +545,30 @@ class LearnedScale(nn.Module):
         return x * self.weight
 
 
+class LayerScale(nn.Module):
+    """The input times a learned value per channel, `layer_scale`, each starting at `init`
+    (ConvNeXt's, CaiT's). Named and shaped [C, 1, 1] as torchvision's `CNBlock.layer_scale`,
+    so its state dict loads as it is; [C] on a flat input."""
+
+    def __init__(self, channels, init=1e-6, flat=False):
+        super().__init__()
+        shape = (int(channels),) if flat else (int(channels), 1, 1)
+        self.layer_scale = nn.Parameter(torch.full(shape, float(init)))
+
+    def forward(self, x):
+        return x * self.layer_scale
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """Layer norm over the channels at each position of an NCHW tensor: `nn.LayerNorm` on the
+    channels-last view, as torchvision's `LayerNorm2d` (models/convnext.py) computes it."""
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
 class AdaptiveMaxPool(nn.AdaptiveMaxPool2d):
     """`nn.AdaptiveMaxPool2d`, which ONNX lacks: exported as the maximum over each of torch's
     windows (rows ``floor(i * h / oh)`` to ``ceil((i + 1) * h / oh)``, columns alike)."""
