@@ -86,6 +86,9 @@ def overrides(args) -> dict:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise UsageError(f"--set expects NAME=VALUE, got {item!r}")
+        if "=" in value:  # no value holds `=`: several settings in one flag
+            pairs = " ".join(f"--set {part}" for part in re.split(r"[,;\s]+", item) if part)
+            raise UsageError(f"--set takes one NAME=VALUE, got {item!r}: give each its own --set ({pairs})")
         params[key.strip()] = parse_value(value.strip())
         if isinstance(params[key.strip()], float) and not math.isfinite(params[key.strip()]):
             raise UsageError(f"--set {item}: number is not finite")

@@ -105,6 +105,14 @@ def test_bad_set_is_a_usage_error(good, capsys):
     assert code == 2 and out == "" and "--set expects NAME=VALUE" in err
 
 
+@pytest.mark.parametrize("item", ["classes=10,dropout=0.5", "classes=10, dropout=0.5", "classes=10 dropout=0.5"])
+def test_several_settings_in_one_set_are_a_usage_error(good, capsys, item):
+    """They used to reach the spec as one odd value and fail there, at an unrelated `let`."""
+    code, out, err = run(capsys, "check", good, "--set", item)
+    assert code == 2 and out == ""
+    assert "--set takes one NAME=VALUE" in err and "--set classes=10" in err
+
+
 def test_unknown_override_is_a_spec_error(good, capsys):
     code, out, err = run(capsys, "check", good, "--set", "clases=5")
     assert code == 1 and out == ""
