@@ -21,7 +21,7 @@ SHIPPED = sorted(glob.glob(os.path.join(ROOT, "specs", "*.inc")) + glob.glob(os.
 # torchvision's families too: standalone BN and ReLU, a linear with ReLU (AlexNet), grouped convs, softmax-free heads
 ZOO = [os.path.join(ROOT, "specs", "zoo", f"{n}.inc") for n in ("alexnet", "squeezenet1_0", "densenet", "resnet18",
                                                                    "resnext50_32x4d", "shufflenet_v2",
-                                                                   "regnet_y_400mf")]
+                                                                   "regnet_y_400mf", "convnext")]
 
 # What each tool printed for the mix spec and for GoogLeNet (batch 1).
 PINNED = {
