@@ -15,10 +15,8 @@ import pytest
 import incdsl
 from incdsl.report.against import applies, compare, read_table
 from incdsl.cli import main
-from test_zoo import MODELS, TIMM
-from test_zoo_mobile import DEFAULT as MOBILE_DEFAULT, MODELS as MOBILE
-from test_zoo_shuffle_regnet import DEFAULT as SHUFFLE_REGNET_DEFAULT, MODELS as SHUFFLE_REGNET
-from test_zoo_convnext import MODELS as CONVNEXT
+from zoolib import (CLASSIC as MODELS, CONVNEXT, MOBILE, MOBILE_DEFAULT, SHUFFLE_REGNET,
+                    SHUFFLE_REGNET_DEFAULT, TIMM)
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "specs" / "tables" / "zoo.csv"

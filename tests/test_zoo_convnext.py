@@ -20,16 +20,11 @@ from hypothesis import strategies as st
 
 import incdsl
 from incdsl import IncdslError
+from zoolib import CONVNEXT as MODELS, CONVNEXT_DEFAULT as DEFAULT, CONVNEXT_SIZES as SIZES
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = ROOT / "specs" / "zoo"
 
-SIZES = {"convnext_tiny": {}, "convnext_small": dict(n3=27, drop_path=0.4),
-         "convnext_base": dict(n3=27, c1=128, c2=256, c3=512, c4=1024, drop_path=0.5)}
-# torchvision name -> (spec, --set values, parameters, multiply-adds at 224x224), as torchvision counts them
-MODELS = {name: ("convnext.inc", sets, *counts) for (name, sets), counts in zip(SIZES.items(), [
-    (28_589_128, 4_455_531_264), (50_223_688, 8_683_712_256), (88_591_464, 15_354_729_472)])}
-DEFAULT = ("convnext_tiny",)  # the spec at its defaults
 SIZE = 64  # the logits check runs at this input
 
 

@@ -15,32 +15,10 @@ from pathlib import Path
 import pytest
 
 import incdsl
+from zoolib import MOBILE as MODELS, MOBILE_DEFAULT as DEFAULT
 
 ZOO = Path(__file__).resolve().parent.parent / "specs" / "zoo"
 
-# torchvision name -> (spec, --set values, torchvision builder and its arguments,
-#                      parameters, multiply-adds at the input, input side)
-EFFICIENTNET = {  # torchvision's (width, depth, dropout, resolution); B5..B7 with batch-norm eps 1e-3, momentum 0.01
-    1: (1.0, 1.1, 0.2, 240), 2: (1.1, 1.2, 0.3, 260), 3: (1.2, 1.4, 0.3, 300), 4: (1.4, 1.8, 0.4, 380),
-    5: (1.6, 2.2, 0.4, 456), 6: (1.8, 2.6, 0.5, 528), 7: (2.0, 3.1, 0.5, 600)}
-EFFICIENTNET_COUNTS = {1: (7_794_184, 686_802_832), 2: (9_109_994, 993_561_872), 3: (12_233_232, 1_827_141_392),
-                       4: (19_341_616, 4_393_771_024), 5: (30_389_784, 10_266_384_752),
-                       6: (43_040_704, 19_067_593_536), 7: (66_347_960, 37_745_884_192)}
-B5_NORM = {"bn": 1e-3, "bn_momentum": 0.01}
-MODELS = {
-    "mobilenet_v2": ("mobilenet_v2.inc", {}, ("mobilenet_v2", {}), 3_504_872, 300_774_272, 224),
-    "mobilenet_v3_large": ("mobilenet_v3_large.inc", {}, ("mobilenet_v3_large", {}), 5_483_032, 216_589_760, 224),
-    "mobilenet_v3_small": ("mobilenet_v3_small.inc", {}, ("mobilenet_v3_small", {}), 2_542_856, 56_510_400, 224),
-    "efficientnet_b0": ("efficientnet.inc", {}, ("efficientnet_b0", {}), 5_288_548, 385_814_752, 224),
-    **{f"mobilenet_v2_{w}": ("mobilenet_v2.inc", dict(width=w), ("mobilenet_v2", dict(width_mult=w)), p, m, 224)
-       for w, p, m in ((0.35, 1_677_128, 59_285_808), (0.5, 1_968_680, 97_131_840),
-                       (0.75, 2_636_424, 209_069_792), (1.4, 6_108_776, 582_195_824))},
-    **{f"efficientnet_b{b}": ("efficientnet.inc", dict(width=w, depth=d, dropout=drop, **(B5_NORM if b >= 5 else {})),
-                              (f"efficientnet_b{b}", {}), *EFFICIENTNET_COUNTS[b], r)
-       for b, (w, d, drop, r) in EFFICIENTNET.items()},
-}
-# the four models at their defaults (the others are --set configurations of their specs)
-DEFAULT = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0")
 SIZE = 64  # every one ends in a global pool: the logits check runs at this input
 # torchvision comparisons: the four defaults in the default run, the --set configurations slow
 AGAINST_TORCHVISION = [name if name in DEFAULT else pytest.param(name, marks=pytest.mark.slow) for name in sorted(MODELS)]

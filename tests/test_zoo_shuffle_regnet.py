@@ -20,22 +20,11 @@ from hypothesis import strategies as st
 
 import incdsl
 from incdsl import IncdslError
+from zoolib import SHUFFLE_REGNET as MODELS, SHUFFLE_REGNET_DEFAULT as DEFAULT
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = ROOT / "specs" / "zoo"
 
-SHUFFLE_WIDTHS = {"x0_5": dict(c2=48, c3=96, c4=192), "x1_0": {}, "x1_5": dict(c2=176, c3=352, c4=704),
-                  "x2_0": dict(c2=244, c3=488, c4=976, c5=2048)}
-# torchvision name -> (spec, --set values, parameters, multiply-adds at 224x224), as torchvision counts them
-MODELS = {
-    "shufflenet_v2_x0_5": ("shufflenet_v2.inc", SHUFFLE_WIDTHS["x0_5"], 1_366_792, 40_476_448),
-    "shufflenet_v2_x1_0": ("shufflenet_v2.inc", {}, 2_278_604, 144_907_992),
-    "shufflenet_v2_x1_5": ("shufflenet_v2.inc", SHUFFLE_WIDTHS["x1_5"], 3_503_624, 295_759_392),
-    "shufflenet_v2_x2_0": ("shufflenet_v2.inc", SHUFFLE_WIDTHS["x2_0"], 7_393_996, 583_253_464),
-    "regnet_x_400mf": ("regnet_x_400mf.inc", {}, 5_495_976, 413_812_608),
-    "regnet_y_400mf": ("regnet_y_400mf.inc", {}, 4_344_144, 401_842_848),
-}
-DEFAULT = ("shufflenet_v2_x1_0", "regnet_x_400mf", "regnet_y_400mf")  # each spec at its defaults
 SIZE = 64  # every one ends in a global pool: the logits check runs at this input
 AGAINST_TORCHVISION = sorted(MODELS)  # about a second each
 
