@@ -11,9 +11,8 @@ import sys
 
 import pytest
 
-import incdsl
 from incdsl.report.conventions import CONVENTIONS, count_convention, per_node
-from speclib import quiet
+from counterlib import TOOLS, check_tool, load_with_costs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIX = os.path.join(ROOT, "tests", "data", "conventions", "mix.inc")  # every layer kind, every activation
@@ -33,20 +32,15 @@ PINNED = {
 }
 
 
-def _load(path):
-    net = incdsl.load(path)
-    return net, incdsl.count_costs(net)
-
-
 @pytest.mark.parametrize("which,path", [("mix", MIX), ("googlenet", os.path.join(ROOT, "specs", "googlenet.inc"))],
                          ids=["mix", "googlenet"])
 def test_pinned_numbers(which, path):
-    net, costs = _load(path)
+    net, costs = load_with_costs(path)
     assert {name: count_convention(net, costs, name) for name in CONVENTIONS} == PINNED[which]
 
 
 def test_incdsl_convention_is_the_cost_pass_and_per_node_sums_to_total():
-    net, costs = _load(MIX)
+    net, costs = load_with_costs(MIX)
     assert count_convention(net, costs, "incdsl") == costs.total.macs
     for name in CONVENTIONS:
         assert sum(per_node(net, costs, name).values()) == count_convention(net, costs, name)
@@ -65,55 +59,6 @@ def test_conventions_do_not_import_torch():
 
 # ---- the tools themselves ------------------------------------------------------------------
 
-def _fvcore(model, x):
-    from fvcore.nn import FlopCountAnalysis
-    fa = FlopCountAnalysis(model, x)
-    fa.unsupported_ops_warnings(False)
-    fa.uncalled_modules_warnings(False)
-    return fa.total()
-
-
-def _ptflops(backend):
-    def run(model, x):
-        from ptflops import get_model_complexity_info
-        macs, _ = get_model_complexity_info(model, tuple(x.shape[1:]), as_strings=False,
-                                            print_per_layer_stat=False, backend=backend)
-        return macs
-    return run
-
-
-def _thop(model, x):
-    import thop
-    return thop.profile(model, inputs=(x,), verbose=False)[0]
-
-
-def _torchinfo(model, x):
-    import torchinfo
-    return torchinfo.summary(model, input_size=tuple(x.shape), verbose=0).total_mult_adds
-
-
-def _flop_counter(model, x):
-    from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as counter:
-        model(x)
-    return counter.get_total_flops()
-
-
-TOOLS = {"fvcore": ("fvcore", _fvcore), "ptflops": ("ptflops", _ptflops("pytorch")),
-         "ptflops-aten": ("ptflops", _ptflops("aten")), "thop": ("thop", _thop),
-         "torchinfo": ("torchinfo", _torchinfo), "flop_counter": ("torch", _flop_counter)}
-
-
-def _check_tool(name, path):
-    package, run = TOOLS[name]
-    pytest.importorskip(package)
-    torch = pytest.importorskip("torch")
-    net, costs = _load(path)
-    model = incdsl.to_torch(net, seed=0).eval()
-    with quiet(), torch.no_grad():
-        printed = run(model, torch.zeros(1, *net.input_shape))
-    assert int(printed) == printed and int(printed) == count_convention(net, costs, name)
-
 
 def test_every_tool_has_a_check():
     assert set(TOOLS) == set(CONVENTIONS) - {"incdsl"}
@@ -121,11 +66,11 @@ def test_every_tool_has_a_check():
 
 @pytest.mark.parametrize("name", sorted(TOOLS))
 def test_tool_agrees_on_every_layer_kind(name):
-    _check_tool(name, MIX)
+    check_tool(name, MIX)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED + ZOO, ids=lambda p: os.path.relpath(p, ROOT))
 @pytest.mark.parametrize("name", sorted(TOOLS))
 def test_tool_agrees_on_shipped_spec(name, path):
-    _check_tool(name, path)
+    check_tool(name, path)

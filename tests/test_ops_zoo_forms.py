@@ -423,7 +423,7 @@ def test_counting_tools_agree_on_every_new_form(name):
     from pathlib import Path
     from incdsl.report.conventions import count_convention
     from speclib import quiet
-    from test_conventions import TOOLS
+    from counterlib import TOOLS
     package, run = TOOLS[name]
     pytest.importorskip(package)
     n = incdsl.load(str(Path(__file__).parent / "data" / "zoo_forms.inc"))

@@ -196,7 +196,7 @@ def test_counters_count_convnext_as_the_conventions_say(tool, tmp_path):
     """Each counter's total on a compiled ConvNeXt is what `cost --convention` says: fvcore 5
     per layer-norm element, ptflops 2 per GELU element and nothing for LayerNorm2d, thop
     nothing for either, torchinfo 2 per layer-norm channel; nobody counts the layer scales."""
-    from test_conventions import _check_tool
+    from counterlib import check_tool as _check_tool
 
     _check_tool(tool, small_convnext(tmp_path))
 

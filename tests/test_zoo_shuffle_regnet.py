@@ -252,7 +252,7 @@ def test_check_and_cost_of_shufflenet_do_not_import_torch():
 def test_counters_count_shufflenet_as_the_conventions_say(tool, tmp_path):
     """Each counter's total on the compiled ShuffleNet V2 0.5x at 64x64 is what `cost
     --convention` says: no counter counts the shuffles (nor the channel splits)."""
-    from test_conventions import _check_tool
+    from counterlib import check_tool as _check_tool
 
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "shufflenet.inc").write_text((ZOO / "lib" / "shufflenet.inc").read_text(encoding="utf-8"),
