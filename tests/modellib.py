@@ -186,3 +186,15 @@ def fractalnet_reference(channels=(64, 128, 256, 512, 512), columns: int = 3, cl
     network.column = None
     return network
 
+
+
+def assert_same_logits(ours, reference, size: int, classes: int = 1000):
+    """Eval-mode logits of `ours` equal the reference model's on one seeded batch of two images,
+    within 1e-5 of their scale; the logits must not all be (nearly) zero, or nothing was tested."""
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        got, expected = ours.eval()(x), reference.eval()(x)
+    assert got.shape == expected.shape == (2, classes)
+    assert expected.abs().max() > 1e-3
+    assert torch.allclose(got, expected, atol=1e-5 * float(expected.abs().max()), rtol=1e-4), \
+        (got - expected).abs().max()

@@ -97,3 +97,8 @@ def quiet() -> contextlib.ExitStack:
     stack.enter_context(warnings.catch_warnings())
     warnings.simplefilter("ignore")
     return stack
+
+
+def one_layer(layer: str, shape: str = "6x3x3") -> str:
+    """A network of one statement (`layer`, which may chain with `->`) on a `shape` input."""
+    return f"network t:\n    input {shape}\n    {layer}\n"

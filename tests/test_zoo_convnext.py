@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 
 import incdsl
 from incdsl import IncdslError
+from modellib import assert_same_logits
+from speclib import one_layer
 from zoolib import CONVNEXT as MODELS, CONVNEXT_DEFAULT as DEFAULT, CONVNEXT_SIZES as SIZES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,13 +136,9 @@ def close(got, expected):
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in DEFAULT else pytest.mark.slow) for n in MODELS])
 def test_loaded_weights_give_torchvisions_logits(name):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     ours, ref = same_weights(name)
-    x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        got, expected = ours.eval()(x), ref.eval()(x)
-    assert got.shape == expected.shape == (2, 1000)
-    close(got, expected)
+    assert_same_logits(ours, ref, SIZE)
 
 
 def test_training_mode_matches_under_the_same_seed():
@@ -221,10 +219,6 @@ def test_check_and_cost_of_convnext_do_not_import_torch():
 
 
 # --- the `layer_norm` and `layer_scale` kinds ---------------------------------------------
-
-def one_layer(layer: str, shape: str = "6x3x3") -> str:
-    return f"network t:\n    input {shape}\n    {layer}\n"
-
 
 @settings(deadline=None, max_examples=25)
 @given(c=st.integers(1, 12), h=st.integers(1, 5), w=st.integers(1, 5), flat=st.booleans())

@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 
 import incdsl
 from incdsl import IncdslError
+from modellib import assert_same_logits
+from speclib import one_layer
 from zoolib import SHUFFLE_REGNET as MODELS, SHUFFLE_REGNET_DEFAULT as DEFAULT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,15 +114,9 @@ def same_weights(name: str):
 
 @pytest.mark.parametrize("name", AGAINST_TORCHVISION)
 def test_loaded_weights_give_torchvisions_logits(name):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     ours, ref = same_weights(name)
-    x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        got, expected = ours.eval()(x), ref.eval()(x)
-    assert got.shape == expected.shape == (2, 1000)
-    assert expected.abs().max() > 1e-3  # a test of something: the logits are not all zero
-    assert torch.allclose(got, expected, atol=1e-5 * float(expected.abs().max()), rtol=1e-4), \
-        (got - expected).abs().max()
+    assert_same_logits(ours, ref, SIZE)
 
 
 def test_shufflenet_pairs_by_data_flow_too():
@@ -167,10 +163,6 @@ def test_shufflenet_units_split_and_shuffle_as_torchvision():
 
 
 # --- the `shuffle` kind -------------------------------------------------------------------
-
-def one_layer(layer: str, shape: str = "6x3x3") -> str:
-    return f"network t:\n    input {shape}\n    {layer}\n"
-
 
 def shuffled_channels(c: int, groups: int) -> list[int]:
     """Which input channel each output channel reads: ShuffleNet's definition (the channels as
