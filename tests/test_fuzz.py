@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import importlib.util
+import os
 import random
 
 import pytest
@@ -29,6 +30,12 @@ def _runnable(case: fuzzlib.Case) -> fuzzlib.Case | None:
 
 
 def _run(cases, tmp_path, **kwargs) -> dict[str, tuple]:
+    # Under pytest-xdist the other workers already hold the cores: one child at a time, and the
+    # time limit (which catches blow-ups, not slowness) stretched by the workers sharing them.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        kwargs.setdefault("jobs", 1)
+        kwargs.setdefault("time_limit", fuzzlib.TIME_LIMIT_S * workers)
     seeds = fuzzlib.seed_specs()
     return {case.ident: (case, outcomes) for case, outcomes in fuzzlib.run_all(cases, tmp_path, seeds, **kwargs)}
 
