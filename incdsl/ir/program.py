@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ..diagnostics import IncdslError, Label, Span, error
 from ..io import IncludeError, Includes
 from ..lang import syntax as s
-from ..lang.parse import normalize, parse
+from ..lang.parse import count_tokens, normalize, parse
 from ..lang.values import WORDS
 from ..ops.table import LAYER_OPS, SYMBOLS
 
@@ -50,6 +50,7 @@ def load_program(text: str, file: str, includes: Includes | None = None) -> Prog
     modules: list[s.Module] = []
     found: dict[str, list] = {}
     done: set[str] = set()
+    tokens = [0]  # of the files parsed so far: together they stay within `MAX_TOKENS`
 
     def visit(module: s.Module, stack: tuple[tuple[str, str], ...]):  # ((real path, name), ...)
         modules.append(module)
@@ -67,14 +68,14 @@ def load_program(text: str, file: str, includes: Includes | None = None) -> Prog
             done.add(real)
             sub_text = normalize(_read_include(includes, name, real, inc, sources))
             sources[name] = sub_text
-            sub = _parse_included(sub_text, name, inc, sources)
+            sub = _parse_included(sub_text, name, inc, sources, tokens)
             for d in sub.definitions:
                 if d.kind == "network":
                     raise spec_error(f"included file defines network `{d.name}`", d.name_span, sources,
                                hint="a library holds only `block` definitions")
             visit(sub, stack + ((real, name),))
 
-    main = _parse(text, file, sources)
+    main = _parse(text, file, sources, tokens)
     real = _realpath(file)
     done.add(real)
     visit(main, ((real, os.path.normpath(file)),))  # `./a.inc` is `a.inc` in a cycle
@@ -126,11 +127,12 @@ def _read_include(includes: Includes, name: str, real: str, inc: s.Include, sour
                    notes=[f"included at {inc.span}"], hint="save the file as UTF-8") from None
 
 
-def _parse_included(text: str, name: str, inc: s.Include, sources) -> s.Module:
+def _parse_included(text: str, name: str, inc: s.Include, sources, tokens: list) -> s.Module:
     """Parse an included file. One that fails at its first word, or holds a NUL byte, is not a
     spec at all (a stray path, a file of some other kind): say so at the `include`, and show
     none of its text."""
     try:
+        tokens[0] += count_tokens(text, name, tokens[0])
         return parse(text, name)
     except IncdslError as exc:
         span = exc.span
@@ -152,8 +154,9 @@ def first_token(text: str) -> tuple[int, int]:
     return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
 
 
-def _parse(text, file, sources) -> s.Module:
+def _parse(text, file, sources, tokens: list) -> s.Module:
     try:
+        tokens[0] += count_tokens(text, file, tokens[0])
         return parse(text, file)
     except IncdslError as exc:
         exc.sources.update(sources)

@@ -26,6 +26,14 @@ from ..diagnostics import TAB_WIDTH, IncdslError, Span, did_you_mean, error, nor
 
 MAX_DIGITS = 100
 
+# Lark's LALR parser takes about 15 us a token here (a 700 KB spec of one long `choice`: 4 s),
+# so the files of one spec may hold at most this many tokens together, counted before parsing:
+# 8 MiB of `1,1,1,...` would otherwise parse for minutes. The largest shipped spec has ~1,500.
+MAX_TOKENS = 200_000
+# Close to the grammar's tokens (a number such as 1.5e-3 may count as two): names, numbers,
+# strings, comments (not counted), operators of two characters, any other character.
+_TOKEN = re.compile(r'"[^"\n]*"|#[^\n]*|[A-Za-z_]\w*|\.?[0-9][\w.]*|->|//|[=!<>]=|\S')
+
 
 class _SpecIndenter(Indenter):
     NL_type = "_NL"
@@ -594,6 +602,33 @@ def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> IncdslError:
         span = Span(file, line, col, line, col + 1)
         return error("unexpected end of file", span, hint=_EXAMPLE)
     return error(str(exc).splitlines()[0], Span(file, line, col, line, col + 1))
+
+
+def count_tokens(text: str, file: str, used: int = 0) -> int:
+    """The number of tokens in `text` (comments aside), when with the `used` tokens of the spec's
+    other files they stay within `MAX_TOKENS`.
+
+    Raises:
+        IncdslError: at the first token past the limit, before any parsing.
+    """
+    tokens = _TOKEN.findall(text)
+    count = len(tokens) - sum(1 for t in tokens if t[0] == "#")
+    if used + count <= MAX_TOKENS:
+        return count
+    seen = used
+    for m in _TOKEN.finditer(text):
+        if m.group()[0] != "#":
+            seen += 1
+            if seen > MAX_TOKENS:
+                break
+    pos = m.start()
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    notes = [f"the files read before this one hold {used:,} of them"] if used else []
+    raise IncdslError(error(
+        f"spec too large: more than {MAX_TOKENS:,} tokens", Span(file, line, col, line, col + len(m.group())),
+        notes=notes, hint="the largest shipped spec has about 1,500; write long option lists as `range(...)` "
+                          "and long stacks of layers with `repeat`").diagnostics, {file: text})
 
 
 def parse(text: str, file: str = "<spec>") -> s.Module:
