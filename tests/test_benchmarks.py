@@ -20,32 +20,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
 import incdsl  # noqa: E402
+from benchlib import HEADER, QUICK, runtime, table_rows, tiny  # noqa: E402,F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 GPU_SH = ROOT / "benchmarks" / "gpu.sh"
-HEADER = "| network | mode | exec | level | ours img/s | ref img/s | ours/ref | speedup | max rel diff | reference |"
-QUICK = ["--device", "cpu", "--batch", "2", "--iters", "1", "--warmup", "0", "--networks", "tiny"]
 needs_bash = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None,
                                 reason="needs bash and coreutils' timeout")
-
-
-@pytest.fixture(scope="module")
-def runtime():
-    spec = importlib.util.spec_from_file_location("benchmarks_runtime", ROOT / "benchmarks" / "runtime.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def tiny(runtime, monkeypatch):
-    """runtime.py with a network `tiny` (tests/data/torch_tiny.inc, aux head included) whose
-    reference is another build of ours: the whole table in well under a second."""
-    monkeypatch.setitem(runtime.NETWORKS, "tiny", ("tests/data/torch_tiny.inc", "incdsl tiny"))
-    real = runtime.reference
-    monkeypatch.setattr(runtime, "reference", lambda name: incdsl.to_torch(
-        incdsl.load(str(ROOT / runtime.NETWORKS[name][0])), seed=1) if name == "tiny" else real(name))
-    return runtime
 
 
 def fake_optimize(monkeypatch, seen: list):
@@ -56,17 +36,6 @@ def fake_optimize(monkeypatch, seen: list):
         seen.append(optimize)
         return real(network, **kwargs)
     monkeypatch.setattr(incdsl, "to_torch", to_torch)
-
-
-def table_rows(text: str) -> list[list[str]]:
-    """The data rows of the markdown table in `text`, as lists of cells."""
-    lines = text[text.index(HEADER):].splitlines()[2:]
-    rows = []
-    for line in lines:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip("|").split("|")])
-    return rows
 
 
 # --- runtime.py ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from test_benchmarks import QUICK, runtime, table_rows, tiny  # noqa: E402,F401  (fixtures)
+from benchlib import QUICK, runtime, table_rows, tiny  # noqa: E402,F401  (fixtures)
 
 
 def test_cuda_graph_rows_time_inference_and_mark_training(tiny, capsys, monkeypatch):

@@ -301,7 +301,7 @@ def test_every_shipped_spec_deploys(path, level):
 @pytest.mark.slow  # a compile in a fresh process and an export: ~12 s
 def test_deploy_page_commands_run_as_written(tmp_path, monkeypatch):
     """The page's Python block and its `compile -o` command, in a folder that links to specs/."""
-    from test_readme import readme_blocks
+    from doclib import readme_blocks
     blocks = readme_blocks((ROOT / "docs" / "deploy.md").read_text(encoding="utf-8"))
     (tmp_path / "specs").symlink_to(ROOT / "specs")
     monkeypatch.chdir(tmp_path)

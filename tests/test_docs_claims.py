@@ -17,6 +17,7 @@ import pytest
 
 import incdsl
 from incdsl.cli import build_parser, main
+from doclib import fenced
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -32,10 +33,6 @@ def number(text: str) -> int:
 def prose(text: str) -> str:
     """A page's text with line breaks and runs of spaces made single spaces."""
     return " ".join(text.split())
-
-
-def text_blocks(page: str) -> list[str]:
-    return re.findall(r"```text\n(.*?)```", page, re.S)
 
 
 # --- figures ------------------------------------------------------------------------------------
@@ -58,7 +55,7 @@ def test_the_cifar_zoo_count():
 
 def test_the_search_example_figures(tmp_path, capsys):
     """'630 points, 5 choices here' and '80 points here': what `incdsl check` says of the space shown."""
-    block = next(b for b in text_blocks(README) if "network v4_space" in b)
+    block = next(b for b in fenced(README, "text") if "network v4_space" in b)
     shutil.copytree(ROOT / "specs", tmp_path / "specs")  # its includes, and the tree's .incdsl-root
     path = tmp_path / "specs" / "search" / "readme_space.inc"
     path.write_text(block)
@@ -109,7 +106,7 @@ BAD_INC = ("network bad:\n    input 384x35x35\n    inception_a\nblock inception_
 
 
 def test_the_errors_example_is_what_check_prints(tmp_path, monkeypatch, capsys):
-    shown = next(b for b in text_blocks(README) if b.startswith("bad.inc:"))
+    shown = next(b for b in fenced(README, "text") if b.startswith("bad.inc:"))
     monkeypatch.chdir(tmp_path)
     Path("bad.inc").write_text(BAD_INC)
     assert main(["check", "bad.inc"]) == 1
@@ -145,7 +142,7 @@ def test_the_stop_after_line(tmp_path):
 
 def readme_block(name: str) -> str:
     """The definition of block `name` as a README text block shows it (up to its first unindented line)."""
-    block = next(b for b in text_blocks(README) if b.startswith(f"block {name}"))
+    block = next(b for b in fenced(README, "text") if b.startswith(f"block {name}"))
     lines = block.splitlines()
     end = next((i for i, line in enumerate(lines[1:], 1) if line and not line[0].isspace()), len(lines))
     return "\n".join(lines[:end]) + "\n"
@@ -198,8 +195,11 @@ def test_documented_reading_limits_are_the_codes():
     from incdsl.diagnostics import WINDOW
     from incdsl.io.reading import ENV_INCLUDE_PATH, MAX_FILE_BYTES, MAX_TOTAL_BYTES, ROOT_MARKER
     text = prose(README)
-    mib = f"{MAX_FILE_BYTES >> 20} MiB ({MAX_TOTAL_BYTES >> 20} MiB for all the files one spec includes)"
+    from incdsl.lang.parse import MAX_TOKENS
+    mib = (f"{MAX_FILE_BYTES >> 20} MiB ({MAX_TOTAL_BYTES >> 20} MiB for all the files one spec includes, "
+           f"which hold at most {MAX_TOKENS:,} tokens together)")
     assert f"a regular file of at most {mib}" in text
+    assert f"at most {MAX_TOKENS:,} tokens in all the files of a spec (counted before parsing" in text
     assert f"listed in `{ENV_INCLUDE_PATH}`" in text and f"a file named `{ROOT_MARKER}`" in text
     assert f"a long line as the {WINDOW} columns around the caret" in text
 
@@ -405,10 +405,6 @@ def test_every_extra_is_in_the_install_table():
 
 
 # --- the code blocks of docs/drawing.md ---------------------------------------------------------
-
-def fenced(page: str, lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", page, re.S)
-
 
 def test_drawing_python_block_runs(monkeypatch):
     if shutil.which("dot") is None:

@@ -18,48 +18,18 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 import incdsl
+from doclib import Block, readme_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-MARKER = re.compile(r"<!--\s*([\w-]+)\s*:\s*(.*?)\s*-->")
 
 
-@dataclass
-class Block:
-    lang: str
-    text: str
-    line: int
-    markers: dict = field(default_factory=dict)
 
-    @property
-    def id(self) -> str:
-        first = next((ln for ln in self.text.splitlines() if ln.strip() and not ln.startswith("#")), "")
-        return f"L{self.line}-{self.lang}-{first[:40]}"
-
-
-def readme_blocks(text: str) -> list[Block]:
-    """The fenced blocks of a Markdown text, with the markers in the comments right above each."""
-    blocks, lines, i = [], text.splitlines(), 0
-    while i < len(lines):
-        m = re.match(r"^```(\w*)\s*$", lines[i])
-        if not m:
-            i += 1
-            continue
-        markers, j = {}, i - 1
-        while j >= 0 and MARKER.fullmatch(lines[j].strip()):
-            key, value = MARKER.fullmatch(lines[j].strip()).groups()
-            markers[key] = value
-            j -= 1
-        end = next(k for k in range(i + 1, len(lines)) if lines[k].startswith("```"))
-        blocks.append(Block(m.group(1), "\n".join(lines[i + 1:end]) + "\n", i + 1, markers))
-        i = end + 1
-    return blocks
 
 
 BLOCKS = readme_blocks(README.read_text(encoding="utf-8"))

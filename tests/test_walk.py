@@ -7,7 +7,7 @@ import incdsl
 from incdsl.lang import syntax as s
 from incdsl.lang.parse import parse
 from incdsl.lang.walk import fold_statements, iter_elements, iter_statements, walk_statements
-from tests.test_properties import valid_specs
+from shapegen import valid_specs
 
 # One statement of every kind, each on its own line, nested several deep.
 ALL_FORMS = """\
