@@ -13,16 +13,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import incdsl
 from modellib import assert_same_logits
-from zoolib import MOBILE as MODELS, MOBILE_DEFAULT as DEFAULT
+from zoolib import MOBILE as MODELS, MOBILE_DEFAULT as DEFAULT, MOBILE_PAPER
 
 ZOO = Path(__file__).resolve().parent.parent / "specs" / "zoo"
 
 SIZE = 64  # every one ends in a global pool: the logits check runs at this input
-# torchvision comparisons: the four defaults in the default run, the --set configurations slow
-AGAINST_TORCHVISION = [name if name in DEFAULT else pytest.param(name, marks=pytest.mark.slow) for name in sorted(MODELS)]
+# torchvision comparisons: the four defaults and one width of MobileNetV3 in the default run, the
+# other --set configurations slow
+FAST = (*DEFAULT, "mobilenet_v3_small_0.75")
+AGAINST_TORCHVISION = [name if name in FAST else pytest.param(name, marks=pytest.mark.slow) for name in sorted(MODELS)]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -62,6 +66,10 @@ def test_the_specs_state_their_totals():
         spec, _, _, params, macs, _ = MODELS[name]
         text = (ZOO / spec).read_text(encoding="utf-8")
         assert f"Totals: {params:,} parameters, {macs:,} multiply-adds at 224x224" in text, spec
+    for name in MOBILE_PAPER:  # the configurations zoo.csv compares with the paper
+        spec, _, _, params, macs, _ = MODELS[name]
+        text = " ".join((ZOO / spec).read_text(encoding="utf-8").replace("#", " ").split())
+        assert f"At 0.75: {params:,} parameters, {macs:,} multiply-adds" in text, name
 
 
 @pytest.mark.parametrize("name", AGAINST_TORCHVISION)
@@ -76,6 +84,27 @@ def test_torchvision_counts_the_same(name):
     with torch.device("meta"), FlopCounterMode(display=False) as counter:
         ref(torch.empty(1, 3, side, side))
     assert counter.get_total_flops() == 2 * macs
+
+
+@settings(deadline=None, max_examples=10)
+@given(size=st.sampled_from(["large", "small"]), width=st.integers(5, 300).map(lambda n: n / 100))
+def test_any_width_rounds_as_torchvisions_width_mult(size, width):
+    """At any multiplier (0.05 to 3), each conv's input and output depth, group count and kernel,
+    in order, and the parameter count are what torchvision's `width_mult` makes: the same
+    rounding, applied to the same layers (the 1280 or 1024 units too)."""
+    torch = pytest.importorskip("torch")
+    models = pytest.importorskip("torchvision.models")
+    with torch.device("meta"):
+        ref = getattr(models, f"mobilenet_v3_{size}")(width_mult=width)
+    want = [(m.in_channels, m.out_channels, m.groups, m.kernel_size) for m in ref.modules()
+            if isinstance(m, torch.nn.Conv2d)]
+    net = incdsl.load(str(ZOO / f"mobilenet_v3_{size}.inc"), params={"width": width})
+    nodes = net.graph.nodes
+    convs = [n for n in nodes if nodes[n].get("op") == "conv"]
+    got = [(nodes[next(iter(net.graph.predecessors(n)))]["shape"][0], nodes[n]["attrs"]["filters"],
+            nodes[n]["attrs"]["groups"], nodes[n]["attrs"]["kernel"]) for n in convs]
+    assert got == want
+    assert incdsl.count_costs(net).total.params == sum(p.numel() for p in ref.parameters())
 
 
 def same_weights(name: str):
