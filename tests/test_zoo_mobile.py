@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import incdsl
-from modellib import assert_same_logits
+import modellib
+from modellib import assert_close_to_scale, assert_same_logits, one_torch_thread  # noqa: F401 (autouse fixture)
 from zoolib import MOBILE as MODELS, MOBILE_DEFAULT as DEFAULT, MOBILE_PAPER
 
 ZOO = Path(__file__).resolve().parent.parent / "specs" / "zoo"
@@ -27,17 +28,6 @@ SIZE = 64  # every one ends in a global pool: the logits check runs at this inpu
 # other --set configurations slow
 FAST = (*DEFAULT, "mobilenet_v3_small_0.75")
 AGAINST_TORCHVISION = [name if name in FAST else pytest.param(name, marks=pytest.mark.slow) for name in sorted(MODELS)]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors gain nothing from a second thread, and on a busy machine OpenMP's threads
-    wait on each other (as in test_zoo_every_spec.py)."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def load(name: str, size: int | None = None) -> incdsl.Network:
@@ -109,15 +99,7 @@ def test_any_width_rounds_as_torchvisions_width_mult(size, width):
 
 def same_weights(name: str):
     """(ours, torchvision's) with the same weights and randomised batch-norm statistics."""
-    torch = pytest.importorskip("torch")
-    from modellib import randomise_norms
-
-    torch.manual_seed(0)
-    ref = randomise_norms(reference(name))
-    ours = incdsl.to_torch(load(name, SIZE), seed=0)
-    report = incdsl.load_weights(ours, ref.state_dict())
-    assert len(report) == len(ref.state_dict()) and not report.skipped
-    return ours, ref
+    return modellib.same_weights(lambda: reference(name), load(name, SIZE))
 
 
 @pytest.mark.parametrize("name", AGAINST_TORCHVISION)
@@ -141,9 +123,8 @@ def test_training_mode_draws_as_torchvision_does(name):
         torch.manual_seed(seed)
         with torch.no_grad():
             outs.append(model(x))
-    scale = float(outs[1].abs().max())
-    assert torch.allclose(outs[0], outs[1], atol=1e-5 * scale, rtol=1e-4), (outs[0] - outs[1]).abs().max()
-    assert not torch.allclose(outs[1], outs[2], atol=1e-3 * scale)
+    assert_close_to_scale(outs[0], outs[1])
+    assert not torch.allclose(outs[1], outs[2], atol=1e-3 * float(outs[1].abs().max()))
 
 
 def test_stochastic_depth_rises_linearly_as_torchvisions():

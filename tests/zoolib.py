@@ -3,6 +3,24 @@ counts. One place for them, so the test modules that check the zoo (test_zoo, te
 test_zoo_shuffle_regnet, test_zoo_convnext, test_zoo_against) import no tables from one another."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def check_fails(tmp_path: Path, text: str) -> tuple[Path, str]:
+    """`incdsl check` on `text` written to bad.inc: exit 1 with an error and no traceback. Returns
+    the file's path (which the error's location names) and the error output."""
+    spec = tmp_path / "bad.inc"
+    spec.write_text(text, encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "incdsl", "check", str(spec)], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    return spec, result.stderr
+
+
 # --- torchvision's classic models (test_zoo) ---------------------------------------------------
 
 VGG = {"vgg11": dict(), "vgg13": dict(n1=2, n2=2), "vgg16": dict(n1=2, n2=2, n3=3, n4=3, n5=3),
