@@ -89,6 +89,8 @@ MODELS = [
     Model("mobilenet_v2", TV, "Sandler et al. 2018, arXiv 1801.04381", "mobilenet_v2.inc"),
     Model("mobilenet_v3_large", TV, "Howard et al. 2019, arXiv 1905.02244", "mobilenet_v3_large.inc"),
     Model("mobilenet_v3_small", TV, "Howard et al. 2019, arXiv 1905.02244", "mobilenet_v3_small.inc"),
+    *[Model(f"mobilenet_v3_{size}(width_mult=0.75)", TV, "Howard et al. 2019, arXiv 1905.02244",
+            f"mobilenet_v3_{size}.inc", dict(width=0.75)) for size in ("large", "small")],
     Model("efficientnet_b0", TV, "Tan & Le 2019, arXiv 1905.11946", "efficientnet.inc"),
     *[Model(f"shufflenet_v2_{w}", TV, "Ma et al. 2018, arXiv 1807.11164", "shufflenet_v2.inc", sets)
       for w, sets in SHUFFLENET_WIDTHS.items()],

@@ -8,6 +8,8 @@ import importlib.util
 import os
 from pathlib import Path
 
+import pytest
+
 import incdsl
 
 try:
@@ -187,14 +189,44 @@ def fractalnet_reference(channels=(64, 128, 256, 512, 512), columns: int = 3, cl
     return network
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests (import it into the module to apply it): small tensors
+    gain nothing from a second thread, and on a busy machine OpenMP's threads wait on each other
+    (two SGD steps of ResNet-50 took ten times longer). Skips the module without torch."""
+    pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def same_weights(build_reference, net, randomise=randomise_norms, by_data_flow: bool = False):
+    """(ours, reference) with the same weights: the reference model built by `build_reference()`
+    under seed 0 and passed through `randomise` (batch-norm statistics by default, so a mix-up
+    shows), `net` compiled with seed 0 and given every tensor of the reference's state dict, none
+    skipped; paired in registration order, or by data flow (`load_weights` given the module)."""
+    torch.manual_seed(0)
+    ref = randomise(build_reference())
+    ours = incdsl.to_torch(net, seed=0)
+    report = incdsl.load_weights(ours, ref if by_data_flow else ref.state_dict())
+    assert len(report) == len(ref.state_dict()) and not report.skipped
+    return ours, ref
+
+
+def assert_close_to_scale(got, expected):
+    """`got` equals `expected` within 1e-5 of the latter's largest magnitude (and 1e-4 relative);
+    `expected` must not be all (nearly) zero, or nothing was tested."""
+    assert expected.abs().max() > 1e-3
+    assert torch.allclose(got, expected, atol=1e-5 * float(expected.abs().max()), rtol=1e-4), \
+        (got - expected).abs().max()
+
 
 def assert_same_logits(ours, reference, size: int, classes: int = 1000):
     """Eval-mode logits of `ours` equal the reference model's on one seeded batch of two images,
-    within 1e-5 of their scale; the logits must not all be (nearly) zero, or nothing was tested."""
+    within 1e-5 of their scale (`assert_close_to_scale`)."""
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         got, expected = ours.eval()(x), reference.eval()(x)
     assert got.shape == expected.shape == (2, classes)
-    assert expected.abs().max() > 1e-3
-    assert torch.allclose(got, expected, atol=1e-5 * float(expected.abs().max()), rtol=1e-4), \
-        (got - expected).abs().max()
+    assert_close_to_scale(got, expected)

@@ -15,7 +15,7 @@ import pytest
 import incdsl
 from incdsl.report.against import applies, compare, read_table
 from incdsl.cli import main
-from zoolib import (CLASSIC as MODELS, CONVNEXT, MOBILE, MOBILE_DEFAULT, SHUFFLE_REGNET,
+from zoolib import (CLASSIC as MODELS, CONVNEXT, MOBILE, MOBILE_DEFAULT, MOBILE_PAPER, SHUFFLE_REGNET,
                     SHUFFLE_REGNET_DEFAULT, TIMM)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,14 +25,17 @@ ZOO = ROOT / "specs" / "zoo"
 # the rows (by model cell and printed value) that the specs do not reproduce, and the spec that says why
 EXPLAINED = {("AlexNet", "60M"): "alexnet.inc", ("ResNet-50", "3.8G"): "resnet50.inc",
              ("ResNet-101", "7.6G"): "resnet101.inc", ("ResNet-152", "11.3G"): "resnet152.inc",
-             ("MobileNetV3-Large", "5.4M"): "mobilenet_v3_large.inc", ("ShuffleNet V2 1x", "146M"): "shufflenet_v2.inc"}
+             ("MobileNetV3-Large", "5.4M"): "mobilenet_v3_large.inc", ("ShuffleNet V2 1x", "146M"): "shufflenet_v2.inc",
+             ("MobileNetV3-Large 0.75", "4.0M"): "mobilenet_v3_large.inc",
+             ("MobileNetV3-Small 0.75", "2.0M"): "mobilenet_v3_small.inc"}
 
 
 def configurations():
     """Every zoo configuration: (name, spec, --set values)."""
     return ([(name, spec, params) for name, (spec, params, *_) in MODELS.items()]
             + [(name, spec, {}) for name, (spec, *_) in TIMM.items()]
-            + [(name, spec, params) for name, (spec, params, *_) in MOBILE.items() if name in MOBILE_DEFAULT]
+            + [(name, spec, params) for name, (spec, params, *_) in MOBILE.items()
+               if name in MOBILE_DEFAULT + MOBILE_PAPER]
             + [(name, spec, params) for name, (spec, params, *_) in SHUFFLE_REGNET.items()
                if name in SHUFFLE_REGNET_DEFAULT]
             + [(name, spec, params) for name, (spec, params, *_) in CONVNEXT.items()])

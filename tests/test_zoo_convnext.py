@@ -19,25 +19,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import incdsl
-from incdsl import IncdslError
-from modellib import assert_same_logits
-from speclib import one_layer
-from zoolib import CONVNEXT as MODELS, CONVNEXT_DEFAULT as DEFAULT, CONVNEXT_SIZES as SIZES
+import modellib
+from modellib import assert_close_to_scale, assert_same_logits, one_torch_thread  # noqa: F401 (autouse fixture)
+from speclib import failure, one_layer
+from zoolib import CONVNEXT as MODELS, CONVNEXT_DEFAULT as DEFAULT, CONVNEXT_SIZES as SIZES, check_fails
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = ROOT / "specs" / "zoo"
 
 SIZE = 64  # the logits check runs at this input
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors gain little from a second thread on a shared machine."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def load(name: str, size: int = 224) -> incdsl.Network:
@@ -118,20 +108,7 @@ def randomise(ref):
 
 def same_weights(name: str):
     """(ours, torchvision's) with the same weights."""
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    ref = randomise(reference(name))
-    ours = incdsl.to_torch(load(name, SIZE), seed=0)
-    report = incdsl.load_weights(ours, ref.state_dict())
-    assert len(report) == len(ref.state_dict()) and not report.skipped
-    return ours, ref
-
-
-def close(got, expected):
-    torch = pytest.importorskip("torch")
-    assert expected.abs().max() > 1e-3  # a test of something: the output is not all zero
-    assert torch.allclose(got, expected, atol=1e-5 * float(expected.abs().max()), rtol=1e-4), \
-        (got - expected).abs().max()
+    return modellib.same_weights(lambda: reference(name), load(name, SIZE), randomise=randomise)
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in DEFAULT else pytest.mark.slow) for n in MODELS])
@@ -155,7 +132,7 @@ def test_training_mode_matches_under_the_same_seed():
         expected = ref(x)
         torch.manual_seed(6)
         other = ref(x)
-    close(got, expected)
+    assert_close_to_scale(got, expected)
     assert not torch.allclose(other, expected, atol=1e-3)  # the draws matter
 
 
@@ -171,7 +148,7 @@ def test_training_mode_without_stochastic_depth_is_eval_mode():
     x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
     got = ours.train()(x)
     with torch.no_grad():
-        close(got, ref.eval()(x))
+        assert_close_to_scale(got, ref.eval()(x))
     got.sum().backward()
     scales = [p for n, p in ours.named_parameters() if n.endswith("layer_scale")]
     assert len(scales) == 18 and all(p.grad is not None and p.grad.abs().sum() > 0 for p in scales)
@@ -295,27 +272,21 @@ def test_convnext_uses_the_exact_gelu():
     assert len(gelus) == 18 and all(m.approximate == "none" for m in gelus)
 
 
-@pytest.mark.parametrize("layer,shape,message", [
-    ("layer_norm 0", "6x3x3", "expected a positive"),
-    ("layer_norm eps = (-1)", "6x3x3", "expected a positive"),
-    ("layer_norm yes", "6x3x3", "`layer_norm` does not take `yes` here"),
-    ("layer_scale yes", "6x3x3", "`layer_scale` does not take `yes` here"),
-    ("layer_scale 1e39", "6x3x3", "a float32 weight"),
-    ("layer_norm groups = 2", "6x3x3", "groups"),
+@pytest.mark.parametrize("layer,message", [  # on one_layer's 6x3x3 input
+    ("layer_norm 0", "expected a positive"),
+    ("layer_norm eps = (-1)", "expected a positive"),
+    ("layer_norm yes", "`layer_norm` does not take `yes` here"),
+    ("layer_scale yes", "`layer_scale` does not take `yes` here"),
+    ("layer_scale 1e39", "a float32 weight"),
+    ("layer_norm groups = 2", "groups"),
 ])
-def test_new_kind_errors(layer, shape, message):
-    with pytest.raises(IncdslError) as info:
-        incdsl.load(one_layer(layer, shape))
-    assert message in info.value.render()
+def test_new_kind_errors(layer, message):
+    assert message in failure(one_layer(layer)).render()
 
 
 def test_layer_norm_error_points_at_the_argument(tmp_path):
-    spec = tmp_path / "bad.inc"
-    spec.write_text(one_layer("conv 1x1 10 -> layer_norm 0"), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "incdsl", "check", str(spec)], cwd=ROOT,
-                            capture_output=True, text=True)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert f"{spec}:3:" in result.stderr and "error:" in result.stderr and "^" in result.stderr
+    spec, stderr = check_fails(tmp_path, one_layer("conv 1x1 10 -> layer_norm 0"))
+    assert f"{spec}:3:" in stderr and "error:" in stderr and "^" in stderr
 
 
 def test_new_kinds_draw_and_compile_to_standalone_source():

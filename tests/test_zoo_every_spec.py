@@ -24,11 +24,11 @@ from incdsl.render.graphviz import build_dot
 from incdsl.render.style import DrawOptions
 
 from speclib import assert_two_steps_learn
+from modellib import one_torch_thread  # noqa: F401 (autouse fixture)
+from zoolib import VGG
 
 ZOO = Path(__file__).resolve().parent.parent / "specs" / "zoo"
 
-VGG = {"vgg11": {}, "vgg13": dict(n1=2, n2=2), "vgg16": dict(n1=2, n2=2, n3=3, n4=3, n5=3),
-       "vgg19": dict(n1=2, n2=2, n3=4, n4=4, n5=4)}
 # configuration -> (spec, --set values); one default configuration per spec, plus the variants
 CONFIGS = {
     **{p.stem: (p.name, {}) for p in ZOO.glob("*.inc") if p.name not in {"densenet.inc", "vgg.inc"}},
@@ -53,17 +53,6 @@ SIZE = 32
 # norm); RegNet's first step at 32x32 sends the second's loss past 4000, where the softmax's
 # saturated classifier bias gets no gradient
 TRAIN_SIZE = {"alexnet": 64, "mobilenet_v2": 64, "shufflenet_v2": 64, "regnet_x_400mf": 64, "regnet_y_400mf": 64}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors gain nothing from a second thread, and on a busy machine OpenMP's threads
-    wait on each other: two SGD steps of ResNet-50 took ten times longer."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def load(name: str, **kwargs) -> incdsl.Network:

@@ -13,27 +13,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import incdsl
-from modellib import assert_same_logits
-from zoolib import MOBILE as MODELS, MOBILE_DEFAULT as DEFAULT
+import modellib
+from modellib import assert_close_to_scale, assert_same_logits, one_torch_thread  # noqa: F401 (autouse fixture)
+from zoolib import MOBILE as MODELS, MOBILE_DEFAULT as DEFAULT, MOBILE_PAPER
 
 ZOO = Path(__file__).resolve().parent.parent / "specs" / "zoo"
 
 SIZE = 64  # every one ends in a global pool: the logits check runs at this input
-# torchvision comparisons: the four defaults in the default run, the --set configurations slow
-AGAINST_TORCHVISION = [name if name in DEFAULT else pytest.param(name, marks=pytest.mark.slow) for name in sorted(MODELS)]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors gain nothing from a second thread, and on a busy machine OpenMP's threads
-    wait on each other (as in test_zoo_every_spec.py)."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# torchvision comparisons: the four defaults and one width of MobileNetV3 in the default run, the
+# other --set configurations slow
+FAST = (*DEFAULT, "mobilenet_v3_small_0.75")
+AGAINST_TORCHVISION = [name if name in FAST else pytest.param(name, marks=pytest.mark.slow) for name in sorted(MODELS)]
 
 
 def load(name: str, size: int | None = None) -> incdsl.Network:
@@ -62,6 +56,10 @@ def test_the_specs_state_their_totals():
         spec, _, _, params, macs, _ = MODELS[name]
         text = (ZOO / spec).read_text(encoding="utf-8")
         assert f"Totals: {params:,} parameters, {macs:,} multiply-adds at 224x224" in text, spec
+    for name in MOBILE_PAPER:  # the configurations zoo.csv compares with the paper
+        spec, _, _, params, macs, _ = MODELS[name]
+        text = " ".join((ZOO / spec).read_text(encoding="utf-8").replace("#", " ").split())
+        assert f"At 0.75: {params:,} parameters, {macs:,} multiply-adds" in text, name
 
 
 @pytest.mark.parametrize("name", AGAINST_TORCHVISION)
@@ -78,17 +76,30 @@ def test_torchvision_counts_the_same(name):
     assert counter.get_total_flops() == 2 * macs
 
 
+@settings(deadline=None, max_examples=10)
+@given(size=st.sampled_from(["large", "small"]), width=st.integers(5, 300).map(lambda n: n / 100))
+def test_any_width_rounds_as_torchvisions_width_mult(size, width):
+    """At any multiplier (0.05 to 3), each conv's input and output depth, group count and kernel,
+    in order, and the parameter count are what torchvision's `width_mult` makes: the same
+    rounding, applied to the same layers (the 1280 or 1024 units too)."""
+    torch = pytest.importorskip("torch")
+    models = pytest.importorskip("torchvision.models")
+    with torch.device("meta"):
+        ref = getattr(models, f"mobilenet_v3_{size}")(width_mult=width)
+    want = [(m.in_channels, m.out_channels, m.groups, m.kernel_size) for m in ref.modules()
+            if isinstance(m, torch.nn.Conv2d)]
+    net = incdsl.load(str(ZOO / f"mobilenet_v3_{size}.inc"), params={"width": width})
+    nodes = net.graph.nodes
+    convs = [n for n in nodes if nodes[n].get("op") == "conv"]
+    got = [(nodes[next(iter(net.graph.predecessors(n)))]["shape"][0], nodes[n]["attrs"]["filters"],
+            nodes[n]["attrs"]["groups"], nodes[n]["attrs"]["kernel"]) for n in convs]
+    assert got == want
+    assert incdsl.count_costs(net).total.params == sum(p.numel() for p in ref.parameters())
+
+
 def same_weights(name: str):
     """(ours, torchvision's) with the same weights and randomised batch-norm statistics."""
-    torch = pytest.importorskip("torch")
-    from modellib import randomise_norms
-
-    torch.manual_seed(0)
-    ref = randomise_norms(reference(name))
-    ours = incdsl.to_torch(load(name, SIZE), seed=0)
-    report = incdsl.load_weights(ours, ref.state_dict())
-    assert len(report) == len(ref.state_dict()) and not report.skipped
-    return ours, ref
+    return modellib.same_weights(lambda: reference(name), load(name, SIZE))
 
 
 @pytest.mark.parametrize("name", AGAINST_TORCHVISION)
@@ -112,9 +123,8 @@ def test_training_mode_draws_as_torchvision_does(name):
         torch.manual_seed(seed)
         with torch.no_grad():
             outs.append(model(x))
-    scale = float(outs[1].abs().max())
-    assert torch.allclose(outs[0], outs[1], atol=1e-5 * scale, rtol=1e-4), (outs[0] - outs[1]).abs().max()
-    assert not torch.allclose(outs[1], outs[2], atol=1e-3 * scale)
+    assert_close_to_scale(outs[0], outs[1])
+    assert not torch.allclose(outs[1], outs[2], atol=1e-3 * float(outs[1].abs().max()))
 
 
 def test_stochastic_depth_rises_linearly_as_torchvisions():

@@ -19,26 +19,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import incdsl
-from incdsl import IncdslError
-from modellib import assert_same_logits
-from speclib import one_layer
-from zoolib import SHUFFLE_REGNET as MODELS, SHUFFLE_REGNET_DEFAULT as DEFAULT
+import modellib
+from modellib import assert_same_logits, one_torch_thread  # noqa: F401 (autouse fixture)
+from speclib import failure, one_layer
+from zoolib import SHUFFLE_REGNET as MODELS, SHUFFLE_REGNET_DEFAULT as DEFAULT, check_fails
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = ROOT / "specs" / "zoo"
 
 SIZE = 64  # every one ends in a global pool: the logits check runs at this input
 AGAINST_TORCHVISION = sorted(MODELS)  # about a second each
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors gain nothing from a second thread (as in test_zoo_every_spec.py)."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def load(name: str, size: int = 224) -> incdsl.Network:
@@ -101,15 +91,7 @@ def test_regnet_widths_and_depths_are_the_quantised_rule(name):
 
 def same_weights(name: str):
     """(ours, torchvision's) with the same weights and randomised batch-norm statistics."""
-    torch = pytest.importorskip("torch")
-    from modellib import randomise_norms
-
-    torch.manual_seed(0)
-    ref = randomise_norms(reference(name))
-    ours = incdsl.to_torch(load(name, SIZE), seed=0)
-    report = incdsl.load_weights(ours, ref if name.startswith("regnet") else ref.state_dict())
-    assert len(report) == len(ref.state_dict()) and not report.skipped
-    return ours, ref
+    return modellib.same_weights(lambda: reference(name), load(name, SIZE), by_data_flow=name.startswith("regnet"))
 
 
 @pytest.mark.parametrize("name", AGAINST_TORCHVISION)
@@ -208,19 +190,13 @@ def test_shuffle_computes_the_permutation_and_torchs_channel_shuffle(groups, per
     ("flatten -> shuffle 2", "6x3x3", "`shuffle` needs a CxHxW input"),
 ])
 def test_shuffle_errors(layer, shape, message):
-    with pytest.raises(IncdslError) as info:
-        incdsl.load(one_layer(layer, shape))
-    assert message in info.value.render()
+    assert message in failure(one_layer(layer, shape)).render()
 
 
 def test_shuffle_error_points_at_the_layer_with_a_hint(tmp_path):
-    spec = tmp_path / "bad.inc"
-    spec.write_text(one_layer("conv 1x1 10 -> shuffle 4"), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "incdsl", "check", str(spec)], cwd=ROOT,
-                            capture_output=True, text=True)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert f"{spec}:3:20: error: `shuffle 4` needs a depth divisible by 4" in result.stderr
-    assert "hint: groups that divide 10: 2, 5" in result.stderr
+    spec, stderr = check_fails(tmp_path, one_layer("conv 1x1 10 -> shuffle 4"))
+    assert f"{spec}:3:20: error: `shuffle 4` needs a depth divisible by 4" in stderr
+    assert "hint: groups that divide 10: 2, 5" in stderr
 
 
 def test_shuffle_draws_and_compiles_to_standalone_source():

@@ -3,6 +3,24 @@ counts. One place for them, so the test modules that check the zoo (test_zoo, te
 test_zoo_shuffle_regnet, test_zoo_convnext, test_zoo_against) import no tables from one another."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def check_fails(tmp_path: Path, text: str) -> tuple[Path, str]:
+    """`incdsl check` on `text` written to bad.inc: exit 1 with an error and no traceback. Returns
+    the file's path (which the error's location names) and the error output."""
+    spec = tmp_path / "bad.inc"
+    spec.write_text(text, encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "incdsl", "check", str(spec)], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    return spec, result.stderr
+
+
 # --- torchvision's classic models (test_zoo) ---------------------------------------------------
 
 VGG = {"vgg11": dict(), "vgg13": dict(n1=2, n2=2), "vgg16": dict(n1=2, n2=2, n3=3, n4=3, n5=3),
@@ -55,6 +73,13 @@ EFFICIENTNET_COUNTS = {1: (7_794_184, 686_802_832), 2: (9_109_994, 993_561_872),
 
 B5_NORM = {"bn": 1e-3, "bn_momentum": 0.01}
 
+# torchvision's MobileNetV3 at the paper's other multipliers (section 6.2): (parameters, multiply-adds)
+MOBILENET_V3_WIDTHS = {
+    ("large", 0.35): (997_064, 35_278_408), ("large", 0.5): (1_734_576, 64_962_192),
+    ("large", 0.75): (3_377_576, 140_033_816), ("large", 1.25): (8_164_744, 343_461_000),
+    ("small", 0.35): (558_744, 11_238_936), ("small", 0.5): (917_264, 18_970_736),
+    ("small", 0.75): (1_653_920, 39_115_576), ("small", 1.25): (3_644_912, 88_155_944)}
+
 MOBILE = {
     "mobilenet_v2": ("mobilenet_v2.inc", {}, ("mobilenet_v2", {}), 3_504_872, 300_774_272, 224),
     "mobilenet_v3_large": ("mobilenet_v3_large.inc", {}, ("mobilenet_v3_large", {}), 5_483_032, 216_589_760, 224),
@@ -63,6 +88,9 @@ MOBILE = {
     **{f"mobilenet_v2_{w}": ("mobilenet_v2.inc", dict(width=w), ("mobilenet_v2", dict(width_mult=w)), p, m, 224)
        for w, p, m in ((0.35, 1_677_128, 59_285_808), (0.5, 1_968_680, 97_131_840),
                        (0.75, 2_636_424, 209_069_792), (1.4, 6_108_776, 582_195_824))},
+    **{f"mobilenet_v3_{size}_{w}": (f"mobilenet_v3_{size}.inc", dict(width=w), (f"mobilenet_v3_{size}", dict(width_mult=w)),
+                                    *counts, 224)
+       for (size, w), counts in MOBILENET_V3_WIDTHS.items()},
     **{f"efficientnet_b{b}": ("efficientnet.inc", dict(width=w, depth=d, dropout=drop, **(B5_NORM if b >= 5 else {})),
                               (f"efficientnet_b{b}", {}), *EFFICIENTNET_COUNTS[b], r)
        for b, (w, d, drop, r) in EFFICIENTNET.items()},
@@ -70,6 +98,9 @@ MOBILE = {
 
 # the four models at their defaults (the others are --set configurations of their specs)
 MOBILE_DEFAULT = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0")
+
+# the --set configurations with rows of their own in specs/tables/zoo.csv (the paper's Table 3)
+MOBILE_PAPER = ("mobilenet_v3_large_0.75", "mobilenet_v3_small_0.75")
 
 
 # --- ShuffleNet V2 and RegNet (test_zoo_shuffle_regnet) ------------------------------------------
