@@ -15,8 +15,7 @@ import pytest
 import incdsl
 from incdsl.report.against import applies, compare, read_table
 from incdsl.cli import main
-from zoolib import (CLASSIC as MODELS, CONVNEXT, MOBILE, MOBILE_DEFAULT, MOBILE_PAPER, SHUFFLE_REGNET,
-                    SHUFFLE_REGNET_DEFAULT, TIMM)
+from zoolib import CLASSIC as MODELS, CONVNEXT, MOBILE, SHUFFLE_REGNET, TIMM
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "specs" / "tables" / "zoo.csv"
@@ -34,10 +33,9 @@ def configurations():
     """Every zoo configuration: (name, spec, --set values)."""
     return ([(name, spec, params) for name, (spec, params, *_) in MODELS.items()]
             + [(name, spec, {}) for name, (spec, *_) in TIMM.items()]
-            + [(name, spec, params) for name, (spec, params, *_) in MOBILE.items()
-               if name in MOBILE_DEFAULT + MOBILE_PAPER]
-            + [(name, spec, params) for name, (spec, params, *_) in SHUFFLE_REGNET.items()
-               if name in SHUFFLE_REGNET_DEFAULT]
+            # every width and size: a row must not apply to a configuration it is not about
+            + [(name, spec, params) for name, (spec, params, *_) in MOBILE.items()]
+            + [(name, spec, params) for name, (spec, params, *_) in SHUFFLE_REGNET.items()]
             + [(name, spec, params) for name, (spec, params, *_) in CONVNEXT.items()])
 
 
@@ -78,7 +76,9 @@ def test_only_the_explained_rows_differ_and_their_specs_say_why(verdicts):
 def test_a_row_applies_to_its_network_and_parameter_values():
     net = incdsl.load(str(ZOO / "vgg.inc"), params=dict(n1=2, n2=2, n3=4, n4=4, n5=4))
     assert applies({"network": "vgg", "set": "n1=2 n2=2 n3=4 n4=4 n5=4"}, net)
-    assert applies({"network": "vgg", "set": "n3=4 bn=off"}, net)
+    assert applies({"set": "n3=4 bn=off"}, net)  # a row naming no network: the values it names
+    # a row naming its network is about its defaults but for its `set` cell: n1, n2, n4 and n5 differ
+    assert not applies({"network": "vgg", "set": "n3=4 bn=off"}, net)
     assert not applies({"network": "vgg", "set": "n1=1 n2=1 n3=2 n4=2 n5=2"}, net)
     assert not applies({"network": "vgg", "set": "bn=1e-5"}, net)
     assert not applies({"network": "resnet50"}, net)
@@ -109,3 +109,34 @@ def test_a_bad_set_cell_is_reported_where_it_is(tmp_path, capsys):
     assert main(["cost", str(ZOO / "vgg.inc"), "--against", str(table)]) == 1
     err = capsys.readouterr().err
     assert "t.csv:2:2: error: cannot read 'n1:2' as a parameter value such as n1=2" in err
+
+
+@pytest.mark.parametrize("spec, settings, rows", [
+    ("resnet50.inc", {"classes": 10}, 0),        # the ImageNet rows are about 1000 classes
+    ("resnet50.inc", {"classes": 1000}, 2),      # given, but the default's value
+    ("vgg.inc", {"bn": False}, 1),              # the default `off`
+    ("vgg.inc", {"dropout": 0.3}, 0),            # another configuration, even if the counts are the same
+    ("mobilenet_v2.inc", {"width": 0.5}, 0),     # the paper's row is width 1
+    ("mobilenet_v2.inc", {"width": 1}, 1),       # 1 and 1.0 are one value
+    ("shufflenet_v2.inc", dict(c2=48, c3=96, c4=192), 0),
+    ("regnet_x_400mf.inc", {"g": 8}, 0),
+])
+def test_rows_naming_a_network_apply_to_its_default_configuration_only(spec, settings, rows):
+    net = incdsl.load(str(ZOO / spec), params=settings)
+    applied = [r for r in read_table(str(TABLE)).rows if applies(r, net)]
+    assert len(applied) == rows
+    assert net.changed_params == tuple(k for k in settings if rows == 0)
+
+
+def test_cost_against_says_why_no_row_was_compared(capsys):
+    assert main(["cost", str(ZOO / "resnet50.inc"), "--set", "classes=10", "--against", str(TABLE)]) == 0
+    out = capsys.readouterr().out
+    assert "0 of 0 compared rows reproduced" in out and "INCONSISTENT" not in out
+    assert ("not compared: rows 10, 11 of the table are about `resnet50` in another configuration "
+            "(the spec's defaults but for the row's `set` cell; this one sets classes=10)") in out
+    assert main(["cost", str(ZOO / "resnet50.inc"), "--set", "classes=10", "--against", str(TABLE),
+                 "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["against"] == [] and report["against_other_configurations"] == [10, 11]
+    assert main(["cost", str(ZOO / "resnet50.inc"), "--against", str(TABLE)]) == 0
+    assert "not compared" not in capsys.readouterr().out  # rows compared: nothing to explain

@@ -76,12 +76,17 @@ def run(args) -> int:
         add_convention(report, net, costs, args.convention, args.by)
     comparison = None
     if reference is not None:
-        from ..report.against import compare, render_comparison
+        from ..report.against import compare, other_configurations, other_configurations_note, render_comparison
         comparison = compare(reference, net, costs)
         report["against"] = comparison
+        skipped = [] if comparison else other_configurations(reference, net)  # why nothing was compared
+        if skipped:
+            report["against_other_configurations"] = skipped
     text = render(report, args.format)
     if comparison is not None and args.format != "json":
         text += "\n" + render_comparison(comparison, args.format)
+        if skipped:
+            text += other_configurations_note(skipped, net) + "\n"
     _emit(args, text, net)
     over = []
     for label, limit in budgets.items():

@@ -204,12 +204,30 @@ class Lowerer(ControlFlow, NamedTensors):
             shape = tuple(input_shape)
         self.claim("", "input", first.span, ctx)
         self.sink.add("input", node_data("input", {"shape": shape}, shape, first.span, "", None, None), [])
-        self.sink.graph.update(name=net.name, input="input", aux=[], params=env)
+        self.sink.graph.update(name=net.name, input="input", aux=[], params=env,
+                               changed=self.changed_params(net, overrides, env))
         out = self.lower_body(body, "input", ctx.but(in_shape=shape, in_node="input"))  # `in` is the network's input here
         self.sink.graph.update(output=out, instances=self.instances)
         if self.rewired:
             self.check_all_used(out)
         return self.sink.result()
+
+    @staticmethod
+    def changed_params(net: s.Definition, overrides: dict, env: dict) -> tuple[str, ...]:
+        """The network parameters set from outside to a value other than their default's (evaluated
+        with the other parameters' values): which configuration this is, for tables of papers."""
+        changed = []
+        for p in net.params:
+            if p.name not in overrides:
+                continue
+            try:
+                default = evaluate(p.default, env, None) if p.default is not None else None
+            except EvalError:  # a default that reads the network's input, say: not comparable
+                default = None
+            value = env[p.name]
+            if default is None or isinstance(default, bool) != isinstance(value, bool) or default != value:
+                changed.append(p.name)
+        return tuple(changed)
 
     def bind_params(self, d: s.Definition, args, kwargs: dict, call_span: Span, ctx: Ctx, overrides=False) -> dict:
         """Parameters of a block or network: positional args, keyword args, then defaults."""

@@ -70,6 +70,11 @@ class Network:
         return dict(self.graph.graph["params"])
 
     @property
+    def changed_params(self) -> tuple[str, ...]:
+        """The parameters given (`--set`, `load(params=)`) a value other than the spec's default."""
+        return tuple(self.graph.graph.get("changed", ()))
+
+    @property
     def layers(self) -> list[str]:
         """Layer nodes of the inference graph (no input, no aux heads)."""
         return [n for n in trunk_nodes(self.graph) if n != self.input]
@@ -107,6 +112,7 @@ def _meaning(graph: nx.DiGraph) -> tuple:
     nodes = {node: _without_span(data) for node, data in graph.nodes(data=True)}
     edges = {(a, b): data for a, b, data in graph.edges(data=True)}
     info = dict(graph.graph)
+    info.pop("changed", None)  # how the values were given, not what the graph computes
     info["instances"] = {scope: _without_span(inst) for scope, inst in info.get("instances", {}).items()}
     return nodes, edges, info
 

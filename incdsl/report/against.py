@@ -8,7 +8,9 @@ Table format (CSV, header names case-insensitive, other columns are kept as cont
     network   (optional) the network the row is about: rows for other networks are left out,
               so one table can hold a whole zoo (specs/tables/zoo.csv)
     set       (optional) parameter values the row needs, `n1=2 n2=2 bn=off`: rows whose values
-              differ from the network's are left out (one spec, several configurations)
+              differ from the network's are left out (one spec, several configurations); a row
+              that names its `network` is about it at its defaults but for these values, so a
+              network given other values (`--set classes=10`) is not compared with it
     params    the paper's parameter count as printed: `2.7K`, `159K`, `1000K`, `6797700`
     ops       (or `macs`) the paper's multiply-adds as printed: `34M`, `1.5G`
     output    (or `output size`) the printed output size, HxWxC as papers write it: `112x112x64`
@@ -141,11 +143,34 @@ def _same_value(actual, printed: str) -> bool:
 
 
 def applies(row: dict, network) -> bool:
-    """Whether a row is about this network: its `network` and `set` cells, where given, agree."""
+    """Whether a row is about this network: its `network` and `set` cells, where given, agree. A row
+    that names its network is about that network at its defaults but for what `set` says: with
+    `--set classes=10` a zoo table's ImageNet row no longer applies."""
     if row.get("network") and row["network"] != network.name:
         return False
-    params = network.params
-    return all(k in params and _same_value(params[k], v) for k, v in parse_settings(row.get("set", "")).items())
+    params, wanted = network.params, parse_settings(row.get("set", ""))
+    if not all(k in params and _same_value(params[k], v) for k, v in wanted.items()):
+        return False
+    return not row.get("network") or all(k in wanted for k in getattr(network, "changed_params", ()))
+
+
+def other_configurations(table: Table, network) -> list[int]:
+    """The lines of rows about this network that `applies` leaves out: another configuration."""
+    return [r["_line"] for r in table.rows if r.get("network") == network.name and not applies(r, network)]
+
+
+def other_configurations_note(lines: list[int], network) -> str:
+    """Why rows of this network were not compared, for the terminal."""
+    changed = " ".join(f"{k}={_fmt_setting(network.params[k])}" for k in network.changed_params)
+    rows = ", ".join(map(str, lines[:8])) + (f" and {len(lines) - 8} more" if len(lines) > 8 else "")
+    given = f"; this one sets {changed}" if changed else ""
+    return (f"not compared: row{'s' if len(lines) > 1 else ''} {rows} of the table "
+            f"{'are' if len(lines) > 1 else 'is'} about `{network.name}` in another configuration "
+            f"(the spec's defaults but for the row's `set` cell{given})")
+
+
+def _fmt_setting(value) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
 
 
 def _members(names: list[str], scope: str) -> list[str]:
