@@ -5,7 +5,7 @@ labels, `with` scopes, aux heads).
 The generator keeps its own idea of the current shape, from closed-form window formulas
 written here (not incdsl's), only to steer towards specs that should check: branches of a
 join end at the same size, a residual body ends at its input's depth. Whether a spec is valid
-and what its shapes are is for the oracles in tests/test_differential.py to decide (torch runs
+and what its shapes are is for the oracles in tests/oraclelib.py to decide (torch runs
 the compiled model), so a slip here costs a rejected case, not a wrong verdict.
 
 Draws go through a `Pick` so the same generator serves Hypothesis (`HypothesisPick`, which

@@ -180,7 +180,7 @@ def test_counters_count_convnext_as_the_conventions_say(tool, tmp_path):
 def test_optimize_levels_keep_convnext_exact(level, tmp_path):
     """Batch-norm folding must leave layer norms alone (they normalise by each position's own
     statistics): at every level the compiled ConvNeXt computes what level none does."""
-    td = pytest.importorskip("test_differential")
+    td = pytest.importorskip("oraclelib")
     net = incdsl.load(small_convnext(tmp_path))
     td.check_levels_eval(net, level)
     td.check_state_dicts(net, level)
@@ -306,7 +306,7 @@ def test_differential_oracles_agree_on_the_new_kinds():
     """The differential suite's checks (shapes, costs, every counter, each node's value against
     its own evaluator, the optimize levels) on layer norms and layer scales between convs
     with batch norm, where folding a layer norm as batch norm would show."""
-    td = pytest.importorskip("test_differential")
+    td = pytest.importorskip("oraclelib")
     net = incdsl.load("network t:\n    input 4x8x8\n    conv 3x3 6 pad = 1 bn = on act = off\n    layer_norm 1e-6\n"
                       "    conv 1x1 8 bn = on act = gelu -> layer_scale 0.5\n    residual(act = off):\n"
                       "        conv 1x1 8 bn = on -> layer_norm -> layer_scale 2\n"

@@ -236,7 +236,7 @@ def test_differential_oracles_agree_on_a_shuffle_between_joins():
     """The differential suite's checks (shapes, costs, every counter, each node's value against
     its own evaluator, the optimize levels) on a shuffle after a concatenation and before a 1x1
     conv: the place where concat elision and horizontal fusion could misplace channels."""
-    td = pytest.importorskip("test_differential")
+    td = pytest.importorskip("oraclelib")
     net = incdsl.load("network t:\n    input 4x8x8\n    concat:\n        branch: conv 1x1 6\n"
                       "        branch: conv 3x3 6 pad = 1\n    shuffle 3\n    conv 1x1 4 bn = on\n")
     td.check_all(net)
