@@ -16,8 +16,8 @@ does not share incdsl's code.
     a single window is accepted iff torch runs it      torch's own layer on that input
 
 The oracles live in tests/oraclelib.py. The networks come from tests/specgen.py (many layer
-kinds and join forms, odd sizes). The fast
-tests draw a few with Hypothesis; `-m slow` draws many more.
+kinds and join forms, odd sizes). The fast tests draw a few with Hypothesis; `-m slow` draws
+many more.
 """
 from __future__ import annotations
 
