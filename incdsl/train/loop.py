@@ -177,6 +177,8 @@ def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
         record = {"epoch": epoch + 1, "train_loss": loss, "val_loss": metrics["loss"], "val_top1": metrics["top1"],
                   "val_top5": metrics["top5"], "lr": run.optimizer.param_groups[0]["lr"],
                   "images_per_s": images / max(train_seconds, 1e-9), "seconds": time.perf_counter() - t0}
+        if run.skipped_steps is not None:  # fp16 only: without loss scaling no step is skipped
+            record["skipped_steps"] = run.skipped_steps
         if data.files:
             record["skipped_images"] = int(distributed.all_reduce_sum(ctx, [len(run.skipped)])[0])
             if record["skipped_images"]:
@@ -284,7 +286,7 @@ def _build(network, config: TrainConfig, ctx, recipe: Recipe, seed: int, data) -
         forward = torch.compile(forward)
     dtype = AMP_DTYPES.get(config.amp)
     autocast = (lambda: torch.autocast(ctx.device.type, dtype=dtype)) if dtype else contextlib.nullcontext
-    scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
+    scaler = torch.amp.GradScaler(ctx.device.type) if config.amp == "fp16" else None
     return Run(ctx, recipe, model, forward, build_optimizer(model, recipe),
                WeightAverage(model, recipe.ema_decay) if recipe.ema_decay else None,
                scaler, autocast, memory_format, 0, seed)
@@ -432,7 +434,13 @@ def _diverged(config: TrainConfig, exc: NonFiniteLoss, run: Run):
     last = os.path.join(config.out, ckpt.LAST)
     kept = (f"the last good checkpoint is {last} (epoch {len(run.history)})" if run.history or config.resume
             else "no checkpoint was written")
-    return error(f"the training loss is no longer finite (epoch {exc.epoch}, step {exc.step}): stopping",
+    where = f"(epoch {exc.epoch}, step {exc.step})"
+    if exc.what == "scale":
+        return error(f"the fp16 loss scale collapsed {where}: too many steps overflowed; stopping",
+                     notes=[kept, "below 2^-126 the gradient scaler no longer sees inf or NaN gradients"],
+                     hint="train with --amp bf16, or lower --lr, or clip the gradients with --clip-grad")
+    what = "the training loss is" if exc.what == "loss" else "the weights are"
+    return error(f"{what} no longer finite {where}: stopping",
                  notes=[kept], hint="lower --lr, or clip the gradients with --clip-grad")
 
 
@@ -466,7 +474,13 @@ def _epoch_line(r: dict, epochs: int, ema: bool) -> str:
     weights = " (EMA)" if ema else ""
     top5 = f"  top-5 {100 * r['val_top5']:.2f}%" if r.get("val_top5") is not None else ""
     return (f"epoch {r['epoch']}/{epochs}  loss {r['train_loss']:.4f}  val top-1{weights} {100 * r['val_top1']:.2f}%"
-            f"{top5}  lr {r['lr']:.4g}  {format_rate(r['images_per_s'])} img/s  {r['seconds']:.1f} s")
+            f"{top5}  lr {r['lr']:.4g}  {format_rate(r['images_per_s'])} img/s  {r['seconds']:.1f} s{_skips(r)}")
+
+
+def _skips(r: dict) -> str:
+    """The epoch line's note of fp16 steps skipped for overflowing gradients (none: nothing)."""
+    n = r.get("skipped_steps") or 0
+    return f"  ({n} step{'s' if n != 1 else ''} skipped: fp16 overflow)" if n else ""
 
 
 def resume_command(out: str, world: int = 1) -> str:
