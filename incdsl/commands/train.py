@@ -250,6 +250,9 @@ def _check_outputs(out: str, net, weights: str | None, resume: str | None) -> No
 def run(args) -> int:
     import sys
     from ..cli import UsageError
+    for flag, value in (("--out", args.out), ("--data", args.data)):
+        if value is not None and not value.strip():  # an empty shell variable: not the default
+            raise UsageError(f"{flag} is empty")
     if args.resume is None and (args.spec is None or args.data is None):
         raise UsageError("give a spec and --data (or --resume DIR to continue a run)")
     if args.resume is not None and args.weights:

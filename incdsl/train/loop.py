@@ -359,9 +359,11 @@ def _restore(run: Run, state: dict, network, log) -> int:
             else:
                 run.ema.load_state_dict(state["ema"])
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise error("the checkpoint does not fit this network",
-                    notes=[(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]],
-                    hint="resume with the spec, --set, --input and --classes the run started with") from None
+        notes = ckpt.spec_note(state, network) + (ckpt.weights_mismatch(run.model, state["model"])
+                                                  or [(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]])
+        raise error("the checkpoint does not fit this network", notes=notes,
+                    hint="resume with the spec, --set, --input and --classes the run started with, or leave "
+                         "out SPEC to use the checkpoint's own") from None
     try:
         if run.scaler is not None and state.get("scaler"):
             run.scaler.load_state_dict(state["scaler"])
