@@ -119,3 +119,17 @@ def test_empty_arguments_are_usage_errors(capsys, tmp_path, monkeypatch, argv, s
     code, _, err = cli(capsys, *argv)
     assert code == 2 and err.rstrip().endswith(f"incdsl: error: {says}")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("weights, says", [
+    ("missing.pt", "no weights file missing.pt"),
+    ("junk.pt", "cannot read weights junk.pt: it is no file torch.save wrote"),
+], ids=["missing", "junk"])
+def test_bad_weights_files_are_said_before_the_data_open_and_leave_no_folder(capsys, tmp_path, monkeypatch,
+                                                                              weights, says):
+    """Before: the data were opened, the run's first line printed and an empty --out folder left."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk.pt").write_text("not weights")
+    code, out, err = cli(capsys, "train", TINY, *QUICK, "--out", "run", "--weights", weights)
+    assert code == 1 and err.startswith(f"incdsl: error: {says}\n") and " = hint: " in err
+    assert out == "" and not (tmp_path / "run").exists()

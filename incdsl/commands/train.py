@@ -259,6 +259,9 @@ def run(args) -> int:
         raise UsageError("--weights starts a new run; --resume continues one with its own weights")
     check_dependencies(args.data or "")
     _check_weights_library(args.weights)
+    if args.weights:  # a missing file is said before the data are opened and --out is made
+        from ..train.pretrained import check_source
+        check_source(args.weights)
     from ..io import prepare_output_dir
     from ..train import checkpoint as ckpt
     from ..train.loop import TrainConfig, resume_command, train

@@ -109,7 +109,7 @@ def load(path: str, *, verify: bool = True) -> dict:
     try:
         if os.path.getsize(path) == 0:
             raise error(f"checkpoint {path} is empty", hint="it was not written by `incdsl train`, or was cut short")
-        if not _saved_by_torch(path):
+        if not saved_by_torch(path):
             raise error(f"cannot read checkpoint {path}: it is no file torch.save wrote",
                         hint="it is damaged, or not a last.pt or final.pt that `incdsl train` wrote")
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -130,7 +130,7 @@ def load(path: str, *, verify: bool = True) -> dict:
     return checkpoint
 
 
-def _saved_by_torch(path: str) -> bool:
+def saved_by_torch(path: str) -> bool:
     """Whether the file starts as torch.save's files do: a zip archive (the default format) or a
     pickle (the legacy one, protocol 2 and up). Anything else gets a plain error instead of
     torch's, which speaks of `weights_only` whatever the file is."""
