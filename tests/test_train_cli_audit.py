@@ -133,3 +133,10 @@ def test_bad_weights_files_are_said_before_the_data_open_and_leave_no_folder(cap
     code, out, err = cli(capsys, "train", TINY, *QUICK, "--out", "run", "--weights", weights)
     assert code == 1 and err.startswith(f"incdsl: error: {says}\n") and " = hint: " in err
     assert out == "" and not (tmp_path / "run").exists()
+
+
+def test_resuming_with_fewer_epochs_than_trained_says_so(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert cli(capsys, "train", TINY, *QUICK[:-6], "--epochs", "2", *QUICK[-4:], "--out", out)[0] == 0
+    code, stdout, _ = cli(capsys, "train", "--resume", out, "--epochs", "1", "--threads", "1")
+    assert code == 0 and "tiny: nothing to do: 2 epochs already trained, more than the 1 asked for (--epochs)" in stdout

@@ -518,7 +518,11 @@ def _finish(run: Run, network, config: TrainConfig, state, stopped_at: int, ran:
     distributed.barrier(ctx)
     resumed_part = f" (this session: {seconds:.1f} s)" if resumed else ""
     if not ran:
-        log(f"{network.name}: nothing to do: {len(run.history)} of {counted(run.recipe.epochs, 'epoch')} already trained")
+        done_epochs = len(run.history)
+        log(f"{network.name}: nothing to do: " + (
+            f"{done_epochs} of {counted(run.recipe.epochs, 'epoch')} already trained" if done_epochs <= run.recipe.epochs
+            else f"{counted(done_epochs, 'epoch')} already trained, more than the {run.recipe.epochs} asked for "
+                 "(--epochs)"))
     elif not done:
         log(f"{network.name}: stopped after epoch {len(run.history)} of {run.recipe.epochs}, {total_seconds:.1f} s "
             f"in all{resumed_part}; continue with: {resume_command(config.out, ctx.world)}")
