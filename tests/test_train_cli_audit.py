@@ -140,3 +140,15 @@ def test_resuming_with_fewer_epochs_than_trained_says_so(capsys, tmp_path):
     assert cli(capsys, "train", TINY, *QUICK[:-6], "--epochs", "2", *QUICK[-4:], "--out", out)[0] == 0
     code, stdout, _ = cli(capsys, "train", "--resume", out, "--epochs", "1", "--threads", "1")
     assert code == 0 and "tiny: nothing to do: 2 epochs already trained, more than the 1 asked for (--epochs)" in stdout
+
+
+def test_a_new_run_does_not_overwrite_an_earlier_one(capsys, tmp_path, good_run):
+    """Before: a second `incdsl train` into the same --out (the default runs/NETWORK included)
+    replaced the first run's last.pt and final.pt."""
+    before = {name: (good_run / name).read_bytes() for name in ("last.pt", "final.pt", "metrics.jsonl")}
+    code, out, err = cli(capsys, "train", TINY, *QUICK, "--out", good_run, "--seed", "5")
+    assert code == 1 and out == ""
+    assert err.startswith(f"incdsl: error: {good_run} already holds a run (last.pt and final.pt): a new run "
+                          "would overwrite it\n")
+    assert f"continue it with `incdsl train --resume {good_run}`, pass another --out" in err
+    assert {name: (good_run / name).read_bytes() for name in before} == before
