@@ -152,3 +152,14 @@ def test_a_new_run_does_not_overwrite_an_earlier_one(capsys, tmp_path, good_run)
                           "would overwrite it\n")
     assert f"continue it with `incdsl train --resume {good_run}`, pass another --out" in err
     assert {name: (good_run / name).read_bytes() for name in before} == before
+
+
+def test_resuming_on_data_of_other_classes_does_not_suggest_a_dead_end(capsys, tmp_path, good_run):
+    """Before: `pass --classes 3`, which then failed: the checkpoint's classifier has 10 outputs."""
+    root = image_folder(tmp_path / "three", ["a", "b", "c"])
+    code, _, err = cli(capsys, "train", "--resume", good_run, "--data", root, "--threads", "1", "--epochs", "2")
+    assert code == 1 and "the network gives 10 outputs, but the data has 3 classes" in err
+    assert "pass --classes" not in err
+    assert (f" = hint: resume on data of the run's 10 classes (leave out --data for its own), or fine-tune its "
+            f"weights in a new run: `incdsl train SPEC --data {root} --weights {good_run / 'last.pt'} --classes 3 "
+            "--out NEW`") in err

@@ -273,6 +273,11 @@ def _build(network, config: TrainConfig, ctx, recipe: Recipe, seed: int, data) -
             hint = f"pass --classes {classes}"
         else:
             hint = f"pass --classes {classes} (the spec has no `classes` parameter: its last linear layer is replaced)"
+        if config.resume:  # its weights are for the checkpoint's classes: another count starts a new run
+            import shlex
+            hint = (f"resume on data of the run's {model.num_classes} classes (leave out --data for its own), or "
+                    f"fine-tune its weights in a new run: `incdsl train SPEC --data {shlex.quote(config.data)} "
+                    f"--weights {shlex.quote(config.resume)} --classes {classes} --out NEW`")
         raise error(f"the network gives {model.num_classes} outputs, but the data has {classes} classes",
                     notes=[f"data: {data.description}"], hint=hint)
     _check_aux_outputs(network, classes, replaced=config.num_classes is not None)
