@@ -148,10 +148,21 @@ def test_a_new_run_does_not_overwrite_an_earlier_one(capsys, tmp_path, good_run)
     before = {name: (good_run / name).read_bytes() for name in ("last.pt", "final.pt", "metrics.jsonl")}
     code, out, err = cli(capsys, "train", TINY, *QUICK, "--out", good_run, "--seed", "5")
     assert code == 1 and out == ""
-    assert err.startswith(f"incdsl: error: {good_run} already holds a run (last.pt and final.pt): a new run "
+    assert err.startswith(f"incdsl: error: {good_run} already holds a run (last.pt and final.pt): this one "
                           "would overwrite it\n")
     assert f"continue it with `incdsl train --resume {good_run}`, pass another --out" in err
     assert {name: (good_run / name).read_bytes() for name in before} == before
+
+
+def test_a_run_resumed_into_another_runs_folder_does_not_overwrite_it(capsys, tmp_path, good_run):
+    other = tmp_path / "other"
+    assert cli(capsys, "train", TINY, *QUICK, "--out", other, "--seed", "3")[0] == 0
+    before = {name: (good_run / name).read_bytes() for name in ("last.pt", "final.pt")}
+    code, _, err = cli(capsys, "train", "--resume", other, "--out", good_run, "--epochs", "2", "--threads", "1")
+    assert code == 1 and f"{good_run} already holds a run (last.pt and final.pt)" in err
+    assert {name: (good_run / name).read_bytes() for name in before} == before
+    # in its own folder, from its last.pt or its final.pt, a run replaces its checkpoints by design
+    assert cli(capsys, "train", "--resume", other / "final.pt", "--epochs", "2", "--threads", "1")[0] == 0
 
 
 def test_resuming_on_data_of_other_classes_does_not_suggest_a_dead_end(capsys, tmp_path, good_run):

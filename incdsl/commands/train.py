@@ -247,15 +247,22 @@ def _check_outputs(out: str, net, weights: str | None, resume: str | None) -> No
                      [*net.sources, *([weights] if weights else [])])
 
 
+def _same_folder(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
 def _check_no_earlier_run(out: str) -> None:
-    """A new run does not overwrite the checkpoints of an earlier one in the same folder (the
-    default `runs/NETWORK` included): it would lose that run's weights."""
+    """A run does not overwrite the checkpoints of another in its --out folder (the default
+    `runs/NETWORK` included; a run resumed into another folder too): they would be lost."""
     from ..diagnostics import error
     from ..train import checkpoint as ckpt
     from ..train.loop import resume_command
     found = [name for name in (ckpt.LAST, ckpt.FINAL) if os.path.isfile(os.path.join(out, name))]
     if found:
-        raise error(f"{out} already holds a run ({' and '.join(found)}): a new run would overwrite it",
+        raise error(f"{out} already holds a run ({' and '.join(found)}): this one would overwrite it",
                     hint=f"continue it with `{resume_command(out)}`, pass another --out, "
                          f"or delete its {' and '.join(found)} to start over")
 
@@ -297,8 +304,8 @@ def run(args) -> int:
     # once the data has opened, so a bad --data leaves none behind
     prepare_output_dir(out, create=False)
     _check_outputs(out, net, args.weights, resume)
-    if resume is None:
-        _check_no_earlier_run(out)
+    if resume is None or not _same_folder(out, os.path.dirname(resume) or "."):
+        _check_no_earlier_run(out)  # resuming in its own folder replaces its checkpoints by design
     overrides = {f.name: getattr(args, "recipe_" + f.name) for f in recipe_fields()}
     config = TrainConfig(
         data=args.data, out=out, recipe=args.recipe, overrides={k: v for k, v in overrides.items() if v is not None},
