@@ -174,3 +174,17 @@ def test_resuming_on_data_of_other_classes_does_not_suggest_a_dead_end(capsys, t
     assert (f" = hint: resume on data of the run's 10 classes (leave out --data for its own), or fine-tune its "
             f"weights in a new run: `incdsl train SPEC --data {root} --weights {good_run / 'last.pt'} --classes 3 "
             "--out NEW`") in err
+
+
+def test_a_run_whose_data_folder_is_gone_says_so(capsys, tmp_path):
+    """Before: `no such data folder: /abs/path` with the hint for a first --data, not naming the checkpoint."""
+    import shutil
+    root = image_folder(tmp_path / "pets", ["cat", "dog"])
+    out = tmp_path / "run"
+    assert cli(capsys, "train", TINY, "--data", root, "--classes", "2", "--batch-size", "2", "--epochs", "2",
+               "--stop-after", "1", "--device", "cpu", "--threads", "1", "--out", out)[0] == 0
+    shutil.rmtree(root)
+    for argv in (["train", "--resume", out], ["eval", "--checkpoint", out]):
+        code, _, err = cli(capsys, *argv, "--threads", "1")
+        assert code == 1 and err == (f"incdsl: error: the run's data folder {root} (named in the checkpoint) is "
+                                     "gone\n = hint: pass --data DIR: a folder of the same classes\n")
