@@ -93,6 +93,14 @@ def test_the_steps_the_scaler_skips_are_counted_per_epoch(ema_decay):
     assert run.skipped_steps == 0
 
 
+def test_a_disabled_scaler_counts_no_skips():
+    """As `GradScaler("cuda")` is without CUDA: it records no check, and must not break the count."""
+    run = make_run()
+    run.scaler = torch.amp.GradScaler("cpu", enabled=False)
+    train_epoch(run, batches(2), 0, stream=io.StringIO())
+    assert run.skipped_steps == 0
+
+
 def test_without_a_scaler_there_is_no_count():
     run = make_run(scaler=False)
     train_epoch(run, batches(2), 0, stream=io.StringIO())

@@ -210,6 +210,8 @@ def scaler_skipped(scaler, optimizer) -> torch.Tensor:
     the device.
     """
     found = list(scaler._per_optimizer_states[id(optimizer)]["found_inf_per_device"].values())
+    if not found:  # a disabled scaler (`enabled=False`) checks nothing and always steps
+        return torch.zeros(())
     device = found[0].device
     return torch.stack([f.to(device).reshape(()) for f in found]).sum().clamp(max=1.0)
 
