@@ -209,9 +209,9 @@ def scaler_skipped(scaler, optimizer) -> torch.Tensor:
     no public accessor; comparing scales before and after `update` would need two waits for
     the device.
     """
-    found = list(scaler._per_optimizer_states[id(optimizer)]["found_inf_per_device"].values())
-    if not found:  # a disabled scaler (`enabled=False`) checks nothing and always steps
+    if not scaler.is_enabled():  # `enabled=False` (or "cuda" without CUDA): it checks nothing, always steps
         return torch.zeros(())
+    found = list(scaler._per_optimizer_states[id(optimizer)]["found_inf_per_device"].values())
     device = found[0].device
     return torch.stack([f.to(device).reshape(()) for f in found]).sum().clamp(max=1.0)
 
