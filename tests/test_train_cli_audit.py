@@ -188,3 +188,20 @@ def test_a_run_whose_data_folder_is_gone_says_so(capsys, tmp_path):
         code, _, err = cli(capsys, *argv, "--threads", "1")
         assert code == 1 and err == (f"incdsl: error: the run's data folder {root} (named in the checkpoint) is "
                                      "gone\n = hint: pass --data DIR: a folder of the same classes\n")
+
+
+def test_classes_for_a_network_without_a_classifier_has_a_hint(capsys, tmp_path):
+    spec = tmp_path / "feat.inc"
+    spec.write_text("network feat:\n    input 1x8x8\n    conv 3x3 4 S\n")
+    code, _, err = cli(capsys, "train", spec, *QUICK, "--classes", "3", "--out", tmp_path / "run")
+    assert code == 1 and "cannot replace the classifier" in err
+    assert " = hint: end the network in a `linear` classifier, or leave out --classes" in err
+
+
+def test_a_damaged_checkpoint_field_has_a_hint(capsys, tmp_path, good_run):
+    state = torch.load(good_run / "last.pt", weights_only=True)
+    state["history"] = state["history"] * 2
+    torch.save(state, tmp_path / "x.pt")
+    code, _, err = cli(capsys, "eval", "--checkpoint", tmp_path / "x.pt", "--threads", "1")
+    assert code == 1 and "is damaged: epoch 1 but 2 epoch records" in err
+    assert " = hint: it changed after `incdsl train` wrote it; resume from another copy" in err

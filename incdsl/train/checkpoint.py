@@ -38,6 +38,7 @@ from ..diagnostics import IncdslError, error
 from . import MAX_SYNTHETIC
 
 FORMAT = 1
+DAMAGED_HINT = "it changed after `incdsl train` wrote it; resume from another copy (the run's final.pt, a backup)"
 LAST = "last.pt"
 FINAL = "final.pt"
 
@@ -222,10 +223,10 @@ def validate(checkpoint: dict, path: str) -> None:
                     hint="it was cut short or not written by `incdsl train`; resume from another checkpoint")
     for name, (ok, expected) in (*FIELDS.items(), *OPTIONAL.items()):
         if name in checkpoint and not ok(checkpoint[name]):
-            raise error(f"checkpoint {path} is damaged: `{name}` is not {expected}")
+            raise error(f"checkpoint {path} is damaged: `{name}` is not {expected}", hint=DAMAGED_HINT)
     if len(checkpoint["history"]) != checkpoint["epoch"]:
         raise error(f"checkpoint {path} is damaged: epoch {checkpoint['epoch']} but "
-                    f"{len(checkpoint['history'])} epoch records")
+                    f"{len(checkpoint['history'])} epoch records", hint=DAMAGED_HINT)
     _verify_digest(checkpoint.get("weights_sha256"), checkpoint["model"], "weights", path)
     if checkpoint["ema"] is not None:
         _verify_digest(checkpoint.get("ema_weights_sha256"), checkpoint["ema"]["module"], "averaged weights", path)

@@ -264,7 +264,8 @@ def _build(network, config: TrainConfig, ctx, recipe: Recipe, seed: int, data) -
     try:
         model = to_torch(network, num_classes=config.num_classes, seed=seed, optimize=config.optimize)
     except ValueError as exc:  # --classes for a network that ends in no classifier
-        raise error(f"cannot replace the classifier: {exc}") from None
+        raise error(f"cannot replace the classifier: {exc}",
+                    hint="end the network in a `linear` classifier, or leave out --classes") from None
     classes = len(data.classes)
     if model.num_classes != classes:
         if not any(network.graph.nodes[n]["op"] == "linear" for n in network.layers):
@@ -376,7 +377,7 @@ def _restore(run: Run, state: dict, network, log) -> int:
         ckpt.restore_rng(rng[run.ctx.rank % len(rng)])
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise error(f"the checkpoint's random or scaler state is damaged: {type(exc).__name__}: "
-                    f"{(str(exc).strip().splitlines() or [''])[0][:200]}") from None
+                    f"{(str(exc).strip().splitlines() or [''])[0][:200]}", hint=ckpt.DAMAGED_HINT) from None
     if state["scheduler"]["steps_per_epoch"] != run.steps_per_epoch:
         log(f"warning: {run.steps_per_epoch} steps per epoch now, {state['scheduler']['steps_per_epoch']} "
             "before: the run will not continue exactly")

@@ -127,4 +127,6 @@ def load_pretrained(model, source: str):
     try:
         return load_weights(model, state, aux="skip", skip_classifier=skip_classifier)
     except WeightsError as exc:
-        raise error(f"the weights of {source} do not fit this network: {exc}") from None
+        raise error(f"the weights of {source} do not fit this network: {exc}",
+                    hint="pass weights of the same architecture (layers are paired in order by kind and shape), "
+                         "or the spec they were trained with") from None
