@@ -205,3 +205,11 @@ def test_a_damaged_checkpoint_field_has_a_hint(capsys, tmp_path, good_run):
     code, _, err = cli(capsys, "eval", "--checkpoint", tmp_path / "x.pt", "--threads", "1")
     assert code == 1 and "is damaged: epoch 1 but 2 epoch records" in err
     assert " = hint: it changed after `incdsl train` wrote it; resume from another copy" in err
+
+
+def test_synthetic_size_for_other_data_is_said_to_be_ignored(capsys, tmp_path):
+    root = image_folder(tmp_path / "pets", ["cat", "dog"])
+    code, _, err = cli(capsys, "train", TINY, *QUICK[:-4], "--data", root, "--classes", "2", "--batch-size", "2",
+                       "--synthetic-size", "64", "--out", tmp_path / "run")
+    assert code == 0 and f"incdsl: warning: --synthetic-size sizes --data synthetic only; ignored for --data {root}" \
+        in err

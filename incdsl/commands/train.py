@@ -300,6 +300,9 @@ def run(args) -> int:
         args.data = data_source(settings, args.data)
         check_dependencies(args.data)
         del state  # `train` reads the checkpoint again; do not hold two copies
+    if args.synthetic_size is not None and args.data != "synthetic":
+        print(f"incdsl: warning: --synthetic-size sizes --data synthetic only; ignored for --data {args.data}",
+              file=sys.stderr)
     # a bad --out is a one-line error now, not after the first epoch; the folder itself is made
     # once the data has opened, so a bad --data leaves none behind
     prepare_output_dir(out, create=False)
