@@ -22,7 +22,7 @@ from incdsl.train import checkpoint as ckpt  # noqa: E402
 from incdsl.train import distributed, loop  # noqa: E402
 from incdsl.train import epoch as epoch_module  # noqa: E402
 from incdsl.train.data import Unreadable  # noqa: E402
-from incdsl.train.epoch import NonFiniteLoss, Run, backward_step, train_epoch  # noqa: E402
+from incdsl.train.epoch import NonFiniteLoss, Run, train_epoch  # noqa: E402
 from incdsl.train.optim import WeightAverage, build_optimizer  # noqa: E402
 from incdsl.train.recipes import Recipe  # noqa: E402
 
