@@ -86,6 +86,8 @@ def overrides(args) -> dict:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise UsageError(f"--set expects NAME=VALUE, got {item!r}")
+        if not value.strip():  # `--set classes=` (an unset shell variable): no value to read
+            raise UsageError(f"--set {item}: no value after `=`")
         if "=" in value:  # no value holds `=`: several settings in one flag
             pairs = " ".join(f"--set {part}" for part in re.split(r"[,;\s]+", item) if part)
             raise UsageError(f"--set takes one NAME=VALUE, got {item!r}: give each its own --set ({pairs})")

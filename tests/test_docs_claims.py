@@ -260,7 +260,8 @@ def test_metrics_fields_are_a_records(tmp_path):
     summary = set(json.loads((out / "summary.json").read_text()))
     documented = re.search(r"\| `summary\.json` \|[^|]*\| ([^|]*)\|", TRAINING)[1]
     assert set(re.findall(r"`(\w+)`", documented)) <= summary
-    assert metrics_fields(training) - {"training", "and", "evaluation", "image", "folders"} == record | {"skipped_images"}
+    assert metrics_fields(training) - {"training", "and", "evaluation", "image", "folders", "fp16", "only"} == \
+        record | {"skipped_images", "skipped_steps"}
 
 
 # --- options ------------------------------------------------------------------------------------

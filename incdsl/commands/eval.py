@@ -53,7 +53,11 @@ def _checkpoint_file(path: str) -> str:
 
 
 def run(args) -> int:
+    from ..cli import UsageError
     from .train import check_dependencies
+    for flag, value in (("--checkpoint", args.checkpoint), ("--data", args.data)):
+        if value is not None and not value.strip():  # an empty shell variable: not the default
+            raise UsageError(f"{flag} is empty")
     check_dependencies(args.data or "", "eval")
     import torch
     threads = torch.get_num_threads()

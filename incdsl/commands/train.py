@@ -247,15 +247,41 @@ def _check_outputs(out: str, net, weights: str | None, resume: str | None) -> No
                      [*net.sources, *([weights] if weights else [])])
 
 
+def _same_folder(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def _check_no_earlier_run(out: str) -> None:
+    """A run does not overwrite the checkpoints of another in its --out folder (the default
+    `runs/NETWORK` included; a run resumed into another folder too): they would be lost."""
+    from ..diagnostics import error
+    from ..train import checkpoint as ckpt
+    from ..train.loop import resume_command
+    found = [name for name in (ckpt.LAST, ckpt.FINAL) if os.path.isfile(os.path.join(out, name))]
+    if found:
+        raise error(f"{out} already holds a run ({' and '.join(found)}): this one would overwrite it",
+                    hint=f"continue it with `{resume_command(out)}`, pass another --out, "
+                         f"or delete its {' and '.join(found)} to start over")
+
+
 def run(args) -> int:
     import sys
     from ..cli import UsageError
+    for flag, value in (("--out", args.out), ("--data", args.data)):
+        if value is not None and not value.strip():  # an empty shell variable: not the default
+            raise UsageError(f"{flag} is empty")
     if args.resume is None and (args.spec is None or args.data is None):
         raise UsageError("give a spec and --data (or --resume DIR to continue a run)")
     if args.resume is not None and args.weights:
         raise UsageError("--weights starts a new run; --resume continues one with its own weights")
     check_dependencies(args.data or "")
     _check_weights_library(args.weights)
+    if args.weights:  # a missing file is said before the data are opened and --out is made
+        from ..train.pretrained import check_source
+        check_source(args.weights)
     from ..io import prepare_output_dir
     from ..train import checkpoint as ckpt
     from ..train.loop import TrainConfig, resume_command, train
@@ -274,10 +300,15 @@ def run(args) -> int:
         args.data = data_source(settings, args.data)
         check_dependencies(args.data)
         del state  # `train` reads the checkpoint again; do not hold two copies
+    if args.synthetic_size is not None and args.data != "synthetic":
+        print(f"incdsl: warning: --synthetic-size sizes --data synthetic only; ignored for --data {args.data}",
+              file=sys.stderr)
     # a bad --out is a one-line error now, not after the first epoch; the folder itself is made
     # once the data has opened, so a bad --data leaves none behind
     prepare_output_dir(out, create=False)
     _check_outputs(out, net, args.weights, resume)
+    if resume is None or not _same_folder(out, os.path.dirname(resume) or "."):
+        _check_no_earlier_run(out)  # resuming in its own folder replaces its checkpoints by design
     overrides = {f.name: getattr(args, "recipe_" + f.name) for f in recipe_fields()}
     config = TrainConfig(
         data=args.data, out=out, recipe=args.recipe, overrides={k: v for k, v in overrides.items() if v is not None},

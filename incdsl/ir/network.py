@@ -33,6 +33,9 @@ class Network:
     sources: dict
     file: str
     warnings: list = field(default_factory=list)
+    # the parameters given to `load` (`params=`, `--set`), as given: provenance, so not compared;
+    # a compiled model repeats them where it says how to build the network at another size
+    settings: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -294,4 +297,4 @@ def _load(text: str, file: str, params, input, max_layers: int, include_path) ->
     lowerer = Lowerer(program, max_layers=max_layers)
     overrides = {k: (v, None) for k, v in (params or {}).items()}
     graph = lowerer.lower_network(program.network, overrides, input)
-    return Network(graph, program.sources, file, lowerer.warnings)
+    return Network(graph, program.sources, file, lowerer.warnings, dict(params or {}))

@@ -699,8 +699,29 @@ class InputShapeError(ValueError):
     (`IncdslNet.check_input`)."""
 
 
+# The texts of `IncdslNet.check_input`'s error format sizes with f-strings only: under
+# torch.compile with dynamic sizes they are symbolic, and Dynamo formats those in an f-string
+# but fails on str() or repr() (as of a tuple), with an error of its own in place of ours.
+
 def shape_text(shape) -> str:
-    return "x".join(map(str, shape))
+    """`3x64x64`."""
+    return "x".join([f"{d}" for d in shape])
+
+
+def tuple_text(values) -> str:
+    """`(2, 3, 64, 64)`, as repr writes a tuple of ints (`(5,)` for one)."""
+    items = [f"{v}" for v in values]
+    return f"({', '.join(items)}{',' if len(items) == 1 else ''})"
+
+
+def set_word(value) -> str:
+    """A network parameter's value as `--set NAME=VALUE` reads it back (`yes`, `3x3`, `gelu`, `0.5`),
+    quoted for a shell where it holds anything but letters, digits and `._+-`."""
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "none"}[value]
+    word = "x".join([f"{v}" for v in value]) if isinstance(value, tuple) else f"{value}"
+    plain = word and all(c.isalnum() or c in "._+-" for c in word)
+    return word if plain else "'" + word.replace("'", "'\\''") + "'"
 
 
 def listed(paths) -> str:
@@ -721,8 +742,8 @@ class IncdslNet(nn.Module):
     holds each aux head) and `classifiers`: one (module path, in_features, bias, act) per
     classifier, the main one first, then those of the aux heads that predict the same classes;
     `act` is the activation module after the linear layer (copied into each new one) or None.
-    `network_name`, `spec_file`, `size_bound_weights` and `channel_bound_weights` are what the
-    error of `check_input`, which the trunk's forward calls first, says.
+    `network_name`, `spec_file`, `spec_settings`, `size_bound_weights` and `channel_bound_weights`
+    are what the error of `check_input`, which the trunk's forward calls first, says.
     """
 
     num_classes = None
@@ -738,6 +759,7 @@ class IncdslNet(nn.Module):
     # (None: the compiler could not tell)
     network_name = None
     spec_file = None
+    spec_settings = None  # the parameters given when it was built (`--set`, `load(params=)`); None: none
     size_bound_weights = None
     channel_bound_weights = None
 
@@ -787,18 +809,23 @@ class IncdslNet(nn.Module):
             return f"{type(x).__name__}: pass a tensor"
         got = tuple(x.shape)
         if got == want:
-            return f"one image of shape {got}: add the batch dimension (x.unsqueeze(0))"
+            return f"one image of shape {tuple_text(got)}: add the batch dimension (x.unsqueeze(0))"
         if len(got) != 4:
-            return f"a {len(got)}-D tensor of shape {got}"
+            return f"a {len(got)}-D tensor of shape {tuple_text(got)}"
         if got[1:] == (*want[1:], want[0]):
-            return f"shape {got}, channels last: put them second (x.permute(0, 3, 1, 2))"
-        return f"shape {got}: {self.other_size_hint(got[1:])}"
+            return f"shape {tuple_text(got)}, channels last: put them second (x.permute(0, 3, 1, 2))"
+        return f"shape {tuple_text(got)}: {self.other_size_hint(got[1:])}"
 
     def other_size_hint(self, size) -> str:
-        """How to get this network for images of `size` (C, H, W), and whether its weights load there."""
+        """How to get this network for images of `size` (C, H, W), with the parameters it was built
+        with (`spec_settings`), and whether its weights load there."""
         spec = self.spec_file if self.spec_file and not self.spec_file.startswith("<") else None
-        build = f"incdsl.to_torch(incdsl.load({repr(spec) if spec else 'SPEC'}, input={size}))"
-        command = f"incdsl compile {spec or 'SPEC'} --input {shape_text(size)}"
+        settings = sorted((self.spec_settings or {}).items())
+        params = ", ".join([f"{name!r}: {value!r}" for name, value in settings])
+        given = f", params={{{params}}}" if settings else ""
+        build = f"incdsl.to_torch(incdsl.load({repr(spec) if spec else 'SPEC'}{given}, input={tuple_text(size)}))"
+        flags = "".join([f" --set {name}={set_word(value)}" for name, value in settings])
+        command = f"incdsl compile {spec or 'SPEC'}{flags} --input {shape_text(size)}"
         return (f"for {shape_text(size)} images build it from its spec at that size, {build} or `{command}`; "
                 f"{self.weights_hint(size)}")
 

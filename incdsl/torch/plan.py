@@ -39,7 +39,7 @@ to to_empty train type xpu zero_grad training
 num_classes input_shape aux_names aux_weights aux_paths classifiers get_classifier reset_classifier
 forward_features forward_head forward_trunk forward_aux node_paths self
 optimize optimize_level refold fusions fusion_plan plain_keys capture
-check_input input_problem other_size_hint network_name spec_file size_bound_weights channel_bound_weights
+check_input input_problem other_size_hint network_name spec_file spec_settings size_bound_weights channel_bound_weights
 what_came weights_hint column_draw draw_columns keep_column share_column_draw
 """.split())
 

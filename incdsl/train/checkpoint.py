@@ -38,6 +38,7 @@ from ..diagnostics import IncdslError, error
 from . import MAX_SYNTHETIC
 
 FORMAT = 1
+DAMAGED_HINT = "it changed after `incdsl train` wrote it; resume from another copy (the run's final.pt, a backup)"
 LAST = "last.pt"
 FINAL = "final.pt"
 
@@ -109,6 +110,9 @@ def load(path: str, *, verify: bool = True) -> dict:
     try:
         if os.path.getsize(path) == 0:
             raise error(f"checkpoint {path} is empty", hint="it was not written by `incdsl train`, or was cut short")
+        if not saved_by_torch(path):
+            raise error(f"cannot read checkpoint {path}: it is no file torch.save wrote",
+                        hint="it is damaged, or not a last.pt or final.pt that `incdsl train` wrote")
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except IncdslError:
         raise
@@ -117,10 +121,23 @@ def load(path: str, *, verify: bool = True) -> dict:
         raise error(f"cannot read checkpoint {path}: {type(exc).__name__}: {first}",
                     hint="it may be truncated or not written by `incdsl train`") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise error(f"{path} is not an `incdsl train` checkpoint (format {FORMAT})")
+        plain_weights = isinstance(checkpoint, dict) and checkpoint and all(
+            isinstance(v, torch.Tensor) for v in checkpoint.values())
+        raise error(f"{path} is not an `incdsl train` checkpoint (format {FORMAT})",
+                    hint="it holds weights alone: start a run from them with `incdsl train SPEC --weights FILE`"
+                    if plain_weights else "pass a last.pt or final.pt that `incdsl train` wrote (or its --out folder)")
     if verify:
         validate(checkpoint, path)
     return checkpoint
+
+
+def saved_by_torch(path: str) -> bool:
+    """Whether the file starts as torch.save's files do: a zip archive (the default format) or a
+    pickle (the legacy one, protocol 2 and up). Anything else gets a plain error instead of
+    torch's, which speaks of `weights_only` whatever the file is."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
 
 
 def _is_int(value) -> bool:
@@ -206,10 +223,10 @@ def validate(checkpoint: dict, path: str) -> None:
                     hint="it was cut short or not written by `incdsl train`; resume from another checkpoint")
     for name, (ok, expected) in (*FIELDS.items(), *OPTIONAL.items()):
         if name in checkpoint and not ok(checkpoint[name]):
-            raise error(f"checkpoint {path} is damaged: `{name}` is not {expected}")
+            raise error(f"checkpoint {path} is damaged: `{name}` is not {expected}", hint=DAMAGED_HINT)
     if len(checkpoint["history"]) != checkpoint["epoch"]:
         raise error(f"checkpoint {path} is damaged: epoch {checkpoint['epoch']} but "
-                    f"{len(checkpoint['history'])} epoch records")
+                    f"{len(checkpoint['history'])} epoch records", hint=DAMAGED_HINT)
     _verify_digest(checkpoint.get("weights_sha256"), checkpoint["model"], "weights", path)
     if checkpoint["ema"] is not None:
         _verify_digest(checkpoint.get("ema_weights_sha256"), checkpoint["ema"]["module"], "averaged weights", path)
@@ -234,3 +251,33 @@ def state_digest(state: dict) -> str:
         h.update(f"{name}:{t.dtype}:{tuple(tensor.shape)};".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def weights_mismatch(module: torch.nn.Module, state: dict) -> list:
+    """Why `state` does not load into `module`, as note lines (none if it fits): how many weights
+    are missing or unknown, each with an example, and the first tensor whose shape differs.
+    (torch's own error starts with a line that says none of this, then lists every key.)"""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unknown = [k for k in state if k not in own]
+    shapes = [(k, tuple(state[k].shape), tuple(own[k].shape)) for k in own
+              if isinstance(state.get(k), torch.Tensor) and state[k].shape != own[k].shape]
+    notes = []
+    if missing:
+        notes.append(f"{len(missing)} of this network's weights are not in the checkpoint, e.g. `{missing[0]}`")
+    if unknown:
+        notes.append(f"{len(unknown)} of the checkpoint's weights are not in this network, e.g. `{unknown[0]}`")
+    if shapes:
+        key, saved, here = shapes[0]
+        more = f" ({len(shapes) - 1} more differ)" if len(shapes) > 1 else ""
+        notes.append(f"`{key}` has shape {saved} in the checkpoint, {here} here{more}")
+    return notes
+
+
+def spec_note(state: dict, network) -> list:
+    """A note naming the checkpoint's network when it is not this one."""
+    saved = state["spec"]
+    if saved["name"] == network.name:
+        return []
+    return [f"the checkpoint holds network `{saved['name']}` (from {os.path.basename(saved['file'])}), "
+            f"this is `{network.name}`"]

@@ -292,7 +292,7 @@ def _check_folder(root: str) -> list:
                     or "pass an ImageFolder directory, `digits` or `synthetic` to --data")
     for split in ("train", "val"):
         if not os.path.isdir(os.path.join(root, split)):
-            raise error(f"data folder {root} has no `{split}` folder", notes=[layout])
+            raise error(f"data folder {root} has no `{split}` folder", notes=[layout], hint=_split_hint(root))
     train, val = _class_dirs(os.path.join(root, "train")), _class_dirs(os.path.join(root, "val"))
     if not train:
         raise error(f"{os.path.join(root, 'train')} has no class folders", notes=[layout])
@@ -317,6 +317,15 @@ def _check_links(class_dir: str) -> None:
             raise error(f"{folder} is {seen[real]} again, through symbolic links",
                         hint="remove the link that loops back or repeats a folder")
         seen[real] = folder
+
+
+def _split_hint(root: str) -> str | None:
+    """`--data DIR/train` (or val) for `--data DIR`: say so."""
+    parent = os.path.dirname(os.path.abspath(root))
+    if os.path.basename(os.path.normpath(root)) in ("train", "val") and \
+            all(os.path.isdir(os.path.join(parent, split)) for split in ("train", "val")):
+        return f"pass the folder that holds `train` and `val`: --data {os.path.dirname(os.path.normpath(root)) or '.'}"
+    return None
 
 
 def _image_folder(root: str, shape: tuple, workers: int | None) -> Data:

@@ -20,12 +20,19 @@ from .progress import Progress
 from .recipes import Recipe
 
 
-class NonFiniteLoss(Exception):
-    """The mean training loss became inf or NaN at (epoch, step), both 1-based."""
+MIN_SCALE = 2.0 ** -126  # the fp16 loss scale below which training cannot go on (`check_finite`)
 
-    def __init__(self, epoch: int, step: int):
-        super().__init__(f"non-finite loss at epoch {epoch}, step {step}")
-        self.epoch, self.step = epoch, step
+
+class NonFiniteLoss(Exception):
+    """Training went off the rails at (epoch, step), both 1-based: `what` is "loss" (a batch's
+    loss became inf or NaN), "weights" (a weight did, with every loss finite: an overflowing
+    gradient without the fp16 scaler) or "scale" (the fp16 loss scale collapsed: below
+    `MIN_SCALE`, after many overflows without 2,000 good steps between them to grow it again,
+    the scaler no longer sees bad gradients)."""
+
+    def __init__(self, epoch: int, step: int, what: str = "loss"):
+        super().__init__(f"non-finite {what} at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.what = epoch, step, what
 
 
 @dataclass
@@ -47,6 +54,10 @@ class Run:
     history: list = field(default_factory=list)
     skip_bad_images: bool = False       # drop unreadable image files instead of stopping
     skipped: list = field(default_factory=list)  # `Unreadable` files dropped in the current epoch
+    # fp16: the steps of the current epoch the gradient scaler skipped (inf/NaN gradients), counted
+    # on the device (reading it waits for the device); None without a scaler or before a step
+    overflows: object = None
+    skipped_steps: int | None = None    # the same, read at the epoch's end (None without a scaler)
 
 
 def loss_fn(output, labels, aux_weights, smoothing: float):
@@ -76,7 +87,11 @@ def train_epoch(run: Run, loader, epoch: int, *, stream, log_every: int = 10, la
     progress = Progress(stream, run.steps_per_epoch, f"epoch {epoch + 1}/{recipe.epochs}", enabled=ctx.main,
                         later_epochs=later_epochs, epoch_seconds=epoch_seconds)
     loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
-    seen, start, lr, running = 0, time.perf_counter(), 0.0, float("nan")
+    # the first step (1-based) whose loss was not finite, 0 while none: kept on the device every
+    # step, read at each check, so no bad step slips between two checks
+    first_bad = torch.zeros((), dtype=torch.int64, device=ctx.device)
+    run.overflows, run.skipped_steps = None, None
+    seen, start, lr, running, i = 0, time.perf_counter(), 0.0, float("nan"), -1
     try:
         for i, batch in enumerate(loader):
             images, labels = take_readable(run, batch)
@@ -95,20 +110,49 @@ def train_epoch(run: Run, loader, epoch: int, *, stream, log_every: int = 10, la
             # as timm's and torchvision's reference scripts step theirs, so epochs, warm-up and
             # resuming (step = epoch x steps_per_epoch) do not depend on how many steps overflowed
             run.step += 1
-            loss_sum += loss.detach().double() * len(labels)
+            loss = loss.detach()
+            loss_sum += loss.double() * len(labels)
+            first_bad = torch.where((first_bad == 0) & ~torch.isfinite(loss), i + 1, first_bad)
             seen += len(labels)
             if (i + 1) % log_every == 0 or i + 1 == run.steps_per_epoch:
-                total, count = distributed.all_reduce_sum(ctx, [loss_sum.item(), seen])
-                if not math.isfinite(total):
-                    raise NonFiniteLoss(epoch + 1, i + 1)
+                total, count = check_finite(run, loss_sum, first_bad, seen, epoch, i + 1)
                 running = total / max(count, 1)
             progress.update(i + 1, seen * ctx.world, running, lr)  # every step: the bar moves, times stay fresh
+        # always once more at the end (the last batch may have been skipped, or the loader may
+        # be shorter than `steps_per_epoch`): nothing after a bad step reaches a checkpoint
+        total, count = check_finite(run, loss_sum, first_bad, seen, epoch, i + 1)
+        check_weights_finite(params, epoch, i + 1)
     except BaseException:
         progress.close(ok=False)  # end the bar's line: the error message starts on its own
         raise
     progress.close()
-    total, count = distributed.all_reduce_sum(ctx, [loss_sum.item(), seen])
+    if run.scaler is not None:
+        run.skipped_steps = int(run.overflows.item()) if run.overflows is not None else 0
     return total / max(count, 1), int(count), time.perf_counter() - start
+
+
+def check_finite(run: Run, loss_sum, first_bad, seen: int, epoch: int, step: int) -> tuple[float, float]:
+    """(loss sum, images) over all processes; raises NonFiniteLoss if (fp16) the loss scale has
+    collapsed, or a loss so far was not finite. One wait for the device."""
+    total, bad, count = distributed.all_reduce_sum(run.ctx, [*torch.stack([loss_sum, first_bad.double()]).tolist(),
+                                                            seen])
+    # Below float32's smallest normal number the scaler's reciprocal of the scale overflows: it
+    # unscales the (finite, because tiny or zero) scaled gradients to inf or NaN without seeing
+    # them, so steps are no longer skipped but taken, and the weights go bad. Said first: the
+    # NaN loss that follows is its consequence.
+    if run.scaler is not None and run.scaler.get_scale() < MIN_SCALE:
+        raise NonFiniteLoss(epoch + 1, step, "scale")
+    if not math.isfinite(total) or bad:
+        raise NonFiniteLoss(epoch + 1, int(first_bad.item()) or step)
+    return total, count
+
+
+def check_weights_finite(params, epoch: int, step: int) -> None:
+    """Raise NonFiniteLoss if a weight is inf or NaN: a gradient can overflow while every loss
+    stays finite (without fp16's scaler, which would skip the step), and such weights must not
+    reach a checkpoint. One pass over the weights an epoch."""
+    if params and not bool(torch.stack([p.detach().isfinite().all() for p in params]).all()):
+        raise NonFiniteLoss(epoch + 1, step, "weights")
 
 
 def take_readable(run: Run, batch):
@@ -131,7 +175,7 @@ def backward_step(run: Run, loss, params) -> bool:
     Returns whether the optimiser stepped, as far as the average needs to know (without one,
     True): under fp16 the scaler skips a step whose gradients hold an inf or NaN, and then the
     weights, so the average too, stay as they were (averaging them in again would count a step
-    that did not happen).
+    that did not happen). Each skip is also added to `run.overflows` (on the device).
     """
     clip = run.recipe.clip_grad
     stepped = True
@@ -140,13 +184,12 @@ def backward_step(run: Run, loss, params) -> bool:
         if clip:
             run.scaler.unscale_(run.optimizer)
             torch.nn.utils.clip_grad_norm_(params, clip)
-        # read only for the average: each read waits for the device
-        scale = run.scaler.get_scale() if run.ema is not None else None
         run.scaler.step(run.optimizer)
+        skipped = scaler_skipped(run.scaler, run.optimizer)  # before update(), which forgets it
         run.scaler.update()
-        # update() lowers the scale exactly when step() found inf/NaN gradients and skipped
-        # (whatever the optimiser, fused ones included, which skip inside their own step)
-        stepped = scale is None or run.scaler.get_scale() >= scale
+        run.overflows = skipped if run.overflows is None else run.overflows + skipped
+        # read only for the average: each read waits for the device
+        stepped = run.ema is None or not bool(skipped)
     else:
         loss.backward()
         if clip:
@@ -155,6 +198,22 @@ def backward_step(run: Run, loss, params) -> bool:
     if stepped and run.ema is not None:
         run.ema.update(run.model)
     return stepped
+
+
+def scaler_skipped(scaler, optimizer) -> torch.Tensor:
+    """1.0 if `scaler.step(optimizer)` just skipped the step (it found inf or NaN gradients), else
+    0.0: a tensor on the device, so counting costs no wait. Read between `step` and `update`.
+
+    GradScaler records what it found per optimiser and device (`found_inf_per_device`, what its
+    own `update` reads, whatever the optimiser: fused ones skip inside their own step) but has
+    no public accessor; comparing scales before and after `update` would need two waits for
+    the device.
+    """
+    if not scaler.is_enabled():  # `enabled=False` (or "cuda" without CUDA): it checks nothing, always steps
+        return torch.zeros(())
+    found = list(scaler._per_optimizer_states[id(optimizer)]["found_inf_per_device"].values())
+    device = found[0].device
+    return torch.stack([f.to(device).reshape(()) for f in found]).sum().clamp(max=1.0)
 
 
 @torch.no_grad()

@@ -50,7 +50,10 @@ def build_model(network, state: dict, *, num_classes: int | None, raw: bool = Fa
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        raise error("the checkpoint does not fit this network", notes=[str(exc).strip().splitlines()[0][:300]],
+        from .checkpoint import spec_note, weights_mismatch
+        notes = spec_note(state, network) + (weights_mismatch(model, weights)
+                                             or [str(exc).strip().splitlines()[0][:300]])
+        raise error("the checkpoint does not fit this network", notes=notes,
                     hint="leave out SPEC, --set and --input to evaluate the checkpoint's own network") from None
     return model.eval(), ("averaged" if use_average else "trained")
 
@@ -99,8 +102,11 @@ def evaluate_checkpoint(network, state: dict, source: str, *, num_classes: int |
     data = open_data(source, network.input_shape, num_classes=model.num_classes, seed=state["seed"],
                      synthetic_size=settings.get("synthetic_size") or 1024, workers=workers)
     if len(data.classes) != model.num_classes:
+        trained_on = settings.get("data")
         raise error(f"the network gives {model.num_classes} outputs, but the data has {len(data.classes)} classes",
-                    notes=[f"data: {data.description}"])
+                    notes=[f"data: {data.description}"],
+                    hint=f"evaluate on data of the checkpoint's {model.num_classes} classes"
+                         + (f" (it was trained on {trained_on}: leave out --data)" if trained_on else ""))
     _, _, val = make_loaders(data, batch_size, workers=workers)
     model.to(device)
     try:

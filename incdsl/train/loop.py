@@ -177,6 +177,8 @@ def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
         record = {"epoch": epoch + 1, "train_loss": loss, "val_loss": metrics["loss"], "val_top1": metrics["top1"],
                   "val_top5": metrics["top5"], "lr": run.optimizer.param_groups[0]["lr"],
                   "images_per_s": images / max(train_seconds, 1e-9), "seconds": time.perf_counter() - t0}
+        if run.skipped_steps is not None:  # fp16 only: without loss scaling no step is skipped
+            record["skipped_steps"] = run.skipped_steps
         if data.files:
             record["skipped_images"] = int(distributed.all_reduce_sum(ctx, [len(run.skipped)])[0])
             if record["skipped_images"]:
@@ -262,7 +264,8 @@ def _build(network, config: TrainConfig, ctx, recipe: Recipe, seed: int, data) -
     try:
         model = to_torch(network, num_classes=config.num_classes, seed=seed, optimize=config.optimize)
     except ValueError as exc:  # --classes for a network that ends in no classifier
-        raise error(f"cannot replace the classifier: {exc}") from None
+        raise error(f"cannot replace the classifier: {exc}",
+                    hint="end the network in a `linear` classifier, or leave out --classes") from None
     classes = len(data.classes)
     if model.num_classes != classes:
         if not any(network.graph.nodes[n]["op"] == "linear" for n in network.layers):
@@ -271,6 +274,11 @@ def _build(network, config: TrainConfig, ctx, recipe: Recipe, seed: int, data) -
             hint = f"pass --classes {classes}"
         else:
             hint = f"pass --classes {classes} (the spec has no `classes` parameter: its last linear layer is replaced)"
+        if config.resume:  # its weights are for the checkpoint's classes: another count starts a new run
+            import shlex
+            hint = (f"resume on data of the run's {model.num_classes} classes (leave out --data for its own), or "
+                    f"fine-tune its weights in a new run: `incdsl train SPEC --data {shlex.quote(config.data)} "
+                    f"--weights {shlex.quote(config.resume)} --classes {classes} --out NEW`")
         raise error(f"the network gives {model.num_classes} outputs, but the data has {classes} classes",
                     notes=[f"data: {data.description}"], hint=hint)
     _check_aux_outputs(network, classes, replaced=config.num_classes is not None)
@@ -284,7 +292,7 @@ def _build(network, config: TrainConfig, ctx, recipe: Recipe, seed: int, data) -
         forward = torch.compile(forward)
     dtype = AMP_DTYPES.get(config.amp)
     autocast = (lambda: torch.autocast(ctx.device.type, dtype=dtype)) if dtype else contextlib.nullcontext
-    scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
+    scaler = torch.amp.GradScaler(ctx.device.type) if config.amp == "fp16" else None
     return Run(ctx, recipe, model, forward, build_optimizer(model, recipe),
                WeightAverage(model, recipe.ema_decay) if recipe.ema_decay else None,
                scaler, autocast, memory_format, 0, seed)
@@ -357,9 +365,11 @@ def _restore(run: Run, state: dict, network, log) -> int:
             else:
                 run.ema.load_state_dict(state["ema"])
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise error("the checkpoint does not fit this network",
-                    notes=[(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]],
-                    hint="resume with the spec, --set, --input and --classes the run started with") from None
+        notes = ckpt.spec_note(state, network) + (ckpt.weights_mismatch(run.model, state["model"])
+                                                  or [(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]])
+        raise error("the checkpoint does not fit this network", notes=notes,
+                    hint="resume with the spec, --set, --input and --classes the run started with, or leave "
+                         "out SPEC to use the checkpoint's own") from None
     try:
         if run.scaler is not None and state.get("scaler"):
             run.scaler.load_state_dict(state["scaler"])
@@ -367,7 +377,7 @@ def _restore(run: Run, state: dict, network, log) -> int:
         ckpt.restore_rng(rng[run.ctx.rank % len(rng)])
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise error(f"the checkpoint's random or scaler state is damaged: {type(exc).__name__}: "
-                    f"{(str(exc).strip().splitlines() or [''])[0][:200]}") from None
+                    f"{(str(exc).strip().splitlines() or [''])[0][:200]}", hint=ckpt.DAMAGED_HINT) from None
     if state["scheduler"]["steps_per_epoch"] != run.steps_per_epoch:
         log(f"warning: {run.steps_per_epoch} steps per epoch now, {state['scheduler']['steps_per_epoch']} "
             "before: the run will not continue exactly")
@@ -432,7 +442,13 @@ def _diverged(config: TrainConfig, exc: NonFiniteLoss, run: Run):
     last = os.path.join(config.out, ckpt.LAST)
     kept = (f"the last good checkpoint is {last} (epoch {len(run.history)})" if run.history or config.resume
             else "no checkpoint was written")
-    return error(f"the training loss is no longer finite (epoch {exc.epoch}, step {exc.step}): stopping",
+    where = f"(epoch {exc.epoch}, step {exc.step})"
+    if exc.what == "scale":
+        return error(f"the fp16 loss scale collapsed {where}: too many steps overflowed; stopping",
+                     notes=[kept, "below 2^-126 the gradient scaler no longer sees inf or NaN gradients"],
+                     hint="train with --amp bf16, or lower --lr, or clip the gradients with --clip-grad")
+    what = "the training loss is" if exc.what == "loss" else "the weights are"
+    return error(f"{what} no longer finite {where}: stopping",
                  notes=[kept], hint="lower --lr, or clip the gradients with --clip-grad")
 
 
@@ -466,7 +482,13 @@ def _epoch_line(r: dict, epochs: int, ema: bool) -> str:
     weights = " (EMA)" if ema else ""
     top5 = f"  top-5 {100 * r['val_top5']:.2f}%" if r.get("val_top5") is not None else ""
     return (f"epoch {r['epoch']}/{epochs}  loss {r['train_loss']:.4f}  val top-1{weights} {100 * r['val_top1']:.2f}%"
-            f"{top5}  lr {r['lr']:.4g}  {format_rate(r['images_per_s'])} img/s  {r['seconds']:.1f} s")
+            f"{top5}  lr {r['lr']:.4g}  {format_rate(r['images_per_s'])} img/s  {r['seconds']:.1f} s{_skips(r)}")
+
+
+def _skips(r: dict) -> str:
+    """The epoch line's note of fp16 steps skipped for overflowing gradients (none: nothing)."""
+    n = r.get("skipped_steps") or 0
+    return f"  ({n} step{'s' if n != 1 else ''} skipped: fp16 overflow)" if n else ""
 
 
 def resume_command(out: str, world: int = 1) -> str:
@@ -502,7 +524,11 @@ def _finish(run: Run, network, config: TrainConfig, state, stopped_at: int, ran:
     distributed.barrier(ctx)
     resumed_part = f" (this session: {seconds:.1f} s)" if resumed else ""
     if not ran:
-        log(f"{network.name}: nothing to do: {len(run.history)} of {counted(run.recipe.epochs, 'epoch')} already trained")
+        done_epochs = len(run.history)
+        log(f"{network.name}: nothing to do: " + (
+            f"{done_epochs} of {counted(run.recipe.epochs, 'epoch')} already trained" if done_epochs <= run.recipe.epochs
+            else f"{counted(done_epochs, 'epoch')} already trained, more than the {run.recipe.epochs} asked for "
+                 "(--epochs)"))
     elif not done:
         log(f"{network.name}: stopped after epoch {len(run.history)} of {run.recipe.epochs}, {total_seconds:.1f} s "
             f"in all{resumed_part}; continue with: {resume_command(config.out, ctx.world)}")

@@ -69,11 +69,24 @@ def read_state_dict(source: str) -> dict:
     return _read_file(source)
 
 
-def _read_file(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise error(f"no weights file {path}",
+def check_source(source: str) -> None:
+    """Raise IncdslError, before anything is loaded or written, for a `--weights FILE` that is
+    no file or no file torch.save wrote (a library's NAME is checked when it is fetched)."""
+    from .checkpoint import saved_by_torch
+    library, colon, _ = source.partition(":")
+    if colon and library in LIBRARIES and not os.path.exists(source):
+        return
+    if not os.path.isfile(source):
+        raise error(f"no weights file {source}",
                     hint="pass a state dict saved with torch.save, a checkpoint of `incdsl train`, "
                          "or timm:NAME / torchvision:NAME")
+    if os.path.getsize(source) == 0 or not saved_by_torch(source):
+        raise error(f"cannot read weights {source}: it is no file torch.save wrote",
+                    hint="a state dict saved with torch.save (weights only) is expected")
+
+
+def _read_file(path: str) -> dict:
+    check_source(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a damaged or foreign file
@@ -114,4 +127,6 @@ def load_pretrained(model, source: str):
     try:
         return load_weights(model, state, aux="skip", skip_classifier=skip_classifier)
     except WeightsError as exc:
-        raise error(f"the weights of {source} do not fit this network: {exc}") from None
+        raise error(f"the weights of {source} do not fit this network: {exc}",
+                    hint="pass weights of the same architecture (layers are paired in order by kind and shape), "
+                         "or the spec they were trained with") from None

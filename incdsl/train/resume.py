@@ -84,5 +84,9 @@ def data_source(settings: dict | None, given: str | None) -> str:
     if given:
         return given
     if settings and settings.get("data"):
-        return settings["data"]
+        data = settings["data"]
+        if data not in ("digits", "synthetic") and not os.path.isdir(data):
+            raise error(f"the run's data folder {data} (named in the checkpoint) is gone",
+                        hint="pass --data DIR: a folder of the same classes")
+        return data
     raise error("the checkpoint does not say which data the run used", hint="pass --data DIR|digits|synthetic")
