@@ -22,6 +22,7 @@ import incdsl
 from incdsl.cli import main
 from incdsl.ir.network import load
 from incdsl.passes.cost import count_costs
+from incdsl.search.results import write_results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MINI_SPACE = os.path.join(ROOT, "examples", "mini_space.inc")
@@ -341,3 +342,67 @@ def test_failing_trials_end_once_and_the_rest_of_the_experiment_runs(tmp_path):
             events = [json.loads(line)["event"] for line in f]
         assert events.count("start") == 1, (t["trial"], events)
     assert len(glob.glob(str(out / "specs" / "*.inc"))) == 8
+
+
+# --- the Pareto plot: coincident and nearby trials stay readable -----------------------------
+
+def _done_row(trial: str, macs: int, accuracy: float) -> dict:
+    return {"trial": trial, "status": "done", "accuracy": accuracy, "best_accuracy": accuracy, "epochs": 1,
+            "params": 1, "macs": macs, "train_seconds": 0.0, "pareto": False, "spec": "", "key": trial,
+            "error": "", "choices": {}}
+
+
+def _svg_labels(path) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """The trial labels of a plot's SVG and their ink boxes (x0, y0, x1, y1; y down), measured
+    with matplotlib's own font metrics at the SVG's font size."""
+    import xml.etree.ElementTree as ET
+
+    from matplotlib.textpath import TextPath
+    labels = []
+    for text in ET.parse(path).getroot().iter("{http://www.w3.org/2000/svg}text"):
+        if "trial_" not in (text.text or ""):
+            continue
+        style = dict(part.split(":", 1) for part in text.get("style").split(";") if ":" in part)
+        assert style[" text-anchor"].strip() == "start"
+        size = float(style["font-size"].strip().removesuffix("px"))
+        ink = TextPath((0, 0), text.text, size=size).get_extents()
+        x, y = float(text.get("x")), float(text.get("y"))
+        labels.append((text.text, (x + ink.x0, y - ink.y1, x + ink.x1, y - ink.y0)))
+    return labels
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _plot(tmp_path, rows) -> list:
+    document = write_results(str(tmp_path), rows, {}, {"budget_epochs": 1, "space_name": "t"}, "macs")
+    return document, _svg_labels(tmp_path / "pareto.svg")
+
+
+def test_equal_trials_share_one_combined_label_on_the_pareto_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = [_done_row("trial_0003", 10_000, 0.5), _done_row("trial_0001", 2_000_000, 0.9),
+            _done_row("trial_0007", 10_000, 0.5), _done_row("trial_0002", 400_000, 0.7)]
+    document, labels = _plot(tmp_path, rows)
+    assert document["pareto"] == ["trial_0003", "trial_0007", "trial_0002", "trial_0001"]  # both on the front
+    assert sorted(text for text, _ in labels) == ["trial_0001", "trial_0002", "trial_0003, trial_0007"]
+
+
+def test_labels_of_nearby_pareto_trials_do_not_overlap(tmp_path):
+    pytest.importorskip("matplotlib")
+    # a cluster of cheap trials a hair apart, then the expensive ones: on a log axis the
+    # cluster's points nearly coincide, and labels placed at one fixed offset pile up
+    cluster = [_done_row(f"trial_{i:04d}", 10_000 + 50 * i, 0.5 + 0.002 * i) for i in range(1, 7)]
+    rows = cluster + [_done_row("trial_0010", 3_000_000, 0.95), _done_row("trial_0011", 2_900_000, 0.94),
+                      _done_row("trial_0012", 9_000, 0.1)]
+    document, labels = _plot(tmp_path, rows)
+    assert sorted(text for text, _ in labels) == sorted(document["pareto"])  # every front trial labelled
+    for (a, box_a), (b, box_b) in itertools.combinations(labels, 2):
+        assert not _overlap(box_a, box_b), (a, b)
+
+
+def test_many_equal_trials_name_a_few_and_count_the_rest():
+    from incdsl.search.pareto import point_labels
+    names = [f"trial_{i}" for i in range(6)]
+    assert point_labels([(1, 0.5)] * 6, names) == [((1, 0.5), "trial_0, trial_1, +4 more")]
