@@ -69,9 +69,8 @@ def run(args) -> int:
     costs = count_costs(net)
     report = build_report(net, costs, args.by, args.aux, args.dtype, args.batch)
     if args.convention == "all":
-        text = render_conventions(net, costs, args.format)
-        _emit(args, text, net)
-        return 0
+        _emit(args, render_conventions(net, costs, args.format), net)
+        return _check_budgets(report["total"], budgets)  # the listing does not lift a budget
     if args.convention is not None:
         add_convention(report, net, costs, args.convention, args.by)
     comparison = None
@@ -83,9 +82,14 @@ def run(args) -> int:
     if comparison is not None and args.format != "json":
         text += "\n" + render_comparison(comparison, args.format)
     _emit(args, text, net)
+    return _check_budgets(report["total"], budgets)
+
+
+def _check_budgets(total: dict, budgets: dict) -> int:
+    """Print a line per exceeded budget; 3 when any is, else 0."""
     over = []
     for label, limit in budgets.items():
-        value = report["total"][label]
+        value = total[label]
         if value > limit:
             share = f", +{100 * (value - limit) / limit:.1f}%" if limit else ""  # a budget of 0 has no percentage
             over.append(f"over budget: {label} {value:,} > {limit:,} (by {value - limit:,}{share})")
