@@ -406,3 +406,142 @@ def test_many_equal_trials_name_a_few_and_count_the_rest():
     from incdsl.search.pareto import point_labels
     names = [f"trial_{i}" for i in range(6)]
     assert point_labels([(1, 0.5)] * 6, names) == [((1, 0.5), "trial_0, trial_1, +4 more")]
+
+
+def _exit_and_last_line(argv, capsys) -> tuple[int, str]:
+    """The exit code of `incdsl ARGV` (argparse's own errors raise SystemExit, ours return) and
+    the last line it wrote to stderr."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err.splitlines()[-1]
+
+
+# --- sample: what it says about a small space ------------------------------------------------
+
+ONE_POINT = "network one:\n    input 3x8x8\n    conv 3x3 choice(4) S\n    gap -> flatten -> linear 10\n"
+
+
+def test_a_one_point_space_is_counted_in_the_singular_without_a_range(tmp_path, capsys):
+    path = tmp_path / "one.inc"
+    path.write_text(ONE_POINT)
+    code = main(["sample", str(path), "-n", "1", "-o", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 0 and "wrote 1 sample of one" in out and "tried 1 point," in out
+    assert "parameters 162, MACs 6,952" in out  # not "162 to 162"
+
+
+def test_more_samples_than_the_space_has_names_the_most_it_can_give(small, tmp_path, capsys):
+    code, err = _exit_and_last_line(["sample", small, "-n", "97", "-o", str(tmp_path / "out")], capsys)
+    assert code == 2 and err.endswith("cannot draw 97 distinct samples; ask for at most -n 96")
+    assert not (tmp_path / "out").exists()
+
+
+# --- search: options checked before Ray starts, --resume, the closing lines ------------------
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fail fast, rather than start Ray and train, should a command get past its checks."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the command went on to start Ray")
+    monkeypatch.setattr("incdsl.search.experiment.start_ray", refuse)
+    monkeypatch.setattr("incdsl.search.experiment.run_experiment", refuse)
+
+
+def _search(tmp_path, *extra):
+    return ["search", MINI_SPACE, "--data", "digits", "--trials", "2", "--budget-epochs", "1",
+            "--out", str(tmp_path / "run"), *extra]
+
+
+@pytest.mark.parametrize("option, value, said", [
+    ("--cpus-per-trial", "nan", "expected a number from 0 to 4096, got 'nan'"),
+    ("--cpus-per-trial", "inf", "expected a number from 0 to 4096, got 'inf'"),
+    ("--cpus-per-trial", "0", "expected a number above 0"),
+    ("--gpus-per-trial", "nan", "expected a number from 0 to 4096, got 'nan'"),
+    ("--gpus-per-trial", "-1", "expected a number from 0 to 4096, got '-1'"),
+    ("--max-failures", "-1", "expected a retry count from 0 to 1,000, got '-1'"),  # Ray: -1 retries for ever
+    ("--synthetic-size", "100000000000", "expected an image count from 1 to 10,000,000"),
+])
+def test_trial_resources_out_of_range_are_usage_errors(tmp_path, capsys, no_ray, option, value, said):
+    code, err = _exit_and_last_line(_search(tmp_path, f"{option}={value}"), capsys)
+    assert code == 2 and err.startswith(f"incdsl: error: argument {option}: ") and said in err
+    assert not (tmp_path / "run").exists()  # nan once crashed (exit 70) after experiment.json was written
+
+
+@pytest.fixture
+def experiment(tmp_path, monkeypatch):
+    """A saved experiment (settings only); Ray is not needed to refuse a resume."""
+    from incdsl.commands import search
+    from incdsl.search.experiment import Settings, save_settings
+    monkeypatch.setattr(search, "missing_extra", lambda: None)
+    out = tmp_path / "run"
+    out.mkdir()
+    save_settings(Settings(spec=MINI_SPACE, data="digits", out=str(out), trials=2, budget_epochs=1,
+                           max_macs=50_000_000))
+    return str(out)
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--trials", "4"], "--trials cannot change"),
+    (["--budget-epochs", "3", "--algorithm", "evolution"], "--budget-epochs and --algorithm cannot change"),
+    (["--max-macs", "1G"], "--max-macs cannot change"),
+    (["--seed", "7"], "--seed cannot change"),
+])
+def test_resume_refuses_options_it_would_ignore(experiment, capsys, no_ray, extra, named):
+    code, err = _exit_and_last_line(["search", "--resume", experiment, *extra], capsys)
+    assert code == 2 and err.startswith(f"incdsl: error: {named} when an experiment resumes")
+    assert "start a new experiment with another --out" in err
+
+
+def test_resume_accepts_the_experiments_own_values(experiment, monkeypatch, capsys):
+    from incdsl.commands import search
+    ran = []
+    monkeypatch.setattr("incdsl.search.experiment.run_experiment",
+                        lambda settings, resume: ran.append(settings) or {"trials": []})
+    assert main(["search", MINI_SPACE, "--resume", experiment, "--trials", "2", "--max-macs", "50M",
+                 "--data", "digits", "--address", "auto"]) == 0
+    assert ran[0].trials == 2 and ran[0].address == "auto"  # the cluster may move
+
+
+def test_resume_and_out_naming_two_folders_is_a_usage_error(experiment, tmp_path, capsys, no_ray):
+    code, err = _exit_and_last_line(["search", "--resume", experiment, "--out", str(tmp_path / "other")], capsys)
+    assert code == 2 and err.endswith("name two folders; give one")
+
+
+def test_no_point_within_budget_names_the_budget_to_raise(tmp_path, monkeypatch, capsys, no_ray):
+    from incdsl.commands import search
+    monkeypatch.setattr(search, "missing_extra", lambda: None)
+    assert main(_search(tmp_path, "--max-macs", "1K")) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("incdsl: error: no point of ")
+    assert "within --max-macs found" in err and err.endswith("(raise --max-macs to admit it)")
+    assert not (tmp_path / "run").exists()
+
+
+def test_closing_lines_count_in_the_singular():
+    from incdsl.search.experiment import closing_lines
+    rows = [{"status": "done"}]
+    lines = closing_lines(rows, 3, {"duplicate": 2000, "invalid": 0}, True, 7.2, "out")
+    assert lines == ["note: the algorithm found only 1 distinct candidate within the budget",
+                     "proposals not trained: 2,000 duplicate",
+                     f"1 trial in 7 s; results in {os.path.join('out', 'trials.csv')}, trials.json, "
+                     "pareto.png and pareto.svg"]
+
+
+def test_progress_does_not_count_trials_an_interrupt_terminated_as_done():
+    pytest.importorskip("ray.tune")
+    import io
+
+    from incdsl.search.tune import Progress
+
+    def trial(status, result):
+        return types.SimpleNamespace(status=status, last_result=result, config={"trial": "t", "macs": 1})
+    stream = io.StringIO()
+    Progress(4, "macs", stream=stream).report([
+        trial("TERMINATED", {"done": True, "val_top1": 0.5}),  # trained to its end
+        trial("ERROR", {}),                                      # failed: ended too
+        trial("TERMINATED", {"done": False, "val_top1": 0.4}),  # cut short by Ctrl-C
+        trial("TERMINATED", {}),                                 # stopped before its first epoch
+    ])
+    assert "2/4 done, 0 running, 2 pending" in stream.getvalue()

@@ -182,7 +182,7 @@ def _options(options) -> str:
 
 def run(args) -> int:
     from ..cli import UsageError
-    from ..report.tables import parse_amount
+    from ..report.tables import counted, parse_amount
     from ..search.sampling import Budget, draw_grid, draw_random
 
     budget = {}
@@ -208,7 +208,8 @@ def run(args) -> int:
         print(f"incdsl: note: {args.spec} has no choices; its one point is written", file=sys.stderr)
     if args.n is not None and args.n > space.size:  # either strategy: no budget helps
         what = " (the spec has no `choice(...)`: it is one network)" if not space.choices else ""
-        raise UsageError(f"the space has {size_text(space.size)}{what}; cannot draw {args.n:,} distinct samples")
+        raise UsageError(f"the space has {size_text(space.size)}{what}; cannot draw {args.n:,} distinct samples; "
+                         f"ask for at most -n {space.size}")
     if args.strategy == "grid":
         try:
             draw = draw_grid(space, args.n, budget)
@@ -224,12 +225,16 @@ def run(args) -> int:
     files = _render(space, draw, args)
     _write_dir(out, files, inputs=list(space.program.sources))
     costs = [c.cost for c in draw.samples]
-    count = len(draw.samples)
-    print(f"wrote {count:,} sample{'' if count == 1 else 's'} of {space.name} to {out} (index.csv, index.json): "
-          f"tried {draw.tried:,} points, {draw.over_budget:,} over budget, {draw.invalid:,} invalid; "
-          f"parameters {min(c.params for c in costs):,} to {max(c.params for c in costs):,}, "
-          f"MACs {min(c.macs for c in costs):,} to {max(c.macs for c in costs):,}")
+    print(f"wrote {counted(len(draw.samples), 'sample')} of {space.name} to {out} (index.csv, index.json): "
+          f"tried {counted(draw.tried, 'point')}, {draw.over_budget:,} over budget, {draw.invalid:,} invalid; "
+          f"parameters {_span([c.params for c in costs])}, MACs {_span([c.macs for c in costs])}")
     return 0
+
+
+def _span(values: list[int]) -> str:
+    """'31,778 to 86,322', or one number when all are equal."""
+    low, high = min(values), max(values)
+    return f"{low:,}" if low == high else f"{low:,} to {high:,}"
 
 
 def _check_output_dir(out: str) -> None:

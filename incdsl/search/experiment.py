@@ -161,14 +161,25 @@ def run_experiment(settings: Settings, resume: bool, log=print) -> dict:
     experiment = {**_plain(settings), "space_name": _space_name(records), "skipped_proposals": skipped}
     document = write_results(settings.out, rows, specs, experiment, settings.objective)
     log(format_table(rows, settings.objective))
-    if len(rows) < settings.trials and all(r["status"] != "unfinished" for r in rows):
-        log(f"note: the algorithm found only {len(rows)} distinct candidates within the budget")
-    if any(skipped.values()):
-        log("proposals not trained: " + ", ".join(f"{n} {kind}" for kind, n in skipped.items() if n))
-    plots = ", pareto.png and pareto.svg" if document["pareto"] else " (no finished trial to plot)"
-    log(f"{len(rows)} trials in {time.monotonic() - began:.0f} s; results in "
-        f"{os.path.join(settings.out, 'trials.csv')}, trials.json{plots}")
+    for line in closing_lines(rows, settings.trials, skipped, bool(document["pareto"]),
+                              time.monotonic() - began, settings.out):
+        log(line)
     return document
+
+
+def closing_lines(rows: list[dict], trials: int, skipped: dict, plotted: bool, seconds: float, out: str) -> list[str]:
+    """What the command says after the table: a space used up, the proposals not trained, and
+    where the results are."""
+    from ..report.tables import counted
+    lines = []
+    if len(rows) < trials and all(r["status"] != "unfinished" for r in rows):
+        lines.append(f"note: the algorithm found only {counted(len(rows), 'distinct candidate')} within the budget")
+    if any(skipped.values()):
+        lines.append("proposals not trained: " + ", ".join(f"{n:,} {kind}" for kind, n in skipped.items() if n))
+    plots = ", pareto.png and pareto.svg" if plotted else " (no finished trial to plot)"
+    lines.append(f"{counted(len(rows), 'trial')} in {seconds:.0f} s; results in "
+                 f"{os.path.join(out, 'trials.csv')}, trials.json{plots}")
+    return lines
 
 
 def skipped_proposals(saved: dict | None, records: list) -> dict:

@@ -242,7 +242,7 @@ class Progress(tune.Callback):
         self.report(trials)
 
     def report(self, trials: list) -> None:
-        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        done = sum(ended(t) for t in trials)
         running = sum(t.status == "RUNNING" for t in trials)
         best = max((t for t in trials if (t.last_result or {}).get(METRIC) is not None),
                    key=lambda t: t.last_result[METRIC], default=None)
@@ -256,6 +256,13 @@ class Progress(tune.Callback):
             line += (f"; best {100 * best.last_result[METRIC]:.2f}% ({best.config['trial']}, "
                      f"{best.config[self.cost]:,} {'MACs' if self.cost == 'macs' else 'params'})")
         print(line, file=self.stream or sys.stdout, flush=True)
+
+
+def ended(trial) -> bool:
+    """Whether a Tune trial has ended for good: failed, or trained to its end (Tune marks the
+    last result `done`; ASHA's early stop too). A trial an interrupt terminated is not done:
+    `--resume` trains it on."""
+    return trial.status == "ERROR" or (trial.status == "TERMINATED" and bool((trial.last_result or {}).get("done")))
 
 
 def trial_dirname(trial) -> str:
