@@ -545,3 +545,41 @@ def test_progress_does_not_count_trials_an_interrupt_terminated_as_done():
         trial("TERMINATED", {}),                                 # stopped before its first epoch
     ])
     assert "2/4 done, 0 running, 2 pending" in stream.getvalue()
+
+
+# --- search: Ctrl-C before or between trials -------------------------------------------------
+
+def test_an_interrupt_before_any_trial_is_an_interrupt_not_a_used_up_space(capsys):
+    from incdsl.commands import search
+    from incdsl.search.experiment import closing_lines, was_interrupted
+    done = [{"status": "done"}]
+    assert was_interrupted([], 3, exhausted=False)            # Ctrl-C before the first trial started
+    assert was_interrupted(done, 3, exhausted=False)          # ... or between trials
+    assert not was_interrupted(done, 3, exhausted=True)       # the space had one network
+    assert not was_interrupted(done * 3, 3, exhausted=False)  # all trials ran
+    assert was_interrupted([{"status": "unfinished"}], 1, exhausted=False)
+    lines = closing_lines([], 3, {}, False, 2.0, "out", interrupted=True)
+    assert not any("found only" in line for line in lines)  # it said "found only 0 distinct candidates"
+    document = {"experiment": {"interrupted": True}, "trials": []}
+    assert search._finished(document, "out") == 130  # it exited 0
+    assert capsys.readouterr().err == "incdsl: interrupted; continue with: incdsl search --resume out\n"
+
+
+def test_the_saved_searcher_state_says_whether_the_space_was_used_up(tmp_path):
+    pytest.importorskip("ray.tune")
+    from incdsl.search import tune as search_tune
+    from incdsl.search.candidates import Vetter
+    from incdsl.search.proposers import RandomProposer
+    path = tmp_path / "one.inc"
+    path.write_text(ONE_POINT)
+    vetter = Vetter(str(path))
+    searcher = search_tune.SpaceSearcher(vetter, RandomProposer(vetter.sizes(), seed=0))
+    searcher.suggest("t1")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    searcher.save_to_dir(str(tmp_path / "a"), session_str="s")
+    assert search_tune.saved_searcher_state(str(tmp_path / "a"))["exhausted"] is False
+    assert searcher.suggest("t2") is search_tune.Searcher.FINISHED
+    searcher.save_to_dir(str(tmp_path / "b"), session_str="s")
+    assert search_tune.saved_searcher_state(str(tmp_path / "b"))["exhausted"] is True
+    assert search_tune.saved_searcher_state(str(tmp_path / "none")) is None

@@ -135,10 +135,10 @@ def run(args) -> int:
 
 
 def _finished(document: dict, out: str) -> int:
-    """0; 130 (as for Ctrl-C) when trials are left unfinished (Tune stopped on an interrupt);
-    1 when every trial failed (bad data for these networks, say)."""
+    """0; 130 (as for Ctrl-C) when Tune stopped on an interrupt (trials unfinished or not yet
+    started); 1 when every trial failed (bad data for these networks, say)."""
     trials = document["trials"]
-    if any(t["status"] == "unfinished" for t in trials):
+    if document.get("experiment", {}).get("interrupted") or any(t["status"] == "unfinished" for t in trials):
         print(f"incdsl: interrupted; continue with: incdsl search --resume {out}", file=sys.stderr)
         return 130
     if trials and all(t["status"] == "error" for t in trials):

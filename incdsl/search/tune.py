@@ -81,10 +81,17 @@ class SpaceSearcher(Searcher):
 def saved_skips(experiment_dir: str) -> dict | None:
     """The searcher's counts of proposals not trained, by kind, as Tune last saved its state in
     `experiment_dir` (Tune saves it once more when the experiment ends); None without one."""
+    state = saved_searcher_state(experiment_dir)
+    return state["skipped"] if state is not None else None
+
+
+def saved_searcher_state(experiment_dir: str) -> dict | None:
+    """What the searcher last saved in `experiment_dir`: {"skipped": counts by kind,
+    "exhausted": whether it found no new candidate to propose}; None without a saved state."""
     searcher = SpaceSearcher(None, None)
     try:
         searcher.restore_from_dir(experiment_dir)
-        return dict(searcher.vetter.counts)
+        return {"skipped": dict(searcher.vetter.counts), "exhausted": bool(searcher.exhausted)}
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError):
         return None
 
