@@ -583,3 +583,18 @@ def test_the_saved_searcher_state_says_whether_the_space_was_used_up(tmp_path):
     searcher.save_to_dir(str(tmp_path / "b"), session_str="s")
     assert search_tune.saved_searcher_state(str(tmp_path / "b"))["exhausted"] is True
     assert search_tune.saved_searcher_state(str(tmp_path / "none")) is None
+
+
+@pytest.mark.parametrize("extra, said", [
+    (["-n", "1000000000"], "-n 1,000,000,000 is more than one run writes (at most 10,000)"),
+    (["-n", "10", "--max-tries", "10000000000"], "--max-tries 10,000,000,000 is more than one run costs"),
+])
+def test_sample_bounds_one_runs_time_and_memory(tmp_path, capsys, monkeypatch, extra, said):
+    # a space of 2.26e13 points admits a billion samples: drawing them ran for days
+    def refuse(*args, **kwargs):
+        raise AssertionError("the command went on to draw")
+    monkeypatch.setattr("incdsl.search.sampling.draw_random", refuse)
+    space = os.path.join(ROOT, "specs", "search", "inception_space.inc")
+    code, err = _exit_and_last_line(["sample", space, *extra, "-o", str(tmp_path / "out")], capsys)
+    assert code == 2 and err.startswith(f"incdsl: error: {said}")
+    assert not (tmp_path / "out").exists()

@@ -196,6 +196,11 @@ def run(args) -> int:
     budget = Budget(**budget)
     if args.n is not None and args.n < 1:
         raise UsageError("-n must be at least 1")
+    if args.n is not None and args.n > MAX_SAMPLES:
+        raise UsageError(f"-n {args.n:,} is more than one run writes (at most {MAX_SAMPLES:,}); "
+                         "draw more with other --seed values into other folders")
+    if args.max_tries is not None and args.max_tries > MAX_TRIES:
+        raise UsageError(f"--max-tries {args.max_tries:,} is more than one run costs (at most {MAX_TRIES:,})")
     if args.strategy == "random" and args.n is None:
         raise UsageError("-n is required with --strategy random")
     if args.max_tries is not None and args.max_tries < 1:
@@ -248,6 +253,11 @@ def _check_output_dir(out: str) -> None:
             raise OutputError(f"cannot write {out}: it holds {' and '.join(taken)}, which no earlier "
                               "`incdsl sample` wrote; choose a new or empty directory")
 
+
+# Bounds on one run's time and memory: every sample's text is held until the folder is written,
+# and every point tried is remembered (the draw is without repeats).
+MAX_SAMPLES = 10_000
+MAX_TRIES = 1_000_000
 
 _SAMPLE_FILE = re.compile(r"sample_[0-9]+\.inc")
 _INDEX_FILES = ("index.json", "index.csv")
