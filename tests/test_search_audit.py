@@ -598,3 +598,31 @@ def test_sample_bounds_one_runs_time_and_memory(tmp_path, capsys, monkeypatch, e
     code, err = _exit_and_last_line(["sample", space, *extra, "-o", str(tmp_path / "out")], capsys)
     assert code == 2 and err.startswith(f"incdsl: error: {said}")
     assert not (tmp_path / "out").exists()
+
+
+def test_placed_labels_never_overlap_and_stay_inside():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from incdsl.search.pareto import place_labels
+    bounds = (0.0, 0.0, 300.0, 200.0)
+    legend = (220.0, 0.0, 300.0, 30.0)
+    point = st.tuples(st.floats(0, 300), st.floats(0, 200))
+    size = st.tuples(st.floats(10, 80), st.just(7.0))
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.tuples(point, size), max_size=30))
+    def check(labels):
+        anchors = [a for a, _ in labels]
+        sizes = [s for _, s in labels]
+        markers = [(x - 3, y - 3, x + 3, y + 3) for x, y in anchors]
+        offsets = place_labels(anchors, sizes, markers + [legend], bounds)
+        boxes = [(x + o[0], y + o[1], x + o[0] + w, y + o[1] + h)
+                 for (x, y), (w, h), o in zip(anchors, sizes, offsets) if o is not None]
+        for i, a in enumerate(boxes):
+            assert bounds[0] <= a[0] and a[2] <= bounds[2] and bounds[1] <= a[1] and a[3] <= bounds[3]
+            assert not any(_overlap(a, b) for b in boxes[i + 1:] + markers + [legend])
+    check()
+    # a lone point keeps its label at the lower right; one by the right edge goes to the left
+    assert place_labels([(150.0, 100.0)], [(40.0, 7.0)], [], bounds) == [(4.0, -11.0)]
+    assert place_labels([(290.0, 100.0)], [(40.0, 7.0)], [], bounds) == [(-44.0, -11.0)]

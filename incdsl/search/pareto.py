@@ -72,27 +72,26 @@ def _candidate_offsets(width: float, height: float, gap: float = 4.0, steps: int
 
 
 def place_labels(anchors: list[tuple[float, float]], sizes: list[tuple[float, float]], obstacles: list[Box],
-                 bounds: Box) -> list[tuple[float, float]]:
+                 bounds: Box) -> list[tuple[float, float] | None]:
     """Offsets (points) of each label's lower-left corner from its anchor, chosen in turn so that
     no label overlaps another label or an obstacle (markers, the legend) or leaves `bounds`;
-    where no offset is clear, the one that covers the least.
+    None for a label with no clear place (a crowded front: trials.csv names every trial, and
+    a pile of overlapping labels names none readably).
 
     Greedy, labels in the order given: the first clear offset of `_candidate_offsets` wins, so
-    an isolated point keeps its label at the lower right, as before.
+    an isolated point keeps its label at the lower right.
     """
     placed: list[Box] = []
-    offsets = []
+    offsets: list[tuple[float, float] | None] = []
     for (x, y), (width, height) in zip(anchors, sizes):
-        best, best_cost = None, None
         for dx, dy in _candidate_offsets(width, height):
             box = (x + dx, y + dy, x + dx + width, y + dy + height)
-            cost = sum(_area(box, other) for other in placed + obstacles) + _outside(box, bounds)
-            if best_cost is None or cost < best_cost:
-                best, best_cost = (dx, dy), cost
-            if cost == 0:
+            if _outside(box, bounds) == 0 and not any(_area(box, other) for other in placed + obstacles):
+                offsets.append((dx, dy))
+                placed.append(box)
                 break
-        offsets.append(best)
-        placed.append((x + best[0], y + best[1], x + best[0] + width, y + best[1] + height))
+        else:
+            offsets.append(None)
     return offsets
 
 
@@ -160,6 +159,8 @@ def _label_front(fig, ax, legend, labels: list, points: list[tuple[float, float]
     offsets = place_labels(anchors, sizes, markers + [box(legend.get_window_extent(renderer))],
                            box(ax.get_window_extent(renderer)))
     for ((point, text), offset, size) in zip(labels, offsets, sizes):
+        if offset is None:
+            continue
         leader = None if offset in set(_candidate_offsets(*size)[:4]) else \
             {"arrowstyle": "-", "color": "#8c8c8c", "linewidth": 0.5, "shrinkA": 1, "shrinkB": radius}
         ax.annotate(text, point, textcoords="offset points", xytext=offset, ha="left", va="bottom",
