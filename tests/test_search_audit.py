@@ -626,3 +626,10 @@ def test_placed_labels_never_overlap_and_stay_inside():
     # a lone point keeps its label at the lower right; one by the right edge goes to the left
     assert place_labels([(150.0, 100.0)], [(40.0, 7.0)], [], bounds) == [(4.0, -11.0)]
     assert place_labels([(290.0, 100.0)], [(40.0, 7.0)], [], bounds) == [(-44.0, -11.0)]
+
+
+def test_check_of_a_one_choice_space_says_choice(tmp_path, capsys):
+    path = tmp_path / "one.inc"
+    path.write_text(ONE_POINT)
+    assert main(["check", str(path)]) == 0
+    assert capsys.readouterr().out.startswith("one: a search space of 1 point, 1 choice\n")
