@@ -86,3 +86,11 @@ def test_a_choice_written_as_an_option_names_the_option(spec, capsys, arg, hint)
         main(["cost", spec, arg])
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.splitlines()[-1].endswith(f"did you mean {hint}?")
+
+
+def test_against_with_convention_all_is_refused_not_dropped(spec, tmp_path, capsys):
+    table = tmp_path / "paper.csv"
+    table.write_text("scope,params\n*,1\n")
+    code, out, err = run(capsys, "cost", spec, "--convention", "all", "--against", str(table))
+    assert code == 2 and out == ""  # the listing was printed and the table never read
+    assert "--against compares a cost table, which --convention all does not print" in err.splitlines()[-1]

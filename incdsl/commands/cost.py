@@ -59,6 +59,10 @@ def run(args) -> int:
             hint = did_you_mean(args.convention, [*CONVENTIONS, "all"])
             raise UsageError(f"--convention: unknown counter `{args.convention}`; "
                              + (f"{hint} " if hint else "") + "known: " + ", ".join(CONVENTIONS) + ", all")
+    if args.convention == "all" and args.against:
+        # the listing is one total per counter: it has no rows to set beside the paper's
+        raise UsageError("--against compares a cost table, which --convention all does not print; "
+                         "use --convention NAME (or none) with --against")
     if args.other is not None:
         return run_diff(args)
     reference = None
