@@ -633,3 +633,11 @@ def test_check_of_a_one_choice_space_says_choice(tmp_path, capsys):
     path.write_text(ONE_POINT)
     assert main(["check", str(path)]) == 0
     assert capsys.readouterr().out.startswith("one: a search space of 1 point, 1 choice\n")
+
+
+def test_a_fresh_search_into_a_used_folder_says_what_to_do(tmp_path, capsys, no_ray):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine\n")
+    code, err = _exit_and_last_line(_search(tmp_path), capsys)
+    assert code == 2 and err.endswith("exists and is not an empty folder; choose a new or empty one")
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine\n"

@@ -161,7 +161,7 @@ def _fresh(args):
         raise UsageError(f"{args.out} holds an experiment already; continue it with --resume {args.out} "
                          "or choose another --out")
     if os.path.exists(args.out) and (not os.path.isdir(args.out) or os.listdir(args.out)):
-        raise UsageError(f"--out {args.out} exists and is not an empty folder")
+        raise UsageError(f"--out {args.out} exists and is not an empty folder; choose a new or empty one")
     budget = {}
     for key in ("max_macs", "max_params"):
         text = getattr(args, key)
