@@ -641,3 +641,12 @@ def test_a_fresh_search_into_a_used_folder_says_what_to_do(tmp_path, capsys, no_
     code, err = _exit_and_last_line(_search(tmp_path), capsys)
     assert code == 2 and err.endswith("exists and is not an empty folder; choose a new or empty one")
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine\n"
+
+
+def test_a_budget_below_the_cheapest_point_suggests_only_raising_it(tmp_path, capsys):
+    # asking for fewer samples or more tries cannot help when no point fits at all
+    assert main(["sample", MINI_SPACE, "-n", "3", "--max-macs", "1K", "-o", str(tmp_path / "s")]) == 3
+    err = capsys.readouterr().err
+    assert "admits only 0 of the 3" in err and "the fewest MACs found: 4,293,568" in err
+    assert err.rstrip().endswith("= hint: raise the budget to at least the fewest found")
+    assert not (tmp_path / "s").exists()

@@ -395,6 +395,10 @@ def _too_few(space, draw, wanted: int, budget) -> int:
     fixes = (["raise the budget"] if budget else []) + ["ask for fewer samples"]
     if draw.tried < space.size:
         fixes.append("try more points with --max-tries")
+    # below the cheapest point the local search finds, neither fewer samples nor more tries help
+    if (budget.max_params is not None and p.params > budget.max_params) or \
+            (budget.max_macs is not None and m.macs > budget.max_macs):
+        fixes = ["raise the budget to at least the fewest found"]
     hint = (", ".join(fixes[:-1]) + (", or " if len(fixes) > 2 else " or ") + fixes[-1]) if len(fixes) > 1 else fixes[0]
     found = f"only {len(draw.samples):,} of the {wanted:,} samples asked for"
     # without a budget the shortfall is the invalid points: do not blame a budget
