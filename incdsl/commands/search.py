@@ -206,8 +206,9 @@ def _resumed(args, load_settings):
     settings = load_settings(out)
     changed = _changed_on_resume(args, settings)
     if changed:
+        them = "them" if len(changed) > 1 else "it"
         raise UsageError(f"{' and '.join(changed)} cannot change when an experiment resumes: {out} keeps the "
-                         f"settings it was started with ({SETTINGS_FILE}); drop {'them' if len(changed) > 1 else 'it'}, "
+                         f"settings it was started with ({SETTINGS_FILE}); drop {them}, "
                          "or start a new experiment with another --out")
     # the cluster may have moved; everything else is the experiment's own
     return replace(settings, out=os.path.abspath(out), address=args.address or settings.address)

@@ -28,7 +28,8 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def point_labels(points: list[tuple[float, float]], names: list[str], most: int = 3) -> list[tuple[tuple[float, float], str]]:
+def point_labels(points: list[tuple[float, float]], names: list[str],
+                 most: int = 3) -> list[tuple[tuple[float, float], str]]:
     """One label per distinct point, in the order points first appear: equal points (trials of
     equal cost and accuracy) share one marker and one label naming them all, up to `most`
     names and then how many more.
