@@ -124,8 +124,8 @@ def check_space(args) -> int | None:
         return None
     result = check_points(space)
     plan, costs = result.plan, result.costs
-    from ..report.tables import counted
-    lines = [f"{space.name}: a search space of {size_text(space.size)}, {counted(len(space.choices), 'choice')}"]
+    n = len(space.choices)
+    lines = [f"{space.name}: a search space of {size_text(space.size)}, {n} choice{'' if n == 1 else 's'}"]
     table = [(c.name, _options(c.options), c.id) for c in space.choices]
     widths = [max(len(row[i]) for row in table) for i in range(2)]
     lines += [f"    {name:<{widths[0]}}  {options:<{widths[1]}}  {where}" for name, options, where in table]
