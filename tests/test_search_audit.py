@@ -650,3 +650,17 @@ def test_a_budget_below_the_cheapest_point_suggests_only_raising_it(tmp_path, ca
     assert "admits only 0 of the 3" in err and "the fewest MACs found: 4,293,568" in err
     assert err.rstrip().endswith("= hint: raise the budget to at least the fewest found")
     assert not (tmp_path / "s").exists()
+
+
+def test_progress_names_the_cheaper_of_two_equally_accurate_trials():
+    pytest.importorskip("ray.tune")
+    import io
+
+    from incdsl.search.tune import Progress
+
+    def trial(name, macs):
+        return types.SimpleNamespace(status="TERMINATED", last_result={"done": True, "val_top1": 0.1875},
+                                     config={"trial": name, "macs": macs})
+    stream = io.StringIO()
+    Progress(2, "macs", stream=stream).report([trial("trial_0003", 7_308_864), trial("trial_0004", 4_566_112)])
+    assert stream.getvalue().rstrip().endswith("best 18.75% (trial_0004, 4,566,112 MACs)")

@@ -251,8 +251,9 @@ class Progress(tune.Callback):
     def report(self, trials: list) -> None:
         done = sum(ended(t) for t in trials)
         running = sum(t.status == "RUNNING" for t in trials)
+        # the most accurate; of equally accurate trials the cheapest, as the Pareto front has it
         best = max((t for t in trials if (t.last_result or {}).get(METRIC) is not None),
-                   key=lambda t: t.last_result[METRIC], default=None)
+                   key=lambda t: (t.last_result[METRIC], -t.config[self.cost]), default=None)
         state = (done, running, best.config["trial"] if best else None, best.last_result[METRIC] if best else None)
         if state == self.last:
             return
