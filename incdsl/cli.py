@@ -159,10 +159,19 @@ def unrecognized(extra: list[str], command: argparse.ArgumentParser) -> str:
                for o in action.option_strings if o.startswith("--")]
     for arg in extra:
         if arg.startswith("--"):
-            hint = did_you_mean(arg.partition("=")[0], options)
+            hint = _choice_as_option(arg, command) or did_you_mean(arg.partition("=")[0], options)
             if hint:
                 return f"{message}; {hint}"
     return message
+
+
+def _choice_as_option(arg: str, command: argparse.ArgumentParser) -> str | None:
+    """`--json` where `--format json` is meant: the hint naming the option that takes it."""
+    value = arg[2:].partition("=")[0]
+    for action in command._actions:
+        if action.choices and value in action.choices and action.option_strings:
+            return f"did you mean `{action.option_strings[-1]} {value}`?"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ import incdsl
 from incdsl.cli import main
 from incdsl.ir.network import load
 from incdsl.passes.cost import count_costs
+from incdsl.search.results import write_results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MINI_SPACE = os.path.join(ROOT, "examples", "mini_space.inc")
@@ -341,3 +342,325 @@ def test_failing_trials_end_once_and_the_rest_of_the_experiment_runs(tmp_path):
             events = [json.loads(line)["event"] for line in f]
         assert events.count("start") == 1, (t["trial"], events)
     assert len(glob.glob(str(out / "specs" / "*.inc"))) == 8
+
+
+# --- the Pareto plot: coincident and nearby trials stay readable -----------------------------
+
+def _done_row(trial: str, macs: int, accuracy: float) -> dict:
+    return {"trial": trial, "status": "done", "accuracy": accuracy, "best_accuracy": accuracy, "epochs": 1,
+            "params": 1, "macs": macs, "train_seconds": 0.0, "pareto": False, "spec": "", "key": trial,
+            "error": "", "choices": {}}
+
+
+def _svg_labels(path) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """The trial labels of a plot's SVG and their ink boxes (x0, y0, x1, y1; y down), measured
+    with matplotlib's own font metrics at the SVG's font size."""
+    import xml.etree.ElementTree as ET
+
+    from matplotlib.textpath import TextPath
+    labels = []
+    for text in ET.parse(path).getroot().iter("{http://www.w3.org/2000/svg}text"):
+        if "trial_" not in (text.text or ""):
+            continue
+        style = dict(part.split(":", 1) for part in text.get("style").split(";") if ":" in part)
+        assert style[" text-anchor"].strip() == "start"
+        size = float(style["font-size"].strip().removesuffix("px"))
+        ink = TextPath((0, 0), text.text, size=size).get_extents()
+        x, y = float(text.get("x")), float(text.get("y"))
+        labels.append((text.text, (x + ink.x0, y - ink.y1, x + ink.x1, y - ink.y0)))
+    return labels
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _plot(tmp_path, rows) -> list:
+    document = write_results(str(tmp_path), rows, {}, {"budget_epochs": 1, "space_name": "t"}, "macs")
+    return document, _svg_labels(tmp_path / "pareto.svg")
+
+
+def test_equal_trials_share_one_combined_label_on_the_pareto_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = [_done_row("trial_0003", 10_000, 0.5), _done_row("trial_0001", 2_000_000, 0.9),
+            _done_row("trial_0007", 10_000, 0.5), _done_row("trial_0002", 400_000, 0.7)]
+    document, labels = _plot(tmp_path, rows)
+    assert document["pareto"] == ["trial_0003", "trial_0007", "trial_0002", "trial_0001"]  # both on the front
+    assert sorted(text for text, _ in labels) == ["trial_0001", "trial_0002", "trial_0003, trial_0007"]
+
+
+def test_labels_of_nearby_pareto_trials_do_not_overlap(tmp_path):
+    pytest.importorskip("matplotlib")
+    # a cluster of cheap trials a hair apart, then the expensive ones: on a log axis the
+    # cluster's points nearly coincide, and labels placed at one fixed offset pile up
+    cluster = [_done_row(f"trial_{i:04d}", 10_000 + 50 * i, 0.5 + 0.002 * i) for i in range(1, 7)]
+    rows = cluster + [_done_row("trial_0010", 3_000_000, 0.95), _done_row("trial_0011", 2_900_000, 0.94),
+                      _done_row("trial_0012", 9_000, 0.1)]
+    document, labels = _plot(tmp_path, rows)
+    assert sorted(text for text, _ in labels) == sorted(document["pareto"])  # every front trial labelled
+    for (a, box_a), (b, box_b) in itertools.combinations(labels, 2):
+        assert not _overlap(box_a, box_b), (a, b)
+
+
+def test_many_equal_trials_name_a_few_and_count_the_rest():
+    from incdsl.search.pareto import point_labels
+    names = [f"trial_{i}" for i in range(6)]
+    assert point_labels([(1, 0.5)] * 6, names) == [((1, 0.5), "trial_0, trial_1, +4 more")]
+
+
+def _exit_and_last_line(argv, capsys) -> tuple[int, str]:
+    """The exit code of `incdsl ARGV` (argparse's own errors raise SystemExit, ours return) and
+    the last line it wrote to stderr."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err.splitlines()[-1]
+
+
+# --- sample: what it says about a small space ------------------------------------------------
+
+ONE_POINT = "network one:\n    input 3x8x8\n    conv 3x3 choice(4) S\n    gap -> flatten -> linear 10\n"
+
+
+def test_a_one_point_space_is_counted_in_the_singular_without_a_range(tmp_path, capsys):
+    path = tmp_path / "one.inc"
+    path.write_text(ONE_POINT)
+    code = main(["sample", str(path), "-n", "1", "-o", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 0 and "wrote 1 sample of one" in out and "tried 1 point," in out
+    assert "parameters 162, MACs 6,952" in out  # not "162 to 162"
+
+
+def test_more_samples_than_the_space_has_names_the_most_it_can_give(small, tmp_path, capsys):
+    code, err = _exit_and_last_line(["sample", small, "-n", "97", "-o", str(tmp_path / "out")], capsys)
+    assert code == 2 and err.endswith("cannot draw 97 distinct samples; ask for at most -n 96")
+    assert not (tmp_path / "out").exists()
+
+
+# --- search: options checked before Ray starts, --resume, the closing lines ------------------
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fail fast, rather than start Ray and train, should a command get past its checks."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the command went on to start Ray")
+    monkeypatch.setattr("incdsl.search.experiment.start_ray", refuse)
+    monkeypatch.setattr("incdsl.search.experiment.run_experiment", refuse)
+
+
+def _search(tmp_path, *extra):
+    return ["search", MINI_SPACE, "--data", "digits", "--trials", "2", "--budget-epochs", "1",
+            "--out", str(tmp_path / "run"), *extra]
+
+
+@pytest.mark.parametrize("option, value, said", [
+    ("--cpus-per-trial", "nan", "expected a number from 0 to 4096, got 'nan'"),
+    ("--cpus-per-trial", "inf", "expected a number from 0 to 4096, got 'inf'"),
+    ("--cpus-per-trial", "0", "expected a number above 0"),
+    ("--gpus-per-trial", "nan", "expected a number from 0 to 4096, got 'nan'"),
+    ("--gpus-per-trial", "-1", "expected a number from 0 to 4096, got '-1'"),
+    ("--max-failures", "-1", "expected a retry count from 0 to 1,000, got '-1'"),  # Ray: -1 retries for ever
+    ("--synthetic-size", "100000000000", "expected an image count from 1 to 10,000,000"),
+])
+def test_trial_resources_out_of_range_are_usage_errors(tmp_path, capsys, no_ray, option, value, said):
+    code, err = _exit_and_last_line(_search(tmp_path, f"{option}={value}"), capsys)
+    assert code == 2 and err.startswith(f"incdsl: error: argument {option}: ") and said in err
+    assert not (tmp_path / "run").exists()  # nan once crashed (exit 70) after experiment.json was written
+
+
+@pytest.fixture
+def experiment(tmp_path, monkeypatch):
+    """A saved experiment (settings only); Ray is not needed to refuse a resume."""
+    from incdsl.commands import search
+    from incdsl.search.experiment import Settings, save_settings
+    monkeypatch.setattr(search, "missing_extra", lambda: None)
+    out = tmp_path / "run"
+    out.mkdir()
+    save_settings(Settings(spec=MINI_SPACE, data="digits", out=str(out), trials=2, budget_epochs=1,
+                           max_macs=50_000_000))
+    return str(out)
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--trials", "4"], "--trials cannot change"),
+    (["--budget-epochs", "3", "--algorithm", "evolution"], "--budget-epochs and --algorithm cannot change"),
+    (["--max-macs", "1G"], "--max-macs cannot change"),
+    (["--seed", "7"], "--seed cannot change"),
+])
+def test_resume_refuses_options_it_would_ignore(experiment, capsys, no_ray, extra, named):
+    code, err = _exit_and_last_line(["search", "--resume", experiment, *extra], capsys)
+    assert code == 2 and err.startswith(f"incdsl: error: {named} when an experiment resumes")
+    assert "start a new experiment with another --out" in err
+
+
+def test_resume_accepts_the_experiments_own_values(experiment, monkeypatch, capsys):
+    from incdsl.commands import search
+    ran = []
+    monkeypatch.setattr("incdsl.search.experiment.run_experiment",
+                        lambda settings, resume: ran.append(settings) or {"trials": []})
+    assert main(["search", MINI_SPACE, "--resume", experiment, "--trials", "2", "--max-macs", "50M",
+                 "--data", "digits", "--address", "auto"]) == 0
+    assert ran[0].trials == 2 and ran[0].address == "auto"  # the cluster may move
+
+
+def test_resume_and_out_naming_two_folders_is_a_usage_error(experiment, tmp_path, capsys, no_ray):
+    code, err = _exit_and_last_line(["search", "--resume", experiment, "--out", str(tmp_path / "other")], capsys)
+    assert code == 2 and err.endswith("name two folders; give one")
+
+
+def test_no_point_within_budget_names_the_budget_to_raise(tmp_path, monkeypatch, capsys, no_ray):
+    from incdsl.commands import search
+    monkeypatch.setattr(search, "missing_extra", lambda: None)
+    assert main(_search(tmp_path, "--max-macs", "1K")) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("incdsl: error: no point of ")
+    assert "within --max-macs found" in err and err.endswith("(raise --max-macs to admit it)")
+    assert not (tmp_path / "run").exists()
+
+
+def test_closing_lines_count_in_the_singular():
+    from incdsl.search.experiment import closing_lines
+    rows = [{"status": "done"}]
+    lines = closing_lines(rows, 3, {"duplicate": 2000, "invalid": 0}, True, 7.2, "out")
+    assert lines == ["note: the algorithm found only 1 distinct candidate within the budget",
+                     "proposals not trained: 2,000 duplicate",
+                     f"1 trial in 7 s; results in {os.path.join('out', 'trials.csv')}, trials.json, "
+                     "pareto.png and pareto.svg"]
+
+
+def test_progress_does_not_count_trials_an_interrupt_terminated_as_done():
+    pytest.importorskip("ray.tune")
+    import io
+
+    from incdsl.search.tune import Progress
+
+    def trial(status, result):
+        return types.SimpleNamespace(status=status, last_result=result, config={"trial": "t", "macs": 1})
+    stream = io.StringIO()
+    Progress(4, "macs", stream=stream).report([
+        trial("TERMINATED", {"done": True, "val_top1": 0.5}),  # trained to its end
+        trial("ERROR", {}),                                      # failed: ended too
+        trial("TERMINATED", {"done": False, "val_top1": 0.4}),  # cut short by Ctrl-C
+        trial("TERMINATED", {}),                                 # stopped before its first epoch
+    ])
+    assert "2/4 done, 0 running, 2 pending" in stream.getvalue()
+
+
+# --- search: Ctrl-C before or between trials -------------------------------------------------
+
+def test_an_interrupt_before_any_trial_is_an_interrupt_not_a_used_up_space(capsys):
+    from incdsl.commands import search
+    from incdsl.search.experiment import closing_lines, was_interrupted
+    done = [{"status": "done"}]
+    assert was_interrupted([], 3, exhausted=False)            # Ctrl-C before the first trial started
+    assert was_interrupted(done, 3, exhausted=False)          # ... or between trials
+    assert not was_interrupted(done, 3, exhausted=True)       # the space had one network
+    assert not was_interrupted(done * 3, 3, exhausted=False)  # all trials ran
+    assert was_interrupted([{"status": "unfinished"}], 1, exhausted=False)
+    lines = closing_lines([], 3, {}, False, 2.0, "out", interrupted=True)
+    assert not any("found only" in line for line in lines)  # it said "found only 0 distinct candidates"
+    document = {"experiment": {"interrupted": True}, "trials": []}
+    assert search._finished(document, "out") == 130  # it exited 0
+    assert capsys.readouterr().err == "incdsl: interrupted; continue with: incdsl search --resume out\n"
+
+
+def test_the_saved_searcher_state_says_whether_the_space_was_used_up(tmp_path):
+    pytest.importorskip("ray.tune")
+    from incdsl.search import tune as search_tune
+    from incdsl.search.candidates import Vetter
+    from incdsl.search.proposers import RandomProposer
+    path = tmp_path / "one.inc"
+    path.write_text(ONE_POINT)
+    vetter = Vetter(str(path))
+    searcher = search_tune.SpaceSearcher(vetter, RandomProposer(vetter.sizes(), seed=0))
+    searcher.suggest("t1")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    searcher.save_to_dir(str(tmp_path / "a"), session_str="s")
+    assert search_tune.saved_searcher_state(str(tmp_path / "a"))["exhausted"] is False
+    assert searcher.suggest("t2") is search_tune.Searcher.FINISHED
+    searcher.save_to_dir(str(tmp_path / "b"), session_str="s")
+    assert search_tune.saved_searcher_state(str(tmp_path / "b"))["exhausted"] is True
+    assert search_tune.saved_searcher_state(str(tmp_path / "none")) is None
+
+
+@pytest.mark.parametrize("extra, said", [
+    (["-n", "1000000000"], "-n 1,000,000,000 is more than one run writes (at most 10,000)"),
+    (["-n", "10", "--max-tries", "10000000000"], "--max-tries 10,000,000,000 is more than one run costs"),
+])
+def test_sample_bounds_one_runs_time_and_memory(tmp_path, capsys, monkeypatch, extra, said):
+    # a space of 2.26e13 points admits a billion samples: drawing them ran for days
+    def refuse(*args, **kwargs):
+        raise AssertionError("the command went on to draw")
+    monkeypatch.setattr("incdsl.search.sampling.draw_random", refuse)
+    space = os.path.join(ROOT, "specs", "search", "inception_space.inc")
+    code, err = _exit_and_last_line(["sample", space, *extra, "-o", str(tmp_path / "out")], capsys)
+    assert code == 2 and err.startswith(f"incdsl: error: {said}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_placed_labels_never_overlap_and_stay_inside():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from incdsl.search.pareto import place_labels
+    bounds = (0.0, 0.0, 300.0, 200.0)
+    legend = (220.0, 0.0, 300.0, 30.0)
+    point = st.tuples(st.floats(0, 300), st.floats(0, 200))
+    size = st.tuples(st.floats(10, 80), st.just(7.0))
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.tuples(point, size), max_size=30))
+    def check(labels):
+        anchors = [a for a, _ in labels]
+        sizes = [s for _, s in labels]
+        markers = [(x - 3, y - 3, x + 3, y + 3) for x, y in anchors]
+        offsets = place_labels(anchors, sizes, markers + [legend], bounds)
+        boxes = [(x + o[0], y + o[1], x + o[0] + w, y + o[1] + h)
+                 for (x, y), (w, h), o in zip(anchors, sizes, offsets) if o is not None]
+        for i, a in enumerate(boxes):
+            assert bounds[0] <= a[0] and a[2] <= bounds[2] and bounds[1] <= a[1] and a[3] <= bounds[3]
+            assert not any(_overlap(a, b) for b in boxes[i + 1:] + markers + [legend])
+    check()
+    # a lone point keeps its label at the lower right; one by the right edge goes to the left
+    assert place_labels([(150.0, 100.0)], [(40.0, 7.0)], [], bounds) == [(4.0, -11.0)]
+    assert place_labels([(290.0, 100.0)], [(40.0, 7.0)], [], bounds) == [(-44.0, -11.0)]
+
+
+def test_check_of_a_one_choice_space_says_choice(tmp_path, capsys):
+    path = tmp_path / "one.inc"
+    path.write_text(ONE_POINT)
+    assert main(["check", str(path)]) == 0
+    assert capsys.readouterr().out.startswith("one: a search space of 1 point, 1 choice\n")
+
+
+def test_a_fresh_search_into_a_used_folder_says_what_to_do(tmp_path, capsys, no_ray):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine\n")
+    code, err = _exit_and_last_line(_search(tmp_path), capsys)
+    assert code == 2 and err.endswith("exists and is not an empty folder; choose a new or empty one")
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine\n"
+
+
+def test_a_budget_below_the_cheapest_point_suggests_only_raising_it(tmp_path, capsys):
+    # asking for fewer samples or more tries cannot help when no point fits at all
+    assert main(["sample", MINI_SPACE, "-n", "3", "--max-macs", "1K", "-o", str(tmp_path / "s")]) == 3
+    err = capsys.readouterr().err
+    assert "admits only 0 of the 3" in err and "the fewest MACs found: 4,293,568" in err
+    assert err.rstrip().endswith("= hint: raise the budget to at least the fewest found")
+    assert not (tmp_path / "s").exists()
+
+
+def test_progress_names_the_cheaper_of_two_equally_accurate_trials():
+    pytest.importorskip("ray.tune")
+    import io
+
+    from incdsl.search.tune import Progress
+
+    def trial(name, macs):
+        return types.SimpleNamespace(status="TERMINATED", last_result={"done": True, "val_top1": 0.1875},
+                                     config={"trial": name, "macs": macs})
+    stream = io.StringIO()
+    Progress(2, "macs", stream=stream).report([trial("trial_0003", 7_308_864), trial("trial_0004", 4_566_112)])
+    assert stream.getvalue().rstrip().endswith("best 18.75% (trial_0004, 4,566,112 MACs)")

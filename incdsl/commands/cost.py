@@ -59,6 +59,10 @@ def run(args) -> int:
             hint = did_you_mean(args.convention, [*CONVENTIONS, "all"])
             raise UsageError(f"--convention: unknown counter `{args.convention}`; "
                              + (f"{hint} " if hint else "") + "known: " + ", ".join(CONVENTIONS) + ", all")
+    if args.convention == "all" and args.against:
+        # the listing is one total per counter: it has no rows to set beside the paper's
+        raise UsageError("--against compares a cost table, which --convention all does not print; "
+                         "use --convention NAME (or none) with --against")
     if args.other is not None:
         return run_diff(args)
     reference = None
@@ -69,9 +73,8 @@ def run(args) -> int:
     costs = count_costs(net)
     report = build_report(net, costs, args.by, args.aux, args.dtype, args.batch)
     if args.convention == "all":
-        text = render_conventions(net, costs, args.format)
-        _emit(args, text, net)
-        return 0
+        _emit(args, render_conventions(net, costs, args.format), net)
+        return _check_budgets(report["total"], budgets)  # the listing does not lift a budget
     if args.convention is not None:
         add_convention(report, net, costs, args.convention, args.by)
     comparison = None
@@ -88,9 +91,14 @@ def run(args) -> int:
         if skipped:
             text += other_configurations_note(skipped, net) + "\n"
     _emit(args, text, net)
+    return _check_budgets(report["total"], budgets)
+
+
+def _check_budgets(total: dict, budgets: dict) -> int:
+    """Print a line per exceeded budget; 3 when any is, else 0."""
     over = []
     for label, limit in budgets.items():
-        value = report["total"][label]
+        value = total[label]
         if value > limit:
             share = f", +{100 * (value - limit) / limit:.1f}%" if limit else ""  # a budget of 0 has no percentage
             over.append(f"over budget: {label} {value:,} > {limit:,} (by {value - limit:,}{share})")

@@ -124,7 +124,8 @@ def check_space(args) -> int | None:
         return None
     result = check_points(space)
     plan, costs = result.plan, result.costs
-    lines = [f"{space.name}: a search space of {size_text(space.size)}, {len(space.choices)} choices"]
+    n = len(space.choices)
+    lines = [f"{space.name}: a search space of {size_text(space.size)}, {n} choice{'' if n == 1 else 's'}"]
     table = [(c.name, _options(c.options), c.id) for c in space.choices]
     widths = [max(len(row[i]) for row in table) for i in range(2)]
     lines += [f"    {name:<{widths[0]}}  {options:<{widths[1]}}  {where}" for name, options, where in table]
@@ -182,7 +183,7 @@ def _options(options) -> str:
 
 def run(args) -> int:
     from ..cli import UsageError
-    from ..report.tables import parse_amount
+    from ..report.tables import counted, parse_amount
     from ..search.sampling import Budget, draw_grid, draw_random
 
     budget = {}
@@ -196,6 +197,11 @@ def run(args) -> int:
     budget = Budget(**budget)
     if args.n is not None and args.n < 1:
         raise UsageError("-n must be at least 1")
+    if args.n is not None and args.n > MAX_SAMPLES:
+        raise UsageError(f"-n {args.n:,} is more than one run writes (at most {MAX_SAMPLES:,}); "
+                         "draw more with other --seed values into other folders")
+    if args.max_tries is not None and args.max_tries > MAX_TRIES:
+        raise UsageError(f"--max-tries {args.max_tries:,} is more than one run costs (at most {MAX_TRIES:,})")
     if args.strategy == "random" and args.n is None:
         raise UsageError("-n is required with --strategy random")
     if args.max_tries is not None and args.max_tries < 1:
@@ -208,7 +214,8 @@ def run(args) -> int:
         print(f"incdsl: note: {args.spec} has no choices; its one point is written", file=sys.stderr)
     if args.n is not None and args.n > space.size:  # either strategy: no budget helps
         what = " (the spec has no `choice(...)`: it is one network)" if not space.choices else ""
-        raise UsageError(f"the space has {size_text(space.size)}{what}; cannot draw {args.n:,} distinct samples")
+        raise UsageError(f"the space has {size_text(space.size)}{what}; cannot draw {args.n:,} distinct samples; "
+                         f"ask for at most -n {space.size}")
     if args.strategy == "grid":
         try:
             draw = draw_grid(space, args.n, budget)
@@ -224,12 +231,16 @@ def run(args) -> int:
     files = _render(space, draw, args)
     _write_dir(out, files, inputs=list(space.program.sources))
     costs = [c.cost for c in draw.samples]
-    count = len(draw.samples)
-    print(f"wrote {count:,} sample{'' if count == 1 else 's'} of {space.name} to {out} (index.csv, index.json): "
-          f"tried {draw.tried:,} points, {draw.over_budget:,} over budget, {draw.invalid:,} invalid; "
-          f"parameters {min(c.params for c in costs):,} to {max(c.params for c in costs):,}, "
-          f"MACs {min(c.macs for c in costs):,} to {max(c.macs for c in costs):,}")
+    print(f"wrote {counted(len(draw.samples), 'sample')} of {space.name} to {out} (index.csv, index.json): "
+          f"tried {counted(draw.tried, 'point')}, {draw.over_budget:,} over budget, {draw.invalid:,} invalid; "
+          f"parameters {_span([c.params for c in costs])}, MACs {_span([c.macs for c in costs])}")
     return 0
+
+
+def _span(values: list[int]) -> str:
+    """'31,778 to 86,322', or one number when all are equal."""
+    low, high = min(values), max(values)
+    return f"{low:,}" if low == high else f"{low:,} to {high:,}"
 
 
 def _check_output_dir(out: str) -> None:
@@ -243,6 +254,11 @@ def _check_output_dir(out: str) -> None:
             raise OutputError(f"cannot write {out}: it holds {' and '.join(taken)}, which no earlier "
                               "`incdsl sample` wrote; choose a new or empty directory")
 
+
+# Bounds on one run's time and memory: every sample's text is held until the folder is written,
+# and every point tried is remembered (the draw is without repeats).
+MAX_SAMPLES = 10_000
+MAX_TRIES = 1_000_000
 
 _SAMPLE_FILE = re.compile(r"sample_[0-9]+\.inc")
 _INDEX_FILES = ("index.json", "index.csv")
@@ -379,6 +395,10 @@ def _too_few(space, draw, wanted: int, budget) -> int:
     fixes = (["raise the budget"] if budget else []) + ["ask for fewer samples"]
     if draw.tried < space.size:
         fixes.append("try more points with --max-tries")
+    # below the cheapest point the local search finds, neither fewer samples nor more tries help
+    if (budget.max_params is not None and p.params > budget.max_params) or \
+            (budget.max_macs is not None and m.macs > budget.max_macs):
+        fixes = ["raise the budget to at least the fewest found"]
     hint = (", ".join(fixes[:-1]) + (", or " if len(fixes) > 2 else " or ") + fixes[-1]) if len(fixes) > 1 else fixes[0]
     found = f"only {len(draw.samples):,} of the {wanted:,} samples asked for"
     # without a budget the shortfall is the invalid points: do not blame a budget

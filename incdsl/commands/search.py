@@ -34,13 +34,25 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+MAX_RESOURCE = 4096  # CPUs or GPUs per trial: more than any machine has
+
+
 def _amount(text: str) -> float:
+    """A trial's GPUs: a finite number from 0 (nan or inf would reach Ray, and fail there)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text!r}")
+    if not 0 <= value <= MAX_RESOURCE:  # false for nan too
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to {MAX_RESOURCE}, got {text!r}")
+    return value
+
+
+def _cpus(text: str) -> float:
+    """A trial's CPUs: above 0, since a trial asking for nothing lets Ray start every trial at once."""
+    value = _amount(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0 (0.5 shares a CPU), got {text!r}")
     return value
 
 
@@ -63,6 +75,7 @@ def register(sub) -> None:
     p.add_argument("--asha", action="store_true", help="stop weak trials early (ASHA, one epoch grace)")
     p.add_argument("--population", type=_positive, default=8, metavar="P",
                    help="evolution's population and nsga2's generation size (default 8)")
+    from ..train import MAX_SYNTHETIC
     from .train import bounded_int
     p.add_argument("--seed", type=bounded_int(0, 2**32 - 1, "a seed"), default=0,
                    help="seed of the algorithm and of every trial (default 0)")
@@ -71,11 +84,12 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, metavar="X", help="base learning rate (default: the recipe's)")
     p.add_argument("--amp", choices=("bf16", "fp16"), help="mixed precision in each trial (fp16 needs CUDA)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout in each trial")
-    p.add_argument("--synthetic-size", type=_positive, default=1024, metavar="N", help="images of --data synthetic")
+    p.add_argument("--synthetic-size", type=bounded_int(1, MAX_SYNTHETIC, "an image count"), default=1024,
+                   metavar="N", help="images of --data synthetic")
     p.add_argument("--address", metavar="ADDR", help="join this Ray cluster (e.g. auto, or HEAD:6379)")
-    p.add_argument("--cpus-per-trial", type=_amount, default=1, metavar="C", help="CPUs per trial (default 1)")
+    p.add_argument("--cpus-per-trial", type=_cpus, default=1, metavar="C", help="CPUs per trial (default 1)")
     p.add_argument("--gpus-per-trial", type=_amount, default=0, metavar="G", help="GPUs per trial (default 0)")
-    p.add_argument("--max-failures", type=int, default=2, metavar="K",
+    p.add_argument("--max-failures", type=bounded_int(0, 1000, "a retry count"), default=2, metavar="K",
                    help="retry a trial whose worker dies up to K times (default 2)")
     p.add_argument("--out", metavar="DIR", help="the experiment's folder (new or empty)")
     p.add_argument("--resume", nargs="?", const="", metavar="DIR",
@@ -121,10 +135,10 @@ def run(args) -> int:
 
 
 def _finished(document: dict, out: str) -> int:
-    """0; 130 (as for Ctrl-C) when trials are left unfinished (Tune stopped on an interrupt);
-    1 when every trial failed (bad data for these networks, say)."""
+    """0; 130 (as for Ctrl-C) when Tune stopped on an interrupt (trials unfinished or not yet
+    started); 1 when every trial failed (bad data for these networks, say)."""
     trials = document["trials"]
-    if any(t["status"] == "unfinished" for t in trials):
+    if document.get("experiment", {}).get("interrupted") or any(t["status"] == "unfinished" for t in trials):
         print(f"incdsl: interrupted; continue with: incdsl search --resume {out}", file=sys.stderr)
         return 130
     if trials and all(t["status"] == "error" for t in trials):
@@ -147,7 +161,7 @@ def _fresh(args):
         raise UsageError(f"{args.out} holds an experiment already; continue it with --resume {args.out} "
                          "or choose another --out")
     if os.path.exists(args.out) and (not os.path.isdir(args.out) or os.listdir(args.out)):
-        raise UsageError(f"--out {args.out} exists and is not an empty folder")
+        raise UsageError(f"--out {args.out} exists and is not an empty folder; choose a new or empty one")
     budget = {}
     for key in ("max_macs", "max_params"):
         text = getattr(args, key)
@@ -187,9 +201,58 @@ def _resumed(args, load_settings):
         raise UsageError("--resume needs the experiment's folder: --resume DIR")
     if not os.path.isfile(os.path.join(out, SETTINGS_FILE)):
         raise UsageError(f"{out} holds no experiment ({SETTINGS_FILE} is missing)")
+    if args.resume and args.out and os.path.abspath(args.out) != os.path.abspath(args.resume):
+        raise UsageError(f"--resume {args.resume} and --out {args.out} name two folders; give one")
     settings = load_settings(out)
+    changed = _changed_on_resume(args, settings)
+    if changed:
+        them = "them" if len(changed) > 1 else "it"
+        raise UsageError(f"{' and '.join(changed)} cannot change when an experiment resumes: {out} keeps the "
+                         f"settings it was started with ({SETTINGS_FILE}); drop {them}, "
+                         "or start a new experiment with another --out")
     # the cluster may have moved; everything else is the experiment's own
     return replace(settings, out=os.path.abspath(out), address=args.address or settings.address)
+
+
+# options given with --resume are compared with the experiment's settings under these names
+_SETTING_OF = {"set": "sets"}
+_NOT_SETTINGS = ("resume", "out", "address", "func", "command", "debug", "help")
+
+
+def _changed_on_resume(args, settings) -> list[str]:
+    """The options given beside --resume (those not at their defaults) whose values differ from
+    the experiment's: Tune restores the experiment as it was, so they would be ignored silently."""
+    scratch = argparse.ArgumentParser(add_help=False).add_subparsers()
+    register(scratch)
+    changed = []
+    for action in scratch.choices["search"]._actions:
+        if action.dest in _NOT_SETTINGS or not hasattr(args, action.dest):
+            continue
+        value = getattr(args, action.dest)
+        if value == action.default or value is None:
+            continue
+        if _as_setting(action.dest, value) != getattr(settings, _SETTING_OF.get(action.dest, action.dest), None):
+            changed.append(action.option_strings[-1] if action.option_strings else "SPACE")
+    return changed
+
+
+def _as_setting(dest: str, value):
+    """An option's value as `Settings` holds it (absolute paths, parsed budgets, lists)."""
+    from ..report.tables import parse_amount
+    if dest == "spec":
+        return os.path.abspath(value)
+    if dest == "data":
+        return value if value in ("digits", "synthetic") else os.path.abspath(value)
+    if dest == "include_path":
+        return [os.path.abspath(d) for d in value]
+    if dest in ("max_macs", "max_params"):
+        try:
+            return parse_amount(value)
+        except ValueError:
+            return value
+    if dest in ("set", "input"):
+        return list(value)
+    return value
 
 
 def _check_recipe(args) -> None:
@@ -232,9 +295,10 @@ def _check_space(args, budget: dict):
     cheapest = _cheapest(space, draw, Budget(**budget))
     if cheapest is not None and Budget(**budget).admits(cheapest.cost):
         return space.network(cheapest.indices)  # rare within the budget, but there
+    given = " and ".join(f"--{k.replace('_', '-')}" for k in ("max_macs", "max_params") if budget.get(k) is not None)
     seen = (f"; the cheapest point tried has {cheapest.cost.params:,} parameters and {cheapest.cost.macs:,} MACs"
-            if cheapest else "")
-    raise OverBudget(f"no point of {args.spec} within --max-macs/--max-params found among {draw.tried:,} "
+            f" (raise {given} to admit it)" if cheapest else "")
+    raise OverBudget(f"no point of {args.spec} within {given} found among {draw.tried:,} "
                      f"random points and a search for the cheapest{seen}")
 
 

@@ -42,7 +42,9 @@ def parse_amount(text: str) -> int:
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([KMGTkmgt]?)\s*", text)
     shown = text if len(text) <= 40 else text[:20] + "..." + text[-10:]
     if not m:
-        raise ValueError(f"expected a number with an optional K, M, G or T suffix, got {shown!r}")
+        hint = _amount_hint(text.strip())
+        raise ValueError(f"expected a number with an optional K, M, G or T suffix, got {shown!r}"
+                         + (f"; {hint}" if hint else ""))
     digits = m.group(1).lstrip("0")
     if len(digits.partition(".")[0]) > 31:  # checked before the arithmetic: the text may be any length
         raise ValueError(f"{shown} is too large; budgets go up to {AMOUNT_LIMIT:.0e}")
@@ -50,6 +52,46 @@ def parse_amount(text: str) -> int:
     if value > AMOUNT_LIMIT:
         raise ValueError(f"{shown} is too large; budgets go up to {AMOUNT_LIMIT:.0e}")
     return round(value)
+
+
+def _amount_hint(text: str) -> str | None:
+    """What a rejected budget probably meant: `2e9` -> write `2G`, `13GB` -> write `13G`,
+    `-1` -> budgets start at 0; None when there is no good guess."""
+    sci = re.fullmatch(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE]\+?([0-9]{1,2})", text)
+    if sci:  # exponents of two digits at most: 10**99 is cheap, and anything above 1e30 is refused anyway
+        value = Fraction(sci.group(1)) * 10 ** int(sci.group(2))
+        if value > AMOUNT_LIMIT:
+            return f"budgets go up to {AMOUNT_LIMIT:.0e}"
+        return f"write `{_with_suffix(value)}` for {text}"
+    unit = re.fullmatch(r"([0-9.]+[KMGTkmgt])[Bb]", text)
+    if unit:
+        return f"write `{unit.group(1).upper()}`: a budget counts parameters or operations, not bytes"
+    if re.fullmatch(r"-[0-9.]+[KMGTkmgt]?", text):
+        return "a budget is a count from 0 up"
+    return None
+
+
+def _with_suffix(value: Fraction) -> str:
+    """2000000000 -> '2G', 1500000 -> '1.5M', 12 -> '12': the largest suffix that keeps the
+    number exact in at most three decimals."""
+    for suffix in ("T", "G", "M", "K"):
+        scaled = value / SUFFIXES[suffix]
+        if scaled >= 1 and (scaled * 1000).denominator == 1:
+            return f"{_decimal(scaled)}{suffix}"
+    return _decimal(value)
+
+
+def _decimal(value: Fraction) -> str:
+    """An exact decimal of a Fraction whose denominator divides a power of ten."""
+    whole, rest = divmod(value.numerator, value.denominator)
+    if not rest:
+        return str(whole)
+    digits = ""
+    while rest and len(digits) < 12:
+        rest *= 10
+        digit, rest = divmod(rest, value.denominator)
+        digits += str(digit)
+    return f"{whole}.{digits}"
 
 
 def counted(n: int, noun: str) -> str:

@@ -157,18 +157,40 @@ def run_experiment(settings: Settings, resume: bool, log=print) -> dict:
     records = search_tune.trial_records(grid)
     rows = [trial_row(r, settings.budget_epochs) for r in records]
     specs = {r["trial"]: r["config"]["spec"] for r in records}
-    skipped = skipped_proposals(search_tune.saved_skips(path), records)
-    experiment = {**_plain(settings), "space_name": _space_name(records), "skipped_proposals": skipped}
+    state = search_tune.saved_searcher_state(path) or {}
+    skipped = skipped_proposals(state.get("skipped"), records)
+    interrupted = was_interrupted(rows, settings.trials, state.get("exhausted", False))
+    experiment = {**_plain(settings), "space_name": _space_name(records), "skipped_proposals": skipped,
+                  "interrupted": interrupted}
     document = write_results(settings.out, rows, specs, experiment, settings.objective)
     log(format_table(rows, settings.objective))
-    if len(rows) < settings.trials and all(r["status"] != "unfinished" for r in rows):
-        log(f"note: the algorithm found only {len(rows)} distinct candidates within the budget")
-    if any(skipped.values()):
-        log("proposals not trained: " + ", ".join(f"{n} {kind}" for kind, n in skipped.items() if n))
-    plots = ", pareto.png and pareto.svg" if document["pareto"] else " (no finished trial to plot)"
-    log(f"{len(rows)} trials in {time.monotonic() - began:.0f} s; results in "
-        f"{os.path.join(settings.out, 'trials.csv')}, trials.json{plots}")
+    for line in closing_lines(rows, settings.trials, skipped, bool(document["pareto"]),
+                              time.monotonic() - began, settings.out, interrupted):
+        log(line)
     return document
+
+
+def was_interrupted(rows: list[dict], trials: int, exhausted: bool) -> bool:
+    """Whether Tune stopped before the experiment's end: a trial is unfinished, or fewer trials
+    than asked for ran though the searcher had candidates left (Ctrl-C before or between
+    trials leaves no unfinished trial, but `--resume` has trials to run)."""
+    return any(r["status"] == "unfinished" for r in rows) or (len(rows) < trials and not exhausted)
+
+
+def closing_lines(rows: list[dict], trials: int, skipped: dict, plotted: bool, seconds: float, out: str,
+                  interrupted: bool = False) -> list[str]:
+    """What the command says after the table: a space used up, the proposals not trained, and
+    where the results are."""
+    from ..report.tables import counted
+    lines = []
+    if len(rows) < trials and not interrupted:
+        lines.append(f"note: the algorithm found only {counted(len(rows), 'distinct candidate')} within the budget")
+    if any(skipped.values()):
+        lines.append("proposals not trained: " + ", ".join(f"{n:,} {kind}" for kind, n in skipped.items() if n))
+    plots = ", pareto.png and pareto.svg" if plotted else " (no finished trial to plot)"
+    lines.append(f"{counted(len(rows), 'trial')} in {seconds:.0f} s; results in "
+                 f"{os.path.join(out, 'trials.csv')}, trials.json{plots}")
+    return lines
 
 
 def skipped_proposals(saved: dict | None, records: list) -> dict:

@@ -81,10 +81,17 @@ class SpaceSearcher(Searcher):
 def saved_skips(experiment_dir: str) -> dict | None:
     """The searcher's counts of proposals not trained, by kind, as Tune last saved its state in
     `experiment_dir` (Tune saves it once more when the experiment ends); None without one."""
+    state = saved_searcher_state(experiment_dir)
+    return state["skipped"] if state is not None else None
+
+
+def saved_searcher_state(experiment_dir: str) -> dict | None:
+    """What the searcher last saved in `experiment_dir`: {"skipped": counts by kind,
+    "exhausted": whether it found no new candidate to propose}; None without a saved state."""
     searcher = SpaceSearcher(None, None)
     try:
         searcher.restore_from_dir(experiment_dir)
-        return dict(searcher.vetter.counts)
+        return {"skipped": dict(searcher.vetter.counts), "exhausted": bool(searcher.exhausted)}
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError):
         return None
 
@@ -242,10 +249,11 @@ class Progress(tune.Callback):
         self.report(trials)
 
     def report(self, trials: list) -> None:
-        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        done = sum(ended(t) for t in trials)
         running = sum(t.status == "RUNNING" for t in trials)
+        # the most accurate; of equally accurate trials the cheapest, as the Pareto front has it
         best = max((t for t in trials if (t.last_result or {}).get(METRIC) is not None),
-                   key=lambda t: t.last_result[METRIC], default=None)
+                   key=lambda t: (t.last_result[METRIC], -t.config[self.cost]), default=None)
         state = (done, running, best.config["trial"] if best else None, best.last_result[METRIC] if best else None)
         if state == self.last:
             return
@@ -256,6 +264,13 @@ class Progress(tune.Callback):
             line += (f"; best {100 * best.last_result[METRIC]:.2f}% ({best.config['trial']}, "
                      f"{best.config[self.cost]:,} {'MACs' if self.cost == 'macs' else 'params'})")
         print(line, file=self.stream or sys.stdout, flush=True)
+
+
+def ended(trial) -> bool:
+    """Whether a Tune trial has ended for good: failed, or trained to its end (Tune marks the
+    last result `done`; ASHA's early stop too). A trial an interrupt terminated is not done:
+    `--resume` trains it on."""
+    return trial.status == "ERROR" or (trial.status == "TERMINATED" and bool((trial.last_result or {}).get("done")))
 
 
 def trial_dirname(trial) -> str:
