@@ -280,13 +280,15 @@ def test_infer_runs_the_folded_copy_on_the_cpu(fusion_net):
     assert not torch.isfinite(fast(x)).all()  # with autograd on, batch norm itself runs
 
 
-def test_training_is_channels_last_on_cuda_by_default():
+def test_training_is_channels_last_on_cuda_and_the_cpu_by_default():
     from incdsl.train.loop import TrainConfig, resolved_channels_last
     default = TrainConfig(data="synthetic", out="x")
-    assert resolved_channels_last(default, "cuda") and not resolved_channels_last(default, "cpu")
-    assert not resolved_channels_last(TrainConfig(data="synthetic", out="x", deterministic=True), "cuda")
-    assert resolved_channels_last(TrainConfig(data="synthetic", out="x", channels_last=True), "cpu")
-    assert not resolved_channels_last(TrainConfig(data="synthetic", out="x", channels_last=False), "cuda")
+    assert resolved_channels_last(default, "cuda") and resolved_channels_last(default, "cpu")
+    assert not resolved_channels_last(default, "mps")  # not measured there
+    for device in ("cuda", "cpu"):
+        assert not resolved_channels_last(TrainConfig(data="synthetic", out="x", deterministic=True), device)
+        assert resolved_channels_last(TrainConfig(data="synthetic", out="x", channels_last=True, deterministic=True), device)
+        assert not resolved_channels_last(TrainConfig(data="synthetic", out="x", channels_last=False), device)
 
 
 def test_a_deep_copy_keeps_the_spec_state_dict(fusion_net):
@@ -300,3 +302,18 @@ def test_a_deep_copy_keeps_the_spec_state_dict(fusion_net):
     x = torch.randn(2, *fusion_net.input_shape)
     with torch.no_grad():
         torch.testing.assert_close(twin.eval()(x), fast.eval()(x), rtol=0, atol=0)
+
+
+def test_search_trials_take_the_training_layout_default():
+    from dataclasses import asdict
+
+    from incdsl.cli import build_parser
+    from incdsl.search.experiment import Settings, settings_problem
+    base = ["search", "examples/mini_space.inc", "--data", "digits", "--trials", "2", "--budget-epochs", "1",
+            "--out", "x"]
+    assert build_parser().parse_args(base).channels_last is None  # resolved per device by training
+    assert build_parser().parse_args(base + ["--no-channels-last"]).channels_last is False
+    assert build_parser().parse_args(base + ["--channels-last"]).channels_last is True
+    saved = asdict(Settings(spec="s.inc", data="digits", out="x", trials=2, budget_epochs=1))
+    assert saved["channels_last"] is None and settings_problem(saved) is None
+    assert settings_problem({**saved, "channels_last": False}) is None  # experiments saved before

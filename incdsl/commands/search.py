@@ -83,7 +83,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=_positive, metavar="N", help="images per step (default: the recipe's)")
     p.add_argument("--lr", type=float, metavar="X", help="base learning rate (default: the recipe's)")
     p.add_argument("--amp", choices=("bf16", "fp16"), help="mixed precision in each trial (fp16 needs CUDA)")
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout in each trial")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC memory layout in each trial (default: on, as for `incdsl train`)")
     p.add_argument("--synthetic-size", type=bounded_int(1, MAX_SYNTHETIC, "an image count"), default=1024,
                    metavar="N", help="images of --data synthetic")
     p.add_argument("--address", metavar="ADDR", help="join this Ray cluster (e.g. auto, or HEAD:6379)")

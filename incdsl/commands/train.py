@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import threading
+from contextlib import contextmanager
 
 from ..train import MAX_SYNTHETIC
 from ..train.recipes import RECIPES, recipe_fields
@@ -109,7 +112,8 @@ def register(sub) -> None:
     p.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when there is one")
     p.add_argument("--amp", choices=("bf16", "fp16"), help="mixed precision (fp16 needs CUDA)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="NHWC memory layout, faster convolutions on GPUs (default: on for CUDA, off on the CPU)")
+                   help="NHWC memory layout, faster convolutions on GPUs and for most networks on the CPU "
+                        "(default: on, off with --deterministic; benchmarks/layout.py compares)")
     p.add_argument("--compile", action="store_true", help="compile the model with torch.compile")
     p.add_argument("--optimize", choices=("none", "train", "infer"),
                    help="graph rewrites for speed, each exact (see `incdsl compile --help`): train fuses sibling "
@@ -323,12 +327,36 @@ def run(args) -> int:
         max_memory=args.max_memory)
     try:
         from ..diagnostics import terminal_safe  # the log quotes data folder and image names
-        train(net, config, log=lambda line: print(terminal_safe(line), flush=True))
-    except KeyboardInterrupt:
+        with _sigterm_as_interrupt():
+            train(net, config, log=lambda line: print(terminal_safe(line), flush=True))
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         if os.path.isfile(os.path.join(out, ckpt.LAST)):
-            print(f"incdsl: interrupted; continue with: {resume_command(out, int(os.environ.get('WORLD_SIZE', 1)))}",
+            print(f"incdsl: {what}; continue with: {resume_command(out, int(os.environ.get('WORLD_SIZE', 1)))}",
                   file=sys.stderr)
         else:
-            print("incdsl: interrupted before the first epoch ended; there is nothing to resume", file=sys.stderr)
-        return 130
+            print(f"incdsl: {what} before the first epoch ended; there is nothing to resume", file=sys.stderr)
+        return 128 + signal.SIGTERM if isinstance(exc, Terminated) else 130
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cluster's preemption, `kill`, `timeout`): the run ends as on Ctrl-C, saying how to
+    resume, instead of dying without a word. Checkpoints are whole either way (written aside, renamed)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises `Terminated` while training, in the main thread (the only one signals reach)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -36,7 +36,7 @@ class Settings:
     batch_size: int | None = None  # recipe overrides
     lr: float | None = None
     amp: str | None = None
-    channels_last: bool = False
+    channels_last: bool | None = None  # None: as `incdsl train` (on, off with --deterministic)
     synthetic_size: int = 1024
     include_path: list = field(default_factory=list)  # -I DIR, absolute
     max_layers: int | None = None  # --max-layers; None: the default

@@ -142,7 +142,7 @@ def _train_candidate(config: dict, settings: dict, ledger: "Ledger") -> None:
             while epochs < budget:
                 train_config = TrainConfig(
                     data=settings["data"], out=work, recipe=settings.get("recipe"), overrides=settings["overrides"],
-                    amp=settings.get("amp"), channels_last=settings.get("channels_last", False),
+                    amp=settings.get("amp"), channels_last=settings.get("channels_last"),
                     seed=settings.get("seed", 0), threads=settings.get("threads"),
                     resume=work if epochs else None, stop_after=1,
                     synthetic_size=settings.get("synthetic_size", 1024))

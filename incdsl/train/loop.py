@@ -45,7 +45,7 @@ class TrainConfig:
     overrides: dict = field(default_factory=dict)  # recipe fields given explicitly
     device: str | None = None           # "cuda" | "cpu" | None (CUDA when present)
     amp: str | None = None              # "bf16" | "fp16" | None
-    channels_last: bool | None = None   # None: on for CUDA (faster convolutions), off on the CPU and with --deterministic
+    channels_last: bool | None = None   # None: on (faster convolutions on CUDA and on most networks on the CPU), off with --deterministic
     compile: bool = False
     optimize: str = "none"              # to_torch's graph rewrites: "none" | "train" | "infer" (all exact)
     deterministic: bool = False
@@ -96,11 +96,12 @@ def _quiet(*args, **kwargs) -> None:
 
 
 def resolved_channels_last(config: TrainConfig, device_type: str) -> bool:
-    """--channels-last as given, else on for CUDA unless the run must be deterministic (NHWC
-    selects other kernels)."""
+    """--channels-last as given, else on for CUDA and the CPU unless the run must be deterministic
+    (NHWC selects other kernels). On the CPU a training step of the README's example takes 0.58x
+    the time in it, and 50 of 52 shipped networks infer faster (benchmarks/layout.py)."""
     if config.channels_last is not None:
         return config.channels_last
-    return device_type == "cuda" and not config.deterministic
+    return device_type in ("cuda", "cpu") and not config.deterministic
 
 
 def _train(network, config: TrainConfig, ctx, log, stream) -> dict:
