@@ -1,4 +1,5 @@
 """`incdsl check`: summary, exit codes 0/1/2, diagnostics on stderr, help and version, no tracebacks."""
+import os
 import re
 
 import pytest
@@ -196,3 +197,13 @@ def test_every_cli_error_without_a_place_starts_with_the_program_name(capsys, tm
         assert code in (1, 2)
         first = [line for line in err.splitlines() if "error:" in line][0]
         assert first.startswith("incdsl: error: "), err
+
+
+def test_a_whole_float_given_with_set_is_named_in_the_hint(capsys):
+    # `1e3` is a float (as in a spec); where a layer needs an integer, the hint names the setting
+    nin = os.path.join(os.path.dirname(__file__), "..", "specs", "zoo", "cifar", "nin.inc")
+    assert main(["check", nin, "--set", "classes=1e3"]) == 1
+    err = capsys.readouterr().err
+    assert "= hint: `classes` is given as the float 1000.0: give it as the whole number 1000; `conv` takes" in err
+    assert "integer division" not in err  # no `/` was written
+    assert main(["check", nin, "--set", "classes=1000"]) == 0

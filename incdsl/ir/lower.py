@@ -96,6 +96,7 @@ class Lowerer(ControlFlow, NamedTensors):
         self.nesting = 0  # bodies being lowered, one inside the other (each takes Python stack)
         self.aux_spans: dict[str, Span] = {}  # aux head name -> the statement that made it
         self.estimate = SizeEstimate(program.blocks, max_layers)
+        self.float_overrides: dict[str, float] = {}  # network parameters given whole floats (`--set n=1e3`)
 
     # errors
     def fail(self, message, span, ctx: Ctx | None, hint=None, notes=(), labels=()):
@@ -187,6 +188,7 @@ class Lowerer(ControlFlow, NamedTensors):
     def lower_network(self, net: s.Definition, overrides: dict, input_shape: tuple | None):
         """The sink's result: the IR graph (`GraphSink`, the default)."""
         ctx = Ctx("", {}, None, {})
+        self.float_overrides = {k: v for k, (v, _) in overrides.items() if isinstance(v, float) and v.is_integer()}
         env = self.bind_params(net, [], dict(overrides), net.name_span, ctx, overrides=True)
         ctx = ctx.but(env=env)
         body = list(net.body)
@@ -376,7 +378,10 @@ class Lowerer(ControlFlow, NamedTensors):
                     dup = next((k for k, ok in sig.positional if ok(value)), None)
                     msg = f"`{op}` got a second {dup}: `{show(value)}`" if dup else f"`{op}` does not take `{show(value)}` here"
                     hint = takes
-                    if isinstance(value, float) and value.is_integer():
+                    given = next((k for k, v in self.float_overrides.items() if v == value), None)
+                    if given is not None:  # most likely that value, passed through parameters
+                        hint = f"`{given}` is given as the float {show(value)}: give it as the whole number {int(value)}; " + takes
+                    elif isinstance(value, float) and value.is_integer():
                         hint = "use `//` for integer division; " + takes
                     self.fail(msg, arg.span, ctx, hint=hint)
                 put(slot, value, arg.span)
