@@ -94,3 +94,18 @@ def test_against_with_convention_all_is_refused_not_dropped(spec, tmp_path, caps
     code, out, err = run(capsys, "cost", spec, "--convention", "all", "--against", str(table))
     assert code == 2 and out == ""  # the listing was printed and the table never read
     assert "--against compares a cost table, which --convention all does not print" in err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("options, named", [
+    (["--batch", "8"], "--batch shapes"), (["--aux"], "--aux shapes"), (["--by", "layer"], "--by shapes"),
+    (["--dtype", "bf16", "--batch", "2"], "--batch, --dtype shape"),
+])
+def test_table_options_with_convention_all_are_refused_not_ignored(spec, capsys, options, named):
+    code, out, err = run(capsys, "cost", spec, "--convention", "all", *options)
+    assert code == 2 and out == ""  # the listing (batch 1, no aux) was printed as if they applied
+    assert err.splitlines()[-1].startswith(f"incdsl: error: {named} the cost table, which --convention all does not print")
+
+
+def test_table_options_at_their_defaults_go_with_convention_all(spec, capsys):
+    code, out, _ = run(capsys, "cost", spec, "--convention", "all", "--by", "block", "--batch", "1", "--dtype", "float32")
+    assert code == 0 and "what each counter prints" in out

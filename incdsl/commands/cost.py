@@ -63,6 +63,14 @@ def run(args) -> int:
         # the listing is one total per counter: it has no rows to set beside the paper's
         raise UsageError("--against compares a cost table, which --convention all does not print; "
                          "use --convention NAME (or none) with --against")
+    if args.convention == "all":
+        # one total per counter for one image: the table's options have nothing to act on
+        ignored = [flag for flag, used in (("--by", args.by != "block"), ("--aux", args.aux), ("--batch", args.batch != 1),
+                                           ("--dtype", args.dtype != "float32")) if used]
+        if ignored:
+            raise UsageError(f"{', '.join(ignored)} shape{'s' if len(ignored) == 1 else ''} the cost table, which "
+                             "--convention all does not print (one total per counter, for one image); "
+                             "use --convention NAME to add a counter's column to the table")
     if args.other is not None:
         return run_diff(args)
     reference = None
