@@ -89,7 +89,7 @@ def test_an_experiment_reports_the_proposals_skipped_after_its_last_trial(tmp_pa
     assert len(document["trials"]) == 2
     skipped = document["experiment"]["skipped_proposals"]
     assert skipped["duplicate"] >= MAX_PROPOSALS
-    assert f"proposals not trained: {skipped['duplicate']} duplicate" in run.stdout
+    assert f"proposals not trained: {skipped['duplicate']:,} duplicate" in run.stdout
 
 
 # --- C: equal points on the Pareto front ------------------------------------------------------
