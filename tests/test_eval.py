@@ -148,3 +148,19 @@ def test_eval_column_the_network_lacks_is_a_usage_error(capsys, fractal_run, tra
     path = fractal_run if run_name == "fractal" else trained
     code, _, err = run(capsys, "eval", "--checkpoint", path, "--device", "cpu", "--column", column)
     assert code == 2 and "--column:" in err and message in err and "Traceback" not in err
+
+
+@pytest.mark.slow  # a real epoch of the README's example: about 6 s
+def test_eval_gives_the_runs_own_validation_loss_to_the_last_bit(capsys, tmp_path):
+    """Evaluated in the layout the run trained in (channels_last, the CPU default now), the
+    checkpoint's loss is the one the run reported, not one a rounding away."""
+    example = os.path.join(os.path.dirname(__file__), "..", "examples", "mini_inception.inc")
+    out = tmp_path / "run"
+    assert main(["train", example, "--data", "digits", "--epochs", "1", "--device", "cpu", "--threads", "1",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert ckpt.load(str(out / "final.pt"))["settings"]["channels_last"] is True
+    code, stdout, err = run(capsys, "eval", "--checkpoint", out, "--format", "json", "--device", "cpu", "--threads", "1")
+    assert code == 0, err
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert json.loads(stdout)["loss"] == last["val_loss"]

@@ -59,7 +59,8 @@ def build_model(network, state: dict, *, num_classes: int | None, raw: bool = Fa
 
 
 @torch.no_grad()
-def confusion_matrix(model, loader, classes: int, device, *, skip_bad_images: bool = False):
+def confusion_matrix(model, loader, classes: int, device, *, skip_bad_images: bool = False,
+                     layout=torch.contiguous_format):
     """(confusion [true, predicted] counts, summed loss, top-5 hits, skipped files) over `loader`."""
     confusion = torch.zeros((classes, classes), dtype=torch.int64)
     loss, top5, skipped = 0.0, 0, 0
@@ -70,7 +71,7 @@ def confusion_matrix(model, loader, classes: int, device, *, skip_bad_images: bo
         skipped += len(bad)
         if images is None:
             continue
-        logits = model(images.to(device)).float().cpu()
+        logits = model(images.to(device, memory_format=layout)).float().cpu()
         loss += F.cross_entropy(logits, labels, reduction="sum").item()
         top5 += (logits.topk(min(5, classes), dim=1).indices == labels[:, None]).any(dim=1).sum().item()
         confusion += torch.bincount(labels * classes + logits.argmax(dim=1), minlength=classes * classes).view(
@@ -108,10 +109,12 @@ def evaluate_checkpoint(network, state: dict, source: str, *, num_classes: int |
                     hint=f"evaluate on data of the checkpoint's {model.num_classes} classes"
                          + (f" (it was trained on {trained_on}: leave out --data)" if trained_on else ""))
     _, _, val = make_loaders(data, batch_size, workers=workers)
-    model.to(device)
+    # the layout the run was trained and validated in: its val_top1 comes out again to the last image
+    layout = torch.channels_last if settings.get("channels_last") else torch.contiguous_format
+    model.to(device, memory_format=layout)
     try:
         confusion, loss, top5, skipped = confusion_matrix(model, val, len(data.classes), device,
-                                                          skip_bad_images=skip_bad_images)
+                                                          skip_bad_images=skip_bad_images, layout=layout)
     except UnreadableImages as exc:
         path, reason = exc.bad[0]
         raise error(f"cannot read image {path}: {reason}",
