@@ -7,8 +7,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import threading
-from contextlib import contextmanager
 
 from ..train import MAX_SYNTHETIC
 from ..train.recipes import RECIPES, recipe_fields
@@ -325,9 +323,10 @@ def run(args) -> int:
         stop_after=args.stop_after, synthetic_size=args.synthetic_size or settings.get("synthetic_size") or 1024,
         weights=args.weights, skip_bad_images=args.skip_bad_images or bool(settings.get("skip_bad_images")),
         max_memory=args.max_memory)
+    from ..train.stop import Terminated, sigterm_stops_training
     try:
         from ..diagnostics import terminal_safe  # the log quotes data folder and image names
-        with _sigterm_as_interrupt():
+        with sigterm_stops_training():
             train(net, config, log=lambda line: print(terminal_safe(line), flush=True))
     except KeyboardInterrupt as exc:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
@@ -339,24 +338,3 @@ def run(args) -> int:
         return 128 + signal.SIGTERM if isinstance(exc, Terminated) else 130
     return 0
 
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a cluster's preemption, `kill`, `timeout`): the run ends as on Ctrl-C, saying how to
-    resume, instead of dying without a word. Checkpoints are whole either way (written aside, renamed)."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
-@contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM raises `Terminated` while training, in the main thread (the only one signals reach)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

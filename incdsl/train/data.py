@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import random
+import signal
 import stat
 from dataclasses import dataclass, field
 
@@ -410,6 +411,9 @@ def _seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+    # A scheduler's SIGTERM reaches the whole process group: the training process ends (saying how
+    # to resume) and shuts its workers down itself; killed under it, they were reported as failures.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def make_loaders(data: Data, batch_size: int, *, rank: int = 0, world: int = 1, seed: int = 0,

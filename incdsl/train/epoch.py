@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from . import distributed
+from . import distributed, stop
 from .data import UnreadableImages, split_batch
 from .optim import WeightAverage, learning_rate, set_learning_rate
 from .progress import Progress
@@ -94,6 +94,7 @@ def train_epoch(run: Run, loader, epoch: int, *, stream, log_every: int = 10, la
     seen, start, lr, running, i = 0, time.perf_counter(), 0.0, float("nan"), -1
     try:
         for i, batch in enumerate(loader):
+            stop.check()  # a SIGTERM: stop between two steps
             images, labels = take_readable(run, batch)
             lr = learning_rate(recipe, run.step, run.steps_per_epoch)
             if images is None:  # every file of the batch was skipped: keep the schedule's count
@@ -237,6 +238,7 @@ def evaluate(run: Run, loader) -> dict:
     module.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=run.ctx.device)  # loss, top-1, top-5, images
     for batch in loader:
+        stop.check()
         images, labels = take_readable(run, batch)
         if images is None:
             continue
