@@ -50,6 +50,18 @@ def test_a_message_without_its_comma_is_a_syntax_error_naming_require(load_error
     assert "require width > 0" in diag.hint
 
 
+@pytest.mark.parametrize("line, message", [
+    ("conv 1x1 4 -> require n > 0", "`require` cannot follow `->` in a chain"),
+    ("branch: require n > 2", "`require` cannot follow `:` on the same line"),
+    ("if n > 0: require n > 2, \"x\"", "`require` cannot follow `:` on the same line"),
+    ("require n > 0,", "unexpected end of line in `require`"),
+])
+def test_a_misplaced_or_unfinished_require_says_how_it_is_written(line, message, load_error):
+    (diag,) = load_error(f"network t(n = 1):\n    input 3x8x8\n    {line}\n").diagnostics
+    assert diag.message == message
+    assert "`require` is written `require width > 0`" in diag.hint
+
+
 @pytest.mark.parametrize("where", ['network t(require = 1):\n    input 3x8x8\n',
                                    'network t:\n    input 3x8x8\n    let require = 2\n',
                                    'block require:\n    identity\n\nnetwork t:\n    input 3x8x8\n'])

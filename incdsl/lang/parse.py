@@ -595,7 +595,9 @@ def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> IncdslError:
             hint = _EXAMPLE
         lines = text.split("\n")
         misplaced = misplaced_statement(lines[line - 1], col) if 1 <= line <= len(lines) else None
-        if misplaced is not None and "->" in misplaced[0]:  # the word was read as a layer's name
+        # After `->` the word was read as a layer's name; after `:`, a `let` or `require` (no
+        # `:` of its own) cannot be the header of a statement with a body.
+        if misplaced is not None and ("->" in misplaced[0] or misplaced[0].split("`")[1] not in _BODY_WORDS):
             msg, hint, at = misplaced
             word = msg.split("`")[1]
             return error(msg, Span(file, line, at, line, at + len(word)), hint=hint)
