@@ -270,3 +270,16 @@ def test_the_sample_command_skips_invalid_points(run_incdsl, tmp_path):
     checked = run_incdsl("check", spec)
     assert "5 invalid" in checked.stdout
     assert "requirement failed: k < 2 or n > 3" in checked.stderr
+
+
+# --- the README ------------------------------------------------------------------------------------
+
+def test_the_readme_example_is_what_check_prints(capsys, monkeypatch):
+    from doclib import fenced
+    from incdsl.cli import main
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    shown = next(b for b in fenced(readme, "text") if b.startswith("$ incdsl check specs/zoo/mobilenet_v2.inc"))
+    command, _, output = shown.partition("\n")
+    monkeypatch.chdir(ROOT)
+    assert main(command.split()[2:]) == 1
+    assert capsys.readouterr().err == output
