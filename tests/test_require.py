@@ -62,12 +62,15 @@ def test_a_misplaced_or_unfinished_require_says_how_it_is_written(line, message,
     assert "`require` is written `require width > 0`" in diag.hint
 
 
-@pytest.mark.parametrize("where", ['network t(require = 1):\n    input 3x8x8\n',
-                                   'network t:\n    input 3x8x8\n    let require = 2\n',
-                                   'block require:\n    identity\n\nnetwork t:\n    input 3x8x8\n'])
-def test_require_is_a_reserved_word(where, load_error):
-    err = load_error(where)
-    assert "require" in err.render()
+@pytest.mark.parametrize("where, message", [
+    ("network t(require = 1):\n    input 3x8x8\n", "`require` is a reserved word and cannot name a parameter"),
+    ("network t:\n    input 3x8x8\n    let require = 2\n", "`require` is a reserved word and cannot be bound"),
+    ("network t:\n    input 3x8x8\n    repeat 2 as require: identity\n", "`require` is a reserved word"),
+    ("block require:\n    identity\n\nnetwork t:\n    input 3x8x8\n", "`require` is a built-in name and cannot name a block"),
+])
+def test_require_is_a_reserved_word(where, message, load_error):
+    (diag,) = load_error(where).diagnostics
+    assert diag.message == message
 
 
 # --- lowering: a requirement that holds makes nothing ----------------------------------------------
