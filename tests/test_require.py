@@ -139,6 +139,15 @@ def test_set_values_are_named_as_such(load_error):
     assert not any("--set" in n for n in diag.notes)
 
 
+def test_in_a_block_the_networks_set_values_are_listed(load_error):
+    (diag,) = load_error(os.path.join(ROOT, "specs", "zoo", "shufflenet_v2.inc"),
+                         params={"c2": 117, "classes": 10}).diagnostics
+    assert diag.notes[:2] == ("c = 117", "the network's parameters given with `--set` (or `load(params=...)`): "
+                                         "c2 = 117, classes = 10")
+    (diag,) = load_error(os.path.join(ROOT, "specs", "zoo", "shufflenet_v2.inc"), params={"c3": 231}).diagnostics
+    assert diag.notes[1].endswith(": c3 = 231")
+
+
 def test_in_a_block_the_call_chain_is_noted(load_error):
     (diag,) = load_error("""block inner(g):
     require in.c % g == 0, "the depth must be a multiple of `g`"

@@ -93,7 +93,11 @@ class ControlFlow:
             elif isinstance(e, s.Attr) and e.obj == "in" and e.attr in _AXES and _AXES[e.attr] < len(ctx.in_shape or ()):
                 shown.setdefault(f"in.{e.attr}", str(ctx.in_shape[_AXES[e.attr]]))
         notes = [", ".join(f"{name} = {value}" for name, value in shown.items())] if shown else []
-        return notes + [f"`{name}` is given with `--set` (or `load(params=...)`)" for name in given]
+        notes += [f"`{name}` is given with `--set` (or `load(params=...)`)" for name in given]
+        if ctx.block is not None and self.overridden:  # a block's values may come from them, through its calls
+            notes.append("the network's parameters given with `--set` (or `load(params=...)`): " +
+                         ", ".join(f"{name} = {show(value)}" for name, value in self.overridden.items()))
+        return notes
 
     def residual_statements(self, stmts, ctx) -> tuple:
         """A residual's statements with each `if` that holds a `shortcut:` in a clause replaced by

@@ -97,7 +97,7 @@ class Lowerer(ControlFlow, NamedTensors):
         self.aux_spans: dict[str, Span] = {}  # aux head name -> the statement that made it
         self.estimate = SizeEstimate(program.blocks, max_layers)
         self.float_overrides: dict[str, float] = {}  # network parameters given whole floats (`--set n=1e3`)
-        self.overridden: frozenset = frozenset()  # network parameters given with `--set` or `load(params=...)`
+        self.overridden: dict = {}  # network parameters given with `--set` or `load(params=...)`, and their values
 
     # errors
     def fail(self, message, span, ctx: Ctx | None, hint=None, notes=(), labels=()):
@@ -190,7 +190,7 @@ class Lowerer(ControlFlow, NamedTensors):
         """The sink's result: the IR graph (`GraphSink`, the default)."""
         ctx = Ctx("", {}, None, {})
         self.float_overrides = {k: v for k, (v, _) in overrides.items() if isinstance(v, float) and v.is_integer()}
-        self.overridden = frozenset(overrides)
+        self.overridden = {k: v for k, (v, _) in overrides.items()}
         env = self.bind_params(net, [], dict(overrides), net.name_span, ctx, overrides=True)
         ctx = ctx.but(env=env)
         body = list(net.body)
