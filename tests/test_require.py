@@ -295,3 +295,16 @@ def test_the_readme_example_is_what_check_prints(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     assert main(command.split()[2:]) == 1
     assert capsys.readouterr().err == output
+
+
+def test_without_its_requirement_regnet_fails_deep_as_the_readme_says(tmp_path, load_error):
+    (tmp_path / "lib").mkdir()
+    lib = open(os.path.join(ROOT, "specs", "zoo", "lib", "regnet.inc"), encoding="utf-8").read()
+    required = '    require w % g == 0, "a stage\'s width must be a multiple of the group width `g`"\n'
+    assert required in lib
+    (tmp_path / "lib" / "regnet.inc").write_text(lib.replace(required, ""))
+    spec = tmp_path / "regnet_y_400mf.inc"
+    spec.write_text(open(os.path.join(ROOT, "specs", "zoo", "regnet_y_400mf.inc"), encoding="utf-8").read())
+    (diag,) = load_error(spec, params={"g": 7}).diagnostics
+    assert diag.message.startswith("`groups = 14` must divide both the input depth 104")
+    assert sum(n.startswith("in block") for n in diag.notes) == 3
