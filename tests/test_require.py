@@ -5,7 +5,6 @@ message, the values it read, the block call chain, a `--set` origin), non-bool c
 requirements in search spaces (a point failing one is an invalid point).
 """
 import os
-import random
 
 import pytest
 from hypothesis import given, settings, strategies as st

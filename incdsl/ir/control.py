@@ -90,11 +90,11 @@ class ControlFlow:
                 shown.setdefault(e.id, show(ctx.env[e.id]))
                 if ctx.block is None and e.id in self.overridden and e.id not in given:
                     given.append(e.id)  # in the network's body a parameter cannot be rebound
-            elif isinstance(e, s.Attr) and e.obj == "in" and e.attr in _AXES and _AXES[e.attr] < len(ctx.in_shape or ()):
-                shown.setdefault(f"in.{e.attr}", str(ctx.in_shape[_AXES[e.attr]]))
+            elif isinstance(e, s.Attr) and _read_axis(e, ctx.in_shape) is not None:
+                shown.setdefault(f"in.{e.attr}", str(_read_axis(e, ctx.in_shape)))
         notes = [", ".join(f"{name} = {value}" for name, value in shown.items())] if shown else []
         notes += [f"`{name}` is given with `--set` (or `load(params=...)`)" for name in given]
-        if ctx.block is not None and self.overridden:  # a block's values may come from them, through its calls
+        if ctx.block is not None and self.overridden:  # a block's values may come from them through calls
             notes.append("the network's parameters given with `--set` (or `load(params=...)`): " +
                          ", ".join(f"{name} = {show(value)}" for name, value in self.overridden.items()))
         return notes
@@ -156,6 +156,12 @@ class ControlFlow:
                 self.count_values(len(ctx.env) + 1, st.count.span, ctx)
                 inner = ctx.but(env={**ctx.env, st.var: i})
             yield from self.join_branches(st.body, kind, inner)
+
+
+def _read_axis(e: s.Attr, in_shape) -> int | None:
+    """The value of `in.c`, `in.h` or `in.w` where the input has that axis; else None."""
+    axis = _AXES.get(e.attr) if e.obj == "in" else None
+    return in_shape[axis] if axis is not None and in_shape is not None and axis < len(in_shape) else None
 
 
 def _holds_shortcut(st: s.IfStmt) -> bool:
