@@ -103,6 +103,32 @@ network t:
     assert net.output_shape == (16, 8, 8)
 
 
+EVERY_BODY = """network t(n = 2):
+    input 8x8x8
+    residual:
+        require in.c == 8
+        conv 1x1 8
+        shortcut:
+            require n > 1
+            identity
+    aux side:
+        require n < 3
+        gap -> flatten -> linear 3
+    with conv(act = relu):
+        require n % 2 == 0
+        conv 1x1 4
+"""
+
+
+@pytest.mark.parametrize("n, failed", [(2, None), (1, "n > 1"), (3, "n < 3"), (4, "n % 2 == 0")])
+def test_requirements_in_residuals_shortcuts_aux_heads_and_withs(n, failed, load_error):
+    if failed is None:
+        assert incdsl.load(EVERY_BODY, params={"n": n}).output_shape == (4, 8, 8)
+    else:
+        (diag,) = load_error(EVERY_BODY, params={"n": n}).diagnostics
+        assert diag.message == f"requirement failed: {failed}"
+
+
 def test_the_tensor_passes_through_unchanged():
     net = incdsl.load("network t:\n    input 3x8x8\n    conv 1x1 5\n    require in.c == 3\n    require yes\n"
                       "    conv 1x1 7\n")
