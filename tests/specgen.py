@@ -404,6 +404,7 @@ def block_statement(ctx: Ctx, shape):
     variant = p.choice(["plain", "if", "residual"])
     if variant == "if":
         body = ["    let d = n * m",
+                '    require d > 0, "d must be positive"',  # holds: a requirement makes nothing
                 "    if m > 1:", "        conv 3x3 d S", "    else:", "        conv 1x1 d -> bn"]
     elif variant == "residual":
         body = ["    conv 1x1 n -> conv 3x3 (n * m) S", "    residual:", "        conv 3x3 in.c S act = off"]

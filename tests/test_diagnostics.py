@@ -126,6 +126,9 @@ KINDS = {
     "line_endings": ("unknown name `clases`", None, 4, 14, []),
     "comment_lone_cr": ("unknown name `clases`", None, 4, 14, []),
     "shuffle_indivisible": ("`shuffle 2` needs a depth divisible by 2", None, 7, 5, []),
+    "require_failed": ("requirement failed: c >= 8 and in.c == 3", None, 5, 13, ["c = 4, in.c = 3"]),
+    "require_message_in_block": ("the depth `c` must be a multiple of the group width `g`", None, 3, 13,
+                                 ["c = 48, g = 7", "in block `grouped` instantiated at require_message_in_block.inc:8:5"]),
 }
 HINTS = {  # the did-you-mean hints of misspelt names
     "unknown_layer": "did you mean `conv`?",

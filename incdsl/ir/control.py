@@ -1,5 +1,5 @@
-"""Lowering's control forms: `let` bindings, `if` / `elif` / `else`, and the branches of a
-join written with `repeat`, `if` and `let` among its `branch:` statements.
+"""Lowering's control forms: `let` bindings, `if` / `elif` / `else`, `require`, and the branches
+of a join written with `repeat`, `if`, `let` and `require` among its `branch:` statements.
 
 All of them are decided while lowering, from values known then (parameters, loop variables,
 `in.c`): none makes a node of its own. A mixin of `lower.Lowerer` (it uses the Lowerer's
@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from ..diagnostics import Label
 from ..lang import syntax as s
-from ..lang.values import EvalError, t_nonneg, truth
+from ..lang.values import EvalError, show, t_nonneg, truth
+from ..lang.walk import iter_exprs
 from .program import KEYWORDS, RESERVED
+
+_AXES = {"c": 0, "h": 1, "w": 2}  # `in.c`, `in.h`, `in.w`
 
 
 class ControlFlow:
@@ -56,6 +59,46 @@ class ControlFlow:
         except EvalError as exc:
             self.fail(exc.message, exc.span, ctx, exc.hint)
 
+    def check_requirement(self, stmt: s.RequireStmt, ctx) -> None:
+        """`require EXPR[, "message"]`: nothing when EXPR is yes; else a spec error at EXPR in the
+        author's words (or the condition's), noting the values it read and where they came from."""
+        value = self.eval(stmt.cond, ctx)
+        try:
+            holds = truth(value, stmt.cond.span, "a requirement")
+        except EvalError as exc:
+            self.fail(exc.message, exc.span, ctx, exc.hint)
+        if holds:
+            return
+        message = stmt.message if stmt.message else f"requirement failed: {self.source_text(stmt.cond.span)}"
+        self.fail(message, stmt.cond.span, ctx, notes=self.requirement_notes(stmt.cond, ctx))
+
+    def source_text(self, span) -> str:
+        """The text of `span` on one line, its runs of spaces (and line continuations) made one space."""
+        lines = self.program.sources.get(span.file, "").split("\n")[span.line - 1:span.end_line]
+        if not lines:
+            return "the condition"
+        lines[-1] = lines[-1][:span.end_col - 1]
+        lines[0] = lines[0][span.col - 1:]
+        return " ".join(" ".join(lines).replace("\\", " ").split())
+
+    def requirement_notes(self, cond, ctx) -> list[str]:
+        """The values of the names `cond` reads (`width = -0.5, in.c = 24`) and which of them were
+        given from outside (`--set`): the author sees why it failed without adding prints."""
+        shown, given = {}, []
+        for e in iter_exprs(cond):
+            if isinstance(e, s.Name) and e.id in ctx.env:
+                shown.setdefault(e.id, show(ctx.env[e.id]))
+                if ctx.block is None and e.id in self.overridden and e.id not in given:
+                    given.append(e.id)  # in the network's body a parameter cannot be rebound
+            elif isinstance(e, s.Attr) and _read_axis(e, ctx.in_shape) is not None:
+                shown.setdefault(f"in.{e.attr}", str(_read_axis(e, ctx.in_shape)))
+        notes = [", ".join(f"{name} = {value}" for name, value in shown.items())] if shown else []
+        notes += [f"`{name}` is given with `--set` (or `load(params=...)`)" for name in given]
+        if ctx.block is not None and self.overridden:  # a block's values may come from them through calls
+            notes.append("the network's parameters given with `--set` (or `load(params=...)`): " +
+                         ", ".join(f"{name} = {show(value)}" for name, value in self.overridden.items()))
+        return notes
+
     def residual_statements(self, stmts, ctx) -> tuple:
         """A residual's statements with each `if` that holds a `shortcut:` in a clause replaced by
         its chosen clause's statements: `if stride == 2: shortcut: ...` chooses the shortcut
@@ -85,6 +128,8 @@ class ControlFlow:
                 yield st, ctx
             elif isinstance(st, s.LetStmt):
                 ctx = self.bind_let(st, ctx)
+            elif isinstance(st, s.RequireStmt):
+                self.check_requirement(st, ctx)
             elif isinstance(st, s.IfStmt):
                 clause = self.chosen_clause(st, ctx)
                 if clause is not None:
@@ -111,6 +156,12 @@ class ControlFlow:
                 self.count_values(len(ctx.env) + 1, st.count.span, ctx)
                 inner = ctx.but(env={**ctx.env, st.var: i})
             yield from self.join_branches(st.body, kind, inner)
+
+
+def _read_axis(e: s.Attr, in_shape) -> int | None:
+    """The value of `in.c`, `in.h` or `in.w` where the input has that axis; else None."""
+    axis = _AXES.get(e.attr) if e.obj == "in" else None
+    return in_shape[axis] if axis is not None and in_shape is not None and axis < len(in_shape) else None
 
 
 def _holds_shortcut(st: s.IfStmt) -> bool:

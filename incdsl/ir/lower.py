@@ -97,6 +97,7 @@ class Lowerer(ControlFlow, NamedTensors):
         self.aux_spans: dict[str, Span] = {}  # aux head name -> the statement that made it
         self.estimate = SizeEstimate(program.blocks, max_layers)
         self.float_overrides: dict[str, float] = {}  # network parameters given whole floats (`--set n=1e3`)
+        self.overridden: dict = {}  # network parameters given with `--set` or `load(params=...)`, and their values
 
     # errors
     def fail(self, message, span, ctx: Ctx | None, hint=None, notes=(), labels=()):
@@ -189,6 +190,7 @@ class Lowerer(ControlFlow, NamedTensors):
         """The sink's result: the IR graph (`GraphSink`, the default)."""
         ctx = Ctx("", {}, None, {})
         self.float_overrides = {k: v for k, (v, _) in overrides.items() if isinstance(v, float) and v.is_integer()}
+        self.overridden = {k: v for k, (v, _) in overrides.items()}
         env = self.bind_params(net, [], dict(overrides), net.name_span, ctx, overrides=True)
         ctx = ctx.but(env=env)
         body = list(net.body)
@@ -280,6 +282,8 @@ class Lowerer(ControlFlow, NamedTensors):
             for stmt in stmts:
                 if isinstance(stmt, s.LetStmt):  # binds for the statements after it
                     ctx = self.bind_let(stmt, ctx)
+                elif isinstance(stmt, s.RequireStmt):  # makes nothing: `cur` passes through
+                    self.check_requirement(stmt, ctx)
                 else:
                     cur = self.lower_stmt(stmt, cur, ctx)
         finally:

@@ -17,7 +17,7 @@ from ..lang.parse import count_tokens, normalize, parse
 from ..lang.values import WORDS
 from ..ops.table import LAYER_OPS, SYMBOLS
 
-CONTROL_WORDS = {"let", "if", "elif", "else", "and", "or", "not"}  # words of `let`, `if` and conditions
+CONTROL_WORDS = {"let", "if", "elif", "else", "and", "or", "not", "require"}  # words of `let`, `if`, `require`, conditions
 KEYWORDS = {"include", "network", "block", "input", "concat", "add", "residual", "mean", "max", "multiply", "gate",
             "branch", "shortcut", "repeat", "with", "aux", "from", "as", "named", "take"} | CONTROL_WORDS
 RESERVED = WORDS | SYMBOLS | {"in"}  # words that are values, never names

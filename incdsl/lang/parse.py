@@ -321,6 +321,12 @@ class _ToAst(Transformer):
     def if_stmt(self, meta, c):
         return s.IfStmt(tuple(x for x in c if x is not None), self.sp(meta))
 
+    def require_stmt(self, meta, c):
+        cond, message = c
+        start, end = self.sp(meta), _tok_span(self.file, message) if message else cond.span
+        span = Span(self.file, start.line, start.col, end.end_line, end.end_col)  # not the line break
+        return s.RequireStmt(cond, str(message)[1:-1] if message else None, span)
+
     def if_clause(self, meta, c):
         return s.IfClause("if", c[0], c[1], self.sp(meta))
 
@@ -369,7 +375,7 @@ class _ToAst(Transformer):
 # Human names for the terminals Lark may report as expected.
 _TERMINAL_NAMES = {
     "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "DIMS": "a size such as `3x3`",
-    "STRING": "a quoted path", "_NL": "end of line", "_INDENT": "an indented block",
+    "STRING": "a quoted string", "_NL": "end of line", "_INDENT": "an indented block",
     "_DEDENT": "end of the indented block", "COLON": "`:`", "LPAR": "`(`", "RPAR": "`)`",
     "COMMA": "`,`", "EQUAL": "`=`", "SLASH": "`/`", "__ANON_0": "`->`", "$END": "end of file",
     "MINUS": "`-`", "PLUS": "`+`", "STAR": "`*`", "DOT": "`.`", "COMPARE": "a comparison such as `==`",
@@ -440,6 +446,8 @@ _FORMS = {
     "elif": "`elif n > 1:` right after an `if` clause, at the same indentation",
     "else": "`else:` right after an `if` or `elif` clause, at the same indentation",
     "let": "`let d = 16 + alpha * (i + 1) // n`, one name and one expression",
+    "require": "`require width > 0` or `require width > 0, \"width must be positive\"`, a condition "
+               "and an optional quoted message",
 }
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -587,7 +595,9 @@ def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> IncdslError:
             hint = _EXAMPLE
         lines = text.split("\n")
         misplaced = misplaced_statement(lines[line - 1], col) if 1 <= line <= len(lines) else None
-        if misplaced is not None and "->" in misplaced[0]:  # the word was read as a layer's name
+        # After `->` the word was read as a layer's name; after `:`, a `let` or `require` (no
+        # `:` of its own) cannot be the header of a statement with a body.
+        if misplaced is not None and ("->" in misplaced[0] or misplaced[0].split("`")[1] not in _BODY_WORDS):
             msg, hint, at = misplaced
             word = msg.split("`")[1]
             return error(msg, Span(file, line, at, line, at + len(word)), hint=hint)

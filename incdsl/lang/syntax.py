@@ -204,8 +204,16 @@ class IfStmt:
     span: Span
 
 
+@dataclass(frozen=True)
+class RequireStmt:
+    """`require EXPR` or `require EXPR, "message"`: lowering fails unless EXPR is yes; no layer."""
+    cond: "Expr"
+    message: str | None
+    span: Span
+
+
 Stmt = Union[Chain, InputStmt, Composite, BranchStmt, ShortcutStmt, RepeatStmt, WithStmt, AuxStmt, LetStmt,
-             IfStmt, IfClause]
+             IfStmt, IfClause, RequireStmt]
 
 
 # --- top level -----------------------------------------------------------------------------

@@ -189,6 +189,8 @@ class Finder:
             self.expr(st.value, st.name, owner)
         elif isinstance(st, s.IfClause) and st.cond is not None:
             self.expr(st.cond, st.kind, owner)
+        elif isinstance(st, s.RequireStmt):
+            self.expr(st.cond, "require", owner)
 
     def args(self, args, context: str, owner: tuple) -> None:
         for i, a in enumerate(args):
