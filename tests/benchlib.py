@@ -14,12 +14,17 @@ HEADER = "| network | mode | exec | level | ours img/s | ref img/s | ours/ref | 
 QUICK = ["--device", "cpu", "--batch", "2", "--iters", "1", "--warmup", "0", "--networks", "tiny"]
 
 
-@pytest.fixture(scope="module")
-def runtime():
-    spec = importlib.util.spec_from_file_location("benchmarks_runtime", ROOT / "benchmarks" / "runtime.py")
+def load_benchmark(name: str):
+    """benchmarks/NAME.py as a module (the folder is no package)."""
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    return load_benchmark("runtime")
 
 
 @pytest.fixture

@@ -102,3 +102,14 @@ def quiet() -> contextlib.ExitStack:
 def one_layer(layer: str, shape: str = "6x3x3") -> str:
     """A network of one statement (`layer`, which may chain with `->`) on a `shape` input."""
     return f"network t:\n    input {shape}\n    {layer}\n"
+
+
+def run_cli(capsys, *argv):
+    """`incdsl ARGV` in this process: (exit code, stdout, stderr); argparse's exits give their code."""
+    from incdsl.cli import main
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
 import incdsl  # noqa: E402
-from benchlib import HEADER, QUICK, runtime, table_rows, tiny  # noqa: E402,F401  (fixtures)
+from benchlib import HEADER, QUICK, load_benchmark, runtime, table_rows, tiny  # noqa: E402,F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 GPU_SH = ROOT / "benchmarks" / "gpu.sh"
@@ -238,10 +238,7 @@ def test_gpu_sh_usage_errors(args, env, message):
 # --- benchmarks/kernels.py: kernel time by category, ours against the reference ----------------
 
 def kernels_module():
-    spec = importlib.util.spec_from_file_location("benchmarks_kernels", ROOT / "benchmarks" / "kernels.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("kernels")
 
 
 @pytest.mark.parametrize("name, expected", [

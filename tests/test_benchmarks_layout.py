@@ -2,7 +2,6 @@
 No timing is asserted (machines here are noisy)."""
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -10,15 +9,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from benchlib import load_benchmark  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def layout():
-    spec = importlib.util.spec_from_file_location("benchmarks_layout", ROOT / "benchmarks" / "layout.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("layout")
 
 
 def test_layout_times_both_layouts_of_each_spec_and_their_outputs_agree(layout, capsys):

@@ -6,6 +6,7 @@ import pytest
 
 import incdsl
 from incdsl.cli import main
+from speclib import run_cli as run
 
 GOOD = """\
 network tiny(classes = 10):
@@ -25,12 +26,6 @@ network tiny:
         branch: conv 1x1 8
         branch: conv 3x3 8
 """
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from incdsl.cli import main
 from incdsl.report.tables import parse_amount
+from speclib import run_cli as run
 
 SPEC = """network tiny(classes = 10):
     input 3x32x32
@@ -27,12 +27,6 @@ def spec(tmp_path):
     path = tmp_path / "tiny.inc"
     path.write_text(SPEC)
     return str(path)
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_json_totals_and_rows(spec, capsys):

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from incdsl.cli import main
+from speclib import run_cli as run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 A = """network tiny(classes = 10):
@@ -25,12 +25,6 @@ def specs(tmp_path):
     (tmp_path / "a.inc").write_text(A)
     (tmp_path / "b.inc").write_text(B)
     return str(tmp_path / "a.inc"), str(tmp_path / "b.inc")
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_batch_scales_activations_and_memory_and_says_macs_are_per_image(specs, capsys):

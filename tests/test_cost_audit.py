@@ -9,6 +9,7 @@ import pytest
 
 from incdsl.cli import main
 from incdsl.report.tables import parse_amount
+from speclib import run_cli as run
 
 SPEC = """network tiny(classes = 10):
     input 3x32x32
@@ -24,12 +25,6 @@ def spec(tmp_path):
     path = tmp_path / "tiny.inc"
     path.write_text(SPEC)
     return str(path)
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_the_spec_costs_what_the_tests_assume(spec, capsys):

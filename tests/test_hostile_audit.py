@@ -6,7 +6,6 @@ input. The spec-only tests need no torch; the others skip without it.
 """
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import os
@@ -17,6 +16,7 @@ import pytest
 import incdsl
 from incdsl.cli import main
 from incdsl.passes.cost import count_costs
+from speclib import run_cli as run
 
 HEAD = "network n:\n    input 3x8x8\n"
 TINY = os.path.join(os.path.dirname(__file__), "data", "train_tiny.inc")
@@ -27,12 +27,6 @@ def write(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text)
     return path
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # network parameters: checked as a block's --------------------------------------------------

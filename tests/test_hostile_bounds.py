@@ -27,6 +27,7 @@ from incdsl.search import load_space
 from incdsl.search.sampling import check_plan
 from incdsl.search.space import approximate
 from incdsl.lang.values import INT_LIMIT, EvalError, evaluate
+from speclib import run_cli as run
 
 REPO = Path(__file__).resolve().parent.parent
 MEMORY_LIMIT = 2 * 1024 ** 3
@@ -44,12 +45,6 @@ def run_bounded(*args, cwd, timeout=30):
                               capture_output=True, text=True, timeout=timeout, preexec_fn=limit)
     except subprocess.TimeoutExpired:
         pytest.fail(f"incdsl {' '.join(map(str, args))} ran past {timeout} s")
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --- item 4: the size of a network is bounded before lowering

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from incdsl.cli import main
+from speclib import run_cli as run
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = str(ROOT / "specs" / "search" / "inception_space.inc")
@@ -50,15 +50,6 @@ def spec(tmp_path) -> Path:
     path = tmp_path / "tiny.inc"
     path.write_text(SPEC)
     return path
-
-
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's usage errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_line_error(code: int, err: str, path) -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import incdsl
 from incdsl.cli import main
 from incdsl.report.tables import parse_amount
+from speclib import run_cli as run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INCEPTION_SPACE = os.path.join(ROOT, "specs", "search", "inception_space.inc")
@@ -44,12 +45,6 @@ def space(tmp_path):
     path = tmp_path / "small.inc"
     path.write_text(SPACE)
     return str(path)
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def read_index(out):

@@ -20,31 +20,7 @@ from incdsl.train.epoch import Run, backward_step, train_epoch
 from incdsl.train.optim import WeightAverage, build_optimizer, learning_rate
 from incdsl.train.recipes import Recipe
 
-CLASSES, FEATURES, BATCH = 3, 6, 4
-
-
-class Tiny(torch.nn.Module):
-    """A classifier with what the training loop reads of a module: `num_classes`."""
-
-    num_classes = CLASSES
-
-    def __init__(self):
-        super().__init__()
-        self.fc = torch.nn.Linear(FEATURES, CLASSES)
-
-    def forward(self, x):
-        return self.fc(x.flatten(1))
-
-
-class InfOn:
-    """A gradient hook that makes the gradient inf on the given backward passes (1-based)."""
-
-    def __init__(self, *passes: int):
-        self.passes, self.calls = set(passes), 0
-
-    def __call__(self, grad):
-        self.calls += 1
-        return grad * float("inf") if self.calls in self.passes else grad
+from trainlib import BATCH, CLASSES, FEATURES, InfOn, Tiny
 
 
 def make_run(*, ema_decay=0.9, warmup_epochs=1.0, clip_grad=0.0, steps_per_epoch=4) -> Run:

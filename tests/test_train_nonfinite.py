@@ -26,29 +26,7 @@ from incdsl.train.epoch import NonFiniteLoss, Run, train_epoch  # noqa: E402
 from incdsl.train.optim import WeightAverage, build_optimizer  # noqa: E402
 from incdsl.train.recipes import Recipe  # noqa: E402
 
-CLASSES, FEATURES, BATCH = 3, 6, 4
-
-
-class Tiny(torch.nn.Module):
-    num_classes = CLASSES
-
-    def __init__(self):
-        super().__init__()
-        self.fc = torch.nn.Linear(FEATURES, CLASSES)
-
-    def forward(self, x):
-        return self.fc(x.flatten(1))
-
-
-class InfOn:
-    """A gradient hook that makes the gradient inf on the given backward passes (1-based)."""
-
-    def __init__(self, *passes: int):
-        self.passes, self.calls = set(passes), 0
-
-    def __call__(self, grad):
-        self.calls += 1
-        return grad * float("inf") if self.calls in self.passes else grad
+from trainlib import BATCH, CLASSES, FEATURES, InfOn, Tiny  # noqa: E402
 
 
 def make_run(*, ema_decay=0.0, steps_per_epoch=4, init_scale=2.0 ** 8, scaler=True) -> Run:
